@@ -1,0 +1,19 @@
+// The shape of one row of the op table. Each row gives the attrs schema (zod) and
+// the shape/dtype rule; CPU semantics live in backends/cpu, VJPs in passes/autodiff,
+// WGSL lowerings in backends/webgpu, each keyed by the same op name.
+import type { z } from 'zod';
+import type { Attrs, TensorType } from '../graph.ts';
+
+export interface OpDef<A extends Attrs = Attrs> {
+  readonly name: string;
+  /** Exact input count, or [min, max] (max = Infinity for variadic ops). */
+  readonly arity: number | readonly [number, number];
+  readonly attrs: z.ZodType<A>;
+  /** Result type from input types and attrs; throws ShapeError with a reason on bad input. */
+  readonly infer: (inputs: readonly TensorType[], attrs: A) => TensorType;
+  readonly doc: string;
+}
+
+export function defineOp<A extends Attrs>(def: OpDef<A>): OpDef<A> {
+  return def;
+}

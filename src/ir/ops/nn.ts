@@ -1,0 +1,73 @@
+// Transformer building blocks kept whole until lowering: RoPE and attention.
+import { z } from 'zod';
+import { broadcastShapes, formatShape, ShapeError } from '../shape.ts';
+import { defineOp } from './def.ts';
+
+export const rope = defineOp({
+  name: 'rope',
+  arity: 2,
+  attrs: z.strictObject({
+    theta: z.number().positive().default(10000),
+    /** Linear position scaling (rope_scaling type linear): positions are divided by this. */
+    scaling_factor: z.number().positive().default(1),
+    /** Rotate by -angle: the transpose of the rotation, used by the VJP. */
+    inverse: z.boolean().default(false),
+  }),
+  infer: ([x, pos]) => {
+    if (x.shape.length !== 4)
+      throw new ShapeError(`rope input must be [batch, heads, seq, head_dim], got ${formatShape(x.shape)}`);
+    const [b, , s, d] = x.shape;
+    if (d % 2 !== 0) throw new ShapeError(`rope head_dim must be even, got ${d}`);
+    if (pos.dtype !== 'i32') throw new ShapeError(`rope positions must be i32, got ${pos.dtype}`);
+    const ok =
+      (pos.shape.length === 1 && pos.shape[0] === s) ||
+      (pos.shape.length === 2 && pos.shape[0] === b && pos.shape[1] === s);
+    if (!ok)
+      throw new ShapeError(`rope positions must be [${s}] or [${b},${s}], got ${formatShape(pos.shape)}`);
+    return x;
+  },
+  doc: 'HF rotary embedding (rotate_half): x*cos + rotate_half(x)*sin, inv_freq = theta^(-2i/d)',
+});
+
+export const attention = defineOp({
+  name: 'attention',
+  arity: [3, 4],
+  attrs: z.strictObject({
+    causal: z.boolean().default(true),
+    /** Softmax scale; null means 1/sqrt(head_dim). */
+    scale: z.number().nullable().default(null),
+  }),
+  infer: ([q, k, v, mask]) => {
+    for (const [n, t] of [
+      ['q', q],
+      ['k', k],
+      ['v', v],
+    ] as const) {
+      if (t.shape.length !== 4)
+        throw new ShapeError(
+          `attention ${n} must be [batch, heads, seq, head_dim], got ${formatShape(t.shape)}`,
+        );
+    }
+    const [b, hq, s, d] = q.shape;
+    const [bk, hk, t, dk] = k.shape;
+    if (bk !== b || dk !== d)
+      throw new ShapeError(`attention k ${formatShape(k.shape)} does not match q ${formatShape(q.shape)}`);
+    if (v.shape[0] !== b || v.shape[1] !== hk || v.shape[2] !== t) {
+      throw new ShapeError(`attention v ${formatShape(v.shape)} does not match k ${formatShape(k.shape)}`);
+    }
+    if (hq % hk !== 0)
+      throw new ShapeError(`attention query heads ${hq} are not a multiple of kv heads ${hk} (GQA)`);
+    if (mask) {
+      const bs = broadcastShapes(mask.shape, [b, hq, s, t]);
+      if (bs.length !== 4 || bs.some((x, i) => x !== [b, hq, s, t][i])) {
+        throw new ShapeError(
+          `attention mask ${formatShape(mask.shape)} does not broadcast to [${b},${hq},${s},${t}]`,
+        );
+      }
+      if (mask.dtype !== q.dtype)
+        throw new ShapeError(`attention mask must be additive ${q.dtype}, got ${mask.dtype}`);
+    }
+    return { dtype: q.dtype, shape: [b, hq, s, v.shape[3]] };
+  },
+  doc: 'softmax(q k^T * scale + mask [+ causal]) v; kv heads repeat for GQA; causal aligns the last query with the last key',
+});
