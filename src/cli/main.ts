@@ -1,0 +1,26 @@
+// The `peftc` command. Each subcommand lives in src/cli/commands/<name>.ts and
+// exports `register(program)`; add it to the list below.
+import { Command } from 'commander';
+import { formatError } from './errors.ts';
+
+const program = new Command('peftc')
+  .description('a compiler for parameter-efficient fine-tuning (LoRA, QLoRA, ...) on WebGPU')
+  .showHelpAfterError()
+  .exitOverride();
+
+const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
+  () => import('./commands/demo.ts'),
+];
+
+for (const load of commands) (await load()).register(program);
+
+try {
+  await program.parseAsync(process.argv);
+  process.exit(0);
+} catch (e) {
+  const code = (e as { code?: string }).code;
+  if (code === 'commander.helpDisplayed' || code === 'commander.version') process.exit(0);
+  if (code?.startsWith('commander.')) process.exit(2);
+  console.error(formatError(e));
+  process.exit(1);
+}
