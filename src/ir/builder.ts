@@ -221,6 +221,26 @@ export class GraphBuilder {
     return this.op('embedding', [table, ids]);
   }
 
+  // --- for gradients
+  scatterAdd(updates: Value, idx: Value, axis: number, size: number): Value {
+    return this.op('scatter_add', [updates, idx], { axis, size });
+  }
+  oneHot(ids: Value, depth: number): Value {
+    return this.op('one_hot', [ids], { depth });
+  }
+  greater(a: Value, b: Value): Value {
+    return this.op('greater', [a, b]);
+  }
+  equal(a: Value, b: Value): Value {
+    return this.op('equal', [a, b]);
+  }
+  sign(x: Value): Value {
+    return this.op('sign', [x]);
+  }
+  broadcastTo(x: Value, shape: number[]): Value {
+    return this.op('broadcast_to', [x], { shape });
+  }
+
   // --- transformer blocks
   rope(x: Value, positions: Value, attrs?: In<'rope'>): Value {
     return this.op('rope', [x, positions], attrs);

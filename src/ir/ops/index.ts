@@ -3,6 +3,7 @@
 import type { Attrs } from '../graph.ts';
 import type { OpDef } from './def.ts';
 import * as elementwise from './elementwise.ts';
+import * as grad from './grad.ts';
 import * as layout from './layout.ts';
 import * as linalg from './linalg.ts';
 import * as nn from './nn.ts';
@@ -55,6 +56,12 @@ const core = {
   embedding: layout.embedding,
   rope: nn.rope,
   attention: nn.attention,
+  scatter_add: grad.scatter_add,
+  one_hot: grad.one_hot,
+  greater: grad.greater,
+  equal: grad.equal,
+  sign: grad.sign,
+  broadcast_to: grad.broadcast_to,
 } as const;
 
 export type CoreOpName = keyof typeof core;
