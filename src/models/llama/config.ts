@@ -1,0 +1,186 @@
+// LLaMA-family configuration from an HF config.json. Reads both dialects:
+// transformers 4 (rope_theta, rope_scaling, torch_dtype) and transformers 5
+// (rope_parameters, dtype). Unknown keys are ignored (configs carry many).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+export interface LlamaConfig {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly numLayers: number;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  /** Linear RoPE position scaling: positions are divided by this (1 = none). */
+  readonly ropeLinearFactor: number;
+  readonly tieWordEmbeddings: boolean;
+  readonly attentionBias: boolean;
+  readonly mlpBias: boolean;
+  readonly maxPositionEmbeddings: number;
+  /** Storage dtype of the checkpoint (compute is f32 regardless). */
+  readonly torchDtype: 'float32' | 'float16' | 'bfloat16';
+  readonly bosTokenId?: number;
+  readonly eosTokenId?: number;
+  readonly padTokenId?: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const posInt = z.number().int().positive();
+const ropeScaling = z
+  .looseObject({
+    rope_type: z.string().optional(),
+    type: z.string().optional(),
+    factor: z.number().positive().optional(),
+    rope_theta: z.number().positive().optional(),
+  })
+  .nullable()
+  .optional();
+
+const hfConfig = z.looseObject({
+  model_type: z.string().optional(),
+  vocab_size: posInt,
+  hidden_size: posInt,
+  intermediate_size: posInt,
+  num_hidden_layers: posInt,
+  num_attention_heads: posInt,
+  num_key_value_heads: posInt.nullable().optional(),
+  head_dim: posInt.nullable().optional(),
+  rms_norm_eps: z.number().positive().default(1e-6),
+  rope_theta: z.number().positive().optional(),
+  rope_scaling: ropeScaling,
+  rope_parameters: ropeScaling,
+  tie_word_embeddings: z.boolean().default(false),
+  attention_bias: z.boolean().default(false),
+  mlp_bias: z.boolean().default(false),
+  hidden_act: z.string().default('silu'),
+  max_position_embeddings: posInt.default(2048),
+  torch_dtype: z.string().nullable().optional(),
+  dtype: z.string().nullable().optional(),
+  bos_token_id: z
+    .union([z.number().int(), z.array(z.number().int())])
+    .nullable()
+    .optional(),
+  eos_token_id: z
+    .union([z.number().int(), z.array(z.number().int())])
+    .nullable()
+    .optional(),
+  pad_token_id: z.number().int().nullable().optional(),
+});
+
+const SUPPORTED_TYPES = new Set(['llama', 'mistral', 'qwen2', 'smollm', 'tinyllama']);
+
+function firstId(v: number | number[] | null | undefined): number | undefined {
+  if (v === null || v === undefined) return undefined;
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Parses an HF config object; `file` is used in error messages. */
+export function parseLlamaConfig(json: unknown, file = 'config.json'): LlamaConfig {
+  const r = hfConfig.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new ConfigError(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  const c = r.data;
+  if (c.model_type && !SUPPORTED_TYPES.has(c.model_type)) {
+    throw new ConfigError(
+      `${file}: model_type '${c.model_type}' is not a LLaMA-family decoder (supported: ${[...SUPPORTED_TYPES].join(', ')})`,
+    );
+  }
+  if (c.hidden_act !== 'silu')
+    throw new ConfigError(`${file}: hidden_act '${c.hidden_act}' is not supported (LLaMA uses silu)`);
+  const scaling = c.rope_parameters ?? c.rope_scaling ?? null;
+  const ropeType = scaling?.rope_type ?? scaling?.type ?? 'default';
+  if (ropeType !== 'default' && ropeType !== 'linear') {
+    throw new ConfigError(
+      `${file}: rope type '${ropeType}' is not supported yet (supported: default, linear)`,
+    );
+  }
+  const numKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
+  if (c.num_attention_heads % numKvHeads !== 0) {
+    throw new ConfigError(
+      `${file}: num_attention_heads ${c.num_attention_heads} is not a multiple of num_key_value_heads ${numKvHeads}`,
+    );
+  }
+  const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
+    throw new ConfigError(
+      `${file}: head_dim ${headDim} must be an even integer (hidden_size / num_attention_heads)`,
+    );
+  }
+  const dt = c.dtype ?? c.torch_dtype ?? 'float32';
+  const torchDtype = dt === 'bfloat16' || dt === 'float16' ? dt : 'float32';
+  return {
+    vocabSize: c.vocab_size,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numLayers: c.num_hidden_layers,
+    numHeads: c.num_attention_heads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: c.rms_norm_eps,
+    ropeTheta: scaling?.rope_theta ?? c.rope_theta ?? 10000,
+    ropeLinearFactor: ropeType === 'linear' ? (scaling?.factor ?? 1) : 1,
+    tieWordEmbeddings: c.tie_word_embeddings,
+    attentionBias: c.attention_bias,
+    mlpBias: c.mlp_bias,
+    maxPositionEmbeddings: c.max_position_embeddings,
+    torchDtype,
+    bosTokenId: firstId(c.bos_token_id),
+    eosTokenId: firstId(c.eos_token_id),
+    padTokenId: c.pad_token_id ?? undefined,
+  };
+}
+
+export function readLlamaConfig(dir: string): LlamaConfig {
+  const file = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new ConfigError(
+      `${file}: cannot read the model config (is '${dir}' a Hugging Face model directory?)`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  return parseLlamaConfig(json, file);
+}
+
+/** The HF config.json (transformers 4 dialect) for a config, for writing merged models. */
+export function toHfConfig(c: LlamaConfig): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeLinearFactor !== 1 ? { rope_type: 'linear', factor: c.ropeLinearFactor } : null,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    attention_bias: c.attentionBias,
+    mlp_bias: c.mlpBias,
+    hidden_act: 'silu',
+    max_position_embeddings: c.maxPositionEmbeddings,
+    torch_dtype: c.torchDtype,
+    bos_token_id: c.bosTokenId ?? null,
+    eos_token_id: c.eosTokenId ?? null,
+    pad_token_id: c.padTokenId ?? null,
+  };
+}

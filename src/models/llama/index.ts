@@ -1,0 +1,3 @@
+export { buildLlama, causalLmLoss, type LlamaBuildOptions, type LlamaShape } from './build.ts';
+export { ConfigError, type LlamaConfig, parseLlamaConfig, readLlamaConfig, toHfConfig } from './config.ts';
+export { PRESETS, presetConfig } from './presets.ts';
