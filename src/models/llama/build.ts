@@ -75,9 +75,8 @@ export function buildLlama(c: LlamaConfig, shape: LlamaShape, opts: LlamaBuildOp
       const n1 = rmsnorm(b, h, 'input_layernorm', c.hiddenSize, c.rmsNormEps);
       const a = b.withScope('self_attn', () => attention(b, c, n1, positions, shape));
       const h1 = b.add(h, a);
-      const m = b.withScope('mlp', () =>
-        mlp(b, c, rmsnorm(b, h1, 'post_attention_layernorm', c.hiddenSize, c.rmsNormEps)),
-      );
+      const n2 = rmsnorm(b, h1, 'post_attention_layernorm', c.hiddenSize, c.rmsNormEps);
+      const m = b.withScope('mlp', () => mlp(b, c, n2));
       return b.add(h1, m);
     });
   }
