@@ -23,11 +23,26 @@ type In<K extends CoreOpName> = Partial<OpAttrs<K>>;
 
 export class GraphBuilder {
   private readonly nodes: Node[] = [];
+  private readonly byId = new Map<number, Node>();
   private nextId: number;
   private scopeStack: string[] = [];
 
   constructor(opts: { startId?: number } = {}) {
     this.nextId = opts.startId ?? 0;
+  }
+
+  /** A builder that continues `g`: its nodes are kept as they are and new ids follow its largest. */
+  static from(g: Graph): GraphBuilder {
+    const b = new GraphBuilder({ startId: g.maxId() + 1 });
+    for (const n of g.nodes) b.push(n);
+    return b;
+  }
+
+  /** The Value of a node already in this builder. */
+  value(id: number): Value {
+    const n = this.byId.get(id);
+    if (!n) throw new BuildError(`no node %${id} in this builder`);
+    return { id, type: n.type };
   }
 
   get scope(): string {
@@ -74,8 +89,13 @@ export class GraphBuilder {
       throw e;
     }
     const id = this.nextId++;
-    this.nodes.push({ id, op, inputs: inputs.map((v) => v.id), attrs: parsed.data as Attrs, type, scope });
+    this.push({ id, op, inputs: inputs.map((v) => v.id), attrs: parsed.data as Attrs, type, scope });
     return { id, type };
+  }
+
+  private push(n: Node): void {
+    this.nodes.push(n);
+    this.byId.set(n.id, n);
   }
 
   /** Re-adds an existing node with new inputs (for passes that copy a graph). */
