@@ -1,0 +1,42 @@
+// The optimizer as a graph pass: after autodiff, every trainable param p with an
+// output `grad:<p>` gets its update appended to the graph, and the new values go
+// out as `assign:<p>` (written back in place by the backend, see backends/backend.ts).
+// The learning rate and the step count are runtime inputs (`lr`, `step`), so one
+// compiled graph serves every step of a schedule.
+import type { GraphBuilder, Value } from '../../ir/builder.ts';
+import type { Node } from '../../ir/graph.ts';
+
+/** Hyper-parameters of one param group (LoRA+ puts lora_B in a group with a larger lr). */
+export interface ParamGroup {
+  readonly name: string;
+  /** Multiplies the base `lr` input for params in this group. */
+  readonly lrScale: number;
+  readonly weightDecay: number;
+  /** A rule of its own for this group (e.g. GaLore's projected AdamW); default: the pass's rule. */
+  readonly rule?: UpdateRule;
+}
+
+export interface UpdateContext {
+  readonly b: GraphBuilder;
+  readonly param: Node;
+  readonly value: Value;
+  readonly grad: Value;
+  readonly group: ParamGroup;
+  /** Scalar f32: the group's learning rate this step. */
+  readonly lr: Value;
+  /** Scalar f32: the 1-based step number t. */
+  readonly step: Value;
+  /** Declares an optimizer state tensor for this param (zeros at start) and returns its value. */
+  state(kind: string, shape?: readonly number[]): Value;
+  /** Sets the next value of a state tensor declared with `state`. */
+  assignState(kind: string, next: Value): void;
+}
+
+/** One optimizer's update rule: returns the param's next value. */
+export type UpdateRule = (ctx: UpdateContext) => Value;
+
+export const GRAD_PREFIX = 'grad:';
+
+export function stateName(kind: string, param: string): string {
+  return `optimizer.${kind}.${param}`;
+}
