@@ -2,7 +2,7 @@
 // attrs schema, type rule). Errors name the node, its scope, and show its neighbours.
 import type { Graph, Node } from './graph.ts';
 import { getOp, hasOp } from './ops/index.ts';
-import { printNode } from './printer.ts';
+import { printNode, printScope } from './printer.ts';
 import { sameShape } from './shape.ts';
 
 export interface Problem {
@@ -18,9 +18,9 @@ export class VerifyError extends Error {
     readonly context: string,
     where?: string,
   ) {
-    super(
-      `${where ? `${where}: ` : ''}IR verification failed: ${problems[0].message}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}\n${context}`,
-    );
+    const first = problems[0]?.message ?? 'no problem recorded';
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+    super(`${where ? `${where}: ` : ''}IR verification failed: ${first}${more}\n${context}`);
   }
 }
 
@@ -54,6 +54,11 @@ export function checkNode(n: Node, typeOf: (id: number) => Node['type']): string
   return null;
 }
 
+/** How messages name a node: `%3 (linear @model.layers.0.mlp.up_proj)`. */
+export function nodeLabel(n: Node): string {
+  return `%${n.id} (${n.op}${printScope(n.scope)})`;
+}
+
 /** All problems in a graph (empty when it is well formed). */
 export function findProblems(g: Graph): Problem[] {
   const problems: Problem[] = [];
@@ -62,7 +67,7 @@ export function findProblems(g: Graph): Problem[] {
   const names = new Map<string, number>();
   g.nodes.forEach((n, at) => {
     if (seen.has(n.id)) {
-      problems.push({ at, message: `%${n.id} is defined twice` });
+      problems.push({ at, message: `${nodeLabel(n)}: %${n.id} is defined twice` });
       return;
     }
     const bad = n.inputs.find((i) => !seen.has(i));
@@ -70,20 +75,20 @@ export function findProblems(g: Graph): Problem[] {
       problems.push({
         at,
         message: everywhere.has(bad)
-          ? `%${n.id} uses %${bad} before its definition (a cycle or wrong order)`
-          : `%${n.id} uses %${bad}, which is not defined anywhere (dangling input)`,
+          ? `${nodeLabel(n)}: uses %${bad} before its definition (a cycle, or nodes out of order)`
+          : `${nodeLabel(n)}: uses %${bad}, which is not defined anywhere (dangling input)`,
       });
       seen.set(n.id, n);
       return;
     }
     const msg = checkNode(n, (id) => seen.get(id)!.type);
-    if (msg) problems.push({ at, message: `%${n.id}: ${msg}` });
+    if (msg) problems.push({ at, message: `${nodeLabel(n)}: ${msg}` });
     if (n.op === 'param' || n.op === 'input') {
       const key = `${n.op}:${String(n.attrs.name)}`;
       if (names.has(key))
         problems.push({
           at,
-          message: `%${n.id}: ${n.op} name '${String(n.attrs.name)}' is already used by %${names.get(key)}`,
+          message: `${nodeLabel(n)}: ${n.op} name '${String(n.attrs.name)}' is already used by %${names.get(key)}`,
         });
       else names.set(key, n.id);
     }
@@ -99,13 +104,24 @@ export function findProblems(g: Graph): Problem[] {
   return problems;
 }
 
-/** A few nodes around position `at`, the bad one marked with '>'. */
+/**
+ * A few nodes around position `at` (the bad one marked with '>'), then the bad node's
+ * inputs defined further away, since their types explain most shape errors.
+ */
 export function contextAround(g: Graph, at: number, radius = 2): string {
-  if (at < 0) return `  outputs: ${g.outputs.map((o) => `${o.name}=%${o.id}`).join(', ')}`;
+  if (at < 0 || at >= g.nodes.length)
+    return `  outputs: ${g.outputs.map((o) => `${o.name}=%${o.id}`).join(', ')}`;
   const lo = Math.max(0, at - radius);
   const hi = Math.min(g.nodes.length - 1, at + radius);
   const lines: string[] = [];
   for (let i = lo; i <= hi; i++) lines.push(`${i === at ? '>' : ' '} ${printNode(g.nodes[i])}`);
+  const far = new Set<number>();
+  for (const id of g.nodes[at].inputs) {
+    const pos = g.nodes.findIndex((n) => n.id === id);
+    if (pos >= 0 && (pos < lo || pos > hi) && !far.has(pos)) far.add(pos);
+  }
+  if (far.size > 0) lines.push('  its inputs:');
+  for (const pos of [...far].sort((a, b) => a - b)) lines.push(`    ${printNode(g.nodes[pos])}`);
   return lines.join('\n');
 }
 
