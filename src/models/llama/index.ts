@@ -1,3 +1,4 @@
 export { buildLlama, causalLmLoss, type LlamaBuildOptions, type LlamaShape } from './build.ts';
 export { ConfigError, type LlamaConfig, parseLlamaConfig, readLlamaConfig, toHfConfig } from './config.ts';
+export { checkModelWeights, type LoadedModel, loadModel, randomLlamaWeights } from './load.ts';
 export { PRESETS, presetConfig } from './presets.ts';
