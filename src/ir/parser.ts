@@ -32,6 +32,8 @@ export class ParseError extends Error {
 export interface ParseOptions {
   /** Shown in error messages (default "<ir>"). */
   readonly file?: string;
+  /** Line number of the text's first line in that file (default 1), for IR embedded in a larger file. */
+  readonly firstLine?: number;
 }
 
 const IDENT = /[A-Za-z_][A-Za-z0-9_]*/y;
@@ -49,6 +51,7 @@ class Reader {
   constructor(
     readonly src: string,
     readonly file: string,
+    private readonly firstLine: number,
   ) {
     for (let i = 0; i < src.length; i++) if (src[i] === '\n') this.lineStarts.push(i + 1);
   }
@@ -147,9 +150,10 @@ class Reader {
   error(reason: string, at: number): never {
     const { line, col } = this.lineCol(at);
     const start = this.lineStarts[line - 1];
+    const shown = line + this.firstLine - 1;
     const end = this.src.indexOf('\n', start);
     const text = this.src.slice(start, end < 0 ? this.src.length : end).replace(/\r$/, '');
-    throw new ParseError(this.file, line, col, reason, text);
+    throw new ParseError(this.file, shown, col, reason, text);
   }
 
   lineCol(at: number): { line: number; col: number } {
@@ -171,7 +175,7 @@ interface Placed {
 
 /** Parses the text form of a graph; throws ParseError with file:line:col on any problem. */
 export function parseGraph(text: string, opts: ParseOptions = {}): Graph {
-  const r = new Reader(text, opts.file ?? '<ir>');
+  const r = new Reader(text, opts.file ?? '<ir>', opts.firstLine ?? 1);
   r.skipAll();
   const start = r.pos;
   if (r.match(IDENT) !== 'graph') r.fail(`'graph'`, start);

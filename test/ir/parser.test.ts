@@ -227,8 +227,21 @@ describe('parseGraph', () => {
     });
   }
 
-  it('uses "<ir>" when no file is given', () => {
+  it('uses "<ir>" when no file is given, and offsets lines by firstLine', () => {
     expect(() => parseGraph('graph {')).toThrow(/^<ir>:1:8: expected/);
+    expect(() => parseGraph('\ngraph {', { file: 'case.ir', firstLine: 5 })).toThrow(
+      /^case\.ir:6:8: expected/,
+    );
+  });
+
+  it('accepts CRLF line ends and keeps the caret under tabs', () => {
+    const crlf = GOLDEN.replace(/\n/g, '\r\n');
+    expect(printGraph(parseGraph(crlf))).toBe(printGraph(parseGraph(GOLDEN)));
+    const e = parseError(crlf.replace('f32[1,4,8]', 'f64[1,4,8]').replace('  %0 =', '\t%0 ='));
+    expect(e.message.split('\n').slice(1)).toEqual([
+      '  \t%0 = input() {name="x"} : f64[1,4,8]',
+      '  \t                          ^',
+    ]);
   });
 
   it('throws only ParseErrors on mutated text (never a TypeError)', () => {
