@@ -2,6 +2,7 @@ export * from './builder.ts';
 export * from './dtype.ts';
 export * from './graph.ts';
 export * from './ops/index.ts';
+export * from './parser.ts';
 export * from './printer.ts';
 export * from './shape.ts';
 export * from './tensor.ts';
