@@ -4,7 +4,7 @@ import type { OpAttrs } from '../../ir/ops/index.ts';
 import { normAxis, strides } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { attrsOf, type CpuKernel, empty, type KernelContext } from './kernel.ts';
-import { aroundAxis } from './util.ts';
+import { aroundAxis, stridedIndex } from './util.ts';
 
 /** Same elements, new shape: shares the input's data (tensors are read-only). */
 export const reshape: CpuKernel = ([x], ctx) => ({
@@ -18,20 +18,11 @@ function permuteAxes(x: Tensor, perm: readonly number[], ctx: KernelContext): Te
   const outShape = perm.map((p) => x.shape[p]);
   const out = empty(ctx, x.dtype, outShape);
   const xs = strides(x.shape);
-  const s = perm.map((p) => xs[p]); // input stride of each out axis
-  const rank = outShape.length;
-  const idx = new Array<number>(rank).fill(0);
-  let src = 0;
-  for (let o = 0; o < out.data.length; o++) {
-    out.data[o] = x.data[src];
-    for (let a = rank - 1; a >= 0; a--) {
-      idx[a]++;
-      src += s[a];
-      if (idx[a] < outShape[a]) break;
-      src -= s[a] * idx[a];
-      idx[a] = 0;
-    }
-  }
+  const src = stridedIndex(
+    outShape,
+    perm.map((p) => xs[p]),
+  );
+  for (let o = 0; o < out.data.length; o++) out.data[o] = x.data[src[o]];
   return out;
 }
 

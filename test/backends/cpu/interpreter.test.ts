@@ -115,6 +115,18 @@ describe('errors', () => {
     );
   });
 
+  it('names the position of an out-of-range index', () => {
+    const b2 = new GraphBuilder();
+    const table = b2.input('table', 'f32', [3, 2]);
+    const ids = b2.input('ids', 'i32', [4]);
+    const g2 = b2.build({ y: b2.withScope('model.embed_tokens', () => b2.embedding(table, ids)) });
+    expect(() =>
+      runGraph(g2, { table: tensor('f32', [3, 2]), ids: tensor('i32', [4], [0, 2, 3, 1]) }, noWeights),
+    ).toThrow(
+      'while executing %2 = embedding in model.embed_tokens: embedding id 3 at position 2 is outside [0, 3)',
+    );
+  });
+
   it('names an unknown output', () => {
     expect(() => runGraph(g, feeds, weights, { outputs: ['nope'] })).toThrow(
       /no output 'nope' \(outputs: loss\)/,
