@@ -43,6 +43,15 @@ export function table4bit(quantType: QuantType): Float32Array {
   return quantType === 'nf4' ? NF4_TABLE : FP4_TABLE;
 }
 
+/** The `quant_map` bitsandbytes stores with a 4-bit weight (get_4bit_type): the table, except
+ * that FP4 entry 8 is +0.0 there (Python's `-0` is the integer 0), while its CUDA dequantization
+ * (and FP4_TABLE) gives -0.0 for code 8. */
+export function quantMap4bit(quantType: QuantType): Float32Array {
+  const t = table4bit(quantType).slice();
+  if (quantType === 'fp4') t[8] = 0;
+  return t;
+}
+
 /** Encodes one normalised value to a 4-bit code. */
 export function encode4bit(quantType: QuantType, x: number): number {
   return quantType === 'nf4' ? encodeNF4(x) : encodeFP4(x);

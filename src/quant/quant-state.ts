@@ -8,7 +8,7 @@ import {
   dequantize4bit,
   type QuantType,
   quantize4bit,
-  table4bit,
+  quantMap4bit,
 } from './blockwise4.ts';
 import { compressAbsmax, decompressAbsmax, type NestedAbsmax } from './double-quant.ts';
 import { QuantError } from './errors.ts';
@@ -27,7 +27,8 @@ export interface QuantState {
   dtype: WeightDType;
   /** ceil(numel / 2) bytes, first element in the high nibble. */
   packed: Uint8Array;
-  /** The 16-entry table (`quant_map`), code order. */
+  /** The 16-entry `quant_map` as bitsandbytes stores it (code order); dequantization uses the
+   * built-in table, as bitsandbytes' kernels do. */
   quantMap: Float32Array;
   stats: AbsmaxState;
 }
@@ -63,7 +64,7 @@ export function quantizeWeight(
     shape: [...shape],
     dtype: opts.dtype ?? 'float32',
     packed: q.packed,
-    quantMap: table4bit(q.quantType).slice(),
+    quantMap: quantMap4bit(q.quantType),
     stats,
   };
 }

@@ -1,6 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeFP4, encodeNF4, FP4_TABLE, NF4_TABLE, NF4_THRESHOLDS } from '../../src/quant/index.ts';
+import {
+  encodeFP4,
+  encodeNF4,
+  FP4_TABLE,
+  NF4_TABLE,
+  NF4_THRESHOLDS,
+  quantMap4bit,
+} from '../../src/quant/index.ts';
 
 const f32 = Math.fround;
 const unitF32 = fc.float({ min: -1, max: 1, noNaN: true });
@@ -87,5 +94,14 @@ describe('FP4 encode', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('quant_map as bitsandbytes stores it', () => {
+  it('NF4 is the table; FP4 is the table with +0.0 at code 8 (get_4bit_type)', () => {
+    expect(Array.from(quantMap4bit('nf4'))).toEqual(Array.from(NF4_TABLE));
+    const m = quantMap4bit('fp4');
+    expect(Object.is(m[8], 0)).toBe(true);
+    for (let i = 0; i < 16; i++) if (i !== 8) expect(m[i]).toBe(FP4_TABLE[i]);
   });
 });
