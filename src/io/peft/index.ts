@@ -1,0 +1,22 @@
+export {
+  alphaFor,
+  formatLoraConfig,
+  type LoraAdapterConfig,
+  loraConfig,
+  loraConfigSchema,
+  matchPatternKey,
+  parseLoraConfig,
+  rankFor,
+  scalingFor,
+} from './config.ts';
+export {
+  type AdapterKey,
+  fileKey,
+  graphName,
+  type LoraPart,
+  PEFT_PREFIX,
+  parseFileKey,
+  parseGraphName,
+} from './keys.ts';
+export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFolder, type PeftAdapter, readPeftAdapter } from './read.ts';
+export { type WritePeftAdapterArgs, writePeftAdapter } from './write.ts';

@@ -1,0 +1,81 @@
+// Shape checks for a LoRA adapter: A and B come in pairs, their ranks agree with the
+// config (r, or rank_pattern by PEFT's matching rule), and DoRA magnitudes / LoRA
+// biases match B's output size.
+import { formatShape } from '../../ir/shape.ts';
+import type { Tensor } from '../../ir/tensor.ts';
+import { FormatError } from '../errors.ts';
+import { type LoraAdapterConfig, matchPatternKey, rankFor } from './config.ts';
+import type { AdapterKey, LoraPart } from './keys.ts';
+
+export interface KeyedTensor {
+  key: AdapterKey;
+  /** The name used in messages (the file key when reading, the graph name when writing). */
+  name: string;
+  tensor: Tensor;
+}
+
+type Slot = LoraPart | 'lora_B.bias';
+
+export function checkAdapterShapes(
+  file: string,
+  config: LoraAdapterConfig,
+  entries: readonly KeyedTensor[],
+): void {
+  const modules = new Map<string, Map<Slot, KeyedTensor>>();
+  for (const e of entries) {
+    if (e.key.kind !== 'lora') continue;
+    const slot: Slot = e.key.param === 'bias' ? 'lora_B.bias' : e.key.part;
+    let m = modules.get(e.key.module);
+    if (!m) modules.set(e.key.module, (m = new Map()));
+    m.set(slot, e);
+  }
+  for (const [module, slots] of modules) {
+    const r = rankFor(config, module);
+    const pk = matchPatternKey(config.rank_pattern, module);
+    const why = pk === undefined ? `r = ${r}` : `rank_pattern['${pk}'] = ${r}`;
+    const fail = (e: KeyedTensor, problem: string): never => {
+      throw new FormatError(file, problem, e.name);
+    };
+    const pair = (a: LoraPart, b: LoraPart) => {
+      const ea = slots.get(a);
+      const eb = slots.get(b);
+      if (!ea && !eb) return undefined;
+      if (!ea || !eb) {
+        const have = (ea ?? eb)!;
+        return fail(
+          have,
+          `${have.key.kind === 'lora' ? have.key.part : ''} has no matching ${ea ? b : a} for module '${module}'`,
+        );
+      }
+      const sa = ea.tensor.shape;
+      const sb = eb.tensor.shape;
+      if (sa.length < 2) fail(ea, `${a} must have at least 2 dims, got ${formatShape(sa)}`);
+      if (sb.length < 2) fail(eb, `${b} must have at least 2 dims, got ${formatShape(sb)}`);
+      if (sa[0] !== r)
+        fail(
+          ea,
+          `${a} has rank ${sa[0]} (shape ${formatShape(sa)}) but the config gives ${why} for module '${module}'`,
+        );
+      if (sb[1] !== r)
+        fail(
+          eb,
+          `${b} has rank ${sb[1]} (shape ${formatShape(sb)}) but the config gives ${why} for module '${module}'`,
+        );
+      return eb;
+    };
+    const b = pair('lora_A', 'lora_B');
+    pair('lora_embedding_A', 'lora_embedding_B');
+    const out = b?.tensor.shape[0];
+    for (const slot of ['lora_magnitude_vector', 'lora_B.bias'] as const) {
+      const e = slots.get(slot);
+      if (!e) continue;
+      if (out === undefined) fail(e, `${slot} without lora_A/lora_B for module '${module}'`);
+      if (e.tensor.shape.length !== 1 || e.tensor.shape[0] !== out) {
+        fail(
+          e,
+          `${slot} must have shape [${out}] (lora_B's output size), got ${formatShape(e.tensor.shape)}`,
+        );
+      }
+    }
+  }
+}
