@@ -24,6 +24,11 @@ export interface Executable {
   run(req: RunRequest): Promise<Record<string, Tensor>>;
   /** Current value of a parameter (after any assigns). */
   readParam(name: string): Promise<Tensor>;
+  /**
+   * Replaces a parameter's value (same dtype and shape), e.g. to hand the trained
+   * adapter of a training-step executable to an eval executable of the same model.
+   */
+  writeParam(name: string, value: Tensor): Promise<void>;
   dispose(): void;
 }
 

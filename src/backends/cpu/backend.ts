@@ -2,7 +2,7 @@
 // replace that param's tensor in the executable's own weight store after each run.
 
 import type { Graph } from '../../ir/graph.ts';
-import { formatShape } from '../../ir/shape.ts';
+import { formatShape, sameShape } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import { ASSIGN_PREFIX, type Backend, type Executable, type RunRequest } from '../backend.ts';
@@ -33,6 +33,16 @@ export class CpuExecutable implements Executable {
     const t = this.weights.get(name);
     if (!t) throw new CpuRunError(`no parameter '${name}' (params: ${[...this.weights.names()].join(', ')})`);
     return t;
+  }
+
+  async writeParam(name: string, value: Tensor): Promise<void> {
+    const t = await this.readParam(name);
+    if (t.dtype !== value.dtype || !sameShape(t.shape, value.shape)) {
+      throw new CpuRunError(
+        `cannot write '${name}': it is ${t.dtype}${formatShape(t.shape)}, the value is ${value.dtype}${formatShape(value.shape)}`,
+      );
+    }
+    this.weights.set(name, value);
   }
 
   dispose(): void {
