@@ -9,7 +9,7 @@
 import { runGraph } from '../../../src/backends/cpu/index.ts';
 import { GraphBuilder, type Value } from '../../../src/ir/builder.ts';
 import type { DType } from '../../../src/ir/dtype.ts';
-import { type Graph, paramName, paramRole } from '../../../src/ir/graph.ts';
+import { type Graph, type Node, paramName, paramRole } from '../../../src/ir/graph.ts';
 import { numel, type Shape } from '../../../src/ir/shape.ts';
 import type { Tensor } from '../../../src/ir/tensor.ts';
 import { verify } from '../../../src/ir/verify.ts';
@@ -25,6 +25,8 @@ const SAMPLES = 10;
 
 export interface Problem {
   readonly graph: Graph;
+  /** The output to differentiate (default OUT). */
+  readonly out?: string;
   readonly weights: MapWeightStore;
   readonly feeds: Record<string, Tensor>;
 }
@@ -111,7 +113,7 @@ export function makeProblem(seed: number, fn: (m: Maker) => Value): Problem {
 /** The problem's graph with outputs OUT and loss = sum(out * cot), cot a feed. */
 export function withLoss(p: Problem, seed: number): Problem {
   const b = GraphBuilder.from(p.graph);
-  const out = b.value(p.graph.output(OUT).id);
+  const out = b.value(p.graph.output(p.out ?? OUT).id);
   const cot = b.input('cot', out.type.dtype, out.type.shape);
   const all = [...out.type.shape.keys()];
   const loss = b.sum(b.mul(out, cot), all);
@@ -139,14 +141,19 @@ export interface CheckResult {
   readonly vars: string[];
 }
 
+export interface CheckOptions {
+  readonly tol?: number;
+  /** The variables (default: trainable params). */
+  readonly wrt?: (param: Node) => boolean;
+}
+
 /** Runs both checks; throws with the param, element and both values on a mismatch. */
-export function checkGradients(problem: Problem, seed: number, tol = TOL): CheckResult {
+export function checkGradients(problem: Problem, seed: number, opts: CheckOptions = {}): CheckResult {
+  const tol = opts.tol ?? TOL;
+  const wrt = opts.wrt ?? ((n: Node) => paramRole(n) === 'trainable');
   const p = withLoss(problem, seed);
-  const gradGraph = verify(autodiff(p.graph, { loss: 'loss' }));
-  const vars = p.graph
-    .params()
-    .filter((n) => paramRole(n) === 'trainable')
-    .map(paramName);
+  const gradGraph = verify(autodiff(p.graph, { loss: 'loss', wrt }));
+  const vars = p.graph.params().filter(wrt).map(paramName);
   if (vars.length === 0) throw new Error('gradient check problem has no trainable param');
   const res = runGraph(gradGraph, p.feeds, p.weights, {
     precision: 'f64',

@@ -1,5 +1,5 @@
 // The VJP table for every core op. `satisfies Record<CoreOpName, VjpRule>` makes
-// TypeScript refuse a core op without a rule (and a rule for an op that does not exist).
+// TypeScript refuse a core op without a rule.
 import type { CoreOpName } from '../../../ir/ops/index.ts';
 import { leaf, type VjpRule } from '../rule.ts';
 import { elementwiseVjps } from './elementwise.ts';
