@@ -1,0 +1,53 @@
+// The training step as a compiler pipeline over a forward graph with a `loss`
+// output: autodiff (gradients only for trainable params) -> activation
+// checkpointing (optional) -> optimizer update appended in the graph. The result
+// runs as one backend executable per step; params and optimizer state are updated
+// in place through `assign:` outputs.
+import type { Graph, Node } from '../ir/graph.ts';
+import { autodiff } from '../passes/autodiff/index.ts';
+import { checkpointActivations } from '../passes/checkpoint/index.ts';
+import { adamw, appendOptimizer, type ParamGroup, sgd, type UpdateRule } from '../passes/optimizer/index.ts';
+
+export interface OptimizerSpec {
+  readonly type: 'adamw' | 'sgd';
+  readonly lr: number;
+  readonly betas?: readonly [number, number];
+  readonly eps?: number;
+  readonly weight_decay?: number;
+  readonly momentum?: number;
+}
+
+export interface TrainStepSpec {
+  readonly optimizer: OptimizerSpec;
+  readonly maxGradNorm?: number;
+  readonly checkpointing?: boolean;
+  /** Extra param groups (LoRA+ and friends); first match wins. */
+  readonly groups?: readonly (ParamGroup & { readonly match: (param: Node) => boolean })[];
+}
+
+/** PyTorch defaults: AdamW betas (0.9, 0.999), eps 1e-8, weight_decay 0.01; SGD weight_decay 0. */
+export function updateRule(o: OptimizerSpec): UpdateRule {
+  return o.type === 'adamw'
+    ? adamw({ betas: o.betas ?? [0.9, 0.999], eps: o.eps ?? 1e-8 })
+    : sgd({ momentum: o.momentum ?? 0 });
+}
+
+export function defaultWeightDecay(o: OptimizerSpec): number {
+  return o.weight_decay ?? (o.type === 'adamw' ? 0.01 : 0);
+}
+
+export function buildTrainStep(forward: Graph, spec: TrainStepSpec): Graph {
+  let g = autodiff(forward, { loss: 'loss' });
+  if (spec.checkpointing) g = checkpointActivations(g, { loss: 'loss' });
+  return appendOptimizer(g, {
+    rule: updateRule(spec.optimizer),
+    defaultGroup: { name: 'default', lrScale: 1, weightDecay: defaultWeightDecay(spec.optimizer) },
+    groups: spec.groups,
+    maxGradNorm: spec.maxGradNorm,
+  });
+}
+
+/** Names of the optimizer state params a train-step graph declares (they start at zero). */
+export function stateParams(step: Graph): Node[] {
+  return step.params().filter((p) => p.attrs.role === 'state');
+}
