@@ -1,22 +1,26 @@
-// Turns an error into what a user reads: the message, never a bare stack trace
-// (set PEFTC_DEBUG=1 to see the stack of an unexpected error).
+// Turns an error into what a user reads: the message, never a bare stack trace.
+// Our own error classes carry a full message; a built-in error (TypeError, ...)
+// means a bug, so PEFTC_DEBUG=1 shows its stack.
 
 export class UserError extends Error {
   override name = 'UserError';
 }
 
-const EXPECTED = new Set([
-  'UserError',
-  'BuildError',
-  'VerifyError',
-  'ShapeError',
-  'ParseError',
-  'RecipeError',
-  'FormatError',
-]);
+function isBug(e: Error): boolean {
+  return (
+    e.constructor === Error ||
+    e instanceof TypeError ||
+    e instanceof RangeError ||
+    e instanceof ReferenceError
+  );
+}
 
 export function formatError(e: unknown): string {
   if (!(e instanceof Error)) return `peftc: error: ${String(e)}`;
-  const stack = process.env.PEFTC_DEBUG && !EXPECTED.has(e.name) ? `\n${e.stack}` : '';
-  return `peftc: error: ${e.message}${stack}`;
+  const hint = isBug(e)
+    ? process.env.PEFTC_DEBUG
+      ? `\n${e.stack}`
+      : '\n(set PEFTC_DEBUG=1 for the stack trace)'
+    : '';
+  return `peftc: error: ${e.message}${hint}`;
 }
