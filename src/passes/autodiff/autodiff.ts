@@ -74,7 +74,8 @@ function wantedParams(g: Graph, opts: AutodiffOptions): Node[] {
 function activeNodes(g: Graph, wanted: readonly Node[], lossId: number): Set<number> {
   const flows = new Set(wanted.map((p) => p.id));
   for (const n of g.nodes) {
-    if (flows.has(n.id) || !isFloat(n.type.dtype)) continue;
+    if (flows.has(n.id) || !isFloat(n.type.dtype) || !n.inputs.some((id) => flows.has(id))) continue;
+    // Only ops a gradient could reach need a rule: ops used in frozen parts alone never do.
     const rule = registry.get(n.op, `autodiff: ${where(n)}`);
     if (n.inputs.some((id, i) => flows.has(id) && passesTo(rule, i))) flows.add(n.id);
   }

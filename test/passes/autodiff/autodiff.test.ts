@@ -11,11 +11,13 @@ import { MapWeightStore } from '../../../src/ir/weights.ts';
 import {
   AutodiffError,
   autodiff,
+  autodiffPass,
   GRAD_PREFIX,
   registerVjp,
   stopGradient,
   vjp,
 } from '../../../src/passes/autodiff/index.ts';
+import { hasPass, registerPass, runPipeline } from '../../../src/passes/index.ts';
 import { Rng } from '../../../src/util/rng.ts';
 import { checkGradients, makeProblem, type Problem } from './gradcheck.ts';
 
@@ -79,6 +81,21 @@ describe('autodiff', () => {
     expect(bw.filter((n) => frozen.some((p) => n.inputs.includes(p.id)))).toEqual([]);
     // The forward nodes are kept as they were, ids included.
     expect(ad.nodes.slice(0, g.nodes.length)).toEqual(g.nodes);
+  });
+
+  it('runs as the pass named autodiff in a pipeline', () => {
+    const { g } = loraGraph();
+    if (!hasPass('autodiff')) registerPass(autodiffPass);
+    const r = runPipeline(g, [{ name: 'autodiff', options: { extraWrt: ['model.mlp.up_proj.weight'] } }], {
+      log: () => {},
+    });
+    expect(r.graph.outputs.map((o) => o.name)).toEqual([
+      'y',
+      'loss',
+      `${GRAD_PREFIX}model.q_proj.lora_A.weight`,
+      `${GRAD_PREFIX}model.q_proj.lora_B.weight`,
+      `${GRAD_PREFIX}model.mlp.up_proj.weight`,
+    ]);
   });
 
   it('tags backward nodes with the forward node scope', () => {
@@ -221,5 +238,11 @@ describe('autodiff', () => {
     expect(() => autodiff(g, { loss: 'loss' })).toThrow(
       /in model\.block: op 'test_opaque' has no VJP rule.*registerVjp\('test_opaque', rule\)/,
     );
+    // Used on frozen values only, the op needs no rule.
+    const b2 = new GraphBuilder();
+    const frozen = b2.emit('test_opaque', [b2.param('w', 'f32', [2])]);
+    const q = b2.param('q', 'f32', [2], 'trainable');
+    const g2 = b2.build({ loss: b2.sum(b2.mul(frozen, q), [0]) });
+    expect(autodiff(g2, { loss: 'loss' }).outputs.map((o) => o.name)).toEqual(['loss', 'grad:q']);
   });
 });
