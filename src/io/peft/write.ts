@@ -41,7 +41,10 @@ function keyOf(name: string, adapter: string): AdapterKey {
 export function writePeftAdapter(dir: string, args: WritePeftAdapterArgs): string {
   const adapter = args.adapterName ?? 'default';
   const target = adapter === 'default' ? dir : path.join(dir, adapter);
-  const config = parseLoraConfig(args.config, path.join(target, ADAPTER_CONFIG));
+  // Validate against the config as it will be read back: sorted keys change which
+  // rank_pattern key matches first when several do (as with PEFT's own sort_keys=True).
+  const configText = formatLoraConfig(parseLoraConfig(args.config, path.join(target, ADAPTER_CONFIG)));
+  const config = parseLoraConfig(JSON.parse(configText), path.join(target, ADAPTER_CONFIG));
   const named = args.weights instanceof Map ? [...args.weights] : Object.entries(args.weights);
   const entries: KeyedTensor[] = named.map(([name, t]) => {
     if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
@@ -61,7 +64,7 @@ export function writePeftAdapter(dir: string, args: WritePeftAdapterArgs): strin
   }
   writeDirAtomic(target, (tmp) => {
     writeSafetensors(path.join(tmp, ADAPTER_WEIGHTS), out, { format: 'pt' });
-    writeFileSync(path.join(tmp, ADAPTER_CONFIG), formatLoraConfig(config));
+    writeFileSync(path.join(tmp, ADAPTER_CONFIG), configText);
     // Weights first, so a reader never sees a new config beside old weights.
     return [ADAPTER_WEIGHTS, ADAPTER_CONFIG];
   });
