@@ -2,11 +2,12 @@
 // RoPE, SiLU MLP, lm_head, HF causal-LM loss with ignored labels), every param and a
 // LoRA-like subset, against finite differences and the dot-product test in float64.
 import { describe, expect, it } from 'vitest';
+import { runGraph } from '../../../src/backends/cpu/index.ts';
 import type { Node } from '../../../src/ir/graph.ts';
 import { paramName } from '../../../src/ir/graph.ts';
 import { MapWeightStore } from '../../../src/ir/weights.ts';
 import { buildLlama, type LlamaConfig, PRESETS } from '../../../src/models/llama/index.ts';
-import { autodiff } from '../../../src/passes/autodiff/index.ts';
+import { autodiff, GRAD_PREFIX } from '../../../src/passes/autodiff/index.ts';
 import { Rng } from '../../../src/util/rng.ts';
 import { checkGradients, type Problem } from './gradcheck.ts';
 
@@ -74,5 +75,21 @@ describe('end-to-end gradients', () => {
     expect(weightGrads(all.nodes.filter((n) => !problem.graph.has(n.id))).length).toBe(frozenMlp.length);
     // And the embedding table (frozen, first node of the chain) gets no scatter_add at all.
     expect(bw.filter((n) => n.op === 'scatter_add')).toEqual([]);
+  });
+
+  it('f32 gradients (what training runs) stay finite and within 1e-4 of f64', () => {
+    const p = llamaProblem(3);
+    const ad = autodiff(p.graph, { loss: 'loss', wrt: () => true });
+    const hi = runGraph(ad, p.feeds, p.weights, { precision: 'f64' });
+    const lo = runGraph(ad, p.feeds, p.weights, { precision: 'f32' });
+    const grads = ad.outputs.filter((o) => o.name.startsWith(GRAD_PREFIX));
+    expect(grads.length).toBe(config.numLayers * 9 + 3);
+    for (const { name } of grads) {
+      const [a, b] = [lo[name].data, hi[name].data];
+      for (let i = 0; i < b.length; i++) {
+        expect(Number.isFinite(a[i])).toBe(true);
+        expect(Math.abs(a[i] - b[i])).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(b[i])));
+      }
+    }
   });
 });
