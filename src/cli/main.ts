@@ -10,6 +10,7 @@ const program = new Command('peftc')
 
 const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/demo.ts'),
+  () => import('./commands/ir.ts'),
 ];
 
 for (const load of commands) (await load()).register(program);

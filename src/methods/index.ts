@@ -1,0 +1,8 @@
+// Public API of the methods: the registry, target selection, LoRA (registered on
+// import), and recipes. Importing this module registers the built-in passes too.
+import '../passes/builtin.ts';
+import './lora/index.ts';
+
+export * from './recipe.ts';
+export * from './registry.ts';
+export * from './targets.ts';

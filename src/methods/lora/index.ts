@@ -1,0 +1,58 @@
+// LoRA as a registered method (PEFT semantics, ../../../shared/METHODS.md), plus the
+// multi-adapter passes: lora-merge-adapters, lora-set-active, lora-disable.
+import { z } from 'zod';
+import { hasPass, registerPass } from '../../passes/pass.ts';
+import { hasMethod, type MethodDef, registerMethod } from '../registry.ts';
+import { disableAdapters, setActiveAdapters } from './adapters.ts';
+import { injectLora } from './inject.ts';
+import { mergeLora, unmergeLora } from './merge.ts';
+import { type LoraOptions, loraOptions } from './options.ts';
+
+export { disableAdapters, setActiveAdapters } from './adapters.ts';
+export { adapterNames, branchAt, type LoraBranch, loraBranches, loraParamNames } from './branch.ts';
+export { type InjectResult, injectLora, isLoraTarget, LoraError, loraRules, seedOf } from './inject.ts';
+export { mergeLora, unmergeLora } from './merge.ts';
+export { type LoraOptions, type LoraOptionsInput, loraOptions, loraScale } from './options.ts';
+
+export const lora: MethodDef<LoraOptions> = {
+  name: 'lora',
+  description: 'LoRA: y = W x + b + s * B A dropout(x) on the targeted modules (PEFT LoraConfig keys)',
+  options: loraOptions,
+  apply: (g, o, ctx) => injectLora(g, o, ctx.weights),
+  merge: (g, o, ctx) => mergeLora(g, ctx.weights, [o.adapter_name]),
+  unmerge: (g, o, ctx) => unmergeLora(g, o, ctx.weights),
+  properties: { identityAtInit: true, mergeEqualsForward: true, mergeUnmergeIdentity: true },
+  fixtures: {
+    options: ({ r, alpha, init }) => ({
+      r,
+      lora_alpha: alpha,
+      target_modules: ['q_proj', 'v_proj', 'down_proj'],
+      init_lora_weights: init === 'identity',
+    }),
+  },
+};
+
+const adapterList = z.array(z.string().min(1)).min(1);
+
+if (!hasMethod('lora')) {
+  registerMethod(lora);
+  if (!hasPass('lora-merge-adapters')) {
+    registerPass({
+      name: 'lora-merge-adapters',
+      description: 'merge LoRA adapters (default: all in the graph, in order) into the base weights',
+      options: z.strictObject({ adapter_names: adapterList.optional() }),
+      run: (g, ctx) => mergeLora(g, ctx.weights, ctx.options.adapter_names),
+    });
+    registerPass({
+      name: 'lora-set-active',
+      description: 'keep only the named adapters (drop the other branches)',
+      options: z.strictObject({ adapters: adapterList }),
+      run: (g, ctx) => setActiveAdapters(g, ctx.options.adapters),
+    });
+    registerPass({
+      name: 'lora-disable',
+      description: 'remove every adapter branch (the base model)',
+      run: (g) => disableAdapters(g),
+    });
+  }
+}

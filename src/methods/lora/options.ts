@@ -1,0 +1,79 @@
+// LoRA options: PEFT's LoraConfig keys (what a recipe's {"method": "lora", ...} holds),
+// with PEFT's defaults, plus `adapter_name` (PEFT passes it beside the config).
+import { z } from 'zod';
+
+const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
+
+export const loraOptions = z
+  .strictObject({
+    r: z
+      .number({ error: 'expected a positive integer' })
+      .int({ error: 'expected a positive integer' })
+      .positive({ error: 'expected a positive integer' })
+      .default(8),
+    lora_alpha: z.number().positive().default(8),
+    lora_dropout: z
+      .number({ error: 'expected a number in [0, 1)' })
+      .min(0, { error: 'expected a number in [0, 1)' })
+      .lt(1, { error: 'expected a number in [0, 1)' })
+      .default(0),
+    /** List (suffix match), one regex string (full match), or "all-linear". PEFT's LLaMA default: q_proj, v_proj. */
+    target_modules: names.default(['q_proj', 'v_proj']),
+    exclude_modules: names.nullable().default(null),
+    bias: z.enum(['none', 'all', 'lora_only']).default('none'),
+    use_rslora: z.boolean().default(false),
+    /** true: kaiming-uniform A, zero B; 'gaussian': A ~ N(0, 1/r), zero B; false: both random (tests);
+     * 'given': both must come from the weight store (loading an adapter). */
+    init_lora_weights: z.union([z.boolean(), z.enum(['gaussian', 'given'])]).default(true),
+    rank_pattern: z.record(z.string(), z.number().int().positive()).default({}),
+    alpha_pattern: z.record(z.string(), z.number().positive()).default({}),
+    layers_to_transform: z
+      .union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())])
+      .nullable()
+      .default(null),
+    layers_pattern: names.nullable().default(null),
+    modules_to_save: z.array(z.string().min(1)).nullable().default(null),
+    adapter_name: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9_-]+$/,
+        'adapter names are letters, digits, _ and - (they become part of param names)',
+      )
+      .default('default'),
+    /** Accepted for PEFT compatibility; not used. */
+    task_type: z.string().nullable().optional(),
+  })
+  .superRefine((o, ctx) => {
+    // PEFT's LoraConfig.__post_init__ checks.
+    // As in PEFT, this includes "all-linear" (a string until expanded).
+    if (typeof o.target_modules === 'string') {
+      if (o.layers_to_transform !== null)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['layers_to_transform'],
+          message:
+            'cannot be used when target_modules is a string (a regex or all-linear); use a list of module names',
+        });
+      if (o.layers_pattern !== null)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['layers_pattern'],
+          message:
+            'cannot be used when target_modules is a string (a regex or all-linear); use a list of module names',
+        });
+    }
+    if (o.layers_pattern !== null && o.layers_to_transform === null)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['layers_pattern'],
+        message: 'needs layers_to_transform as well',
+      });
+  });
+
+export type LoraOptions = z.output<typeof loraOptions>;
+export type LoraOptionsInput = z.input<typeof loraOptions>;
+
+/** s = alpha / r, or alpha / sqrt(r) with rsLoRA. */
+export function loraScale(alpha: number, r: number, rslora: boolean): number {
+  return rslora ? alpha / Math.sqrt(r) : alpha / r;
+}

@@ -1,0 +1,108 @@
+// The method registry. A method = options schema (keys as the reference implementation
+// names them) + apply (its rewrite rules) + merge rule + what it does to the optimizer's
+// param groups + the generic properties it promises, which the test suite checks on
+// every registered method (test/methods/generic-properties.test.ts).
+// Registering a method also registers its passes: `<name>`, and `<name>-merge` /
+// `<name>-unmerge` when it has a merge rule.
+import type { z } from 'zod';
+import type { Graph } from '../ir/graph.ts';
+import type { WeightStore } from '../ir/weights.ts';
+import type { PassResult } from '../passes/pass.ts';
+import { hasPass, registerPass } from '../passes/pass.ts';
+
+export interface MethodContext {
+  readonly weights?: WeightStore;
+  readonly log: (line: string) => void;
+}
+
+/** One optimizer param group (torch.optim style); `params` are param names. */
+export interface ParamGroup {
+  readonly name?: string;
+  readonly params: readonly string[];
+  readonly lr?: number;
+  readonly weight_decay?: number;
+}
+
+export interface MethodProperties {
+  /** With its default init the method leaves the model's outputs unchanged (LoRA: B = 0). */
+  readonly identityAtInit: boolean;
+  /** The merged graph computes what the unmerged one does. */
+  readonly mergeEqualsForward: boolean;
+  /** unmerge(merge(W)) = W. */
+  readonly mergeUnmergeIdentity: boolean;
+}
+
+export interface MethodFixtures {
+  /**
+   * Options (recipe form, without `method`) for the generic property tests, which build
+   * small models with linear modules at scopes `model.layers.<i>.self_attn.{q,k,v,o}_proj`
+   * and `model.layers.<i>.mlp.{up,down}_proj`. `init: 'identity'` must be the method's
+   * default init; `init: 'random'` must make the adapter change the outputs.
+   */
+  readonly options: (p: { r: number; alpha: number; init: 'identity' | 'random' }) => Record<string, unknown>;
+}
+
+export interface MethodDef<O = unknown> {
+  readonly name: string;
+  readonly description: string;
+  readonly options: z.ZodType<O>;
+  readonly apply: (g: Graph, options: O, ctx: MethodContext) => PassResult;
+  /** Fold this method's adapter (named by its options) into the base weights. */
+  readonly merge?: (g: Graph, options: O, ctx: MethodContext) => PassResult;
+  /** Undo merge: restore the adapter from the store and subtract it from the base weights. */
+  readonly unmerge?: (g: Graph, options: O, ctx: MethodContext) => PassResult;
+  /** What the method does to the optimizer's param groups (LoRA+: B at a higher lr). Default: nothing. */
+  readonly paramGroups?: (groups: readonly ParamGroup[], options: O) => ParamGroup[];
+  readonly properties: MethodProperties;
+  readonly fixtures: MethodFixtures;
+}
+
+export class MethodError extends Error {
+  override name = 'MethodError';
+}
+
+const registry = new Map<string, MethodDef>();
+
+/** Registers a method and its passes. Names are kebab-case and new. */
+export function registerMethod<O>(def: MethodDef<O>): MethodDef<O> {
+  if (registry.has(def.name)) throw new MethodError(`method '${def.name}' is already registered`);
+  const d = def as unknown as MethodDef;
+  const passes: Array<
+    [string, string, ((g: Graph, o: unknown, c: MethodContext) => PassResult) | undefined]
+  > = [
+    [def.name, def.description, d.apply],
+    [`${def.name}-merge`, `merge ${def.name} into the base weights`, d.merge],
+    [`${def.name}-unmerge`, `undo ${def.name}-merge`, d.unmerge],
+  ];
+  for (const [name] of passes)
+    if (hasPass(name)) throw new MethodError(`method '${def.name}': a pass named '${name}' already exists`);
+  registry.set(def.name, d);
+  for (const [name, description, fn] of passes) {
+    if (!fn) continue;
+    registerPass({
+      name,
+      description,
+      options: d.options,
+      run: (g, ctx) => fn(g, ctx.options, { weights: ctx.weights, log: ctx.log }),
+    });
+  }
+  return def;
+}
+
+export function hasMethod(name: string): boolean {
+  return registry.has(name);
+}
+
+export function getMethod(name: string): MethodDef {
+  const m = registry.get(name);
+  if (!m) throw new MethodError(`unknown method '${name}' (known: ${methodNames().join(', ')})`);
+  return m;
+}
+
+export function methodNames(): string[] {
+  return [...registry.keys()].sort();
+}
+
+export function methods(): MethodDef[] {
+  return [...registry.values()];
+}

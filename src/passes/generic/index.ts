@@ -1,0 +1,4 @@
+export { canonicalize, canonicalizePass, canonicalizeRules } from './canonicalize.ts';
+export { cse, csePass } from './cse.ts';
+export { dce, dcePass } from './dce.ts';
+export { type FoldOptions, fold, foldPass, foldRules } from './fold.ts';

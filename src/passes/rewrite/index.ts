@@ -1,0 +1,3 @@
+export * from './engine.ts';
+export * from './pattern.ts';
+export * from './rebuild.ts';
