@@ -1,25 +1,17 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ByteTokenizer,
   HfTokenizer,
   loadTokenizer,
   TokenizerError,
 } from '../../../src/models/tokenizer/index.ts';
+import { useTmpDirs } from '../../io/tmp.ts';
 
 const fixture = path.join(import.meta.dirname, '../../fixtures/io/bpe-tokenizer');
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-function tmp(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'peftc-tok-'));
-  dirs.push(d);
-  return d;
-}
+const tmp = useTmpDirs();
 
 describe('ByteTokenizer', () => {
   const t = new ByteTokenizer();
