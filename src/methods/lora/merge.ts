@@ -86,7 +86,7 @@ export function mergeLora(
 
 /** Re-adds adapter `o.adapter_name` (A, B from the store) and subtracts s B A from the base weights. */
 export function unmergeLora(g: Graph, o: LoraOptions, weights: WeightStore | undefined): PassResult {
-  const { graph } = injectLora(g, { ...o, init_lora_weights: 'given' });
+  const { graph } = injectLora(g, o);
   const changed = new MapWeightStore();
   for (const br of selected(graph, [o.adapter_name])) applyDelta(graph, br, weights, -1, changed);
   return { graph, weights: weights ? new LayeredWeightStore([changed, weights]) : undefined };
