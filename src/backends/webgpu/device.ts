@@ -1,0 +1,178 @@
+// Adapter and device acquisition on Dawn (npm `webgpu`). Options come from the
+// caller or from the environment (PEFTC_WEBGPU_BACKEND / _ADAPTER / _FEATURE_LEVEL);
+// a missing adapter is an error that says what to install.
+import { create, globals } from 'webgpu';
+
+export type DawnBackend = 'vulkan' | 'opengles' | 'opengl' | 'metal' | 'd3d12' | 'd3d11' | 'null';
+export type FeatureLevel = 'core' | 'compatibility';
+
+export interface WebGpuOptions {
+  /** Dawn backend (default: vulkan on Linux, Dawn's choice elsewhere). */
+  readonly backend?: DawnBackend;
+  /** Adapter name as Dawn lists it (e.g. 'llvmpipe'); a wrong name makes Dawn list the adapters. */
+  readonly adapter?: string;
+  readonly featureLevel?: FeatureLevel;
+  readonly powerPreference?: GPUPowerPreference;
+  /** Extra Dawn toggles, e.g. ['disable-dawn-features=timestamp_quantization']. */
+  readonly dawnFlags?: readonly string[];
+  /** Ask for timestamp-query when the adapter offers it (benchmarks). */
+  readonly timestamps?: boolean;
+}
+
+export class NoAdapterError extends Error {
+  override name = 'NoAdapterError';
+}
+
+export class WebGpuError extends Error {
+  override name = 'WebGpuError';
+}
+
+/** Options merged with the environment; explicit options win. */
+export function resolveOptions(
+  opts: WebGpuOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): WebGpuOptions {
+  const level = opts.featureLevel ?? env.PEFTC_WEBGPU_FEATURE_LEVEL;
+  if (level !== undefined && level !== 'core' && level !== 'compatibility') {
+    throw new WebGpuError(`PEFTC_WEBGPU_FEATURE_LEVEL must be 'core' or 'compatibility', got '${level}'`);
+  }
+  return {
+    ...opts,
+    backend:
+      opts.backend ??
+      (env.PEFTC_WEBGPU_BACKEND as DawnBackend | undefined) ??
+      (process.platform === 'linux' ? 'vulkan' : undefined),
+    adapter: opts.adapter ?? (env.PEFTC_WEBGPU_ADAPTER || undefined),
+    featureLevel: level,
+  };
+}
+
+// The WebGPU constants (GPUBufferUsage, ...) are globals in browsers; code using this
+// module reads them at load time.
+Object.assign(globalThis, globals);
+
+/** Dawn's GPU object for these options. */
+export function createGpu(opts: WebGpuOptions): GPU {
+  // Mesa warns on every start without it.
+  process.env.XDG_RUNTIME_DIR ??= '/tmp';
+  const flags: string[] = [];
+  if (opts.backend) flags.push(`backend=${opts.backend}`);
+  if (opts.adapter) flags.push(`adapter=${opts.adapter}`);
+  flags.push(...(opts.dawnFlags ?? []));
+  return create(flags);
+}
+
+function remedy(opts: WebGpuOptions): string {
+  const where = [
+    opts.backend && `backend=${opts.backend}`,
+    opts.adapter && `adapter=${opts.adapter}`,
+    opts.featureLevel && `featureLevel=${opts.featureLevel}`,
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return (
+    `no WebGPU adapter found${where ? ` (${where})` : ''}. ` +
+    'On Debian/Ubuntu run `npm run setup` as root to install Mesa lavapipe (a CPU Vulkan driver; ' +
+    'on bookworm mesa-vulkan-drivers 25 from bookworm-backports). Elsewhere install a Vulkan driver ' +
+    '(NVIDIA/AMD/Intel, or Mesa >= 24 lavapipe) and libvulkan1. Check with `node scripts/probe-adapter.mjs`; ' +
+    'choose another with PEFTC_WEBGPU_BACKEND (e.g. opengles + PEFTC_WEBGPU_FEATURE_LEVEL=compatibility) ' +
+    'or PEFTC_WEBGPU_ADAPTER, or run with --backend cpu.'
+  );
+}
+
+export interface GpuContext {
+  /** Dawn's instance: it must stay referenced while the device lives (a collected one crashes Dawn). */
+  readonly gpu: GPU;
+  readonly device: GPUDevice;
+  readonly adapterInfo: string;
+  readonly limits: GPUSupportedLimits;
+  readonly f16: boolean;
+  readonly timestamps: boolean;
+  /** Set when the device is lost; every later use reports it. */
+  lostReason(): string | undefined;
+  /** Uncaptured errors since the last call (cleared). */
+  takeUncaptured(): string[];
+}
+
+const LIMITS_WANTED = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+] as const;
+
+/** Requests an adapter and a device with the adapter's limits we rely on, and shader-f16 when offered. */
+export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuContext> {
+  const opts = resolveOptions(options);
+  let adapter: GPUAdapter | null;
+  let gpu: GPU;
+  try {
+    gpu = createGpu(opts);
+    adapter = await gpu.requestAdapter({
+      featureLevel: opts.featureLevel,
+      powerPreference: opts.powerPreference,
+    } as GPURequestAdapterOptions);
+  } catch (e) {
+    throw new NoAdapterError(`${remedy(opts)} (Dawn said: ${(e as Error).message})`);
+  }
+  if (!adapter) throw new NoAdapterError(remedy(opts));
+  const requiredFeatures: GPUFeatureName[] = [];
+  const f16 = adapter.features.has('shader-f16');
+  if (f16) requiredFeatures.push('shader-f16');
+  const timestamps = !!opts.timestamps && adapter.features.has('timestamp-query');
+  if (timestamps) requiredFeatures.push('timestamp-query');
+  const requiredLimits: Record<string, number> = {};
+  for (const k of LIMITS_WANTED) requiredLimits[k] = adapter.limits[k];
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  let lost: string | undefined;
+  device.lost.then((info) => {
+    // 'destroyed' is ours (dispose); anything else is a real loss.
+    lost = info.reason === 'destroyed' ? 'the device was disposed' : `device lost: ${info.message}`;
+  });
+  const uncaptured: string[] = [];
+  device.addEventListener('uncapturederror', (ev) => {
+    uncaptured.push((ev as GPUUncapturedErrorEvent).error.message);
+  });
+  const info = adapter.info;
+  return {
+    gpu,
+    device,
+    adapterInfo: `${info.vendor || '?'} ${info.device || info.description || '?'} (${info.architecture || opts.backend || ''})`,
+    limits: device.limits,
+    f16,
+    timestamps,
+    lostReason: () => lost,
+    takeUncaptured: () => uncaptured.splice(0),
+  };
+}
+
+/**
+ * Runs `fn` inside validation / out-of-memory / internal error scopes and throws a
+ * WebGpuError that says `what` when any of them reports.
+ */
+export async function checked<T>(ctx: GpuContext, what: () => string, fn: () => T): Promise<T> {
+  const lost = ctx.lostReason();
+  if (lost) throw new WebGpuError(`${what()}: ${lost}`);
+  const { device } = ctx;
+  device.pushErrorScope('internal');
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let result: T | undefined;
+  let thrown: unknown;
+  try {
+    result = fn();
+  } catch (e) {
+    thrown = e;
+  }
+  // Always pop the scopes, even when fn threw, so they never leak into later work.
+  const errs = await Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()]);
+  if (thrown !== undefined) throw thrown;
+  const msgs = errs.filter((e): e is GPUError => e !== null).map((e) => e.message);
+  msgs.push(...ctx.takeUncaptured());
+  if (msgs.length) throw new WebGpuError(`${what()}: ${msgs.join('; ')}`);
+  return result as T;
+}

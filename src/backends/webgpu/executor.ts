@@ -1,0 +1,298 @@
+// The WebGPU backend: compile uploads params once (they stay resident), run records
+// one command encoder with every dispatch in graph order, then copies the requested
+// outputs to staging buffers and `assign:<param>` outputs into the param's buffer.
+import type { Graph, Node } from '../../ir/graph.ts';
+import { formatShape, numel, sameShape } from '../../ir/shape.ts';
+import type { Tensor } from '../../ir/tensor.ts';
+import type { WeightStore } from '../../ir/weights.ts';
+import { ASSIGN_PREFIX, type Backend, type Executable, type RunRequest } from '../backend.ts';
+import { acquireDevice, checked, type GpuContext, WebGpuError, type WebGpuOptions } from './device.ts';
+import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
+import { PipelineCache } from './pipelines.ts';
+import { buildSchedule, describeNode, type Schedule } from './schedule.ts';
+
+export interface TimedResult {
+  readonly outputs: Record<string, Tensor>;
+  /** GPU time of the compute pass from timestamp queries, when the device has them. */
+  readonly gpuMs?: number;
+  /** Wall time from submit to the queue having finished the work. */
+  readonly wallMs: number;
+}
+
+export class WebGpuExecutable implements Executable {
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+  private readonly inputs: Node[];
+  private readonly paramIds: Map<string, number>;
+
+  constructor(
+    readonly graph: Graph,
+    private readonly gpu: GpuContext,
+    private readonly schedule: Schedule,
+    private readonly onDispose: (e: WebGpuExecutable) => void,
+  ) {
+    this.inputs = graph.inputs();
+    this.paramIds = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
+  }
+
+  /** Number of dispatches per run and bytes of pooled intermediate buffers. */
+  get stats(): { dispatches: number; pooledBytes: number } {
+    return { dispatches: this.schedule.dispatches.length, pooledBytes: this.schedule.pooledBytes };
+  }
+
+  run(req: RunRequest): Promise<Record<string, Tensor>> {
+    return this.runTimed(req).then((r) => r.outputs);
+  }
+
+  /** Runs serialised after earlier runs (they share buffers). */
+  runTimed(req: RunRequest): Promise<TimedResult> {
+    const next = this.queue.then(() => this.runNow(req));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runNow(req: RunRequest): Promise<TimedResult> {
+    if (this.disposed) throw new WebGpuError('this WebGPU executable was disposed');
+    const { device } = this.gpu;
+    const g = this.graph;
+    const wanted = req.outputs ?? g.outputs.map((o) => o.name).filter((n) => !n.startsWith(ASSIGN_PREFIX));
+    const outNodes = wanted.map((name) => {
+      const o = g.outputs.find((x) => x.name === name);
+      if (!o)
+        throw new WebGpuError(
+          `graph has no output '${name}' (outputs: ${g.outputs.map((x) => x.name).join(', ') || 'none'})`,
+        );
+      return g.node(o.id);
+    });
+    for (const n of this.inputs) {
+      const name = String(n.attrs.name);
+      const t = req.feeds[name];
+      const want = `${n.type.dtype}${formatShape(n.type.shape)}`;
+      if (!t) throw new WebGpuError(`missing feed for input '${name}' (the graph expects ${want})`);
+      if (t.dtype !== n.type.dtype || !sameShape(t.shape, n.type.shape)) {
+        throw new WebGpuError(
+          `feed for input '${name}' is ${t.dtype}${formatShape(t.shape)} but the graph expects ${want}`,
+        );
+      }
+      device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(t));
+    }
+    const ts = this.gpu.timestamps
+      ? {
+          set: device.createQuerySet({ type: 'timestamp', count: 2 }),
+          resolve: device.createBuffer({
+            size: 16,
+            usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+          }),
+          read: device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+        }
+      : undefined;
+    const staging: GPUBuffer[] = [];
+    const t0 = performance.now();
+    await checked(
+      this.gpu,
+      () => 'running the graph on WebGPU',
+      () => {
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass(
+          ts
+            ? { timestampWrites: { querySet: ts.set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+            : {},
+        );
+        for (const d of this.schedule.dispatches) {
+          pass.setPipeline(d.pipeline);
+          pass.setBindGroup(0, d.bindGroup);
+          pass.dispatchWorkgroups(...d.size);
+        }
+        pass.end();
+        for (const n of outNodes) {
+          const size = gpuByteSize(n.type.dtype, numel(n.type.shape));
+          const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+          enc.copyBufferToBuffer(this.buf(n.id), 0, s, 0, size);
+          staging.push(s);
+        }
+        // Assigns after the output copies: outputs are the values of this run.
+        for (const o of g.outputs) {
+          if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
+          const target = this.buf(this.paramId(o.name.slice(ASSIGN_PREFIX.length)));
+          const src = this.buf(o.id);
+          if (src !== target) enc.copyBufferToBuffer(src, 0, target, 0, Math.min(src.size, target.size));
+        }
+        if (ts) {
+          enc.resolveQuerySet(ts.set, 0, 2, ts.resolve, 0);
+          enc.copyBufferToBuffer(ts.resolve, 0, ts.read, 0, 16);
+        }
+        device.queue.submit([enc.finish()]);
+      },
+    ).catch((e) => this.blame(e));
+    const outputs: Record<string, Tensor> = {};
+    try {
+      await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+      await device.queue.onSubmittedWorkDone();
+      outNodes.forEach((n, k) => {
+        outputs[wanted[k]] = decodeTensor(n.type.dtype, n.type.shape, staging[k].getMappedRange().slice(0));
+      });
+      let gpuMs: number | undefined;
+      if (ts) {
+        await ts.read.mapAsync(GPUMapMode.READ);
+        const [a, b] = new BigInt64Array(ts.read.getMappedRange());
+        gpuMs = Number(b - a) / 1e6;
+      }
+      return { outputs, gpuMs, wallMs: performance.now() - t0 };
+    } catch (e) {
+      throw new WebGpuError(`reading results back failed: ${this.gpu.lostReason() ?? (e as Error).message}`, {
+        cause: e,
+      });
+    } finally {
+      for (const s of staging) s.destroy();
+      if (ts) {
+        ts.set.destroy();
+        ts.resolve.destroy();
+        ts.read.destroy();
+      }
+    }
+  }
+
+  /** Re-encodes each dispatch alone to name the node whose dispatch the device rejected. */
+  private async blame(e: unknown): Promise<never> {
+    const { device } = this.gpu;
+    for (const d of this.schedule.dispatches) {
+      try {
+        await checked(
+          this.gpu,
+          () => '',
+          () => {
+            const enc = device.createCommandEncoder();
+            const pass = enc.beginComputePass();
+            pass.setPipeline(d.pipeline);
+            pass.setBindGroup(0, d.bindGroup);
+            pass.dispatchWorkgroups(...d.size);
+            pass.end();
+            enc.finish();
+          },
+        );
+      } catch (inner) {
+        throw new WebGpuError(
+          `running ${describeNode(d.node)} (kernel ${d.key}) failed: ${(inner as Error).message.replace(/^: /, '')}`,
+          { cause: e },
+        );
+      }
+    }
+    throw e;
+  }
+
+  private buf(id: number): GPUBuffer {
+    const b = this.schedule.buffers.get(id);
+    if (!b) throw new WebGpuError(`internal: no buffer for %${id}`);
+    return b;
+  }
+
+  private paramId(name: string): number {
+    const id = this.paramIds.get(name);
+    if (id === undefined) {
+      throw new WebGpuError(
+        `no parameter '${name}' (params: ${[...this.paramIds.keys()].join(', ') || 'none'})`,
+      );
+    }
+    return id;
+  }
+
+  async readParam(name: string): Promise<Tensor> {
+    const id = this.paramId(name);
+    await this.queue;
+    const n = this.graph.node(id);
+    const { device } = this.gpu;
+    const size = gpuByteSize(n.type.dtype, numel(n.type.shape));
+    const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    try {
+      const enc = device.createCommandEncoder();
+      enc.copyBufferToBuffer(this.buf(id), 0, s, 0, size);
+      device.queue.submit([enc.finish()]);
+      await s.mapAsync(GPUMapMode.READ);
+      return decodeTensor(n.type.dtype, n.type.shape, s.getMappedRange().slice(0));
+    } finally {
+      s.destroy();
+    }
+  }
+
+  async writeParam(name: string, value: Tensor): Promise<void> {
+    const n = this.graph.node(this.paramId(name));
+    if (value.dtype !== n.type.dtype || !sameShape(value.shape, n.type.shape)) {
+      throw new WebGpuError(
+        `writeParam '${name}': got ${value.dtype}${formatShape(value.shape)} but the param is ${n.type.dtype}${formatShape(n.type.shape)}`,
+      );
+    }
+    await this.queue;
+    this.gpu.device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(value));
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const b of this.schedule.owned) b.destroy();
+    this.onDispose(this);
+  }
+}
+
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu' as const;
+  private ctx: Promise<GpuContext> | undefined;
+  private pipelines: PipelineCache | undefined;
+  private readonly live = new Set<WebGpuExecutable>();
+  private disposed = false;
+
+  /** The device is acquired on first use (or by `ready()`), with these options over the environment. */
+  constructor(private readonly opts: WebGpuOptions = {}) {}
+
+  /** Acquires the adapter and device (once); throws NoAdapterError with the remedy when there is none. */
+  ready(): Promise<GpuContext> {
+    if (this.disposed) return Promise.reject(new WebGpuError('this WebGPU backend was disposed'));
+    this.ctx ??= acquireDevice(this.opts);
+    return this.ctx;
+  }
+
+  /** Pipelines compiled so far and cache hits (kernels shared between nodes). */
+  get cacheStats(): { pipelines: number; hits: number; misses: number } {
+    const p = this.pipelines;
+    return { pipelines: p?.size ?? 0, hits: p?.hits ?? 0, misses: p?.misses ?? 0 };
+  }
+
+  async compile(graph: Graph, weights: WeightStore): Promise<WebGpuExecutable> {
+    const gpu = await this.ready();
+    this.pipelines ??= new PipelineCache(gpu.device);
+    const params = new Map<number, Tensor>();
+    for (const p of graph.params()) {
+      const name = String(p.attrs.name);
+      const t = weights.get(name);
+      const want = `${p.type.dtype}${formatShape(p.type.shape)}`;
+      if (!t)
+        throw new WebGpuError(
+          `missing weight '${name}' (the graph expects ${want}); is it in the weight store?`,
+        );
+      if (t.dtype !== p.type.dtype || !sameShape(t.shape, p.type.shape)) {
+        throw new WebGpuError(
+          `weight '${name}' is ${t.dtype}${formatShape(t.shape)} but the graph expects ${want}`,
+        );
+      }
+      params.set(p.id, t);
+    }
+    const names = new Set(graph.params().map((p) => String(p.attrs.name)));
+    for (const o of graph.outputs) {
+      const target = o.name.slice(ASSIGN_PREFIX.length);
+      if (o.name.startsWith(ASSIGN_PREFIX) && !names.has(target)) {
+        throw new WebGpuError(`output '${o.name}' assigns to '${target}', which is not a param of the graph`);
+      }
+    }
+    const schedule = await buildSchedule({ graph, gpu, pipelines: this.pipelines, params });
+    const exe = new WebGpuExecutable(graph, gpu, schedule, (e) => this.live.delete(e));
+    this.live.add(exe);
+    return exe;
+  }
+
+  /** Destroys every executable's buffers and the device, so the process can exit. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const e of [...this.live]) e.dispose();
+    this.ctx?.then((c) => c.device.destroy()).catch(() => undefined);
+  }
+}

@@ -1,0 +1,25 @@
+// The WebGPU backend (Dawn in Node): runtime, kernels, executor.
+export {
+  acquireDevice,
+  type DawnBackend,
+  type FeatureLevel,
+  type GpuContext,
+  NoAdapterError,
+  resolveOptions,
+  WebGpuError,
+  type WebGpuOptions,
+} from './device.ts';
+export { type TimedResult, WebGpuBackend, WebGpuExecutable } from './executor.ts';
+export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
+export { type MapSpec, mapKernel } from './kernels/map.ts';
+export { planMatmul } from './kernels/matmul.ts';
+export {
+  canonicalKey,
+  foldDispatch,
+  type Kernel,
+  type KernelContext,
+  type KernelPlan,
+  type ProgramDesc,
+  type Step,
+  Uniforms,
+} from './program.ts';

@@ -1,0 +1,222 @@
+// Elementwise kernels: unary math, broadcasting binary ops and comparisons, where,
+// cast, scale, sign and dropout. Floats compute in f32; integer dtypes in i32/u32.
+import { computeType, lit } from '../dtypes.ts';
+import type { Kernel, KernelContext, KernelPlan } from '../program.ts';
+import { broadcastIndex, broadcastKind, mapKernel } from './map.ts';
+
+/** erf (Abramowitz-Stegun 7.1.26 refined, |err| < 1.5e-7), tanh that never overflows, pow like Math.pow. */
+const MATH = `fn erf_f(x: f32) -> f32 {
+  let a = abs(x);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return select(-y, y, x >= 0.0);
+}
+fn tanh_f(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  let t = (1.0 - e) / (1.0 + e);
+  return select(-t, t, x >= 0.0);
+}
+fn sigmoid_f(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}
+fn pow_f(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (a == 0.0) { return select(0.0, inf_f32(1.0), b < 0.0); }
+  let m = exp2(b * log2(abs(a)));
+  if (a > 0.0) { return m; }
+  if (floor(b) != b) { return nan_f32(); }
+  let odd = abs(b % 2.0) == 1.0;
+  return select(m, -m, odd);
+}
+`;
+
+type Unary = (x: string, ct: 'f32' | 'i32' | 'u32') => string;
+
+const UNARY: Record<string, Unary> = {
+  neg: (x, ct) => (ct === 'u32' ? `0u - ${x}` : `-${x}`),
+  abs: (x, ct) => (ct === 'u32' ? x : `abs(${x})`),
+  exp: (x) => `exp(${x})`,
+  log: (x) => `log(${x})`,
+  sqrt: (x) => `sqrt(${x})`,
+  rsqrt: (x) => `1.0 / sqrt(${x})`,
+  relu: (x) => `select(0.0, ${x}, ${x} > 0.0 || ${x} != ${x})`,
+  sigmoid: (x) => `sigmoid_f(${x})`,
+  tanh: (x) => `tanh_f(${x})`,
+  silu: (x) => `${x} * sigmoid_f(${x})`,
+  sign: (x, ct) => (ct === 'u32' ? `select(0u, 1u, ${x} > 0u)` : `sign(${x})`),
+};
+
+function unary(f: Unary): Kernel {
+  return (ctx) =>
+    mapKernel({
+      ctx,
+      desc: {},
+      helpers: MATH,
+      body: () => `  let x = ld_in0(i);\n  return ${f('x', computeType(ctx.out.dtype))};`,
+    });
+}
+
+type Binary = (a: string, b: string, ct: 'f32' | 'i32' | 'u32') => string;
+
+const BINARY: Record<string, Binary> = {
+  add: (a, b) => `${a} + ${b}`,
+  sub: (a, b) => `${a} - ${b}`,
+  mul: (a, b) => `${a} * ${b}`,
+  div: (a, b, ct) =>
+    ct === 'f32' ? `${a} / ${b}` : `select(0${ct === 'i32' ? 'i' : 'u'}, ${a} / ${b}, ${b} != 0)`,
+  pow: (a, b, ct) => (ct === 'f32' ? `pow_f(${a}, ${b})` : `${ct}(pow_f(f32(${a}), f32(${b})))`),
+  // NaN in either input propagates, as torch.maximum / Math.max.
+  maximum: (a, b, ct) =>
+    ct === 'f32' ? `select(${b}, ${a}, ${a} > ${b} || ${a} != ${a})` : `max(${a}, ${b})`,
+  minimum: (a, b, ct) =>
+    ct === 'f32' ? `select(${b}, ${a}, ${a} < ${b} || ${a} != ${a})` : `min(${a}, ${b})`,
+  greater: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} > ${b})`,
+  equal: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} == ${b})`,
+};
+
+function binary(f: Binary): Kernel {
+  return (ctx) => {
+    const [a, b] = ctx.inputs;
+    const out = ctx.out.shape;
+    return mapKernel({
+      ctx,
+      desc: { rank: out.length, bcast: [broadcastKind(out, a.shape), broadcastKind(out, b.shape)] },
+      helpers: MATH,
+      body: (u) => {
+        const ia = broadcastIndex(u, out, a.shape, 'a');
+        const ib = broadcastIndex(u, out, b.shape, 'b');
+        return `${ia.code}${ib.code}  let x = ld_in0(${ia.index});\n  let y = ld_in1(${ib.index});\n  return ${f('x', 'y', computeType(ctx.out.dtype))};`;
+      },
+    });
+  };
+}
+
+const where: Kernel = (ctx) => {
+  const [c, a, b] = ctx.inputs;
+  const out = ctx.out.shape;
+  const zero = lit(0, computeType(c.dtype));
+  return mapKernel({
+    ctx,
+    desc: { rank: out.length, bcast: [c, a, b].map((t) => broadcastKind(out, t.shape)) },
+    body: (u) => {
+      const ic = broadcastIndex(u, out, c.shape, 'c');
+      const ia = broadcastIndex(u, out, a.shape, 'a');
+      const ib = broadcastIndex(u, out, b.shape, 'b');
+      return `${ic.code}${ia.code}${ib.code}  if (ld_in0(${ic.index}) != ${zero}) { return ld_in1(${ia.index}); }\n  return ld_in2(${ib.index});`;
+    },
+  });
+};
+
+const broadcastTo: Kernel = (ctx) => {
+  const out = ctx.out.shape;
+  return mapKernel({
+    ctx,
+    desc: { rank: out.length, bcast: [broadcastKind(out, ctx.inputs[0].shape)] },
+    body: (u) => {
+      const ia = broadcastIndex(u, out, ctx.inputs[0].shape, 'a');
+      return `${ia.code}  return ld_in0(${ia.index});`;
+    },
+  });
+};
+
+const cast: Kernel = (ctx) => {
+  const from = computeType(ctx.inputs[0].dtype);
+  const to = computeType(ctx.out.dtype);
+  let expr = 'x';
+  if (from === 'f32' && to === 'u32') {
+    // Truncate toward zero, then wrap modulo 2^32 as a typed-array store does.
+    expr = 'bitcast<u32>(i32(trunc(x)))';
+  } else if (from !== to) expr = `${to}(x)`;
+  if (ctx.out.dtype === 'u8') expr = `(${expr}) & 0xffu`;
+  return mapKernel({ ctx, desc: {}, body: () => `  let x = ld_in0(i);\n  return ${expr};` });
+};
+
+const scale: Kernel = (ctx) => {
+  const ct = computeType(ctx.out.dtype);
+  const factor = Number(ctx.node.attrs.factor);
+  return mapKernel({
+    ctx,
+    desc: {},
+    body: (u) => {
+      const f = u.f32v(factor);
+      return ct === 'f32' ? `  return ld_in0(i) * ${f};` : `  return ${ct}(f32(ld_in0(i)) * ${f});`;
+    },
+  });
+};
+
+/** hash32 of src/util/rng.ts, bit for bit (u32 multiply wraps like Math.imul). */
+export const HASH32 = `fn hash32(seed: u32, counter: u32) -> u32 {
+  var h = seed ^ (counter * 0x9e3779b1u);
+  h = (h ^ (h >> 16u)) * 0x7feb352du;
+  h = (h ^ (h >> 15u)) * 0x846ca68bu;
+  return h ^ (h >> 16u);
+}
+`;
+
+const dropout: Kernel = (ctx) => {
+  const p = Number(ctx.node.attrs.p);
+  const seed = Number(ctx.node.attrs.seed);
+  const hasStep = ctx.inputs.length > 1;
+  return mapKernel({
+    ctx,
+    desc: { step: hasStep },
+    helpers: HASH32,
+    body: (u) => {
+      const seedU = u.u32(seed >>> 0);
+      const thr = u.u32(dropThreshold(p));
+      const inv = u.f32v(1 / (1 - p));
+      // The CPU's dropoutKey: seed ^ imul(step, 0x9e3779b1).
+      const s = hasStep ? `(${seedU} ^ (u32(ld_in1(0u)) * 0x9e3779b1u))` : seedU;
+      return `  let keep = hash32(${s}, i) >= ${thr};\n  return select(0.0, ld_in0(i) * ${inv}, keep);`;
+    },
+  });
+};
+
+/** An element is kept when its hash is >= floor(p * 2^32) (the CPU's dropoutThreshold). */
+export function dropThreshold(p: number): number {
+  return Math.min(0xffffffff, Math.floor(p * 4294967296));
+}
+
+function gelu(ctx: KernelContext): KernelPlan {
+  const tanhApprox = ctx.node.attrs.approximate === 'tanh';
+  const expr = tanhApprox
+    ? '0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)))'
+    : '0.5 * x * (1.0 + erf_f(x * 0.7071067811865476))';
+  return mapKernel({
+    ctx,
+    desc: { approximate: tanhApprox ? 'tanh' : 'none' },
+    helpers: MATH,
+    body: () => `  let x = ld_in0(i);\n  return ${expr};`,
+  });
+}
+
+export const elementwiseKernels = {
+  add: binary(BINARY.add),
+  sub: binary(BINARY.sub),
+  mul: binary(BINARY.mul),
+  div: binary(BINARY.div),
+  pow: binary(BINARY.pow),
+  maximum: binary(BINARY.maximum),
+  minimum: binary(BINARY.minimum),
+  greater: binary(BINARY.greater),
+  equal: binary(BINARY.equal),
+  neg: unary(UNARY.neg),
+  abs: unary(UNARY.abs),
+  exp: unary(UNARY.exp),
+  log: unary(UNARY.log),
+  sqrt: unary(UNARY.sqrt),
+  rsqrt: unary(UNARY.rsqrt),
+  relu: unary(UNARY.relu),
+  sigmoid: unary(UNARY.sigmoid),
+  tanh: unary(UNARY.tanh),
+  silu: unary(UNARY.silu),
+  sign: unary(UNARY.sign),
+  gelu,
+  scale,
+  where,
+  cast,
+  dropout,
+  broadcast_to: broadcastTo,
+} satisfies Record<string, Kernel>;

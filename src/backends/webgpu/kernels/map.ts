@@ -1,0 +1,160 @@
+// The building block of elementwise and data-movement kernels: one invocation per
+// output element (or per u32 word for packed u8/u4 outputs) evaluating
+// `fn value(i: u32) -> <compute type>`, written by the op, over bound inputs.
+import type { DType } from '../../../ir/dtype.ts';
+import { numel, type Shape, strides } from '../../../ir/shape.ts';
+import {
+  computeType,
+  declStorage,
+  enables,
+  gpuByteSize,
+  isPacked,
+  loadFn,
+  PRELUDE,
+  perWord,
+  storeStmt,
+} from '../dtypes.ts';
+import { type BindingRef, entry, type KernelContext, type KernelPlan, Uniforms } from '../program.ts';
+
+export const MAP_WORKGROUP = 256;
+
+export interface MapSpec {
+  readonly ctx: KernelContext;
+  /** Description fields besides op/dtypes/workgroup (ranks, flags, variants). */
+  readonly desc: Readonly<Record<string, string | number | boolean | readonly (string | number | boolean)[]>>;
+  /** Node inputs bound as in0, in1, ... (default: all). */
+  readonly inputs?: readonly number[];
+  /** Extra WGSL functions (op helpers). */
+  readonly helpers?: string;
+  /** Body of `fn value(i: u32) -> CT`; may call ld_in<k>(j) and read uniforms made through `u`. */
+  readonly body: (u: Uniforms) => string;
+}
+
+/** Plans a map kernel for the node's output. */
+export function mapKernel(spec: MapSpec): KernelPlan {
+  const { ctx } = spec;
+  const out = ctx.out;
+  const inputs = spec.inputs ?? ctx.inputs.map((_, i) => i);
+  const inDtypes = inputs.map((k) => ctx.inputs[k].dtype);
+  const u = new Uniforms();
+  const n = numel(out.shape);
+  const nU = u.u32(n);
+  const body = spec.body(u);
+  const ct = computeType(out.dtype);
+  const packed = isPacked(out.dtype);
+  const pw = perWord(out.dtype);
+  const items = packed ? Math.ceil(n / pw) : n;
+  const itemsU = u.u32(items);
+  let code = enables([...inDtypes, out.dtype]) + PRELUDE + u.decl();
+  inputs.forEach((k, j) => {
+    code += declStorage(`in${j}`, ctx.inputs[k].dtype, j + 1, false) + loadFn(`in${j}`, ctx.inputs[k].dtype);
+  });
+  code += declStorage('outb', out.dtype, inputs.length + 1, true);
+  code += spec.helpers ?? '';
+  code += `fn value(i: u32) -> ${ct} {\n${body}\n}\n`;
+  code += entry([MAP_WORKGROUP]);
+  code += `  let t = wid * ${MAP_WORKGROUP}u + lid;\n  if (t >= ${itemsU}) { return; }\n`;
+  if (!packed) code += `  ${storeStmt('outb', out.dtype, 't', 'value(t)')}\n}\n`;
+  else {
+    const mask = out.dtype === 'u8' ? '0xffu' : '0xfu';
+    const shift = out.dtype === 'u8' ? 'e * 8u' : '(e >> 1u) * 8u + select(4u, 0u, (e & 1u) == 1u)';
+    code += `  var word = 0u;
+  for (var e = 0u; e < ${pw}u; e++) {
+    let i = t * ${pw}u + e;
+    if (i < ${nU}) { word = word | ((u32(value(i)) & ${mask}) << (${shift})); }
+  }
+  outb[t] = word;
+}
+`;
+  }
+  const bindings: { ref: BindingRef; write: boolean }[] = inputs.map((k) => ({
+    ref: { kind: 'input', index: k },
+    write: false,
+  }));
+  bindings.push({ ref: { kind: 'output' }, write: true });
+  return {
+    steps: [
+      {
+        desc: {
+          op: ctx.node.op,
+          dtypes: [...inDtypes, out.dtype],
+          workgroup: [MAP_WORKGROUP],
+          ...spec.desc,
+        },
+        code,
+        uniforms: u,
+        bindings,
+        workgroups: Math.ceil(items / MAP_WORKGROUP),
+      },
+    ],
+  };
+}
+
+/** Row-major strides of `shape` aligned to an output of rank `rank`, 0 on broadcast axes. */
+export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const s = strides(shape);
+  const r = outShape.length;
+  const out = new Array<number>(r).fill(0);
+  for (let i = 0; i < shape.length; i++) {
+    const o = r - shape.length + i;
+    out[o] = shape[i] === 1 && outShape[o] !== 1 ? 0 : s[i];
+  }
+  return out;
+}
+
+/**
+ * WGSL that unravels flat index `i` over `dims` (uniform expressions) into `let <p>0..`
+ * coordinates; returns the statements.
+ */
+export function unravel(i: string, dims: readonly string[], p = 'c'): string {
+  if (dims.length === 0) return '';
+  let s = `  var r_${p} = ${i};\n`;
+  for (let k = dims.length - 1; k > 0; k--) {
+    s += `  let ${p}${k} = r_${p} % ${dims[k]}; r_${p} = r_${p} / ${dims[k]};\n`;
+  }
+  s += `  let ${p}0 = r_${p};\n`;
+  return s;
+}
+
+/** `c0 * s0 + c1 * s1 + ...` over uniform stride expressions (0u for rank 0). */
+export function dot(strideExprs: readonly string[], p = 'c'): string {
+  if (strideExprs.length === 0) return '0u';
+  return strideExprs.map((s, k) => `${p}${k} * ${s}`).join(' + ');
+}
+
+/** Uniform expressions for a list of sizes. */
+export function uniformList(u: Uniforms, xs: readonly number[]): string[] {
+  return xs.map((x) => u.u32(x));
+}
+
+/**
+ * Index of input `k` (shape `inShape`) for output index `i` under broadcasting:
+ * `i` itself when the shapes agree, else unravel + dot. Returns [statements, expr].
+ */
+export function broadcastIndex(
+  u: Uniforms,
+  outShape: Shape,
+  inShape: Shape,
+  p: string,
+): { code: string; index: string } {
+  if (inShape.length === outShape.length && inShape.every((d, j) => d === outShape[j])) {
+    return { code: '', index: 'i' };
+  }
+  if (numel(inShape) === 1) return { code: '', index: '0u' };
+  const dims = uniformList(u, outShape);
+  const st = uniformList(u, broadcastStrides(inShape, outShape));
+  return { code: unravel('i', dims, p), index: dot(st, p) };
+}
+
+/** Broadcast pattern of an input, for the program description: 'same', 'scalar' or 'bcast'. */
+export function broadcastKind(outShape: Shape, inShape: Shape): string {
+  if (inShape.length === outShape.length && inShape.every((d, j) => d === outShape[j])) return 'same';
+  return numel(inShape) === 1 ? 'scalar' : 'bcast';
+}
+
+/** Byte size of a node's output buffer. */
+export function outBytes(ctx: KernelContext): number {
+  return gpuByteSize(ctx.out.dtype, numel(ctx.out.shape));
+}
+
+export type { DType };

@@ -1,0 +1,324 @@
+// Matrix products. A tiled kernel (64x64 output tile per 16x16 workgroup, 4x4 per
+// invocation held in registers, 16-deep K slices staged in workgroup memory, vec4
+// global loads where the contiguous axis is a multiple of 4) and a GEMV path for
+// M <= 4 (decode). Batch axes broadcast through per-axis batch strides in uniforms;
+// `linear` is x W^T (+ b) on the same kernels.
+import type { DType } from '../../../ir/dtype.ts';
+import { broadcastShapes, numel, type Shape } from '../../../ir/shape.ts';
+import { declStorage, enables, PRELUDE, storageElem } from '../dtypes.ts';
+import { type BindingRef, entry, type Kernel, type KernelPlan, type Step, Uniforms } from '../program.ts';
+import { ROW_WG, wgReduce } from './reduce.ts';
+
+export interface MatmulProblem {
+  readonly op: string;
+  readonly dtype: DType;
+  /** B's dtype when it differs from A's (linear with an f16 weight); bias shares B's. */
+  readonly bDtype?: DType;
+  readonly outDtype: DType;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly ta: boolean;
+  readonly tb: boolean;
+  /** Output batch shape and each operand's batch strides in elements (0 where broadcast). */
+  readonly batch: Shape;
+  readonly aBatchStrides: readonly number[];
+  readonly bBatchStrides: readonly number[];
+  readonly bias: boolean;
+}
+
+const TILE = 64;
+const BK = 16;
+const GEMV_WG = 64;
+
+function batchStrides(shape: Shape, outBatch: Shape, matSize: number): number[] {
+  const bs = shape.slice(0, -2);
+  const out = new Array<number>(outBatch.length).fill(0);
+  let acc = matSize;
+  for (let i = bs.length - 1; i >= 0; i--) {
+    const o = outBatch.length - bs.length + i;
+    out[o] = bs[i] === 1 ? 0 : acc;
+    acc *= bs[i];
+  }
+  return out;
+}
+
+function batchCode(u: Uniforms, p: MatmulProblem): string {
+  const dims = p.batch.map((d) => u.u32(d));
+  const sa = p.aBatchStrides.map((d) => u.u32(d));
+  const sb = p.bBatchStrides.map((d) => u.u32(d));
+  let s = '  var ra = batch;\n  var aBase = 0u;\n  var bBase = 0u;\n';
+  for (let i = dims.length - 1; i >= 0; i--) {
+    s += `  { let c = ra % ${dims[i]}; ra = ra / ${dims[i]}; aBase = aBase + c * ${sa[i]}; bBase = bBase + c * ${sb[i]}; }\n`;
+  }
+  return s;
+}
+
+function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean) {
+  const el = storageElem(p.dtype);
+  const bel = storageElem(p.bDtype ?? p.dtype);
+  const oel = storageElem(p.outDtype);
+  const arr = (e: string, v: boolean) => (v ? `array<vec4<${e}>>` : `array<${e}>`);
+  let code = `@group(0) @binding(1) var<storage, read> A: ${arr(el, vecA)};\n`;
+  code += `@group(0) @binding(2) var<storage, read> B: ${arr(bel, vecB)};\n`;
+  const bindings: { ref: BindingRef; write: boolean }[] = [
+    { ref: { kind: 'input', index: 0 }, write: false },
+    { ref: { kind: 'input', index: 1 }, write: false },
+  ];
+  if (p.bias) {
+    code += declStorage('bias', p.bDtype ?? p.dtype, 3, false);
+    bindings.push({ ref: { kind: 'input', index: 2 }, write: false });
+  }
+  code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
+  bindings.push({ ref: { kind: 'output' }, write: true });
+  return { code, bindings };
+}
+
+const f4 = (e: string, dt: DType) => (dt === 'f16' ? `vec4<f32>(${e})` : e);
+const f1 = (e: string, dt: DType) => (dt === 'f16' ? `f32(${e})` : e);
+function st1(v: string, dt: DType): string {
+  return dt === 'f16' ? `f16(${v})` : v;
+}
+
+function tiled(p: MatmulProblem): Step {
+  const u = new Uniforms();
+  const [M, N, K] = [u.u32(p.m), u.u32(p.n), u.u32(p.k)];
+  const nbx = Math.ceil(p.n / TILE);
+  const nby = Math.ceil(p.m / TILE);
+  const [nbxU, nbyU] = [u.u32(nbx), u.u32(nby)];
+  const bcode = batchCode(u, p);
+  // vec4 loads along each operand's contiguous axis when it is a multiple of 4.
+  const vecA = (p.ta ? p.m : p.k) % 4 === 0;
+  const vecB = (p.tb ? p.k : p.n) % 4 === 0;
+  const vecC = p.n % 4 === 0;
+  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC);
+  const dt = p.dtype;
+  const bdt = p.bDtype ?? p.dtype;
+  const aAt = (m: string, k: string) => (p.ta ? `aBase + ${k} * ${M} + ${m}` : `aBase + ${m} * ${K} + ${k}`);
+  const bAt = (k: string, n: string) => (p.tb ? `bBase + ${n} * ${K} + ${k}` : `bBase + ${k} * ${N} + ${n}`);
+  const Q = TILE / 4;
+  // One vec4 of As/Bs per invocation per K slice (256 invocations, 16x64 tiles).
+  let loadA: string;
+  if (vecA && p.ta) {
+    loadA = `{ let kk = lid / ${Q}u; let mq = lid % ${Q}u; let gk = k0 + kk; let gm = m0 + mq * 4u;
+      var v = vec4<f32>(0.0);
+      if (gk < ${K} && gm < ${M}) { v = ${f4(`A[(${aAt('gm', 'gk')}) / 4u]`, dt)}; }
+      As[kk * ${Q}u + mq] = v; }`;
+  } else if (vecA) {
+    loadA = `{ let mm = lid / 4u; let kq = lid % 4u; let gm = m0 + mm; let gk = k0 + kq * 4u;
+      var v = vec4<f32>(0.0);
+      if (gk < ${K} && gm < ${M}) { v = ${f4(`A[(${aAt('gm', 'gk')}) / 4u]`, dt)}; }
+      for (var c = 0u; c < 4u; c++) { As[(kq * 4u + c) * ${Q}u + mm / 4u][mm % 4u] = v[c]; } }`;
+  } else {
+    loadA = `{ let kk = lid / ${Q}u; let mq = lid % ${Q}u; let gk = k0 + kk;
+      var v = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${K} && gm < ${M}) { v[c] = ${f1(`A[${aAt('gm', 'gk')}]`, dt)}; } }
+      As[kk * ${Q}u + mq] = v; }`;
+  }
+  let loadB: string;
+  if (vecB && !p.tb) {
+    loadB = `{ let kk = lid / ${Q}u; let nq = lid % ${Q}u; let gk = k0 + kk; let gn = n0 + nq * 4u;
+      var v = vec4<f32>(0.0);
+      if (gk < ${K} && gn < ${N}) { v = ${f4(`B[(${bAt('gk', 'gn')}) / 4u]`, bdt)}; }
+      Bs[kk * ${Q}u + nq] = v; }`;
+  } else if (vecB) {
+    loadB = `{ let nn = lid / 4u; let kq = lid % 4u; let gn = n0 + nn; let gk = k0 + kq * 4u;
+      var v = vec4<f32>(0.0);
+      if (gk < ${K} && gn < ${N}) { v = ${f4(`B[(${bAt('gk', 'gn')}) / 4u]`, bdt)}; }
+      for (var c = 0u; c < 4u; c++) { Bs[(kq * 4u + c) * ${Q}u + nn / 4u][nn % 4u] = v[c]; } }`;
+  } else {
+    loadB = `{ let kk = lid / ${Q}u; let nq = lid % ${Q}u; let gk = k0 + kk;
+      var v = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${K} && gn < ${N}) { v[c] = ${f1(`B[${bAt('gk', 'gn')}]`, bdt)}; } }
+      Bs[kk * ${Q}u + nq] = v; }`;
+  }
+  const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
+  const store = vecC
+    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
+    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+  const code = `${enables([p.dtype, p.bDtype ?? p.dtype, p.outDtype]) + PRELUDE + u.decl() + decls}
+var<workgroup> As: array<vec4<f32>, ${(BK * TILE) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(BK * TILE) / 4}>;
+${entry([16, 16])}  let tx = lid3.x;
+  let ty = lid3.y;
+  let bx = wid % ${nbxU};
+  let t = wid / ${nbxU};
+  let by = t % ${nbyU};
+  let batch = t / ${nbyU};
+${bcode}  let m0 = by * ${TILE}u;
+  let n0 = bx * ${TILE}u;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < ${K}; k0 = k0 + ${BK}u) {
+    ${loadA}
+    ${loadB}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      let a = As[kk * ${Q}u + ty];
+      let b = Bs[kk * ${Q}u + tx];
+      acc[0] = fma(vec4<f32>(a.x), b, acc[0]);
+      acc[1] = fma(vec4<f32>(a.y), b, acc[1]);
+      acc[2] = fma(vec4<f32>(a.z), b, acc[2]);
+      acc[3] = fma(vec4<f32>(a.w), b, acc[3]);
+    }
+    workgroupBarrier();
+  }
+  let cBase = batch * ${M} * ${N};
+  let gn = n0 + tx * 4u;
+  for (var i = 0u; i < 4u; i++) {
+    let gm = m0 + ty * 4u + i;
+    if (gm < ${M}) { ${store} }
+  }
+}
+`;
+  return {
+    desc: {
+      op: p.op,
+      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
+      workgroup: [16, 16],
+      kernel: 'tiled',
+      ta: p.ta,
+      tb: p.tb,
+      batchRank: p.batch.length,
+      vec: [vecA, vecB, vecC],
+      bias: p.bias,
+    },
+    code,
+    uniforms: u,
+    bindings,
+    workgroups: numel(p.batch) * nbx * nby,
+  };
+}
+
+/** M <= 4: one workgroup per output column (B^T rows contiguous in k) or per 256 columns (B rows contiguous in n). */
+function gemv(p: MatmulProblem): Step {
+  const u = new Uniforms();
+  const [M, N, K] = [u.u32(p.m), u.u32(p.n), u.u32(p.k)];
+  const rows = p.m;
+  const dt = p.dtype;
+  const bdt = p.bDtype ?? p.dtype;
+  const aAt = (m: string, k: string) => (p.ta ? `aBase + ${k} * ${M} + ${m}` : `aBase + ${m} * ${K} + ${k}`);
+  const vecB = p.k % 4 === 0 && p.tb;
+  const { code: decls, bindings } = bindingsFor(p, false, vecB, false);
+  const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
+  const a = (m: string, k: string) => f1(`A[${aAt(m, k)}]`, dt);
+  let body: string;
+  let workgroups: number;
+  let nb: string;
+  if (p.tb) {
+    // One output column per workgroup; invocations split K, then a tree per row.
+    nb = u.u32(p.n);
+    workgroups = numel(p.batch) * p.n;
+    const accs = [...Array(rows).keys()];
+    const inner = vecB
+      ? `for (var k = lid * 4u; k < ${K}; k = k + ${GEMV_WG * 4}u) {
+    let b = ${f4(`B[(bBase + col * ${K} + k) / 4u]`, bdt)};
+${accs.map((r) => `    s${r} = s${r} + dot(vec4<f32>(${[0, 1, 2, 3].map((c) => a(`${r}u`, `k + ${c}u`)).join(', ')}), b);`).join('\n')}
+  }`
+      : `for (var k = lid; k < ${K}; k = k + ${GEMV_WG}u) {
+    let b = ${f1(`B[bBase + col * ${K} + k]`, bdt)};
+${accs.map((r) => `    s${r} = s${r} + ${a(`${r}u`, 'k')} * b;`).join('\n')}
+  }`;
+    body = `  let col = wid % ${nb};
+  let batch = wid / ${nb};
+${batchCode(u, p)}  let cBase = batch * ${M} * ${N};
+${accs.map((r) => `  var s${r} = 0.0;`).join('\n')}
+  ${inner}
+${accs.map((r) => wgReduce(`t${r}`, `s${r}`, (x, y) => `${x} + ${y}`)).join('')}  if (lid == 0u) {
+${accs.map((r) => `    C[cBase + ${r}u * ${N} + col] = ${st1(`t${r}${biasV('col')}`, p.outDtype)};`).join('\n')}
+  }
+`;
+  } else {
+    // One column per invocation, walking K down contiguous rows of B.
+    const per = GEMV_WG;
+    const nbx = Math.ceil(p.n / per);
+    nb = u.u32(nbx);
+    workgroups = numel(p.batch) * nbx;
+    const accs = [...Array(rows).keys()];
+    body = `  let bx = wid % ${nb};
+  let batch = wid / ${nb};
+${batchCode(u, p)}  let cBase = batch * ${M} * ${N};
+  let col = bx * ${per}u + lid;
+  if (col >= ${N}) { return; }
+${accs.map((r) => `  var s${r} = 0.0;`).join('\n')}
+  for (var k = 0u; k < ${K}; k++) {
+    let b = ${f1(`B[bBase + k * ${N} + col]`, bdt)};
+${accs.map((r) => `    s${r} = fma(${a(`${r}u`, 'k')}, b, s${r});`).join('\n')}
+  }
+${accs.map((r) => `  C[cBase + ${r}u * ${N} + col] = ${st1(`s${r}${biasV('col')}`, p.outDtype)};`).join('\n')}
+`;
+  }
+  const code = `${enables([p.dtype, p.bDtype ?? p.dtype, p.outDtype]) + PRELUDE + u.decl() + decls}var<workgroup> red: array<f32, ${ROW_WG}>;
+${entry([GEMV_WG])}${body}}
+`;
+  return {
+    desc: {
+      op: p.op,
+      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
+      workgroup: [GEMV_WG],
+      kernel: 'gemv',
+      rows,
+      ta: p.ta,
+      tb: p.tb,
+      vecB,
+      batchRank: p.batch.length,
+      bias: p.bias,
+    },
+    code,
+    uniforms: u,
+    bindings,
+    workgroups,
+  };
+}
+
+/** The plan for a matmul problem: GEMV when M <= 4, else the tiled kernel. */
+export function planMatmul(p: MatmulProblem): KernelPlan {
+  if (numel(p.batch) === 0 || p.m === 0 || p.n === 0) return { steps: [] };
+  return { steps: [p.m <= 4 ? gemv(p) : tiled(p)] };
+}
+
+const matmul: Kernel = (ctx) => {
+  const [a, b] = ctx.inputs;
+  const ta = !!ctx.node.attrs.transpose_a;
+  const tb = !!ctx.node.attrs.transpose_b;
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const [m, k] = ta ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
+  const n = tb ? b.shape[rb - 2] : b.shape[rb - 1];
+  const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  return planMatmul({
+    op: 'matmul',
+    dtype: a.dtype,
+    outDtype: ctx.out.dtype,
+    m,
+    n,
+    k,
+    ta,
+    tb,
+    batch,
+    aBatchStrides: batchStrides(a.shape, batch, m * k),
+    bBatchStrides: batchStrides(b.shape, batch, k * n),
+    bias: false,
+  });
+};
+
+const linear: Kernel = (ctx) => {
+  const [x, w] = ctx.inputs;
+  const [n, k] = w.shape;
+  return planMatmul({
+    op: 'linear',
+    dtype: x.dtype,
+    bDtype: w.dtype,
+    outDtype: ctx.out.dtype,
+    m: k === 0 ? 0 : numel(x.shape) / k,
+    n,
+    k,
+    ta: false,
+    tb: true,
+    batch: [],
+    aBatchStrides: [],
+    bBatchStrides: [],
+    bias: ctx.inputs.length > 2,
+  });
+};
+
+export const matmulKernels = { matmul, linear } satisfies Record<string, Kernel>;

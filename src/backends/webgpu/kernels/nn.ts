@@ -1,0 +1,169 @@
+// Transformer blocks: rotary embedding (HF rotate_half) and attention (softmax(q k^T
+// * scale + mask [+ causal]) v with GQA), one workgroup per query row.
+import { numel } from '../../../ir/shape.ts';
+import { declStorage, enables, loadFn, PRELUDE, storeStmt } from '../dtypes.ts';
+import { type BindingRef, entry, type Kernel, Uniforms } from '../program.ts';
+import { broadcastStrides, mapKernel } from './map.ts';
+import { ROW_WG, wgReduce } from './reduce.ts';
+
+/**
+ * The rotation angle of frequency j at integer position p, exactly as a fraction of a
+ * turn: f_j = inv_freq_j / (2 pi scaling) is held as 64-bit fixed point (two u32 per
+ * frequency, from f64 on the host) and frac(p f_j) comes from integer products, so the
+ * angle is accurate to ~1e-7 at any position where f32 p * f_j would lose digits.
+ */
+const TURN = `fn mulhi(a: u32, b: u32) -> u32 {
+  let a0 = a & 0xffffu; let a1 = a >> 16u; let b0 = b & 0xffffu; let b1 = b >> 16u;
+  let lo = a0 * b0; let m1 = a1 * b0; let m2 = a0 * b1;
+  let carry = ((lo >> 16u) + (m1 & 0xffffu) + (m2 & 0xffffu)) >> 16u;
+  return a1 * b1 + (m1 >> 16u) + (m2 >> 16u) + carry;
+}
+fn turn_angle(p: i32, fhi: u32, flo: u32) -> f32 {
+  let q = u32(abs(p));
+  let t = q * fhi + mulhi(q, flo);
+  let a = f32(bitcast<i32>(t)) * 1.4629180792671596e-9;
+  return select(a, -a, p < 0);
+}
+`;
+
+const rope: Kernel = (ctx) => {
+  const [, h, s, d] = ctx.inputs[0].shape;
+  const pos2d = ctx.inputs[1].shape.length === 2;
+  const inverse = !!ctx.node.attrs.inverse;
+  const theta = Number(ctx.node.attrs.theta);
+  const scaling = Number(ctx.node.attrs.scaling_factor);
+  const half = d / 2;
+  const words: number[] = [];
+  for (let j = 0; j < half; j++) {
+    // Same inv_freq as the CPU (f64), as turns per position.
+    const f = 1 / theta ** ((2 * j) / d) / scaling / (2 * Math.PI);
+    const fr = f - Math.floor(f);
+    const hi = Math.floor(fr * 2 ** 32);
+    const lo = Math.floor((fr * 2 ** 32 - hi) * 2 ** 32);
+    words.push(hi >>> 0, lo >>> 0);
+  }
+  return mapKernel({
+    ctx,
+    // half sizes the frequency table in the uniform struct.
+    desc: { pos2d, inverse, half },
+    helpers: TURN,
+    body: (u) => {
+      const dU = u.u32(d);
+      const sU = u.u32(s);
+      const hsU = u.u32(h * s);
+      const table = u.u32Table(words);
+      return `  let c = i % ${dU};
+  let t = i / ${dU};
+  let si = t % ${sU};
+  let bi = t / ${hsU};
+  let half = ${dU} / 2u;
+  let j = c % half;
+  let ang = turn_angle(i32(ld_in1(${pos2d ? `bi * ${sU} + si` : 'si'})), ${table('2u * j')}, ${table('2u * j + 1u')});
+  let cs = cos(ang);
+  let sn = ${inverse ? '-' : ''}sin(ang);
+  let row = i - c;
+  if (c < half) { return ld_in0(i) * cs - ld_in0(row + c + half) * sn; }
+  return ld_in0(i) * cs + ld_in0(row + c - half) * sn;`;
+    },
+  });
+};
+
+const attention: Kernel = (ctx) => {
+  const [q, k, v, mask] = ctx.inputs;
+  const [b, hq, s, d] = q.shape;
+  const [, hk, t] = k.shape;
+  const dv = v.shape[3];
+  const causal = !!ctx.node.attrs.causal;
+  const scale = ctx.node.attrs.scale === null ? 1 / Math.sqrt(d) : Number(ctx.node.attrs.scale);
+  const cpt = Math.max(1, Math.ceil(dv / ROW_WG));
+  const hasMask = mask !== undefined;
+  const u = new Uniforms();
+  const [S, T, D, DV, HQ, G] = [s, t, d, dv, hq, hq / hk].map((x) => u.u32(x));
+  const scaleU = u.f32v(scale);
+  const rows = u.u32(b * hq * s);
+  const ms = hasMask ? broadcastStrides(mask.shape, [b, hq, s, t]).map((x) => u.u32(x)) : [];
+  const dts = ctx.inputs.map((x) => x.dtype);
+  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
+  const bindings: { ref: BindingRef; write: boolean }[] = [];
+  ['q', 'k', 'v', 'm'].slice(0, ctx.inputs.length).forEach((name, j) => {
+    code += declStorage(name, dts[j], j + 1, false) + loadFn(name, dts[j]);
+    bindings.push({ ref: { kind: 'input', index: j }, write: false });
+  });
+  code += declStorage('outb', ctx.out.dtype, bindings.length + 1, true);
+  bindings.push({ ref: { kind: 'output' }, write: true });
+  const maskTerm = hasMask ? ` + ld_m(bi * ${ms[0]} + hi * ${ms[1]} + qi * ${ms[2]} + j * ${ms[3]})` : '';
+  code += `var<workgroup> red: array<f32, ${ROW_WG}>;
+var<workgroup> P: array<f32, ${ROW_WG}>;
+${entry([ROW_WG])}  let row = wid;
+  if (row >= ${rows}) { return; }
+  let qi = row % ${S};
+  let bh = row / ${S};
+  let hi = bh % ${HQ};
+  let bi = bh / ${HQ};
+  let kvh = bi * (${HQ} / ${G}) + hi / ${G};
+  let qBase = row * ${D};
+  let kBase = kvh * ${T} * ${D};
+  let vBase = kvh * ${T} * ${DV};
+  let last = i32(qi) + i32(${T}) - i32(${S});
+  let ninf = inf_f32(-1.0);
+  var m = ninf;
+  for (var j = lid; j < ${T}; j = j + ${ROW_WG}u) {
+    if (${causal ? 'i32(j) <= last' : 'true'}) {
+      var sc = 0.0;
+      for (var e = 0u; e < ${D}; e++) { sc = fma(ld_q(qBase + e), ld_k(kBase + j * ${D} + e), sc); }
+      sc = sc * ${scaleU}${maskTerm};
+      m = select(m, sc, sc > m || sc != sc);
+    }
+  }
+${wgReduce('mx', 'm', (x, y) => `select(${y}, ${x}, ${x} > ${y} || ${x} != ${x})`)}  var acc: array<f32, ${cpt}>;
+  var l = 0.0;
+  for (var j0 = 0u; j0 < ${T}; j0 = j0 + ${ROW_WG}u) {
+    let j = j0 + lid;
+    var pj = 0.0;
+    if (j < ${T} && ${causal ? 'i32(j) <= last' : 'true'}) {
+      var sc = 0.0;
+      for (var e = 0u; e < ${D}; e++) { sc = fma(ld_q(qBase + e), ld_k(kBase + j * ${D} + e), sc); }
+      // A row with every key masked gives zeros, as the CPU.
+      pj = select(exp(sc * ${scaleU}${maskTerm} - mx), 0.0, mx == ninf);
+    }
+    l = l + pj;
+    P[lid] = pj;
+    workgroupBarrier();
+    let jn = min(${ROW_WG}u, ${T} - j0);
+    for (var cc = 0u; cc < ${cpt}u; cc++) {
+      let c = lid + cc * ${ROW_WG}u;
+      if (c < ${DV}) {
+        var a = acc[cc];
+        for (var jj = 0u; jj < jn; jj++) { a = fma(P[jj], ld_v(vBase + (j0 + jj) * ${DV} + c), a); }
+        acc[cc] = a;
+      }
+    }
+    workgroupBarrier();
+  }
+${wgReduce('tot', 'l', (x, y) => `${x} + ${y}`)}  for (var cc = 0u; cc < ${cpt}u; cc++) {
+    let c = lid + cc * ${ROW_WG}u;
+    if (c < ${DV}) { ${storeStmt('outb', ctx.out.dtype, `row * ${DV} + c`, 'select(acc[cc] / tot, 0.0, tot == 0.0)')} }
+  }
+}
+`;
+  return {
+    steps: [
+      {
+        desc: {
+          op: 'attention',
+          dtypes: [...dts, ctx.out.dtype],
+          workgroup: [ROW_WG],
+          causal,
+          mask: hasMask,
+          colsPerInvocation: cpt,
+        },
+        code,
+        uniforms: u,
+        bindings,
+        workgroups: numel([b, hq, s]),
+      },
+    ],
+  };
+};
+
+export const nnKernels = { rope, attention } satisfies Record<string, Kernel>;

@@ -1,0 +1,287 @@
+// Reductions and row-wise normalisations: one workgroup of 64 invocations per output
+// row, strided partial results combined by a tree in workgroup memory.
+import { normAxes, normAxis, numel, strides } from '../../../ir/shape.ts';
+import { computeType, declStorage, enables, loadFn, PRELUDE, storeStmt } from '../dtypes.ts';
+import { type BindingRef, entry, type Kernel, type KernelContext, type Step, Uniforms } from '../program.ts';
+import { dot, uniformList, unravel } from './map.ts';
+
+export const ROW_WG = 64;
+
+/** WGSL that reduces `v` over the workgroup into `let <name>` (all invocations see it). */
+export function wgReduce(
+  name: string,
+  v: string,
+  combine: (a: string, b: string) => string,
+  buf = 'red',
+): string {
+  return `  ${buf}[lid] = ${v};
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { ${buf}[lid] = ${combine(`${buf}[lid]`, `${buf}[lid + s]`)}; }
+    workgroupBarrier();
+  }
+  let ${name} = ${buf}[0];
+  workgroupBarrier();
+`;
+}
+
+const fmax = (a: string, b: string) => `select(${b}, ${a}, ${a} > ${b} || ${a} != ${a})`;
+const fadd = (a: string, b: string) => `${a} + ${b}`;
+const NEG_INF = 'inf_f32(-1.0)';
+
+interface RowStepSpec {
+  readonly ctx: KernelContext;
+  readonly desc: Record<string, string | number | boolean>;
+  readonly inputs: readonly number[];
+  readonly rows: number;
+  /** Writes (and reads) beyond the node's inputs: the output or scratch buffers. */
+  readonly extra?: readonly { ref: BindingRef; write: boolean; dtype: 'f32' }[];
+  readonly writesOutput: boolean;
+  /** Body run with `row` (the workgroup's row) and `lid`; may declare `var<workgroup> red`. */
+  readonly body: (u: Uniforms) => string;
+}
+
+/** One step with a workgroup per row. */
+function rowStep(spec: RowStepSpec): Step {
+  const { ctx } = spec;
+  const u = new Uniforms();
+  const rowsU = u.u32(spec.rows);
+  const body = spec.body(u);
+  const dts = spec.inputs.map((k) => ctx.inputs[k].dtype);
+  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
+  const bindings: { ref: BindingRef; write: boolean }[] = [];
+  spec.inputs.forEach((k, j) => {
+    code += declStorage(`in${j}`, dts[j], bindings.length + 1, false) + loadFn(`in${j}`, dts[j]);
+    bindings.push({ ref: { kind: 'input', index: k }, write: false });
+  });
+  (spec.extra ?? []).forEach((e, j) => {
+    code +=
+      declStorage(`sc${j}`, e.dtype, bindings.length + 1, e.write) +
+      (e.write ? '' : loadFn(`sc${j}`, e.dtype));
+    bindings.push(e);
+  });
+  if (spec.writesOutput) {
+    code += declStorage('outb', ctx.out.dtype, bindings.length + 1, true);
+    bindings.push({ ref: { kind: 'output' }, write: true });
+  }
+  code += `var<workgroup> red: array<f32, ${ROW_WG}>;\n`;
+  code += `${entry([ROW_WG])}  let row = wid;\n  if (row >= ${rowsU}) { return; }\n${body}}\n`;
+  return {
+    desc: { op: ctx.node.op, dtypes: [...dts, ctx.out.dtype], workgroup: [ROW_WG], ...spec.desc },
+    code,
+    uniforms: u,
+    bindings,
+    workgroups: spec.rows,
+  };
+}
+
+function reduction(kind: 'sum' | 'mean' | 'max'): Kernel {
+  return (ctx) => {
+    const shape = ctx.inputs[0].shape;
+    const ax = normAxes((ctx.node.attrs.axes as number[]).map(Number), shape.length);
+    const kept = shape.map((_, i) => i).filter((i) => !ax.includes(i));
+    const st = strides(shape);
+    const ct = computeType(ctx.out.dtype);
+    const rcount = numel(ax.map((a) => shape[a]));
+    const init =
+      kind === 'max' ? (ct === 'f32' ? NEG_INF : ct === 'i32' ? 'i32(-2147483648)' : '0u') : `${ct}(0)`;
+    const comb = kind === 'max' ? (ct === 'f32' ? fmax : (a: string, b: string) => `max(${a}, ${b})`) : fadd;
+    const step = rowStep({
+      ctx,
+      desc: { kept: kept.length, reduced: ax.length, kind },
+      inputs: [0],
+      rows: numel(kept.map((k) => shape[k])),
+      writesOutput: true,
+      body: (u) => {
+        const kd = uniformList(
+          u,
+          kept.map((k) => shape[k]),
+        );
+        const ks = uniformList(
+          u,
+          kept.map((k) => st[k]),
+        );
+        const rd = uniformList(
+          u,
+          ax.map((a) => shape[a]),
+        );
+        const rs = uniformList(
+          u,
+          ax.map((a) => st[a]),
+        );
+        const rc = u.u32(rcount);
+        let fin = 'total';
+        if (kind === 'mean') fin = ct === 'f32' ? `total / f32(${rc})` : `total / ${ct}(max(${rc}, 1u))`;
+        return `${unravel('row', kd, 'k')}  let base = ${dot(ks, 'k')};
+  var acc: ${ct} = ${init};
+  for (var e = lid; e < ${rc}; e = e + ${ROW_WG}u) {
+${unravel('e', rd, 'r')}    acc = ${comb('acc', `ld_in0(base + ${dot(rs, 'r')})`)};
+  }
+  red_${ct}[lid] = acc;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red_${ct}[lid] = ${comb(`red_${ct}[lid]`, `red_${ct}[lid + s]`)}; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { let total = red_${ct}[0]; ${storeStmt('outb', ctx.out.dtype, 'row', fin)} }
+`;
+      },
+    });
+    const code = step.code.replace(
+      'var<workgroup> red:',
+      `var<workgroup> red_${ct}: array<${ct}, ${ROW_WG}>;\nvar<workgroup> red:`,
+    );
+    return { steps: [{ ...step, code }] };
+  };
+}
+
+/** Row layout of an axis: rows = outer * inner, element j of row at (o * n + j) * inner + q. */
+function axisRows(ctx: KernelContext, axis: number) {
+  const shape = ctx.inputs[0].shape;
+  const ax = normAxis(axis, shape.length);
+  return { outer: numel(shape.slice(0, ax)), n: shape[ax], inner: numel(shape.slice(ax + 1)) };
+}
+
+function rowPrologue(u: Uniforms, n: number, inner: number): string {
+  const nU = u.u32(n);
+  const iU = u.u32(inner);
+  return `  let n = ${nU};\n  let inner = ${iU};\n  let base = (row / inner) * n * inner + row % inner;\n`;
+}
+
+function softmaxLike(log: boolean): Kernel {
+  return (ctx) => {
+    const { outer, n, inner } = axisRows(ctx, Number(ctx.node.attrs.axis));
+    const step = rowStep({
+      ctx,
+      desc: { log },
+      inputs: [0],
+      rows: outer * inner,
+      writesOutput: true,
+      body: (u) => `${rowPrologue(u, n, inner)}  var m = ${NEG_INF};
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) { m = ${fmax('m', 'ld_in0(base + j * inner)')}; }
+${wgReduce('mx', 'm', fmax)}  var s = 0.0;
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) { s = s + exp(ld_in0(base + j * inner) - mx); }
+${wgReduce('tot', 's', fadd)}  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
+    let x = ld_in0(base + j * inner);
+    ${storeStmt('outb', ctx.out.dtype, 'base + j * inner', log ? 'x - mx - log(tot)' : 'exp(x - mx) / tot')}
+  }
+`,
+    });
+    return { steps: [step] };
+  };
+}
+
+const rmsnorm: Kernel = (ctx) => {
+  const { outer, n } = axisRows(ctx, -1);
+  const step = rowStep({
+    ctx,
+    desc: {},
+    inputs: [0, 1],
+    rows: outer,
+    writesOutput: true,
+    body: (u) => {
+      const eps = u.f32v(Number(ctx.node.attrs.eps));
+      return `${rowPrologue(u, n, 1)}  var s = 0.0;
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) { let x = ld_in0(base + j); s = s + x * x; }
+${wgReduce('ss', 's', fadd)}  let r = 1.0 / sqrt(ss / f32(n) + ${eps});
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
+    ${storeStmt('outb', ctx.out.dtype, 'base + j', 'ld_in0(base + j) * r * ld_in1(j)')}
+  }
+`;
+    },
+  });
+  return { steps: [step] };
+};
+
+const layernorm: Kernel = (ctx) => {
+  const { outer, n } = axisRows(ctx, -1);
+  const bias = ctx.inputs.length > 2;
+  const step = rowStep({
+    ctx,
+    desc: { bias },
+    inputs: bias ? [0, 1, 2] : [0, 1],
+    rows: outer,
+    writesOutput: true,
+    body: (u) => {
+      const eps = u.f32v(Number(ctx.node.attrs.eps));
+      return `${rowPrologue(u, n, 1)}  var s = 0.0;
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) { s = s + ld_in0(base + j); }
+${wgReduce('tot', 's', fadd)}  let mean = tot / f32(n);
+  var v = 0.0;
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) { let d = ld_in0(base + j) - mean; v = v + d * d; }
+${wgReduce('vs', 'v', fadd)}  let r = 1.0 / sqrt(vs / f32(n) + ${eps});
+  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
+    ${storeStmt('outb', ctx.out.dtype, 'base + j', `(ld_in0(base + j) - mean) * r * ld_in1(j)${bias ? ' + ld_in2(j)' : ''}`)}
+  }
+`;
+    },
+  });
+  return { steps: [step] };
+};
+
+const crossEntropy: Kernel = (ctx) => {
+  const [rows, v] = ctx.inputs[0].shape;
+  const reduction = String(ctx.node.attrs.reduction);
+  const ignore = Number(ctx.node.attrs.ignore_index);
+  const direct = reduction === 'none';
+  const perRow = rowStep({
+    ctx,
+    desc: { stage: 'rows', direct },
+    inputs: [0, 1],
+    rows,
+    extra: direct ? [] : [{ ref: { kind: 'scratch', index: 0 }, write: true, dtype: 'f32' }],
+    writesOutput: direct,
+    body: (u) => {
+      const vU = u.u32(v);
+      const ign = u.i32(ignore);
+      const write = (loss: string, cnt: string) =>
+        direct
+          ? storeStmt('outb', ctx.out.dtype, 'row', loss)
+          : `sc0[row] = ${loss}; sc0[${u.u32(rows)} + row] = ${cnt};`;
+      return `  let label = ld_in1(row);
+  let base = row * ${vU};
+  if (label == ${ign}) { if (lid == 0u) { ${write('0.0', '0.0')} } return; }
+  var m = ${NEG_INF};
+  for (var j = lid; j < ${vU}; j = j + ${ROW_WG}u) { m = ${fmax('m', 'ld_in0(base + j)')}; }
+${wgReduce('mx', 'm', fmax)}  var s = 0.0;
+  for (var j = lid; j < ${vU}; j = j + ${ROW_WG}u) { s = s + exp(ld_in0(base + j) - mx); }
+${wgReduce('tot', 's', fadd)}  if (lid == 0u) {
+    var loss = nan_f32();
+    if (label >= 0 && u32(label) < ${vU}) { loss = mx + log(tot) - ld_in0(base + u32(label)); }
+    ${write('loss', '1.0')}
+  }
+`;
+    },
+  });
+  if (direct) return { steps: [perRow] };
+  const total = rowStep({
+    ctx,
+    desc: { stage: 'total', mean: reduction === 'mean' },
+    inputs: [],
+    rows: 1,
+    extra: [{ ref: { kind: 'scratch', index: 0 }, write: false, dtype: 'f32' }],
+    writesOutput: true,
+    body: (u) => {
+      const nU = u.u32(rows);
+      return `  var s = 0.0;
+  var c = 0.0;
+  for (var j = lid; j < ${nU}; j = j + ${ROW_WG}u) { s = s + ld_sc0(j); c = c + ld_sc0(${nU} + j); }
+${wgReduce('ls', 's', fadd)}${wgReduce('cs', 'c', fadd)}  if (lid == 0u) {
+    ${storeStmt('outb', ctx.out.dtype, '0u', reduction === 'mean' ? 'select(ls / cs, nan_f32(), cs == 0.0)' : 'ls')}
+  }
+`;
+    },
+  });
+  return { steps: [perRow, total], scratch: [Math.max(4, rows * 8)] };
+};
+
+export const reduceKernels = {
+  sum: reduction('sum'),
+  mean: reduction('mean'),
+  max: reduction('max'),
+  softmax: softmaxLike(false),
+  log_softmax: softmaxLike(true),
+  rmsnorm,
+  layernorm,
+  cross_entropy: crossEntropy,
+} satisfies Record<string, Kernel>;

@@ -1,0 +1,62 @@
+// Compute pipelines cached by the canonical key of their program description. On a
+// hit the WGSL must be the same: a kernel whose description misses a field that
+// changes its code is a bug, reported at once rather than run with the wrong shader.
+import { canonicalKey, type ProgramDesc } from './program.ts';
+
+interface Entry {
+  readonly pipeline: GPUComputePipeline;
+  readonly code: string;
+}
+
+export class PipelineCache {
+  private readonly map = new Map<string, Entry>();
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly device: GPUDevice) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  /**
+   * The pipeline for `desc` whose storage bindings (after the uniform at 0) are read-only
+   * or writable as `writes` says; compiled from `code` on a miss. Call inside an error scope.
+   */
+  get(
+    desc: ProgramDesc,
+    writes: readonly boolean[],
+    code: string,
+  ): { pipeline: GPUComputePipeline; key: string } {
+    const key = canonicalKey({ program: desc, writes });
+    const hit = this.map.get(key);
+    if (hit) {
+      if (hit.code !== code) {
+        throw new Error(
+          `internal: kernel cache key ${key} maps to two different WGSL programs; the '${desc.op}' kernel's description misses a field`,
+        );
+      }
+      this.hits++;
+      return { pipeline: hit.pipeline, key };
+    }
+    this.misses++;
+    const module = this.device.createShaderModule({ code, label: key });
+    // An explicit layout: 'auto' would drop bindings a shader happens not to read.
+    const entries: GPUBindGroupLayoutEntry[] = [
+      { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+      ...writes.map((w, i) => ({
+        binding: i + 1,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: (w ? 'storage' : 'read-only-storage') as GPUBufferBindingType },
+      })),
+    ];
+    const bindGroupLayout = this.device.createBindGroupLayout({ entries, label: key });
+    const pipeline = this.device.createComputePipeline({
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+      compute: { module, entryPoint: 'main' },
+      label: key,
+    });
+    this.map.set(key, { pipeline, code });
+    return { pipeline, key };
+  }
+}

@@ -1,0 +1,137 @@
+// What a kernel plans for one node: a declarative program description (the cache
+// key, serialised canonically), its WGSL, its uniforms, bindings and dispatch size.
+import type { DType } from '../../ir/dtype.ts';
+import type { Node, TensorType } from '../../ir/graph.ts';
+
+type DescValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly DescValue[]
+  | { readonly [k: string]: DescValue };
+
+/**
+ * Everything that changes the generated WGSL, and nothing else: sizes that vary go
+ * in uniforms, so nodes of the same kind share one pipeline.
+ */
+export interface ProgramDesc {
+  readonly op: string;
+  readonly dtypes: readonly DType[];
+  readonly workgroup: readonly number[];
+  readonly [k: string]: DescValue;
+}
+
+/** JSON with sorted keys: equal descriptions give equal keys whatever their key order. */
+export function canonicalKey(v: DescValue): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalKey).join(',')}]`;
+  const o = v as { readonly [k: string]: DescValue };
+  return `{${Object.keys(o)
+    .sort()
+    .filter((k) => o[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${canonicalKey(o[k])}`)
+    .join(',')}}`;
+}
+
+/**
+ * Uniform values packed as vec4<u32> slots; each call returns the WGSL expression that
+ * reads the value back, so the code and the values cannot drift apart.
+ */
+export class Uniforms {
+  private readonly words: number[] = [];
+  private readonly f32 = new Float32Array(1);
+  private readonly u32v = new Uint32Array(this.f32.buffer);
+
+  private slot(word: number): string {
+    const i = this.words.length;
+    this.words.push(word >>> 0);
+    return `U.v[${i >> 2}].${'xyzw'[i & 3]}`;
+  }
+  u32(v: number): string {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`uniform u32 out of range: ${v}`);
+    return this.slot(v);
+  }
+  i32(v: number): string {
+    return `bitcast<i32>(${this.slot(v | 0)})`;
+  }
+  f32v(v: number): string {
+    this.f32[0] = v;
+    return `bitcast<f32>(${this.slot(this.u32v[0])})`;
+  }
+  /** A table of u32 values; returns a function from a WGSL index expression to the element. */
+  u32Table(values: readonly number[]): (index: string) => string {
+    const base = this.words.length;
+    for (const v of values) this.u32(v);
+    return (i) => `U.v[(${base}u + ${i}) >> 2u][(${base}u + ${i}) & 3u]`;
+  }
+  get empty(): boolean {
+    return this.words.length === 0;
+  }
+  /** WGSL declaration at binding 0 of group 0. */
+  decl(): string {
+    const n = Math.max(1, Math.ceil(this.words.length / 4));
+    return `struct Uniforms { v: array<vec4<u32>, ${n}> }\n@group(0) @binding(0) var<uniform> U: Uniforms;\n`;
+  }
+  bytes(): Uint32Array {
+    const n = Math.max(1, Math.ceil(this.words.length / 4)) * 4;
+    const out = new Uint32Array(n);
+    out.set(this.words);
+    return out;
+  }
+}
+
+/** A binding of one step: an input of the node, its output, or a scratch buffer of the step. */
+export type BindingRef =
+  | { readonly kind: 'input'; readonly index: number }
+  | { readonly kind: 'output' }
+  | { readonly kind: 'scratch'; readonly index: number };
+
+export interface Step {
+  readonly desc: ProgramDesc;
+  /** WGSL for `desc`; called on a cache miss (and checked against the cache on a hit). */
+  readonly code: string;
+  readonly uniforms: Uniforms;
+  /** Storage bindings after the uniform (binding 1, 2, ...); writable ones are the outputs/scratch written. */
+  readonly bindings: readonly { readonly ref: BindingRef; readonly write: boolean }[];
+  /** Total workgroups (folded into x/y/z by the executor). */
+  readonly workgroups: number;
+}
+
+export interface KernelContext {
+  readonly node: Node;
+  readonly inputs: readonly TensorType[];
+  readonly out: TensorType;
+  /** The device offers shader-f16. */
+  readonly f16: boolean;
+}
+
+export interface KernelPlan {
+  readonly steps: readonly Step[];
+  /** Byte sizes of scratch buffers the steps share. */
+  readonly scratch?: readonly number[];
+}
+
+/** A kernel: plans the dispatches for one node; 'alias' means the output shares input 0's buffer. */
+export type Kernel = (ctx: KernelContext) => KernelPlan | 'alias' | 'source';
+
+export const MAX_WORKGROUPS_PER_DIM = 65535;
+
+/** Splits a workgroup count over x/y/z (each <= 65535); shaders rebuild the linear id. */
+export function foldDispatch(total: number, maxPerDim = MAX_WORKGROUPS_PER_DIM): [number, number, number] {
+  if (total <= maxPerDim) return [total, 1, 1];
+  const y = Math.ceil(total / maxPerDim);
+  if (y <= maxPerDim) return [maxPerDim, y, 1];
+  const z = Math.ceil(y / maxPerDim);
+  if (z > maxPerDim) throw new Error(`dispatch of ${total} workgroups exceeds 65535^3`);
+  return [maxPerDim, maxPerDim, z];
+}
+
+/** WGSL entry-point header: builtins plus `wid`, the linear workgroup id after folding. */
+export function entry(workgroup: readonly number[]): string {
+  return `@compute @workgroup_size(${workgroup.join(', ')})
+fn main(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let wid = wg3.x + wg3.y * nwg.x + wg3.z * nwg.x * nwg.y;
+`;
+}
