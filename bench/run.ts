@@ -1,0 +1,168 @@
+// npm run bench [-- --name <label>] [--quick]: f32 matmul GFLOP/s and bandwidth-bound
+// kernels' GB/s on the current WebGPU adapter, side by side with the CPU interpreter.
+// GPU time comes from timestamp queries where the adapter has them, else wall time
+// around submit + onSubmittedWorkDone. Writes bench/results/<name>.json and a table.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { runGraph } from '../src/backends/cpu/index.ts';
+import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
+import { GraphBuilder } from '../src/ir/builder.ts';
+import type { Graph } from '../src/ir/graph.ts';
+import { tensor } from '../src/ir/tensor.ts';
+import { MapWeightStore } from '../src/ir/weights.ts';
+import { Rng } from '../src/util/rng.ts';
+
+interface Case {
+  readonly name: string;
+  readonly graph: Graph;
+  readonly weights: MapWeightStore;
+  /** Useful work per run: FLOPs for matmuls, bytes moved for bandwidth kernels. */
+  readonly flops?: number;
+  readonly bytes?: number;
+  readonly reps: number;
+  readonly cpuReps: number;
+}
+
+function weightsFor(g: Graph): MapWeightStore {
+  const rng = new Rng(1);
+  const w = new MapWeightStore();
+  for (const p of g.params()) {
+    const t = tensor('f32', p.type.shape);
+    for (let i = 0; i < t.data.length; i++) t.data[i] = rng.uniform(-1, 1);
+    w.set(String(p.attrs.name), t);
+  }
+  return w;
+}
+
+function matmulCase(m: number, k: number, n: number, reps: number, cpuReps: number): Case {
+  const b = new GraphBuilder();
+  const y = b.matmul(b.param('a', 'f32', [m, k]), b.param('b', 'f32', [k, n]));
+  const graph = b.build({ y });
+  return { name: `matmul ${m}x${k}x${n}`, graph, weights: weightsFor(graph), flops: 2 * m * n * k, reps, cpuReps };
+}
+
+function linearCase(m: number, k: number, n: number, reps: number, cpuReps: number): Case {
+  const b = new GraphBuilder();
+  const y = b.linear(b.param('x', 'f32', [m, k]), b.param('w', 'f32', [n, k]));
+  const graph = b.build({ y });
+  return { name: `linear (GEMV) ${m}x${k}x${n}`, graph, weights: weightsFor(graph), flops: 2 * m * n * k, reps, cpuReps };
+}
+
+function addCase(n: number, reps: number): Case {
+  const b = new GraphBuilder();
+  const y = b.add(b.param('a', 'f32', [n]), b.param('b', 'f32', [n]));
+  const graph = b.build({ y });
+  return { name: `add ${n}`, graph, weights: weightsFor(graph), bytes: 12 * n, reps, cpuReps: 3 };
+}
+
+function copyCase(n: number, reps: number): Case {
+  const b = new GraphBuilder();
+  const y = b.cast(b.param('a', 'f32', [n]), 'f32');
+  const graph = b.build({ y });
+  return { name: `copy ${n}`, graph, weights: weightsFor(graph), bytes: 8 * n, reps, cpuReps: 3 };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const nameArg = args[args.indexOf('--name') + 1];
+
+const backend = new WebGpuBackend({
+  timestamps: true,
+  dawnFlags: ['disable-dawn-features=timestamp_quantization'],
+});
+const gpu = await backend.ready();
+const cases: Case[] = [
+  matmulCase(128, 128, 128, 10, 3),
+  matmulCase(512, 512, 512, quick ? 3 : 6, 1),
+  matmulCase(257, 129, 65, 6, 2),
+  linearCase(1, 2048, 2048, 10, 2),
+  linearCase(4, 2048, 2048, 10, 2),
+  addCase(1 << 22, 10),
+  copyCase(1 << 22, 10),
+];
+if (!/llvmpipe|lavapipe|swiftshader/i.test(gpu.adapterInfo) && !quick) {
+  cases.push(matmulCase(2048, 2048, 2048, 10, 0), matmulCase(4096, 4096, 4096, 10, 0), addCase(1 << 26, 20));
+}
+
+interface Row {
+  name: string;
+  gpuMs: number;
+  timer: 'timestamp' | 'wall';
+  gpuRate: number;
+  cpuMs?: number;
+  cpuRate?: number;
+  unit: string;
+}
+
+const rows: Row[] = [];
+const bar = new cliProgress.SingleBar(
+  { format: 'bench {bar} {value}/{total} {case}', clearOnComplete: true },
+  cliProgress.Presets.shades_classic,
+);
+bar.start(cases.length, 0, { case: '' });
+for (const c of cases) {
+  bar.update({ case: c.name });
+  const exe = await backend.compile(c.graph, c.weights);
+  await exe.runTimed({ feeds: {}, outputs: [] }); // warm-up: pipeline caches, first touch
+  const gpuTimes: number[] = [];
+  let timer: Row['timer'] = 'wall';
+  for (let r = 0; r < c.reps; r++) {
+    const t = await exe.runTimed({ feeds: {}, outputs: [] });
+    if (t.gpuMs !== undefined && t.gpuMs > 0) timer = 'timestamp';
+    gpuTimes.push(t.gpuMs !== undefined && t.gpuMs > 0 ? t.gpuMs : t.wallMs);
+  }
+  exe.dispose();
+  const cpuTimes: number[] = [];
+  for (let r = 0; r < c.cpuReps; r++) {
+    const t0 = performance.now();
+    runGraph(c.graph, {}, c.weights);
+    cpuTimes.push(performance.now() - t0);
+  }
+  const work = c.flops ?? c.bytes ?? 0;
+  const rate = (ms: number) => work / (ms * 1e-3) / 1e9;
+  const gpuMs = median(gpuTimes);
+  const cpuMs = cpuTimes.length ? median(cpuTimes) : undefined;
+  rows.push({
+    name: c.name,
+    gpuMs,
+    timer,
+    gpuRate: rate(gpuMs),
+    cpuMs,
+    cpuRate: cpuMs === undefined ? undefined : rate(cpuMs),
+    unit: c.flops ? 'GFLOP/s' : 'GB/s',
+  });
+  bar.increment();
+}
+bar.stop();
+backend.dispose();
+
+const label = nameArg && !nameArg.startsWith('--') ? nameArg : gpu.adapterInfo.split(' ').slice(0, 2).join('-');
+const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+const out = join(dirname(fileURLToPath(import.meta.url)), 'results', `${slug}.json`);
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(
+  out,
+  `${JSON.stringify({ adapter: gpu.adapterInfo, date: new Date().toISOString(), node: process.version, rows }, null, 2)}\n`,
+);
+
+const fmt = (x: number | undefined, d = 2) => (x === undefined ? '-' : x.toFixed(d));
+console.log(`adapter: ${gpu.adapterInfo}`);
+console.table(
+  rows.map((r) => ({
+    case: r.name,
+    unit: r.unit,
+    webgpu: fmt(r.gpuRate),
+    'webgpu ms': `${fmt(r.gpuMs, 3)} (${r.timer})`,
+    cpu: fmt(r.cpuRate, 3),
+    'cpu ms': fmt(r.cpuMs, 1),
+  })),
+);
+console.log(`wrote ${out}`);
+process.exit(0);
