@@ -40,14 +40,28 @@ function matmulCase(m: number, k: number, n: number, reps: number, cpuReps: numb
   const b = new GraphBuilder();
   const y = b.matmul(b.param('a', 'f32', [m, k]), b.param('b', 'f32', [k, n]));
   const graph = b.build({ y });
-  return { name: `matmul ${m}x${k}x${n}`, graph, weights: weightsFor(graph), flops: 2 * m * n * k, reps, cpuReps };
+  return {
+    name: `matmul ${m}x${k}x${n}`,
+    graph,
+    weights: weightsFor(graph),
+    flops: 2 * m * n * k,
+    reps,
+    cpuReps,
+  };
 }
 
 function linearCase(m: number, k: number, n: number, reps: number, cpuReps: number): Case {
   const b = new GraphBuilder();
   const y = b.linear(b.param('x', 'f32', [m, k]), b.param('w', 'f32', [n, k]));
   const graph = b.build({ y });
-  return { name: `linear (GEMV) ${m}x${k}x${n}`, graph, weights: weightsFor(graph), flops: 2 * m * n * k, reps, cpuReps };
+  return {
+    name: `linear (GEMV) ${m}x${k}x${n}`,
+    graph,
+    weights: weightsFor(graph),
+    flops: 2 * m * n * k,
+    reps,
+    cpuReps,
+  };
 }
 
 function addCase(n: number, reps: number): Case {
@@ -143,8 +157,12 @@ for (const c of cases) {
 bar.stop();
 backend.dispose();
 
-const label = nameArg && !nameArg.startsWith('--') ? nameArg : gpu.adapterInfo.split(' ').slice(0, 2).join('-');
-const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+const label =
+  nameArg && !nameArg.startsWith('--') ? nameArg : gpu.adapterInfo.split(' ').slice(0, 2).join('-');
+const slug = label
+  .toLowerCase()
+  .replace(/[^a-z0-9]+/g, '-')
+  .replace(/^-|-$/g, '');
 const out = join(dirname(fileURLToPath(import.meta.url)), 'results', `${slug}.json`);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(

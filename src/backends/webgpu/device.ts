@@ -17,6 +17,11 @@ export interface WebGpuOptions {
   readonly dawnFlags?: readonly string[];
   /** Ask for timestamp-query when the adapter offers it (benchmarks). */
   readonly timestamps?: boolean;
+  /**
+   * Kernel variants: 'auto' (default) picks CPU-friendly kernels on software adapters;
+   * 'gpu' forces the GPU ones (workgroup-shared matmul tiles), e.g. to test them on lavapipe.
+   */
+  readonly kernels?: 'auto' | 'gpu' | 'cpu';
 }
 
 export class NoAdapterError extends Error {
@@ -88,6 +93,8 @@ export interface GpuContext {
   readonly limits: GPUSupportedLimits;
   readonly f16: boolean;
   readonly timestamps: boolean;
+  /** Use kernels for a CPU implementation of Vulkan/GL (lavapipe, SwiftShader); see WebGpuOptions.kernels. */
+  readonly software: boolean;
   /** Set when the device is lost; every later use reports it. */
   lostReason(): string | undefined;
   /** Uncaptured errors since the last call (cleared). */
@@ -138,7 +145,11 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
     uncaptured.push((ev as GPUUncapturedErrorEvent).error.message);
   });
   const info = adapter.info;
+  const desc = `${info.vendor} ${info.device} ${info.description} ${info.architecture}`;
   return {
+    software:
+      opts.kernels === 'cpu' ||
+      (opts.kernels !== 'gpu' && /llvmpipe|lavapipe|swiftshader|software/i.test(desc)),
     gpu,
     device,
     adapterInfo: `${info.vendor || '?'} ${info.device || info.description || '?'} (${info.architecture || opts.backend || ''})`,

@@ -104,6 +104,8 @@ export interface KernelContext {
   readonly out: TensorType;
   /** The device offers shader-f16. */
   readonly f16: boolean;
+  /** The adapter is a CPU implementation (lavapipe, SwiftShader): kernels may pick CPU-friendly variants. */
+  readonly software: boolean;
 }
 
 export interface KernelPlan {

@@ -112,7 +112,8 @@ export async function buildSchedule({ graph, gpu, pipelines, params }: ScheduleI
 
   const own = (bytes: number, label: string, data?: Uint8Array<ArrayBuffer>): GPUBuffer => {
     const b = device.createBuffer({
-      size: Math.max(4, bytes),
+      // Multiples of 16: a vec4 binding needs at least one whole element.
+      size: Math.max(16, Math.ceil(bytes / 16) * 16),
       usage: STORAGE,
       label,
       mappedAtCreation: !!data,
@@ -143,7 +144,13 @@ export async function buildSchedule({ graph, gpu, pipelines, params }: ScheduleI
         `${describeNode(node)}: no WebGPU kernel for op '${node.op}' (register one with registerKernel)`,
       );
     }
-    const ctx = { node, inputs: node.inputs.map((i) => graph.node(i).type), out: node.type, f16: gpu.f16 };
+    const ctx = {
+      node,
+      inputs: node.inputs.map((i) => graph.node(i).type),
+      out: node.type,
+      f16: gpu.f16,
+      software: gpu.software,
+    };
     let plan: KernelPlan | 'alias' | 'source';
     try {
       plan = kernel(ctx);

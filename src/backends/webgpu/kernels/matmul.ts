@@ -189,6 +189,86 @@ ${bcode}  let m0 = by * ${TILE}u;
   };
 }
 
+/**
+ * For CPU adapters (lavapipe): the same 4x4 register tile per invocation but read
+ * straight from global memory as vec4 along K (their caches serve as the shared tile,
+ * and there are no barriers). Needs K % 4 == 0 and A not transposed.
+ */
+function direct(p: MatmulProblem): Step {
+  const u = new Uniforms();
+  const [M, N, K] = [u.u32(p.m), u.u32(p.n), u.u32(p.k)];
+  const WG = 64;
+  const nbx = Math.ceil(p.n / 4);
+  const nby = Math.ceil(p.m / 4);
+  const tiles = nbx * nby;
+  const [nbxU, tilesU] = [u.u32(nbx), u.u32(tiles)];
+  const bcode = batchCode(u, p);
+  const vecB = !p.tb && p.n % 4 === 0;
+  const vecC = p.n % 4 === 0;
+  const { code: decls, bindings } = bindingsFor(p, true, p.tb || vecB, vecC);
+  const dt = p.dtype;
+  const bdt = p.bDtype ?? p.dtype;
+  const K4 = `(${K} / 4u)`;
+  // Rows past M / columns past N are clamped on load and dropped on store.
+  const aRow = (i: number) => `min(m0 + ${i}u, ${M} - 1u)`;
+  const bCol = (j: number) => `min(n0 + ${j}u, ${N} - 1u)`;
+  let inner: string;
+  if (p.tb) {
+    inner = `${[0, 1, 2, 3].map((i) => `      let a${i} = ${f4(`A[aBase / 4u + ${aRow(i)} * ${K4} + kq]`, dt)};`).join('\n')}
+${[0, 1, 2, 3].map((j) => `      let b${j} = ${f4(`B[bBase / 4u + ${bCol(j)} * ${K4} + kq]`, bdt)};`).join('\n')}
+${[0, 1, 2, 3].map((i) => `      acc[${i}] = acc[${i}] + vec4<f32>(dot(a${i}, b0), dot(a${i}, b1), dot(a${i}, b2), dot(a${i}, b3));`).join('\n')}`;
+  } else {
+    const bRow = (c: number) =>
+      vecB
+        ? f4(`B[(bBase + (kq * 4u + ${c}u) * ${N} + n0) / 4u]`, bdt)
+        : `vec4<f32>(${[0, 1, 2, 3].map((j) => f1(`B[bBase + (kq * 4u + ${c}u) * ${N} + ${bCol(j)}]`, bdt)).join(', ')})`;
+    inner = `${[0, 1, 2, 3].map((i) => `      let a${i} = ${f4(`A[aBase / 4u + ${aRow(i)} * ${K4} + kq]`, dt)};`).join('\n')}
+${[0, 1, 2, 3].map((c) => `      let b${c} = ${bRow(c)};`).join('\n')}
+${[0, 1, 2, 3].map((i) => `      acc[${i}] = fma(vec4<f32>(a${i}.x), b0, fma(vec4<f32>(a${i}.y), b1, fma(vec4<f32>(a${i}.z), b2, fma(vec4<f32>(a${i}.w), b3, acc[${i}]))));`).join('\n')}`;
+  }
+  const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
+  const store = vecC
+    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
+    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+  const code = `${enables([p.dtype, p.bDtype ?? p.dtype, p.outDtype]) + PRELUDE + u.decl() + decls}
+${entry([WG])}  let g = wid * ${WG}u + lid;
+  let tile = g % ${tilesU};
+  let batch = g / ${tilesU};
+  if (batch >= ${u.u32(numel(p.batch))}) { return; }
+  let bx = tile % ${nbxU};
+  let by = tile / ${nbxU};
+${bcode}  let m0 = by * 4u;
+  let n0 = bx * 4u;
+  var acc: array<vec4<f32>, 4>;
+  for (var kq = 0u; kq < ${K4}; kq++) {
+${inner}
+  }
+  let cBase = batch * ${M} * ${N};
+  let gn = n0;
+  for (var i = 0u; i < 4u; i++) {
+    let gm = m0 + i;
+    if (gm < ${M}) { ${store} }
+  }
+}
+`;
+  return {
+    desc: {
+      op: p.op,
+      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
+      workgroup: [WG],
+      kernel: 'direct',
+      tb: p.tb,
+      batchRank: p.batch.length,
+      vec: [vecB, vecC],
+      bias: p.bias,
+    },
+    code,
+    uniforms: u,
+    bindings,
+    workgroups: Math.ceil((numel(p.batch) * tiles) / WG),
+  };
+}
+
 /** M <= 4: one workgroup per output column (B^T rows contiguous in k) or per 256 columns (B rows contiguous in n). */
 function gemv(p: MatmulProblem): Step {
   const u = new Uniforms();
@@ -270,9 +350,13 @@ ${entry([GEMV_WG])}${body}}
   };
 }
 
-/** The plan for a matmul problem: GEMV when M <= 4, else the tiled kernel. */
-export function planMatmul(p: MatmulProblem): KernelPlan {
+/** Which matmul kernel suits the adapter: GPUs get workgroup-shared tiles, CPU adapters direct loads. */
+export type MatmulVariant = 'tiled' | 'direct';
+
+/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled (or direct) kernel. */
+export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): KernelPlan {
   if (numel(p.batch) === 0 || p.m === 0 || p.n === 0) return { steps: [] };
+  if (variant === 'direct' && !p.ta && p.k % 4 === 0 && p.k > 0) return { steps: [direct(p)] };
   return { steps: [p.m <= 4 ? gemv(p) : tiled(p)] };
 }
 
@@ -285,40 +369,46 @@ const matmul: Kernel = (ctx) => {
   const [m, k] = ta ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
   const n = tb ? b.shape[rb - 2] : b.shape[rb - 1];
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
-  return planMatmul({
-    op: 'matmul',
-    dtype: a.dtype,
-    outDtype: ctx.out.dtype,
-    m,
-    n,
-    k,
-    ta,
-    tb,
-    batch,
-    aBatchStrides: batchStrides(a.shape, batch, m * k),
-    bBatchStrides: batchStrides(b.shape, batch, k * n),
-    bias: false,
-  });
+  return planMatmul(
+    {
+      op: 'matmul',
+      dtype: a.dtype,
+      outDtype: ctx.out.dtype,
+      m,
+      n,
+      k,
+      ta,
+      tb,
+      batch,
+      aBatchStrides: batchStrides(a.shape, batch, m * k),
+      bBatchStrides: batchStrides(b.shape, batch, k * n),
+      bias: false,
+    },
+    ctx.software ? 'direct' : 'tiled',
+  );
 };
 
 const linear: Kernel = (ctx) => {
   const [x, w] = ctx.inputs;
   const [n, k] = w.shape;
-  return planMatmul({
-    op: 'linear',
-    dtype: x.dtype,
-    bDtype: w.dtype,
-    outDtype: ctx.out.dtype,
-    m: k === 0 ? 0 : numel(x.shape) / k,
-    n,
-    k,
-    ta: false,
-    tb: true,
-    batch: [],
-    aBatchStrides: [],
-    bBatchStrides: [],
-    bias: ctx.inputs.length > 2,
-  });
+  return planMatmul(
+    {
+      op: 'linear',
+      dtype: x.dtype,
+      bDtype: w.dtype,
+      outDtype: ctx.out.dtype,
+      m: k === 0 ? 0 : numel(x.shape) / k,
+      n,
+      k,
+      ta: false,
+      tb: true,
+      batch: [],
+      aBatchStrides: [],
+      bBatchStrides: [],
+      bias: ctx.inputs.length > 2,
+    },
+    ctx.software ? 'direct' : 'tiled',
+  );
 };
 
 export const matmulKernels = { matmul, linear } satisfies Record<string, Kernel>;
