@@ -1,0 +1,139 @@
+// The bridge between PEFT adapter folders and LoRA branches in a model graph:
+// attach a saved adapter (its config becomes LoRA options, its tensors bind by
+// name), and collect a trained adapter back into PEFT's format.
+import { FormatError } from '../io/errors.ts';
+import { type LoraAdapterConfig, readPeftAdapter, writePeftAdapter } from '../io/peft/index.ts';
+import type { Graph } from '../ir/graph.ts';
+import type { Tensor } from '../ir/tensor.ts';
+import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
+import { injectLora, type LoraOptions, loraOptions } from '../methods/lora/index.ts';
+
+export interface AttachedAdapter {
+  readonly graph: Graph;
+  readonly weights: WeightStore;
+  readonly adapterName: string;
+  readonly config: LoraAdapterConfig;
+}
+
+/** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
+export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
+  if (c.peft_type !== 'LORA')
+    throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`);
+  if (c.use_dora)
+    throw new FormatError(file, 'DoRA adapters (use_dora: true) are not supported yet', 'use_dora');
+  if (c.fan_in_fan_out)
+    throw new FormatError(file, 'fan_in_fan_out (GPT-2 Conv1D layout) is not supported', 'fan_in_fan_out');
+  if (c.target_modules === null) throw new FormatError(file, 'target_modules is missing', 'target_modules');
+  const r = loraOptions.safeParse({
+    r: c.r,
+    lora_alpha: c.lora_alpha,
+    lora_dropout: c.lora_dropout,
+    target_modules: c.target_modules,
+    exclude_modules: c.exclude_modules,
+    bias: c.bias,
+    use_rslora: c.use_rslora,
+    init_lora_weights: 'given',
+    rank_pattern: c.rank_pattern ?? {},
+    alpha_pattern: c.alpha_pattern ?? {},
+    layers_to_transform: c.layers_to_transform,
+    layers_pattern: c.layers_pattern,
+    modules_to_save: c.modules_to_save,
+    adapter_name: adapterName,
+  });
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new FormatError(file, issue.message, issue.path.join('.'));
+  }
+  return r.data;
+}
+
+/** Adds the adapter saved in `dir` to the graph under `adapterName`; its tensors layer over `weights`. */
+export function attachPeftAdapter(
+  g: Graph,
+  weights: WeightStore,
+  dir: string,
+  adapterName = 'default',
+): AttachedAdapter {
+  const saved = readPeftAdapter(dir, adapterName);
+  const file = `${saved.dir}/adapter_config.json`;
+  const opts = loraOptionsFromPeft(saved.config, adapterName, file);
+  const adapterStore = new MapWeightStore(saved.weights);
+  const layered = new LayeredWeightStore([adapterStore, weights]);
+  let injected: ReturnType<typeof injectLora>;
+  try {
+    injected = injectLora(g, opts, layered);
+  } catch (e) {
+    throw new FormatError(file, (e as Error).message);
+  }
+  const missing = injected.graph
+    .params()
+    .map((p) => String(p.attrs.name))
+    .filter((n) => n.includes(`.lora_`) && n.includes(`.${adapterName}.`) && !adapterStore.has(n));
+  if (missing.length) {
+    throw new FormatError(
+      `${saved.dir}/adapter_model.safetensors`,
+      `has no tensors for ${missing.length} LoRA weight(s) the config targets, e.g. ${missing[0]}`,
+    );
+  }
+  return { graph: injected.graph, weights: injected.weights ?? layered, adapterName, config: saved.config };
+}
+
+/** PEFT config fields for LoRA options, as PEFT writes them for a causal LM. */
+export function peftConfigFor(
+  o: LoraOptions,
+  baseModel: string | null,
+): Partial<LoraAdapterConfig> & Record<string, unknown> {
+  return {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: baseModel,
+    r: o.r,
+    lora_alpha: o.lora_alpha,
+    lora_dropout: o.lora_dropout,
+    target_modules: o.target_modules,
+    exclude_modules: o.exclude_modules,
+    bias: o.bias,
+    use_rslora: o.use_rslora,
+    use_dora: false,
+    init_lora_weights: o.init_lora_weights === 'given' ? true : o.init_lora_weights,
+    rank_pattern: o.rank_pattern,
+    alpha_pattern: o.alpha_pattern,
+    layers_to_transform: o.layers_to_transform,
+    layers_pattern: o.layers_pattern,
+    modules_to_save: o.modules_to_save,
+    inference_mode: true,
+  };
+}
+
+/** The tensors of one adapter from a graph's params (LoRA A/B, trainable biases, modules_to_save copies). */
+export function adapterTensors(
+  g: Graph,
+  read: (name: string) => Tensor,
+  adapterName: string,
+): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const p of g.params()) {
+    const name = String(p.attrs.name);
+    const isLora =
+      /\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\./.test(name) &&
+      name.includes(`.${adapterName}.`);
+    const isSaved = name.includes(`.modules_to_save.${adapterName}.`);
+    const isBias = p.attrs.role === 'trainable' && name.endsWith('.bias');
+    if (isLora || isSaved || isBias) out.set(name, read(name));
+  }
+  return out;
+}
+
+export function savePeftAdapter(
+  dir: string,
+  g: Graph,
+  read: (name: string) => Tensor,
+  o: LoraOptions,
+  baseModel: string | null,
+): string {
+  return writePeftAdapter(dir, {
+    config: peftConfigFor(o, baseModel),
+    weights: adapterTensors(g, read, o.adapter_name),
+    adapterName: o.adapter_name,
+  });
+}
