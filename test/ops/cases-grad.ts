@@ -115,4 +115,11 @@ export const gradCases = {
     }),
     reference: (c) => build(c.out.dtype, c.out.shape, (i) => readBroadcast(c.inputs[0], i)),
   },
+  stop_gradient: {
+    arb: fc.record({ seed: seedArb, shape: shapeArb(0, 4) }).map(({ seed, shape }) => {
+      const rng = new Rng(seed);
+      return opCase('stop_gradient', [randTensor(rng, pick(rng, ['f32', 'i32'] as const), shape)], {});
+    }),
+    reference: (c) => build(c.out.dtype, c.out.shape, (i) => at(c.inputs[0], ...i)),
+  },
 } satisfies Record<string, OpCase>;

@@ -63,6 +63,8 @@ export const CORE_KERNELS = {
   equal: ew.equal,
   sign: ew.sign,
   broadcast_to: ew.broadcast_to,
+  // Identity: a kernel may return its input (inputs are read-only).
+  stop_gradient: ([x]) => x,
 } satisfies Record<CoreOpName, CpuKernel>;
 
 const kernels = new Map<string, CpuKernel>(Object.entries(CORE_KERNELS));

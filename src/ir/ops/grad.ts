@@ -84,3 +84,11 @@ export const broadcast_to = defineOp({
   },
   doc: 'NumPy broadcast to a target shape',
 });
+
+export const stop_gradient = defineOp({
+  name: 'stop_gradient',
+  arity: 1,
+  attrs: z.strictObject({}),
+  infer: ([x]) => x,
+  doc: 'identity forward; autodiff passes no gradient through it (a detached value, e.g. DoRA row norms)',
+});

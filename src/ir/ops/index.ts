@@ -62,6 +62,7 @@ const core = {
   equal: grad.equal,
   sign: grad.sign,
   broadcast_to: grad.broadcast_to,
+  stop_gradient: grad.stop_gradient,
 } as const;
 
 export type CoreOpName = keyof typeof core;

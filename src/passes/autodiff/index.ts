@@ -11,4 +11,4 @@ export {
 export { autodiffPass } from './pass.ts';
 export { leaf, none, type VjpContext, type VjpFn, type VjpRule, vjp } from './rule.ts';
 export { CORE_VJPS } from './rules/index.ts';
-export { STOP_GRADIENT, stopGradient, stopGradientOp } from './stop-gradient.ts';
+export { STOP_GRADIENT, stopGradient } from './stop-gradient.ts';

@@ -15,7 +15,8 @@ const seed = fc.integer({ min: 1, max: 0x7fffffff });
 
 describe('VJP rules', () => {
   it('every core op has a VJP rule and a gradient-check case', () => {
-    const missing = CORE_OPS.filter((op) => !LEAVES.has(op) && !(op in CASES));
+    // stop_gradient deliberately disagrees with finite differences; autodiff.test.ts checks it.
+    const missing = CORE_OPS.filter((op) => !LEAVES.has(op) && op !== 'stop_gradient' && !(op in CASES));
     expect(missing).toEqual([]);
     for (const op of CORE_OPS) expect(() => vjpRule(op)).not.toThrow();
     for (const op of LEAVES) expect(vjpRule(op).kind).toBe('leaf');

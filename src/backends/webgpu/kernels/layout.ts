@@ -135,6 +135,7 @@ const oneHot: Kernel = (ctx) =>
 
 export const layoutKernels = {
   reshape: () => 'alias',
+  stop_gradient: () => 'alias',
   transpose,
   permute,
   slice,

@@ -77,4 +77,5 @@ export const layoutVjps = {
   ),
   one_hot: none('one_hot maps integer ids to a constant 0/1 tensor'),
   broadcast_to: vjp((c) => [c.needs[0] ? unbroadcast(c.b, c.cot, c.inputs[0].type.shape) : null]),
+  stop_gradient: none('stop_gradient detaches its input by definition'),
 } satisfies Record<string, VjpRule>;
