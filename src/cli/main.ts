@@ -10,6 +10,8 @@ const program = new Command('peftc')
 
 const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/demo.ts'),
+  () => import('./commands/logits.ts'),
+  () => import('./commands/merge.ts'),
   () => import('./commands/ir.ts'),
 ];
 

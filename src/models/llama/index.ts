@@ -2,3 +2,4 @@ export { buildLlama, causalLmLoss, type LlamaBuildOptions, type LlamaShape } fro
 export { ConfigError, type LlamaConfig, parseLlamaConfig, readLlamaConfig, toHfConfig } from './config.ts';
 export { checkModelWeights, type LoadedModel, loadModel, randomLlamaWeights } from './load.ts';
 export { PRESETS, presetConfig } from './presets.ts';
+export { saveModelDir } from './save.ts';

@@ -25,7 +25,7 @@ export interface LoadedModel {
 export function loadModel(spec: string, opts: { seed?: number } = {}): LoadedModel {
   if (existsSync(spec) && statSync(spec).isDirectory()) {
     const config = readLlamaConfig(spec);
-    return { config, weights: openCheckpoint(spec), source: spec, dir: spec };
+    return { config, weights: new ComputeF32View(openCheckpoint(spec)), source: spec, dir: spec };
   }
   const preset = PRESETS[spec];
   if (!preset) {
@@ -35,6 +35,28 @@ export function loadModel(spec: string, opts: { seed?: number } = {}): LoadedMod
     );
   }
   return { config: preset, weights: randomLlamaWeights(preset, opts.seed ?? 0), source: `preset:${spec}` };
+}
+
+/**
+ * Checkpoint tensors as the f32 the graph computes in: f16/bf16 arrive decoded to f32
+ * on the host already, so this only relabels them (DESIGN: compute in f32 whatever
+ * the storage dtype; lower-precision compute is an explicit option).
+ */
+export class ComputeF32View implements WeightStore {
+  constructor(readonly inner: WeightStore & { info?: (name: string) => { shape: readonly number[] } }) {}
+  get(name: string): Tensor | undefined {
+    const t = this.inner.get(name);
+    return t && (t.dtype === 'bf16' || t.dtype === 'f16') ? { ...t, dtype: 'f32' } : t;
+  }
+  has(name: string): boolean {
+    return this.inner.has(name);
+  }
+  names(): Iterable<string> {
+    return this.inner.names();
+  }
+  info(name: string): { shape: readonly number[] } {
+    return this.inner.info ? this.inner.info(name) : { shape: this.get(name)!.shape };
+  }
 }
 
 /** HF LlamaPreTrainedModel._init_weights: normal(0, 0.02) for linears and embeddings, ones for norms. */

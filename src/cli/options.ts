@@ -1,0 +1,61 @@
+// Options shared by the commands that run graphs: the backend and WebGPU adapter choice.
+import { type Command, Option } from 'commander';
+import { BACKENDS, type Backend, type BackendName, createBackend } from '../backends/index.ts';
+
+export interface BackendCliOptions {
+  readonly backend: BackendName;
+  readonly webgpuBackend?: string;
+  readonly webgpuAdapter?: string;
+  readonly webgpuFeatureLevel?: 'core' | 'compatibility';
+}
+
+export function addBackendOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--backend <name>', 'where graphs run').choices([...BACKENDS]).default('webgpu'))
+    .addOption(
+      new Option('--webgpu-backend <name>', 'Dawn backend (env PEFTC_WEBGPU_BACKEND)').choices([
+        'vulkan',
+        'opengles',
+        'metal',
+        'd3d12',
+      ]),
+    )
+    .option('--webgpu-adapter <name>', 'WebGPU adapter by name (env PEFTC_WEBGPU_ADAPTER)')
+    .addOption(
+      new Option(
+        '--webgpu-feature-level <level>',
+        'WebGPU feature level (env PEFTC_WEBGPU_FEATURE_LEVEL)',
+      ).choices(['core', 'compatibility']),
+    );
+}
+
+export function backendFrom(o: BackendCliOptions): Promise<Backend> {
+  return createBackend(o.backend, {
+    webgpu: {
+      backend: o.webgpuBackend as never,
+      adapter: o.webgpuAdapter,
+      featureLevel: o.webgpuFeatureLevel,
+    },
+  });
+}
+
+/** Parses a positive integer flag, naming the flag on bad input. */
+export function positiveInt(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got '${v}'`);
+    return n;
+  };
+}
+
+export function positiveNumber(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got '${v}'`);
+    return n;
+  };
+}
+
+export function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
