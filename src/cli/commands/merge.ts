@@ -31,11 +31,7 @@ export function mergeToDir(o: MergeOptions): { tensors: number; changed: string[
   const model = loadModel(o.model);
   if (!model.dir)
     throw new UserError(`--model ${o.model}: merge needs a Hugging Face model directory, not a preset`);
-  const { weights, merged } = prepareModel(
-    model,
-    { batch: 1, seq: 2 },
-    { adapters: o.adapter, merge: true },
-  );
+  const { weights, merged } = prepareModel(model, { batch: 1, seq: 2 }, { adapters: o.adapter, merge: true });
   const tensors = new Map<string, Tensor>();
   // Every tensor of the checkpoint (including ones the graph does not use), merged ones replaced.
   for (const name of model.weights.names()) tensors.set(name, model.weights.get(name)!);
