@@ -12,7 +12,11 @@ export interface LlamaShape {
 }
 
 export interface LlamaBuildOptions {
-  /** Add a `labels` input (i32 [B,S], -100 = ignore) and a `loss` output (HF causal-LM loss). */
+  /**
+   * Add a `labels` input (i32 [B,S], -100 = ignore) and a `loss` output (HF causal-LM
+   * loss), and a scalar i32 `step` input (1-based training step) that dropout masks
+   * and the optimizer read.
+   */
   readonly loss?: boolean;
   /** Keep the `logits` output (default true). */
   readonly logits?: boolean;
@@ -60,6 +64,7 @@ export function buildLlama(c: LlamaConfig, shape: LlamaShape, opts: LlamaBuildOp
   const b = new GraphBuilder();
   const ids = b.input('input_ids', 'i32', [B, S]);
   const labels = opts.loss ? b.input('labels', 'i32', [B, S]) : undefined;
+  if (opts.loss) b.input('step', 'i32', []);
   const positions = b.const(
     Array.from({ length: S }, (_, i) => i),
     [S],

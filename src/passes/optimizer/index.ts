@@ -28,7 +28,15 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
   const b = GraphBuilder.from(g);
   const params = new Map(g.params().map((p) => [String(p.attrs.name), p]));
   const lr = b.input('lr', 'f32', []);
-  const step = b.input('step', 'f32', []);
+  // The 1-based step count: an existing scalar `step` input (the training graph's, which
+  // also drives dropout masks) or a new f32 one.
+  const existing = g.inputs().find((n) => n.attrs.name === 'step');
+  if (existing && existing.type.shape.length !== 0) throw new Error("optimizer pass: input 'step' must be a scalar");
+  const step = !existing
+    ? b.input('step', 'f32', [])
+    : existing.type.dtype === 'f32'
+      ? b.value(existing.id)
+      : b.cast(b.value(existing.id), 'f32');
   const outputs: GraphOutput[] = g.outputs.filter((o) => opts.keepGrads || !o.name.startsWith(GRAD_PREFIX));
   const out = (name: string, v: Value) => outputs.push({ name, id: v.id });
 

@@ -42,7 +42,7 @@ describe('buildLlama', () => {
   it('adds the causal-LM loss with labels', () => {
     const g = buildLlama(presetConfig('tiny'), { batch: 2, seq: 5 }, { loss: true });
     expect(g.output('loss').type.shape).toEqual([]);
-    expect(g.inputs().map((n) => n.attrs.name)).toEqual(['input_ids', 'labels']);
+    expect(g.inputs().map((n) => n.attrs.name)).toEqual(['input_ids', 'labels', 'step']);
   });
 
   it('builds an 8B graph from shapes only, quickly', () => {
