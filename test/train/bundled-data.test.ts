@@ -4,16 +4,12 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { makeTinyInstruct } from '../../examples/data/make-tiny-instruct.ts';
 import { makeTinyStories } from '../../examples/data/make-tiny-stories.ts';
-import { IGNORE_INDEX, loadDataset, type TokenizerLike } from '../../src/train/data/index.ts';
+import { ByteTokenizer } from '../../src/models/tokenizer/index.ts';
+import { IGNORE_INDEX, loadDataset } from '../../src/train/data/index.ts';
 
 const STORIES = 'examples/data/tiny-stories.txt';
 const INSTRUCT = 'examples/data/tiny-instruct.jsonl';
-const bytes: TokenizerLike = {
-  encode: (t) => Array.from(Buffer.from(t)),
-  vocabSize: 258,
-  bosId: 256,
-  eosId: 257,
-};
+const bytes = new ByteTokenizer();
 
 describe('bundled data', () => {
   it('is what the committed generators produce', () => {

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ByteTokenizer } from '../../src/models/tokenizer/index.ts';
 import {
   Batcher,
   evalBatches,
@@ -12,21 +13,14 @@ import {
   packDocuments,
   type Row,
   splitRows,
-  type TokenizerLike,
   tokenizeDocuments,
 } from '../../src/train/data/index.ts';
 
-// Byte-level stand-in for the real tokenizer: ids = UTF-8 bytes, bos/eos/pad above them.
+// The bundled model's tokenizer: ids = UTF-8 bytes, then bos/eos/pad (encode adds bos by default).
 const BOS = 256;
 const EOS = 257;
 const PAD = 258;
-const bytes: TokenizerLike = {
-  encode: (t) => Array.from(Buffer.from(t, 'utf8')),
-  vocabSize: 259,
-  bosId: BOS,
-  eosId: EOS,
-  padId: PAD,
-};
+const bytes = new ByteTokenizer();
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peftc-data-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -5,23 +5,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { tensor } from '../../src/ir/tensor.ts';
+import { ByteTokenizer } from '../../src/models/tokenizer/index.ts';
 import {
   checkpointPath,
   latestCheckpoint,
   loadCheckpoint,
   saveCheckpoint,
 } from '../../src/train/checkpoint/index.ts';
-import { Batcher, type DataCursor, loadDataset, type TokenizerLike } from '../../src/train/data/index.ts';
+import { Batcher, type DataCursor, loadDataset } from '../../src/train/data/index.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'peftc-resume-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const bytes: TokenizerLike = {
-  encode: (t) => Array.from(Buffer.from(t)),
-  vocabSize: 258,
-  bosId: 256,
-  eosId: 257,
-};
+const bytes = new ByteTokenizer();
 
 it('k steps + checkpoint + resume gives the same batches as one run', () => {
   const data = path.join(root, 'd.txt');

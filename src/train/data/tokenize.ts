@@ -2,19 +2,14 @@
 // internally, as HF's causal-LM loss does); prompt tokens get IGNORE_INDEX so only
 // the completion is learned.
 import { FormatError } from '../../io/errors.ts';
+import type { Tokenizer } from '../../models/tokenizer/index.ts';
 import type { Document } from './load.ts';
 
 /** Label value the loss skips (HF / PyTorch `ignore_index`). */
 export const IGNORE_INDEX = -100;
 
-/** What the data pipeline needs from a tokenizer (a subset of `src/models/tokenizer`'s `Tokenizer`). */
-export interface TokenizerLike {
-  encode(text: string): number[];
-  readonly vocabSize: number;
-  readonly bosId?: number;
-  readonly eosId?: number;
-  readonly padId?: number;
-}
+/** What the data pipeline needs from a tokenizer. */
+export type TokenizerLike = Pick<Tokenizer, 'encode' | 'vocabSize' | 'bosId' | 'eosId' | 'padId'>;
 
 export interface TokenizedDoc {
   readonly ids: number[];
@@ -44,14 +39,16 @@ export function tokenizeDocuments(
           'text data needs a tokenizer (or pass pre-tokenized ids with --tokens)',
         );
       }
+      // bos/eos are added here, once per document, not by encode (a prompt and its completion are one document).
+      const encode = (t: string) => tokenizer.encode(t, { addSpecialTokens: false });
       const bos = tokenizer.bosId === undefined ? [] : [tokenizer.bosId];
       const eos = tokenizer.eosId === undefined ? [] : [tokenizer.eosId];
       if (doc.kind === 'text') {
-        ids = [...bos, ...tokenizer.encode(doc.text), ...eos];
+        ids = [...bos, ...encode(doc.text), ...eos];
         labels = [...ids];
       } else {
-        const prompt = [...bos, ...tokenizer.encode(doc.prompt)];
-        const completion = [...tokenizer.encode(doc.completion), ...eos];
+        const prompt = [...bos, ...encode(doc.prompt)];
+        const completion = [...encode(doc.completion), ...eos];
         ids = [...prompt, ...completion];
         labels = [...prompt.map(() => IGNORE_INDEX), ...completion];
       }
