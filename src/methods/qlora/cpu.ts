@@ -37,6 +37,11 @@ export const dequant4bitKernel: CpuKernel = ([packed, absmax], ctx) => {
 
 export const dequantAbsmaxKernel: CpuKernel = ([q, nested, map], ctx) => {
   const a = attrsOf<DequantAbsmaxAttrs>(ctx);
+  if (a.offset === null) {
+    throw new Error(
+      'the double-quant offset is unknown: the qlora pass ran without weights (shapes only); run it with the model weights',
+    );
+  }
   const v = dequantizeBlockwise8({
     codes: q.data as Uint8Array,
     absmax: f32(nested),

@@ -26,7 +26,8 @@ const dim = z.number().int().nonnegative();
 
 export const dequant4bitAttrs = z.strictObject({ quant_type: quantType, blocksize, shape: z.array(dim) });
 export const dequantAbsmaxAttrs = z.strictObject({
-  offset: z.number(),
+  /** bitsandbytes' nested_offset; null when the graph was built without weights (not runnable). */
+  offset: z.number().nullable(),
   nested_blocksize: z.number().int().positive(),
 });
 export const linear4bitAttrs = z.strictObject({

@@ -1,0 +1,120 @@
+// Merging LoRA adapters into a 4-bit base: dequantize W, add s B A (f64), then either
+// keep the result in f32 (merge_into "float": a full-precision model) or requantize it
+// with the same settings (merge_into "4bit", as PEFT's merge on a bitsandbytes layer),
+// which rounds the merged weight: the log says by how much (max |change|).
+
+import { quantStateFromTensors, quantStateToTensors } from '../../io/bitsandbytes.ts';
+import type { Graph, Node } from '../../ir/graph.ts';
+import { tensor } from '../../ir/tensor.ts';
+import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../../ir/weights.ts';
+import type { PassResult } from '../../passes/pass.ts';
+import { rewrite } from '../../passes/rewrite/engine.ts';
+import { dequantizeWeight, quantizeWeight } from '../../quant/quant-state.ts';
+import { type LoraBranch, loraBranches } from '../lora/branch.ts';
+import type { QloraOptions } from './options.ts';
+import { emitDequant, QloraError, settingsOf } from './quantize.ts';
+
+/** The packed-weight param of a branch's base module, when it is 4-bit. */
+function packedParam(g: Graph, br: LoraBranch): Node | undefined {
+  if (br.kind !== 'linear' || br.base.op !== 'linear') return undefined;
+  const w = g.node(br.base.inputs[1]);
+  return w.op === 'dequant_4bit' ? g.node(w.inputs[0]) : undefined;
+}
+
+function need(w: WeightStore, name: string) {
+  const t = w.get(name);
+  if (!t) throw new QloraError(`qlora-merge needs '${name}', which is not in the weight store`);
+  return t;
+}
+
+export interface MergeReport {
+  /** Largest |requantized - merged| over all weights (0 for merge_into "float"). */
+  readonly maxAbsChange: number;
+  readonly modules: readonly string[];
+}
+
+export function mergeQlora(
+  g: Graph,
+  o: Pick<QloraOptions, 'merge_into'>,
+  weights: WeightStore | undefined,
+  log: (line: string) => void = () => {},
+): PassResult & { report: MergeReport } {
+  if (!weights) throw new QloraError('qlora-merge needs the weights (4-bit base and adapters)');
+  const branches = loraBranches(g).filter((br) => packedParam(g, br));
+  if (branches.length === 0)
+    throw new QloraError('qlora-merge: no LoRA adapter on a 4-bit linear in the graph');
+  const get = (k: string) => weights.get(k);
+  const changed = new MapWeightStore();
+  const merged = new Map<
+    number,
+    { name: string; shape: number[]; settings?: ReturnType<typeof settingsOf> }
+  >();
+  const w32 = new Map<number, Float64Array>();
+  for (const br of branches) {
+    const p = packedParam(g, br)!;
+    const name = String(p.attrs.name);
+    const base = br.base.id;
+    if (!w32.has(base)) w32.set(base, Float64Array.from(dequantizeWeight(quantStateFromTensors(name, get))));
+    const W = w32.get(base)!;
+    const A = need(weights, String(br.A.attrs.name));
+    const B = need(weights, String(br.B.attrs.name));
+    const [r, inF] = A.shape;
+    const outF = B.shape[0];
+    for (let i = 0; i < outF; i++)
+      for (let j = 0; j < inF; j++) {
+        let acc = 0;
+        for (let q = 0; q < r; q++) acc += B.data[i * r + q] * A.data[q * inF + j];
+        W[i * inF + j] += br.scale * acc;
+      }
+    merged.set(base, { name, shape: [outF, inF] });
+  }
+  let maxAbsChange = 0;
+  for (const [base, m] of merged) {
+    const W = Float32Array.from(w32.get(base)!);
+    if (o.merge_into === 'float') {
+      changed.set(m.name, tensor('f32', m.shape, W));
+      continue;
+    }
+    const old = quantStateFromTensors(m.name, get);
+    const s = quantizeWeight(W, m.shape, {
+      quantType: old.quantType,
+      blocksize: old.blocksize,
+      doubleQuant: old.stats.kind === 'nested',
+      dtype: old.dtype,
+    });
+    const back = dequantizeWeight(s);
+    let worst = 0;
+    for (let i = 0; i < W.length; i++) worst = Math.max(worst, Math.abs(back[i] - W[i]));
+    maxAbsChange = Math.max(maxAbsChange, worst);
+    for (const [k, t] of quantStateToTensors(m.name, s)) changed.set(k, t);
+    m.settings = settingsOf(s);
+  }
+  const modules = [...new Set(branches.map((b) => b.module))];
+  if (o.merge_into === '4bit') {
+    log(
+      `qlora-merge: warning: merging into 4-bit requantizes ${merged.size} weight(s), which rounds the merged values: ` +
+        `max |change| = ${maxAbsChange.toExponential(3)}; merge_into "float" keeps them exact`,
+    );
+  }
+  const adds = new Set(branches.map((b) => b.add.id));
+  const { graph } = rewrite(
+    g,
+    [
+      [
+        { op: 'linear', where: (n) => merged.has(n.id) },
+        (mt, b) => {
+          const m = merged.get(mt.node.id)!;
+          const w = m.settings
+            ? emitDequant(b, m.name, m.shape, m.settings)
+            : b.param(m.name, 'f32', m.shape, 'frozen');
+          const [x, , bias] = mt.inputs;
+          return bias ? b.linear(x, w, bias) : b.linear(x, w);
+        },
+        'qlora-merge-base',
+      ],
+      [{ op: 'add', where: (n) => adds.has(n.id) }, (mt) => mt.inputs[0], 'qlora-merge-branch'],
+    ],
+    { once: true },
+  );
+  return { graph, weights: new LayeredWeightStore([changed, weights]), report: { maxAbsChange, modules } };
+}
