@@ -12,6 +12,7 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/demo.ts'),
   () => import('./commands/logits.ts'),
   () => import('./commands/merge.ts'),
+  () => import('./commands/train.ts'),
   () => import('./commands/ir.ts'),
 ];
 

@@ -1,0 +1,116 @@
+// Everything a training run needs before its first step: the model, the recipe's
+// methods applied to the forward graph, the train-step and eval graphs, and every
+// param bound (base weights, adapter init or --init-adapter, optimizer state).
+
+import { UserError } from '../cli/errors.ts';
+import { readPeftAdapter } from '../io/peft/index.ts';
+import type { Graph, Node } from '../ir/graph.ts';
+import { bindParams, LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
+import {
+  applyRecipe,
+  getMethod,
+  type ParamGroup as MethodParamGroup,
+  type Recipe,
+} from '../methods/index.ts';
+import type { LoraOptions } from '../methods/lora/index.ts';
+import { buildLlama, checkModelWeights, type LoadedModel } from '../models/llama/index.ts';
+import type { ParamGroup } from '../passes/optimizer/index.ts';
+import { buildTrainStep } from './step.ts';
+
+export interface RunShape {
+  readonly batch: number;
+  readonly seq: number;
+}
+
+export interface PreparedRun {
+  /** Forward graph with the recipe's methods applied; outputs `loss`. */
+  readonly forward: Graph;
+  /** forward + backward + optimizer update (assign: outputs). */
+  readonly step: Graph;
+  /** Every param of `step`, bound. */
+  readonly weights: MapWeightStore;
+  readonly trainable: readonly string[];
+  readonly state: readonly string[];
+  /** LoRA adapters the recipe adds (saved in PEFT format). */
+  readonly adapters: readonly LoraOptions[];
+}
+
+type OptGroup = ParamGroup & { readonly match: (p: Node) => boolean };
+
+/** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
+function paramGroups(recipe: Recipe, trainable: readonly string[]): OptGroup[] {
+  let groups: MethodParamGroup[] = [{ name: 'default', params: [...trainable] }];
+  for (const m of recipe.methods) {
+    const def = getMethod(m.method);
+    if (def.paramGroups) groups = def.paramGroups(groups, m.options as never);
+  }
+  const base = recipe.optimizer.lr;
+  const wd = recipe.optimizer.weight_decay;
+  return groups.map((g, i) => {
+    const names = new Set(g.params);
+    return {
+      name: g.name ?? `group${i}`,
+      lrScale: (g.lr ?? base) / base,
+      weightDecay: g.weight_decay ?? wd,
+      match: (p: Node) => names.has(String(p.attrs.name)),
+    };
+  });
+}
+
+export function prepareRun(
+  model: LoadedModel,
+  recipe: Recipe,
+  shape: RunShape,
+  opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore },
+): PreparedRun {
+  if (recipe.gradient_accumulation_steps !== 1) {
+    throw new UserError('gradient_accumulation_steps > 1 is not supported yet; raise --batch instead');
+  }
+  const forward0 = buildLlama(model.config, shape, { loss: true, logits: false });
+  checkModelWeights(forward0, model.weights, model.source);
+  const applied = applyRecipe(forward0, recipe, { weights: model.weights, log: () => {} });
+  const forward = applied.graph;
+  const trainable = forward
+    .params()
+    .filter((p) => p.attrs.role === 'trainable')
+    .map((p) => String(p.attrs.name));
+  if (trainable.length === 0)
+    throw new UserError('the recipe leaves no trainable parameter: nothing to train');
+  const groups = paramGroups(recipe, trainable);
+  const step = buildTrainStep(forward, {
+    optimizer: recipe.optimizer,
+    maxGradNorm: recipe.max_grad_norm ?? undefined,
+    checkpointing: recipe.checkpointing,
+    groups: groups.slice(1),
+  });
+  const layers: WeightStore[] = [];
+  if (opts.resumeWeights) layers.push(opts.resumeWeights);
+  if (opts.initAdapter) layers.push(initAdapterWeights(opts.initAdapter, trainable));
+  layers.push(applied.weights ?? model.weights);
+  const weights = bindParams(step, new LayeredWeightStore(layers), opts.seed);
+  const adapters = recipe.methods.filter((m) => m.method === 'lora').map((m) => m.options as LoraOptions);
+  return {
+    forward,
+    step,
+    weights,
+    trainable,
+    state: step
+      .params()
+      .filter((p) => p.attrs.role === 'state')
+      .map((p) => String(p.attrs.name)),
+    adapters,
+  };
+}
+
+/** The adapter's tensors, which must cover every LoRA param the recipe creates. */
+function initAdapterWeights(dir: string, trainable: readonly string[]): MapWeightStore {
+  const saved = readPeftAdapter(dir);
+  const store = new MapWeightStore(saved.weights);
+  const missing = trainable.filter((n) => n.includes('.lora_') && !store.has(n));
+  if (missing.length) {
+    throw new UserError(
+      `--init-adapter ${dir}: the adapter has no tensor for ${missing.length} LoRA weight(s) the recipe creates, e.g. ${missing[0]} (do its target_modules and adapter name match the recipe?)`,
+    );
+  }
+  return store;
+}

@@ -1,0 +1,219 @@
+// The training loop: one compiled train-step executable (forward, backward and
+// optimizer update in one graph, params updated in place on the device), an eval
+// executable of the same model that receives the trained params before each eval,
+// seeded batches that are a pure function of the step (so resume continues exactly),
+// NaN/inf detection, atomic checkpoints, a JSONL log, a progress bar and a loss plot.
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend, Executable } from '../backends/backend.ts';
+import { UserError } from '../cli/errors.ts';
+import { type Tensor, tensor } from '../ir/tensor.ts';
+import { MapWeightStore } from '../ir/weights.ts';
+import { type Recipe, resolveRecipe } from '../methods/index.ts';
+import { savePeftAdapter } from '../models/adapters.ts';
+import type { LoadedModel } from '../models/llama/index.ts';
+import type { Tokenizer } from '../models/tokenizer/index.ts';
+import { checkpointPath, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint/index.ts';
+import { type Batch, Batcher, type DataCursor, type Dataset, evalBatches } from './data/index.ts';
+import { TrainLog } from './log.ts';
+import { writeLossPlot } from './plot/index.ts';
+import { Progress, type ProgressStream } from './progress.ts';
+import { lrAt } from './schedule.ts';
+import { type PreparedRun, prepareRun } from './setup.ts';
+
+export interface TrainOptions {
+  readonly model: LoadedModel;
+  readonly recipe: Recipe;
+  readonly dataset: Dataset;
+  readonly tokenizer?: Tokenizer;
+  readonly backend: Backend;
+  readonly out: string;
+  readonly steps: number;
+  readonly batch: number;
+  readonly seed: number;
+  readonly initAdapter?: string;
+  /** Also write `<out>/step-N/` (a PEFT adapter) and a resumable checkpoint every N steps. */
+  readonly saveEvery?: number;
+  /** Evaluate every N steps (and after the last). Default: steps / 10. */
+  readonly evalEvery?: number;
+  /** At most this many eval batches per evaluation (default 8). */
+  readonly evalBatches?: number;
+  /** Continue from the newest checkpoint in `out`. */
+  readonly resume?: boolean;
+  /** Progress output (default: stdout; a bar on a TTY, lines otherwise). */
+  readonly stream?: ProgressStream;
+  /** Write the SVG/PNG loss curve at the end (default true). */
+  readonly plot?: boolean;
+}
+
+export interface TrainResult {
+  readonly steps: number;
+  readonly losses: readonly number[];
+  readonly evalLosses: readonly { step: number; loss: number }[];
+  readonly adapterDirs: readonly string[];
+  readonly tokensPerSecond: number;
+}
+
+interface ResumeState {
+  readonly cursor: DataCursor;
+  readonly best_eval_loss?: number;
+}
+
+const scalarF32 = (x: number) => tensor('f32', [], [x]);
+const scalarI32 = (x: number) => tensor('i32', [], [x]);
+
+async function evaluate(exe: Executable, batches: readonly Batch[], step: number): Promise<number> {
+  let sum = 0;
+  let count = 0;
+  for (const b of batches) {
+    const { loss } = await exe.run({
+      feeds: { input_ids: b.input_ids, labels: b.labels, step: scalarI32(step) },
+      outputs: ['loss'],
+    });
+    if (b.labelTokens > 0) {
+      sum += loss.data[0] * b.labelTokens;
+      count += b.labelTokens;
+    }
+  }
+  return count ? sum / count : Number.NaN;
+}
+
+async function readAll(exe: Executable, names: readonly string[]): Promise<Map<string, Tensor>> {
+  const out = new Map<string, Tensor>();
+  for (const n of names) out.set(n, await exe.readParam(n));
+  return out;
+}
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const { recipe, dataset } = o;
+  if (dataset.train.length === 0) throw new UserError(`${dataset.source}: no training rows`);
+  mkdirSync(o.out, { recursive: true });
+  const existing = latestCheckpoint(o.out);
+  if (existing && !o.resume) {
+    throw new UserError(
+      `${o.out} already holds a training checkpoint (${existing}); pass --resume to continue it or choose another --out`,
+    );
+  }
+  const ckpt = o.resume && existing ? loadCheckpoint(existing) : undefined;
+  const resumeWeights = ckpt ? new MapWeightStore([...ckpt.params, ...ckpt.optimizer]) : undefined;
+  const run: PreparedRun = prepareRun(
+    o.model,
+    recipe,
+    { batch: o.batch, seq: dataset.seq },
+    {
+      seed: o.seed,
+      initAdapter: o.initAdapter,
+      resumeWeights,
+    },
+  );
+  const batcher = new Batcher(dataset.train, {
+    batchSize: o.batch,
+    seed: o.seed,
+    fingerprint: dataset.fingerprint,
+  });
+  const startStep = ckpt?.step ?? 0;
+  if (ckpt) batcher.assertResumable((ckpt.state as unknown as ResumeState).cursor);
+  if (startStep >= o.steps)
+    throw new UserError(`the checkpoint is at step ${startStep}; ask for more --steps than that`);
+
+  const trainExe = await o.backend.compile(run.step, run.weights);
+  const evalExe = await o.backend.compile(run.forward, run.weights);
+  const evalSet = evalBatches(dataset.eval, o.batch, dataset.padId).slice(0, o.evalBatches ?? 8);
+  const evalEvery = o.evalEvery ?? Math.max(1, Math.floor(o.steps / 10));
+  if (!ckpt) rmSync(join(o.out, 'log.jsonl'), { force: true });
+  const log = new TrainLog(join(o.out, 'log.jsonl'), { resumeStep: ckpt ? startStep : undefined });
+  const progress = new Progress({ total: o.steps, startStep, stream: o.stream });
+  const losses: number[] = [];
+  const evalLosses: { step: number; loss: number }[] = [];
+  const t0 = performance.now();
+  let lastGood = existing;
+  const adapterDirs: string[] = [];
+
+  const syncEval = async () => {
+    for (const n of run.trainable) await evalExe.writeParam(n, await trainExe.readParam(n));
+  };
+  const saveAdapters = async (dir: string) => {
+    const params = await readAll(trainExe, run.trainable);
+    for (const a of run.adapters) {
+      adapterDirs.push(
+        savePeftAdapter(dir, run.forward, (n) => params.get(n)!, a, o.model.dir ?? o.model.source),
+      );
+    }
+  };
+  const saveResumable = async (step: number) => {
+    const dir = saveCheckpoint(checkpointPath(o.out, step), {
+      step,
+      params: await readAll(trainExe, run.trainable),
+      optimizer: await readAll(trainExe, run.state),
+      state: { cursor: batcher.cursor(step), recipe: resolveRecipe(recipe) } as Record<string, unknown>,
+    });
+    // Keep only the newest checkpoint once the new one is complete.
+    if (lastGood && lastGood !== dir && existsSync(lastGood))
+      rmSync(lastGood, { recursive: true, force: true });
+    lastGood = dir;
+  };
+
+  let tokensSeen = 0;
+  try {
+    if (!ckpt) {
+      const initial = await evaluate(evalExe, evalSet, 1);
+      if (Number.isFinite(initial)) evalLosses.push({ step: 0, loss: initial });
+      progress.log(`eval loss at step 0: ${initial.toFixed(4)} (${evalSet.length} batch(es))`);
+    }
+    for (let k = startStep; k < o.steps; k++) {
+      const batch = batcher.batchAt(k);
+      const lr = lrAt(recipe.schedule, recipe.optimizer.lr, k, o.steps);
+      const res = await trainExe.run({
+        feeds: {
+          input_ids: batch.input_ids,
+          labels: batch.labels,
+          lr: scalarF32(lr),
+          step: scalarI32(k + 1),
+        },
+        outputs: recipe.max_grad_norm ? ['loss', 'grad_norm'] : ['loss'],
+      });
+      const loss = res.loss.data[0];
+      const done = k + 1;
+      tokensSeen += batch.tokens;
+      if (!Number.isFinite(loss)) {
+        throw new UserError(
+          `step ${done}: the loss is ${loss}; training stopped. ${lastGood ? `The last good checkpoint is ${lastGood}.` : 'No checkpoint was written yet.'} Try a lower --lr or set max_grad_norm in the recipe.`,
+        );
+      }
+      losses.push(loss);
+      progress.update({ step: done, loss, lr, tokens: batch.tokens });
+      let evalLoss: number | undefined;
+      if (done % evalEvery === 0 || done === o.steps) {
+        await syncEval();
+        evalLoss = await evaluate(evalExe, evalSet, done);
+        if (Number.isFinite(evalLoss)) evalLosses.push({ step: done, loss: evalLoss });
+      }
+      log.write({
+        step: done,
+        loss,
+        lr,
+        ...(evalLoss !== undefined ? { eval_loss: evalLoss } : {}),
+        ...(res.grad_norm ? { grad_norm: res.grad_norm.data[0] } : {}),
+        tokens_per_s: progress.rates().tokensPerS,
+        time: (performance.now() - t0) / 1000,
+      });
+      if (o.saveEvery && done % o.saveEvery === 0 && done !== o.steps) {
+        await saveAdapters(join(o.out, `step-${done}`));
+        await saveResumable(done);
+      }
+    }
+    progress.stop();
+    await saveAdapters(o.out);
+    await saveResumable(o.steps);
+    writeFileSync(join(o.out, 'recipe.json'), `${JSON.stringify(resolveRecipe(recipe), null, 2)}\n`);
+  } finally {
+    progress.stop();
+    log.close();
+    trainExe.dispose();
+    evalExe.dispose();
+  }
+  if (o.plot !== false && losses.length > 0)
+    await writeLossPlot(join(o.out, 'log.jsonl'), join(o.out, 'loss'));
+  const seconds = (performance.now() - t0) / 1000;
+  return { steps: o.steps, losses, evalLosses, adapterDirs, tokensPerSecond: tokensSeen / seconds };
+}
