@@ -1,0 +1,60 @@
+// The WGSL QLoRA kernels against the CPU interpreter: the fused linear_4bit (GEMV and
+// tiled paths, x W^T and x W, bias, odd in_features, partial last blocks, blocksizes
+// 32..256, NF4/FP4, with and without double quantization), dequant_4bit, dequant_absmax.
+import fc from 'fast-check';
+import { expect, it } from 'vitest';
+import { runGraph } from '../../../src/backends/cpu/index.ts';
+import { linear4bitPath } from '../../../src/backends/webgpu/kernels/quant4.ts';
+import { GraphBuilder } from '../../../src/ir/builder.ts';
+import { emitDequant, settingsOf } from '../../../src/methods/qlora/index.ts';
+import { gpuSuite } from '../../backends/webgpu/gpu.ts';
+import { expectClose } from '../../ops/case.ts';
+import { build, problemArb } from './cases.ts';
+
+await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
+  it('linear_4bit (fused dequant-matmul) on random shapes', async () => {
+    const paths = new Set<string>();
+    await fc.assert(
+      fc.asyncProperty(problemArb, async (p) => {
+        const c = build(p);
+        const rows = p.rows.reduce((a, b) => a * b, 1);
+        paths.add(
+          `${linear4bitPath({ ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF }, rows)}:${p.transpose}`,
+        );
+        const want = runGraph(c.fused, c.feeds, c.weights).out;
+        const exe = await backend.compile(c.fused, c.weights);
+        try {
+          const got = (await exe.run({ feeds: c.feeds })).out;
+          expectClose(got, want, 2e-5, `linear_4bit ${JSON.stringify(p)}`);
+        } finally {
+          exe.dispose();
+        }
+      }),
+      { numRuns: 25 },
+    );
+    // Every path was exercised.
+    expect([...paths].sort()).toEqual(['gemv:false', 'tiled:false', 'tiled:true']);
+  });
+
+  it('dequant_4bit and dequant_absmax', async () => {
+    await fc.assert(
+      fc.asyncProperty(problemArb, async (p) => {
+        const c = build(p);
+        const b = new GraphBuilder();
+        const w = emitDequant(b, 'm.weight', [p.outF, p.inF], settingsOf(c.state));
+        const g = b.build({ out: w, absmax: b.value(b.built.find((n) => n.id === w.id)!.inputs[1]) });
+        const want = runGraph(g, {}, c.weights);
+        const exe = await backend.compile(g, c.weights);
+        try {
+          const got = await exe.run({ feeds: {} });
+          // absmax: one rounding apart at most (the GPU may contract mul + add).
+          expectClose(got.absmax, want.absmax, 1e-7, 'dequant_absmax');
+          expectClose(got.out, want.out, 1e-6, 'dequant_4bit');
+        } finally {
+          exe.dispose();
+        }
+      }),
+      { numRuns: 30 },
+    );
+  });
+});
