@@ -14,6 +14,7 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/merge.ts'),
   () => import('./commands/train.ts'),
   () => import('./commands/ir.ts'),
+  () => import('./commands/quantize.ts'),
 ];
 
 for (const load of commands) (await load()).register(program);
