@@ -3,6 +3,7 @@
 import '../passes/builtin.ts';
 import './lora/index.ts';
 
+export * from './conflicts.ts';
 export * from './recipe.ts';
 export * from './registry.ts';
 export * from './targets.ts';

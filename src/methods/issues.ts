@@ -98,7 +98,9 @@ export function formatIssues(
     const got = valueAt(input, at);
     let msg = issue.message;
     const disc = (issue as { discriminator?: string }).discriminator;
-    if (issue.code === 'invalid_type') msg = `expected ${issue.expected}`;
+    const custom = !/^(Invalid|Too (small|big))/.test(msg);
+    if (custom) msg = issue.message;
+    else if (issue.code === 'invalid_type') msg = `expected ${issue.expected}`;
     else if (issue.code === 'invalid_union' && disc) {
       const tags = tagsAt(schema, at.slice(0, -1), disc);
       msg = `expected one of ${tags.map((t) => JSON.stringify(t)).join(', ')}`;
