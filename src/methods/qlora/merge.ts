@@ -3,22 +3,55 @@
 // with the same settings (merge_into "4bit", as PEFT's merge on a bitsandbytes layer),
 // which rounds the merged weight: the log says by how much (max |change|).
 
-import { quantStateFromTensors, quantStateToTensors } from '../../io/bitsandbytes.ts';
+import { quantStateToTensors } from '../../io/bitsandbytes.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import { tensor } from '../../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import type { PassResult } from '../../passes/pass.ts';
 import { rewrite } from '../../passes/rewrite/engine.ts';
-import { dequantizeWeight, quantizeWeight } from '../../quant/quant-state.ts';
+import { quantMap4bit } from '../../quant/blockwise4.ts';
+import { dequantizeWeight, type QuantState, quantizeWeight } from '../../quant/quant-state.ts';
 import { type LoraBranch, loraBranches } from '../lora/branch.ts';
+import type { Dequant4bitAttrs, DequantAbsmaxAttrs } from './ops.ts';
 import type { QloraOptions } from './options.ts';
-import { emitDequant, QloraError, settingsOf } from './quantize.ts';
+import { type DequantSettings, emitDequant, QloraError, settingsOf } from './quantize.ts';
 
-/** The packed-weight param of a branch's base module, when it is 4-bit. */
-function packedParam(g: Graph, br: LoraBranch): Node | undefined {
+/** The dequant_4bit node of a branch's base module, when it is 4-bit. */
+function dequantNode(g: Graph, br: LoraBranch): Node | undefined {
   if (br.kind !== 'linear' || br.base.op !== 'linear') return undefined;
   const w = g.node(br.base.inputs[1]);
-  return w.op === 'dequant_4bit' ? g.node(w.inputs[0]) : undefined;
+  return w.op === 'dequant_4bit' ? w : undefined;
+}
+
+/** The QuantState a dequant_4bit node reads: its params from the store, its settings from attrs. */
+export function stateFromGraph(g: Graph, dq: Node, weights: WeightStore): QuantState {
+  const a = dq.attrs as unknown as Dequant4bitAttrs;
+  const arg = (n: Node) => need(weights, String(n.attrs.name)).data;
+  const [packedN, absN] = dq.inputs.map((i) => g.node(i));
+  let stats: QuantState['stats'];
+  if (absN.op === 'dequant_absmax') {
+    const at = absN.attrs as unknown as DequantAbsmaxAttrs;
+    const [q, nested, map] = absN.inputs.map((i) => g.node(i));
+    if (at.offset === null)
+      throw new QloraError('qlora-merge: the double-quant offset is unknown (graph built without weights)');
+    stats = {
+      kind: 'nested',
+      qabsmax: Uint8Array.from(arg(q)),
+      nestedAbsmax: Float32Array.from(arg(nested)),
+      nestedQuantMap: Float32Array.from(arg(map)),
+      nestedBlocksize: at.nested_blocksize,
+      offset: at.offset,
+    };
+  } else stats = { kind: 'plain', absmax: Float32Array.from(arg(absN)) };
+  return {
+    quantType: a.quant_type,
+    blocksize: a.blocksize,
+    shape: [...a.shape],
+    dtype: 'float32',
+    packed: Uint8Array.from(arg(packedN)),
+    quantMap: quantMap4bit(a.quant_type),
+    stats,
+  };
 }
 
 function need(w: WeightStore, name: string) {
@@ -40,21 +73,20 @@ export function mergeQlora(
   log: (line: string) => void = () => {},
 ): PassResult & { report: MergeReport } {
   if (!weights) throw new QloraError('qlora-merge needs the weights (4-bit base and adapters)');
-  const branches = loraBranches(g).filter((br) => packedParam(g, br));
+  const branches = loraBranches(g).filter((br) => dequantNode(g, br));
   if (branches.length === 0)
     throw new QloraError('qlora-merge: no LoRA adapter on a 4-bit linear in the graph');
-  const get = (k: string) => weights.get(k);
   const changed = new MapWeightStore();
   const merged = new Map<
     number,
-    { name: string; shape: number[]; settings?: ReturnType<typeof settingsOf> }
+    { name: string; shape: number[]; old: QuantState; settings?: DequantSettings }
   >();
   const w32 = new Map<number, Float64Array>();
   for (const br of branches) {
-    const p = packedParam(g, br)!;
-    const name = String(p.attrs.name);
+    const dq = dequantNode(g, br)!;
+    const name = String(g.node(dq.inputs[0]).attrs.name);
     const base = br.base.id;
-    if (!w32.has(base)) w32.set(base, Float64Array.from(dequantizeWeight(quantStateFromTensors(name, get))));
+    if (!w32.has(base)) w32.set(base, Float64Array.from(dequantizeWeight(stateFromGraph(g, dq, weights))));
     const W = w32.get(base)!;
     const A = need(weights, String(br.A.attrs.name));
     const B = need(weights, String(br.B.attrs.name));
@@ -66,7 +98,7 @@ export function mergeQlora(
         for (let q = 0; q < r; q++) acc += B.data[i * r + q] * A.data[q * inF + j];
         W[i * inF + j] += br.scale * acc;
       }
-    merged.set(base, { name, shape: [outF, inF] });
+    merged.set(base, { name, shape: [outF, inF], old: stateFromGraph(g, dq, weights) });
   }
   let maxAbsChange = 0;
   for (const [base, m] of merged) {
@@ -75,7 +107,7 @@ export function mergeQlora(
       changed.set(m.name, tensor('f32', m.shape, W));
       continue;
     }
-    const old = quantStateFromTensors(m.name, get);
+    const { old } = m;
     const s = quantizeWeight(W, m.shape, {
       quantType: old.quantType,
       blocksize: old.blocksize,

@@ -1,0 +1,53 @@
+// `peftc quantize`: writes an HF model as a bitsandbytes 4-bit checkpoint (NF4/FP4,
+// optional double quantization) that transformers + bitsandbytes and peftc's --model load.
+import { existsSync, statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { quantizeCheckpoint } from '../../methods/qlora/checkpoint.ts';
+import { BLOCKSIZES_4BIT } from '../../quant/blockwise4.ts';
+import { bitsPerParameter } from '../../quant/quant-state.ts';
+import { UserError } from '../errors.ts';
+
+interface Flags {
+  model: string;
+  out: string;
+  quantType: string;
+  blocksize: string;
+  doubleQuant?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('quantize')
+    .description('write a model in the bitsandbytes 4-bit safetensors layout (all linears but lm_head)')
+    .requiredOption('--model <dir>', 'an HF model directory (config.json + safetensors)')
+    .requiredOption('--out <dir>', 'output directory (written atomically)')
+    .option('--quant-type <nf4|fp4>', '4-bit data type', 'nf4')
+    .option('--blocksize <n>', `elements per absmax block (${BLOCKSIZES_4BIT.join(', ')})`, '64')
+    .option('--double-quant', 'quantize the absmax values too (bnb_4bit_use_double_quant)')
+    .action((f: Flags) => {
+      if (!existsSync(f.model) || !statSync(f.model).isDirectory())
+        throw new UserError(`--model ${f.model}: not a directory (give an HF model directory)`);
+      if (f.quantType !== 'nf4' && f.quantType !== 'fp4')
+        throw new UserError(`--quant-type must be nf4 or fp4, got '${f.quantType}'`);
+      const blocksize = Number(f.blocksize);
+      if (!BLOCKSIZES_4BIT.includes(blocksize))
+        throw new UserError(`--blocksize must be one of ${BLOCKSIZES_4BIT.join(', ')}, got '${f.blocksize}'`);
+      if (existsSync(f.out)) throw new UserError(`--out ${f.out} already exists; choose a new directory`);
+      const r = quantizeCheckpoint(f.model, f.out, {
+        quantType: f.quantType,
+        blocksize,
+        doubleQuant: !!f.doubleQuant,
+      });
+      let params = 0;
+      let bits = 0;
+      for (const s of r.states.values()) {
+        const n = s.shape.reduce((a, b) => a * b, 1);
+        params += n;
+        bits += bitsPerParameter(s) * n;
+      }
+      process.stdout.write(
+        `quantized ${r.quantized.length} linear weights (${params} params) to ${f.quantType}` +
+          `${f.doubleQuant ? ' + double quant' : ''}, blocksize ${blocksize}: ${(bits / params).toFixed(3)} bits/param; wrote ${f.out}\n`,
+      );
+    });
+}
