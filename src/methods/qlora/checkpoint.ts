@@ -141,7 +141,8 @@ export function readBnb4bitConfig(dir: string): Record<string, unknown> | undefi
   if (!fs.existsSync(file)) return undefined;
   const qc = (JSON.parse(fs.readFileSync(file, 'utf8')) as { quantization_config?: Record<string, unknown> })
     .quantization_config;
-  if (!qc || qc.quant_method !== 'bitsandbytes') return undefined;
+  if (!qc) return undefined;
+  if (qc.quant_method !== 'bitsandbytes') return undefined;
   if (qc.load_in_8bit === true || qc._load_in_8bit === true) {
     throw new FormatError(
       file,
