@@ -15,6 +15,8 @@ export interface OptimizerSpec {
   readonly eps?: number;
   readonly weight_decay?: number;
   readonly momentum?: number;
+  readonly dampening?: number;
+  readonly nesterov?: boolean;
 }
 
 export interface TrainStepSpec {
@@ -29,7 +31,7 @@ export interface TrainStepSpec {
 export function updateRule(o: OptimizerSpec): UpdateRule {
   return o.type === 'adamw'
     ? adamw({ betas: o.betas ?? [0.9, 0.999], eps: o.eps ?? 1e-8 })
-    : sgd({ momentum: o.momentum ?? 0 });
+    : sgd({ momentum: o.momentum ?? 0, dampening: o.dampening, nesterov: o.nesterov });
 }
 
 export function defaultWeightDecay(o: OptimizerSpec): number {

@@ -177,3 +177,50 @@ describe('optimizer pass', () => {
     expect(() => appendOptimizer(g1, opts)).toThrow(/'p' has a gradient but is frozen/);
   });
 });
+
+describe('SGD variants (torch.optim.SGD)', () => {
+  for (const v of [
+    { momentum: 0.9, dampening: 0.5, nesterov: false },
+    { momentum: 0.8, dampening: 0, nesterov: true },
+  ]) {
+    it(`momentum ${v.momentum}, dampening ${v.dampening}, nesterov ${v.nesterov}`, async () => {
+      const g = appendOptimizer(gradGraph(2), {
+        rule: sgd(v),
+        defaultGroup: { name: 'default', lrScale: 1, weightDecay: 0.05 },
+      });
+      const store = new MapWeightStore()
+        .set('p', tensor('f32', [2], [1, -2]))
+        .set('q', tensor('f32', [2], [0, 0]))
+        .set('optimizer.momentum_buffer.p', tensor('f32', [2]))
+        .set('optimizer.momentum_buffer.q', tensor('f32', [2]));
+      const exe = await new CpuBackend().compile(g, store);
+      const grads = [
+        [0.5, 1],
+        [-1, 0.25],
+        [2, -0.5],
+      ];
+      let p = [1, -2];
+      let buf: number[] = [];
+      for (let k = 0; k < grads.length; k++) {
+        await exe.run({
+          feeds: {
+            g: tensor('f32', [2], grads[k]),
+            h: tensor('f32', [2], [0, 0]),
+            lr: tensor('f32', [], [0.1]),
+            step: tensor('f32', [], [k + 1]),
+          },
+        });
+        // torch/optim/sgd.py, _single_tensor_sgd
+        const d = p.map((x, i) => grads[k][i] + 0.05 * x);
+        buf = k === 0 ? d : buf.map((x, i) => v.momentum * x + (1 - v.dampening) * d[i]);
+        const dir = v.nesterov ? d.map((x, i) => x + v.momentum * buf[i]) : buf;
+        p = p.map((x, i) => x - 0.1 * dir[i]);
+      }
+      Array.from((await exe.readParam('p')).data).forEach((x, i) => expect(x).toBeCloseTo(p[i], 5));
+    });
+  }
+
+  it('refuses nesterov without momentum, as PyTorch does', () => {
+    expect(() => sgd({ momentum: 0, nesterov: true })).toThrow(/nesterov momentum requires momentum > 0/);
+  });
+});

@@ -31,7 +31,8 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
   // The 1-based step count: an existing scalar `step` input (the training graph's, which
   // also drives dropout masks) or a new f32 one.
   const existing = g.inputs().find((n) => n.attrs.name === 'step');
-  if (existing && existing.type.shape.length !== 0) throw new Error("optimizer pass: input 'step' must be a scalar");
+  if (existing && existing.type.shape.length !== 0)
+    throw new Error("optimizer pass: input 'step' must be a scalar");
   const step = !existing
     ? b.input('step', 'f32', [])
     : existing.type.dtype === 'f32'

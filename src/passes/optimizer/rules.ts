@@ -30,18 +30,29 @@ export function adamw({ betas: [b1, b2], eps }: AdamWOptions): UpdateRule {
 
 export interface SgdOptions {
   readonly momentum: number;
+  readonly dampening?: number;
+  readonly nesterov?: boolean;
 }
 
-/** torch.optim.SGD (dampening 0, nesterov False): g += wd*p; buf = mu*buf + g; p -= lr*buf. */
-export function sgd({ momentum }: SgdOptions): UpdateRule {
-  return ({ b, value, grad, group, lr, state, assignState }) => {
+/**
+ * torch.optim.SGD: g += wd*p; with momentum, buf = g at the first step and
+ * mu*buf + (1 - dampening)*g after; nesterov uses g + mu*buf; p -= lr * direction.
+ */
+export function sgd({ momentum, dampening = 0, nesterov = false }: SgdOptions): UpdateRule {
+  if (nesterov && (momentum <= 0 || dampening !== 0)) {
+    throw new Error('SGD: nesterov momentum requires momentum > 0 and zero dampening (as torch.optim.SGD)');
+  }
+  return ({ b, value, grad, group, lr, step, state, assignState }) => {
     const g = group.weightDecay ? b.add(grad, b.scale(value, group.weightDecay)) : grad;
     let dir = g;
     if (momentum) {
-      // PyTorch initialises the buffer with the first gradient; with a zero buffer
-      // mu*0 + g gives the same first step, so a zeros state is exact.
-      dir = b.add(b.scale(state('momentum_buffer'), momentum), g);
-      assignState('momentum_buffer', dir);
+      // The buffer starts as zeros; PyTorch sets it to g at the first step, so the
+      // gradient's weight is 1 at t = 1 and (1 - dampening) after.
+      const first = b.equal(step, b.const(1));
+      const gWeight = dampening ? b.add(b.const(1 - dampening), b.scale(first, dampening)) : undefined;
+      const buf = b.add(b.scale(state('momentum_buffer'), momentum), gWeight ? b.mul(g, gWeight) : g);
+      assignState('momentum_buffer', buf);
+      dir = nesterov ? b.add(g, b.scale(buf, momentum)) : buf;
     }
     return b.sub(value, b.mul(lr, dir));
   };
