@@ -2,6 +2,7 @@
 // import), and recipes. Importing this module registers the built-in passes too.
 import '../passes/builtin.ts';
 import './lora/index.ts';
+import './qlora/index.ts';
 
 export * from './conflicts.ts';
 export * from './recipe.ts';

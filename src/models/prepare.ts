@@ -3,9 +3,10 @@
 import type { Graph } from '../ir/graph.ts';
 import type { WeightStore } from '../ir/weights.ts';
 import { loraBranches, mergeLora } from '../methods/lora/index.ts';
+import { fuseDequant } from '../methods/qlora/index.ts';
 import { attachPeftAdapter } from './adapters.ts';
-import { buildLlama, type LlamaBuildOptions, type LlamaShape } from './llama/build.ts';
-import { checkModelWeights, type LoadedModel } from './llama/load.ts';
+import type { LlamaBuildOptions, LlamaShape } from './llama/build.ts';
+import { type LoadedModel, modelGraph } from './llama/load.ts';
 
 export interface PrepareOptions extends LlamaBuildOptions {
   /** PEFT adapter folders, attached in order as adapters `default`, `adapter1`, `adapter2`, ... */
@@ -23,9 +24,7 @@ export function prepareModel(
   shape: LlamaShape,
   opts: PrepareOptions = {},
 ): { graph: Graph; weights: WeightStore; merged: string[] } {
-  let graph = buildLlama(model.config, shape, opts);
-  checkModelWeights(graph, model.weights, model.source);
-  let weights = model.weights;
+  let { graph, weights } = modelGraph(model, shape, opts);
   (opts.adapters ?? []).forEach((dir, i) => {
     const a = attachPeftAdapter(graph, weights, dir, adapterNameAt(i));
     graph = a.graph;
@@ -38,5 +37,6 @@ export function prepareModel(
     graph = merged.graph;
     weights = merged.weights ?? weights;
   }
-  return { graph, weights, merged: [...new Set(mergedNames)] };
+  // 4-bit bases: dequantize inside the matmul, never into a full-precision weight.
+  return { graph: fuseDequant(graph), weights, merged: [...new Set(mergedNames)] };
 }

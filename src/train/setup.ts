@@ -13,7 +13,8 @@ import {
   type Recipe,
 } from '../methods/index.ts';
 import type { LoraOptions } from '../methods/lora/index.ts';
-import { buildLlama, checkModelWeights, type LoadedModel } from '../models/llama/index.ts';
+import { fuseDequant } from '../methods/qlora/index.ts';
+import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
 import type { ParamGroup } from '../passes/optimizer/index.ts';
 import { buildTrainStep } from './step.ts';
 
@@ -66,10 +67,10 @@ export function prepareRun(
   if (recipe.gradient_accumulation_steps !== 1) {
     throw new UserError('gradient_accumulation_steps > 1 is not supported yet; raise --batch instead');
   }
-  const forward0 = buildLlama(model.config, shape, { loss: true, logits: false });
-  checkModelWeights(forward0, model.weights, model.source);
-  const applied = applyRecipe(forward0, recipe, { weights: model.weights, log: () => {} });
-  const forward = applied.graph;
+  const base = modelGraph(model, shape, { loss: true, logits: false });
+  const applied = applyRecipe(base.graph, recipe, { weights: base.weights, log: () => {} });
+  // 4-bit weights (qlora, or a 4-bit checkpoint) are dequantized inside their matmuls.
+  const forward = fuseDequant(applied.graph);
   const trainable = forward
     .params()
     .filter((p) => p.attrs.role === 'trainable')
@@ -77,16 +78,17 @@ export function prepareRun(
   if (trainable.length === 0)
     throw new UserError('the recipe leaves no trainable parameter: nothing to train');
   const groups = paramGroups(recipe, trainable);
-  const step = buildTrainStep(forward, {
+  const step0 = buildTrainStep(applied.graph, {
     optimizer: recipe.optimizer,
     maxGradNorm: recipe.max_grad_norm ?? undefined,
     checkpointing: recipe.checkpointing,
     groups: groups.slice(1),
   });
+  const step = fuseDequant(step0);
   const layers: WeightStore[] = [];
   if (opts.resumeWeights) layers.push(opts.resumeWeights);
   if (opts.initAdapter) layers.push(initAdapterWeights(opts.initAdapter, trainable));
-  layers.push(applied.weights ?? model.weights);
+  layers.push(applied.weights ?? base.weights);
   const weights = bindParams(step, new LayeredWeightStore(layers), opts.seed);
   const adapters = recipe.methods.filter((m) => m.method === 'lora').map((m) => m.options as LoraOptions);
   return {

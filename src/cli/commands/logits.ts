@@ -7,7 +7,7 @@ import type { Executable } from '../../backends/backend.ts';
 import { writeSafetensors } from '../../io/safetensors/index.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { bindParams } from '../../ir/weights.ts';
-import { loadModel } from '../../models/llama/index.ts';
+import { openModel } from '../../models/open.ts';
 import { prepareModel } from '../../models/prepare.ts';
 import { UserError } from '../errors.ts';
 import { addBackendOptions, type BackendCliOptions, backendFrom, collect } from '../options.ts';
@@ -55,7 +55,7 @@ export function register(program: Command): void {
       .requiredOption('--tokens <file>', 'JSON file: an array of token-id arrays')
       .requiredOption('--out <file>', 'output .safetensors file (keys logits.0, logits.1, ...)'),
   ).action(async (o: LogitsOptions) => {
-    const model = loadModel(o.model);
+    const model = openModel(o.model);
     const seqs = readTokenArrays(o.tokens, model.config.vocabSize);
     const backend = await backendFrom(o);
     try {

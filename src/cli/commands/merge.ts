@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeSafetensors } from '../../io/safetensors/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
-import { loadModel } from '../../models/llama/index.ts';
+import { openModel } from '../../models/open.ts';
 import { prepareModel } from '../../models/prepare.ts';
 import { UserError } from '../errors.ts';
 import { collect } from '../options.ts';
@@ -28,7 +28,7 @@ interface MergeOptions {
 }
 
 export function mergeToDir(o: MergeOptions): { tensors: number; changed: string[] } {
-  const model = loadModel(o.model);
+  const model = openModel(o.model);
   if (!model.dir)
     throw new UserError(`--model ${o.model}: merge needs a Hugging Face model directory, not a preset`);
   const { weights, merged } = prepareModel(model, { batch: 1, seq: 2 }, { adapters: o.adapter, merge: true });

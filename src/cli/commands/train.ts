@@ -3,7 +3,7 @@
 //   [--backend webgpu|cpu] [--seed N]`: fine-tunes with the recipe and writes a PEFT adapter to <out>.
 import type { Command } from 'commander';
 import { loadRecipe, parseRecipe, type Recipe, resolveRecipe } from '../../methods/index.ts';
-import { loadModel } from '../../models/llama/index.ts';
+import { openModel } from '../../models/open.ts';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
 import { loadDataset } from '../../train/data/index.ts';
 import { train } from '../../train/trainer.ts';
@@ -57,7 +57,7 @@ function tokenizerFor(dir: string | undefined, vocab: number): Tokenizer {
 
 export async function runTrain(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
   const recipe = applyOverrides(loadRecipe(o.recipe), o);
-  const model = loadModel(o.model, { seed: recipe.seed });
+  const model = openModel(o.model, { seed: recipe.seed });
   const seq = recipe.seq_len ?? 64;
   if (seq > model.config.maxPositionEmbeddings) {
     throw new UserError(

@@ -1,5 +1,12 @@
 export { buildLlama, causalLmLoss, type LlamaBuildOptions, type LlamaShape } from './build.ts';
 export { ConfigError, type LlamaConfig, parseLlamaConfig, readLlamaConfig, toHfConfig } from './config.ts';
-export { checkModelWeights, type LoadedModel, loadModel, randomLlamaWeights } from './load.ts';
+export {
+  ComputeF32View,
+  checkModelWeights,
+  type LoadedModel,
+  loadModel,
+  modelGraph,
+  randomLlamaWeights,
+} from './load.ts';
 export { PRESETS, presetConfig } from './presets.ts';
 export { saveModelDir } from './save.ts';

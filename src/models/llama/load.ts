@@ -19,6 +19,23 @@ export interface LoadedModel {
   readonly source: string;
   /** The model directory (absent for presets). */
   readonly dir?: string;
+  /**
+   * Rewrites the plain LLaMA graph to how this checkpoint stores it (a bitsandbytes
+   * 4-bit checkpoint: frozen linears as packed 4-bit + absmax); absent for plain ones.
+   */
+  readonly storage?: (g: Graph) => { graph: Graph; weights: WeightStore };
+}
+
+/** The forward graph for a shape as this model's checkpoint stores it, with its weights checked. */
+export function modelGraph(
+  m: LoadedModel,
+  shape: { batch: number; seq: number },
+  opts: Parameters<typeof buildLlama>[2] = {},
+): { graph: Graph; weights: WeightStore } {
+  const plain = buildLlama(m.config, shape, opts);
+  const { graph, weights } = m.storage ? m.storage(plain) : { graph: plain, weights: m.weights };
+  checkModelWeights(graph, weights, m.source);
+  return { graph, weights };
 }
 
 /** `spec` is a preset name (see PRESETS) or an HF model directory. */
