@@ -141,9 +141,18 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     }
   };
   const saveResumable = async (step: number) => {
+    const params = await readAll(trainExe, run.trainable);
+    // A checkpoint is only ever written with finite weights, so the last one is always good.
+    for (const [name, t] of params) {
+      if (!t.data.every(Number.isFinite)) {
+        throw new UserError(
+          `step ${step}: parameter ${name} is no longer finite; training stopped. ${lastGood ? `The last good checkpoint is ${lastGood}.` : 'No checkpoint was written yet.'} Try a lower --lr or set max_grad_norm in the recipe.`,
+        );
+      }
+    }
     const dir = saveCheckpoint(checkpointPath(o.out, step), {
       step,
-      params: await readAll(trainExe, run.trainable),
+      params,
       optimizer: await readAll(trainExe, run.state),
       state: { cursor: batcher.cursor(step), recipe: resolveRecipe(recipe) } as Record<string, unknown>,
     });
