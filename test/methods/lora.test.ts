@@ -224,7 +224,8 @@ describe('several adapters', () => {
     const merged = runPipeline(g, ['lora-merge-adapters'], { weights: w });
     expect(adapterNames(merged.graph)).toEqual([]);
     const y2 = runGraph(merged.graph, feeds, merged.weights!, { precision: 'f64' }).logits.data;
-    for (let i = 0; i < y.length; i++) expect(Math.abs(y2[i] - y[i])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(y[i])));
+    for (let i = 0; i < y.length; i++)
+      expect(Math.abs(y2[i] - y[i])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(y[i])));
     expect(() => runPipeline(g, ['lora-merge'])).toThrow(
       /lora-merge.*needs the weight 'model\.layers\.0\.self_attn\.q_proj\.weight'/,
     );

@@ -103,8 +103,12 @@ describe('optimizer pass', () => {
           );
           const gotP = Array.from((await exe.readParam('p')).data);
           const gotQ = Array.from((await exe.readParam('q')).data);
-          gotP.forEach((x, i) => expect(x).toBeCloseTo(wantP[i], 4));
-          gotQ.forEach((x, i) => expect(x).toBeCloseTo(wantQ[i], 3));
+          gotP.forEach((x, i) => {
+            expect(x).toBeCloseTo(wantP[i], 4);
+          });
+          gotQ.forEach((x, i) => {
+            expect(x).toBeCloseTo(wantQ[i], 3);
+          });
         },
       ),
       { numRuns: 40 },
@@ -141,7 +145,9 @@ describe('optimizer pass', () => {
       buf = k === 0 ? d : buf.map((x, i) => 0.9 * x + d[i]);
       p = p.map((x, i) => x - 0.1 * buf[i]);
     }
-    Array.from((await exe.readParam('p')).data).forEach((x, i) => expect(x).toBeCloseTo(p[i], 5));
+    Array.from((await exe.readParam('p')).data).forEach((x, i) => {
+      expect(x).toBeCloseTo(p[i], 5);
+    });
   });
 
   it('clips the global gradient norm like clip_grad_norm_ and reports it', async () => {
@@ -216,7 +222,9 @@ describe('SGD variants (torch.optim.SGD)', () => {
         const dir = v.nesterov ? d.map((x, i) => x + v.momentum * buf[i]) : buf;
         p = p.map((x, i) => x - 0.1 * dir[i]);
       }
-      Array.from((await exe.readParam('p')).data).forEach((x, i) => expect(x).toBeCloseTo(p[i], 5));
+      Array.from((await exe.readParam('p')).data).forEach((x, i) => {
+        expect(x).toBeCloseTo(p[i], 5);
+      });
     });
   }
 

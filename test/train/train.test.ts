@@ -67,7 +67,9 @@ describe('training', () => {
     expect(last).toBeLessThan(first * 0.9);
     expect(gpu.losses.length).toBe(cpu.losses.length);
     // Stated tolerance: f32 on both, different summation orders: 2e-3 relative per step.
-    cpu.losses.forEach((l, i) => expect(Math.abs(gpu.losses[i] - l)).toBeLessThan(2e-3 * Math.abs(l)));
+    cpu.losses.forEach((l, i) => {
+      expect(Math.abs(gpu.losses[i] - l)).toBeLessThan(2e-3 * Math.abs(l));
+    });
   }, 300_000);
 
   it('N steps in one go equal k steps + resume + N-k steps, bit for bit (cpu)', async () => {
@@ -90,7 +92,9 @@ describe('training', () => {
     await runTrain(next, sink as never);
     const a = adapterB(first.out);
     const b = adapterB(next.out);
-    a.forEach((x, i) => expect(Math.abs(b[i] - x)).toBeLessThan(1e-9 + 1e-6 * Math.abs(x)));
+    a.forEach((x, i) => {
+      expect(Math.abs(b[i] - x)).toBeLessThan(1e-9 + 1e-6 * Math.abs(x));
+    });
   }, 120_000);
 
   it('a NaN loss stops the run, names the step, and keeps the last good checkpoint', async () => {
