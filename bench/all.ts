@@ -1,0 +1,27 @@
+// `npm run bench`: every benchmark in turn, each in its own process (each owns a
+// WebGPU device): kernels (matmul GFLOP/s, elementwise GB/s), 4-bit linears (bytes
+// moved, GB/s), training steps (tokens/s, device memory), cpu vs webgpu side by side.
+// Results: bench/results/*.json. Pass `-- --only <name>` to run one.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const BENCHES = [
+  { name: 'kernels', file: 'bench/run.ts' },
+  { name: 'quant4', file: 'bench/quant4.ts' },
+  { name: 'train', file: 'bench/train.ts' },
+];
+
+const { values } = parseArgs({ options: { only: { type: 'string' } } });
+const runner = join(import.meta.dirname, '..', 'bin', 'run-ts.js');
+let failed = 0;
+for (const b of BENCHES) {
+  if (values.only && values.only !== b.name) continue;
+  console.log(`\n== ${b.name} (${b.file})`);
+  const r = spawnSync(process.execPath, [runner, b.file], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    failed++;
+    console.error(`bench ${b.name} failed with exit code ${r.status}`);
+  }
+}
+process.exit(failed ? 1 : 0);
