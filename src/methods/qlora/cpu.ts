@@ -2,11 +2,11 @@
 // Decoding is always f32, as bitsandbytes' kernels do, whatever the run's precision;
 // linear_4bit accumulates in f64 like the core linear.
 import { attrsOf, type CpuKernel, empty, getCpuKernel, registerCpuKernel } from '../../backends/cpu/index.ts';
-import type { Tensor } from '../../ir/tensor.ts';
+import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { dequantize4bit } from '../../quant/blockwise4.ts';
 import { dequantizeBlockwise8 } from '../../quant/dynamic-map.ts';
 import './ops.ts';
-import type { Dequant4bitAttrs, DequantAbsmaxAttrs, Linear4bitAttrs } from './ops.ts';
+import { type Dequant4bitAttrs, type DequantAbsmaxAttrs, type Linear4bitAttrs, storageArity } from './ops.ts';
 
 function f32(t: Tensor): Float32Array {
   return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
@@ -35,8 +35,13 @@ export const dequant4bitKernel: CpuKernel = ([packed, absmax], ctx) => {
   return out;
 };
 
-export const dequantAbsmaxKernel: CpuKernel = ([q, nested, map], ctx) => {
-  const a = attrsOf<DequantAbsmaxAttrs>(ctx);
+/** The f32 absmax a double-quantized weight stands for: map[q] * nested + offset, as bitsandbytes. */
+export function decodeNestedAbsmax(
+  q: Tensor,
+  nested: Tensor,
+  map: Tensor,
+  a: DequantAbsmaxAttrs,
+): Float32Array {
   if (a.offset === null) {
     throw new Error(
       'the double-quant offset is unknown: the qlora pass ran without weights (shapes only); run it with the model weights',
@@ -49,14 +54,24 @@ export const dequantAbsmaxKernel: CpuKernel = ([q, nested, map], ctx) => {
     code: f32(map),
   });
   const off = Math.fround(a.offset);
+  for (let i = 0; i < v.length; i++) v[i] = Math.fround(v[i] + off);
+  return v;
+}
+
+export const dequantAbsmaxKernel: CpuKernel = ([q, nested, map], ctx) => {
   const out = empty(ctx, 'f32', ctx.node.type.shape);
-  for (let i = 0; i < v.length; i++) out.data[i] = Math.fround(v[i] + off);
+  out.data.set(decodeNestedAbsmax(q, nested, map, attrsOf<DequantAbsmaxAttrs>(ctx)));
   return out;
 };
 
-export const linear4bitKernel: CpuKernel = ([x, packed, absmax, bias], ctx) => {
+export const linear4bitKernel: CpuKernel = (ins, ctx) => {
   const a = attrsOf<Linear4bitAttrs>(ctx);
   const { out_features: outF, in_features: inF } = a;
+  const [x, packed] = ins;
+  const bias = ins[storageArity(a) + 1] as Tensor | undefined;
+  const absmax = a.nested
+    ? tensor('f32', [ins[2].data.length], decodeNestedAbsmax(ins[2], ins[3], ins[4], a.nested))
+    : ins[2];
   const w = decode4bit(packed, absmax, a, outF * inF);
   const out = empty(ctx, 'f32', ctx.node.type.shape);
   const [K, N] = a.transpose ? [outF, inF] : [inF, outF];

@@ -51,13 +51,19 @@ export function quantizedBaseReport(g: Graph, weights: WeightStore): QuantizedBa
           ];
     let bytes = bytesOf(weights, packed);
     let mapBytes = 0;
+    // Double quantization: (q u8, nested f32, map f32[256]), behind dequant_absmax or fused into linear_4bit.
     const absmax = g.node(n.inputs[aIdx]);
-    if (absmax.op === 'param') bytes += bytesOf(weights, absmax);
-    else if (absmax.op === 'dequant_absmax') {
-      const [q, nested, map] = absmax.inputs.map((i) => g.node(i));
-      bytes += bytesOf(weights, q) + bytesOf(weights, nested) + 4; // + the f32 offset
+    const nested =
+      n.op === 'linear_4bit' && (n.attrs as unknown as Linear4bitAttrs).nested
+        ? n.inputs.slice(2, 5)
+        : absmax.op === 'dequant_absmax'
+          ? absmax.inputs
+          : undefined;
+    if (nested) {
+      const [q, nb, map] = nested.map((i) => g.node(i));
+      bytes += bytesOf(weights, q) + bytesOf(weights, nb) + 4; // + the f32 offset
       mapBytes += bytesOf(weights, map);
-    }
+    } else if (absmax.op === 'param') bytes += bytesOf(weights, absmax);
     out.push({ weight: String(packed.attrs.name), params: numelOf(shape), bytes, mapBytes });
   }
   const params = out.reduce((s, w) => s + w.params, 0);

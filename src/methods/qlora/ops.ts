@@ -3,7 +3,10 @@
 //   dequant_absmax(qabsmax u8, nested_absmax f32, nested_quant_map f32[256])
 //     {offset, nested_blocksize} -> f32 absmax          (double quantization)
 //   linear_4bit(x, packed, absmax[, bias]) {quant_type, blocksize, out_features,
-//     in_features, transpose} -> x W^T (+ b), or x W when transpose (the input gradient)
+//     in_features, transpose, nested: null} -> x W^T (+ b), or x W when transpose (the
+//     input gradient); with double quantization (nested: {offset, nested_blocksize})
+//     linear_4bit(x, packed, qabsmax u8, nested_absmax, nested_quant_map[, bias]) decodes
+//     the absmax inside the product too, so no f32 absmax is ever written.
 // with their VJPs: the packed storage is frozen, so only linear_4bit passes a
 // gradient, to x (linear_4bit with transpose flipped) and to the bias (a row sum).
 // Packed weights may be [ceil(n/2)] or bitsandbytes' [ceil(n/2), 1].
@@ -36,6 +39,8 @@ export const linear4bitAttrs = z.strictObject({
   out_features: dim,
   in_features: dim,
   transpose: z.boolean().default(false),
+  /** Double quantization: the absmax inputs are (qabsmax, nested_absmax, nested_quant_map). */
+  nested: dequantAbsmaxAttrs.nullable().default(null),
 });
 export type Dequant4bitAttrs = z.output<typeof dequant4bitAttrs>;
 export type DequantAbsmaxAttrs = z.output<typeof dequantAbsmaxAttrs>;
@@ -93,11 +98,25 @@ export const dequantAbsmaxOp = defineOp({
   doc: 'double-quant absmax: absmax[b] = map[q[b]] * nested_absmax[b / nested_blocksize] + offset',
 });
 
+/** How many storage inputs (packed + absmax, or packed + the three nested ones) linear_4bit takes. */
+export function storageArity(a: Pick<Linear4bitAttrs, 'nested'>): number {
+  return a.nested ? 4 : 2;
+}
+
 export const linear4bitOp = defineOp({
   name: 'linear_4bit',
-  arity: [3, 4],
+  arity: [3, 6],
   attrs: linear4bitAttrs,
-  infer: ([x, packed, absmax, bias], a) => {
+  infer: (ins, a) => {
+    const s = storageArity(a);
+    if (ins.length !== s + 1 && ins.length !== s + 2) {
+      throw new ShapeError(
+        `linear_4bit: takes x, ${a.nested ? 'packed, qabsmax, nested_absmax, nested_quant_map' : 'packed, absmax'} and an optional bias, got ${ins.length} inputs`,
+      );
+    }
+    const [x, packed] = ins;
+    const bias = ins[s + 1];
+    const absmax = a.nested ? dequantAbsmaxOp.infer(ins.slice(2, 5), a.nested) : ins[2];
     checkStorage(packed, absmax, a.out_features * a.in_features, a.blocksize, 'linear_4bit');
     const [inF, outF] = a.transpose ? [a.out_features, a.in_features] : [a.in_features, a.out_features];
     if (x.dtype !== 'f32') throw new ShapeError(`linear_4bit: input must be f32, got ${x.dtype}`);
@@ -132,14 +151,16 @@ if (!hasVjp('dequant_4bit')) {
     vjp(
       (c) => {
         const a = c.node.attrs as unknown as Linear4bitAttrs;
-        const [, packed, absmax] = c.inputs;
+        const s = storageArity(a);
+        const storage = c.inputs.slice(1, s + 1);
         const dx = c.needs[0]
-          ? c.b.emit('linear_4bit', [c.cot, packed, absmax], { ...a, transpose: !a.transpose })
+          ? c.b.emit('linear_4bit', [c.cot, ...storage], { ...a, transpose: !a.transpose })
           : null;
         const outF = c.cot.type.shape[c.cot.type.shape.length - 1];
-        const db = c.needs[3] ? c.b.sum(c.b.reshape(c.cot, [-1, outF]), [0]) : null;
-        return [dx, null, null, db];
+        const db = c.needs[s + 1] ? c.b.sum(c.b.reshape(c.cot, [-1, outF]), [0]) : null;
+        return [dx, ...storage.map(() => null), db];
       },
+      // Static: packed and absmax; the nested storage (3, 4) is frozen, so never needed.
       [1, 2],
     ),
   );
@@ -161,14 +182,27 @@ export function dequantAbsmax(
   return b.emit('dequant_absmax', [q, nested, map], { ...a });
 }
 
-/** Emits linear_4bit. */
+/** Double-quantized absmax storage: u8 codes, f32 nested absmax, the 256-entry map and its attrs. */
+export interface NestedAbsmax {
+  readonly q: Value;
+  readonly nested: Value;
+  readonly map: Value;
+  readonly attrs: DequantAbsmaxAttrs;
+}
+
+/** Emits linear_4bit; `absmax` is the f32 absmax or the double-quantized storage (fused decode). */
 export function linear4bit(
   b: GraphBuilder,
   x: Value,
   packed: Value,
-  absmax: Value,
-  a: Omit<Linear4bitAttrs, 'transpose'> & { transpose?: boolean },
+  absmax: Value | NestedAbsmax,
+  a: Omit<Linear4bitAttrs, 'transpose' | 'nested'> & { transpose?: boolean },
   bias?: Value,
 ): Value {
-  return b.emit('linear_4bit', bias ? [x, packed, absmax, bias] : [x, packed, absmax], { ...a });
+  const nested = 'q' in absmax ? absmax : null;
+  const storage = nested ? [packed, nested.q, nested.nested, nested.map] : [packed, absmax as Value];
+  return b.emit('linear_4bit', bias ? [x, ...storage, bias] : [x, ...storage], {
+    ...a,
+    nested: nested ? { ...nested.attrs } : null,
+  });
 }

@@ -7,7 +7,13 @@ import { GraphBuilder, type Value } from '../../../src/ir/builder.ts';
 import type { Graph } from '../../../src/ir/graph.ts';
 import { type Tensor, tensor } from '../../../src/ir/tensor.ts';
 import { MapWeightStore } from '../../../src/ir/weights.ts';
-import { emitDequant, linear4bit, settingsOf } from '../../../src/methods/qlora/index.ts';
+import {
+  type DequantAbsmaxAttrs,
+  emitDequant,
+  linear4bit,
+  type NestedAbsmax,
+  settingsOf,
+} from '../../../src/methods/qlora/index.ts';
 import { dequantizeWeight, type QuantState, quantizeWeight } from '../../../src/quant/quant-state.ts';
 import { Rng } from '../../../src/util/rng.ts';
 
@@ -26,7 +32,11 @@ export interface Problem {
 export const problemArb: fc.Arbitrary<Problem> = fc.record({
   rows: fc.oneof(fc.constant([1]), fc.constant([3]), fc.constant([2, 5]), fc.constant([70])),
   outF: fc.integer({ min: 1, max: 40 }),
-  inF: fc.integer({ min: 1, max: 90 }),
+  // Half multiples of 8 (the kernels' whole-word paths), half anything (odd, straddling words).
+  inF: fc.oneof(
+    fc.integer({ min: 1, max: 90 }),
+    fc.integer({ min: 1, max: 12 }).map((k) => 8 * k),
+  ),
   blocksize: fc.constantFrom(32, 64, 128, 256),
   quantType: fc.constantFrom('nf4' as const, 'fp4' as const),
   doubleQuant: fc.boolean(),
@@ -79,11 +89,22 @@ export function build(p: Problem): Built {
   // Storage params as the qlora pass names them; take the absmax value dequant_4bit reads.
   const dq = emitDequant(f, 'm.weight', [p.outF, p.inF], settingsOf(state));
   const node = f.built.find((n) => n.id === dq.id)!;
+  // With double quantization: the u8 absmax codes, nested absmax and map (fused decode).
+  const am = f.built.find((n) => n.id === node.inputs[1])!;
+  const absmax: Value | NestedAbsmax =
+    am.op === 'dequant_absmax'
+      ? {
+          q: f.value(am.inputs[0]),
+          nested: f.value(am.inputs[1]),
+          map: f.value(am.inputs[2]),
+          attrs: am.attrs as unknown as DequantAbsmaxAttrs,
+        }
+      : f.value(am.id);
   const y = linear4bit(
     f,
     fx,
     f.value(node.inputs[0]),
-    f.value(node.inputs[1]),
+    absmax,
     {
       quant_type: p.quantType,
       blocksize: p.blocksize,

@@ -103,6 +103,9 @@ describe('qlora pass', () => {
     const ad = autodiff(s.qGraph, wrt);
     const fused = fuseDequant(ad);
     expect(fused.ofOp('dequant_4bit')).toEqual([]);
+    // Double quantization: the absmax decode is fused too (no f32 absmax buffer).
+    expect(fused.ofOp('dequant_absmax')).toEqual([]);
+    expect(fused.ofOp('linear_4bit').every((n) => n.attrs.nested !== null)).toBe(true);
     // Forward (x W^T) and backward (g W) products: two linear_4bit per quantized module, one
     // when nothing upstream needs the input gradient (none here: the embedding is wanted).
     expect(fused.ofOp('linear_4bit').length).toBe(2 * s.quantized.length);
@@ -150,6 +153,9 @@ describe('qlora pass', () => {
     expect(rd.bitsPerParameter).toBeCloseTo(expected, 10);
     expect(rd.bitsPerParameter).toBeGreaterThan(4.125);
     expect(rd.bitsPerParameter).toBeLessThan(4.2);
+    // The fused graphs (linear_4bit reading the storage directly) report the same.
+    expect(quantizedBaseReport(fuseDequant(plain.graph), plain.weights!)).toEqual(rp);
+    expect(quantizedBaseReport(fuseDequant(dq.graph), dq.weights!)).toEqual(rd);
   });
 
   it('errors clearly: a weight shared with another op, and no target found', () => {

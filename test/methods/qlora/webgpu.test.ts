@@ -9,7 +9,27 @@ import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { emitDequant, settingsOf } from '../../../src/methods/qlora/index.ts';
 import { gpuSuite } from '../../backends/webgpu/gpu.ts';
 import { expectClose } from '../../ops/case.ts';
-import { build, problemArb } from './cases.ts';
+import { build, type Problem, problemArb } from './cases.ts';
+
+// One problem per kernel path (GEMV / tiled x W^T / tiled x W, whole words / elements), double quant.
+const pathExamples: Problem[] = [
+  [[3], 24, false],
+  [[3], 21, false],
+  [[70], 40, false],
+  [[70], 37, false],
+  [[2, 5], 48, true],
+  [[70], 19, true],
+].map(([rows, inF, transpose]) => ({
+  rows: rows as number[],
+  outF: 13,
+  inF: inF as number,
+  blocksize: 64,
+  quantType: 'nf4',
+  doubleQuant: true,
+  transpose: transpose as boolean,
+  bias: !transpose,
+  seed: 5,
+}));
 
 await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
   it('linear_4bit (fused dequant-matmul) on random shapes', async () => {
@@ -19,7 +39,7 @@ await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
         const c = build(p);
         const rows = p.rows.reduce((a, b) => a * b, 1);
         paths.add(
-          `${linear4bitPath({ ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF }, rows)}:${p.transpose}`,
+          `${linear4bitPath({ ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF }, rows)}:${p.transpose}:${p.inF % 8 === 0 ? 'words' : 'elements'}`,
         );
         const want = runGraph(c.fused, c.feeds, c.weights).out;
         const exe = await backend.compile(c.fused, c.weights);
@@ -30,10 +50,17 @@ await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
           exe.dispose();
         }
       }),
-      { numRuns: 25 },
+      { numRuns: 24, examples: pathExamples.map((e) => [e]) },
     );
-    // Every path was exercised.
-    expect([...paths].sort()).toEqual(['gemv:false', 'tiled:false', 'tiled:true']);
+    // Every path was exercised, whole-word and per-element decoding.
+    expect([...paths].sort()).toEqual([
+      'gemv:false:elements',
+      'gemv:false:words',
+      'tiled:false:elements',
+      'tiled:false:words',
+      'tiled:true:elements',
+      'tiled:true:words',
+    ]);
   });
 
   it('dequant_4bit and dequant_absmax', async () => {

@@ -3,11 +3,15 @@
 // - dequant_4bit: one invocation per weight element (used only where fuse-dequant left one);
 // - dequant_absmax: the double-quant absmax, a tiny map kernel (1/64 of the weight);
 // - linear_4bit: the fused dequant-matmul. Codes are read as u32 words (8 codes each,
-//   first element in the high nibble of its byte) and scaled by their block's absmax
-//   (a block is a multiple of 8 elements, so one absmax per word). GEMV for M <= 8 and
-//   x W^T: one workgroup per output feature walks that weight row's words once; else a
-//   64x64 tiled kernel that dequantizes the B tile into workgroup memory (both x W^T and
-//   x W, the input gradient). The full-precision weight never exists in device memory.
+//   first element in the high nibble of its byte) and decoded a word at a time into two
+//   vec4s scaled by their block's absmax (a block is a multiple of 8 elements, so one
+//   absmax per word). With double quantization the absmax is decoded in place from its
+//   u8 code, the nested absmax and the 256-entry map: no f32 absmax buffer exists.
+//   GEMV for M <= 8 and x W^T: one workgroup per output feature walks that weight row's
+//   words once; else a 64x64 tiled kernel (BK 32) that decodes the B tile into workgroup
+//   memory (both x W^T and x W, the input gradient). When in_features % 8 == 0 (every
+//   real model) words never straddle rows, so each thread decodes whole words; other
+//   sizes take a per-element path. The full-precision weight never exists in device memory.
 import { numel } from '../../../ir/shape.ts';
 import { FP4_TABLE } from '../../../quant/fp4.ts';
 import { NF4_TABLE } from '../../../quant/nf4.ts';
@@ -41,6 +45,7 @@ interface Linear4 {
   readonly out_features: number;
   readonly in_features: number;
   readonly transpose: boolean;
+  readonly nested?: { readonly offset: number | null; readonly nested_blocksize: number } | null;
 }
 
 const dequant4: Kernel = (ctx) => {
@@ -72,23 +77,67 @@ const dequantAbsmax: Kernel = (ctx) => {
   });
 };
 
-function bindings(ctx: KernelContext): { decls: string; list: { ref: BindingRef; write: boolean }[] } {
-  const bias = ctx.inputs.length > 3;
-  let decls = `@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> P: array<u32>;
-@group(0) @binding(3) var<storage, read> AM: array<f32>;
-`;
-  const list: { ref: BindingRef; write: boolean }[] = [0, 1, 2].map((index) => ({
-    ref: { kind: 'input', index },
-    write: false,
-  }));
-  if (bias) {
-    decls += '@group(0) @binding(4) var<storage, read> BIAS: array<f32>;\n';
-    list.push({ ref: { kind: 'input', index: 3 }, write: false });
-  }
-  decls += `@group(0) @binding(${list.length + 1}) var<storage, read_write> Y: array<f32>;\n`;
+interface Storage {
+  readonly decls: string;
+  readonly list: { ref: BindingRef; write: boolean }[];
+  /** WGSL: the table, absmax_of(block) and dec8(word, scale). */
+  readonly helpers: string;
+  readonly bias: boolean;
+}
+
+/**
+ * Bindings X, P, the absmax storage (AM, or Q + NA + MAP), BIAS?, Y and the decode
+ * helpers; X as vec4s when `vecX` (rows of a multiple of 4; buffers are 16-byte sized).
+ */
+function storage(ctx: KernelContext, a: Linear4, u: Uniforms, vecX: boolean): Storage {
+  const names = a.nested ? ['P', 'Q', 'NA', 'MAP'] : ['P', 'AM'];
+  const types: Record<string, string> = { X: vecX ? 'vec4<f32>' : 'f32', P: 'u32', Q: 'u32' };
+  const bias = ctx.inputs.length > names.length + 1;
+  const all = ['X', ...names, ...(bias ? ['BIAS'] : [])];
+  let decls = '';
+  const list: { ref: BindingRef; write: boolean }[] = [];
+  all.forEach((nm, index) => {
+    decls += `@group(0) @binding(${index + 1}) var<storage, read> ${nm}: array<${types[nm] ?? 'f32'}>;\n`;
+    list.push({ ref: { kind: 'input', index }, write: false });
+  });
+  decls += `@group(0) @binding(${all.length + 1}) var<storage, read_write> Y: array<f32>;\n`;
   list.push({ ref: { kind: 'output' }, write: true });
-  return { decls, list };
+  // f32(map * nested) then + offset, as bitsandbytes (two roundings; the GPU may contract).
+  const absmax = a.nested
+    ? `fn absmax_of(b: u32) -> f32 {
+  let q = (Q[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+  return MAP[q] * NA[b / ${u.u32(a.nested.nested_blocksize)}] + ${u.f32v(a.nested.offset ?? Number.NaN)};
+}
+`
+    : 'fn absmax_of(b: u32) -> f32 { return AM[b]; }\n';
+  const helpers = `${tableWgsl(a.quant_type)}${absmax}struct W8 { lo: vec4<f32>, hi: vec4<f32> }
+// The 8 values of a word: bytes b0..b3 hold elements (0,1) (2,3) (4,5) (6,7), high nibble first.
+fn dec8(w: u32, s: f32) -> W8 {
+  let b = (vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+  let h = b >> vec4<u32>(4u);
+  let l = b & vec4<u32>(0xfu);
+  return W8(vec4<f32>(QT[h.x], QT[l.x], QT[h.y], QT[l.y]) * s, vec4<f32>(QT[h.z], QT[l.z], QT[h.w], QT[l.w]) * s);
+}
+`;
+  return { decls, list, helpers, bias };
+}
+
+function checkOffset(a: Linear4): void {
+  if (a.nested && a.nested.offset === null)
+    throw new Error('linear_4bit: the double-quant offset is unknown (the qlora pass ran without weights)');
+}
+
+function descOf(a: Linear4, kernel: string, st: Storage, extra: Record<string, number | boolean>) {
+  return {
+    op: 'linear_4bit',
+    dtypes: ['f32', 'u8', 'f32', 'f32'] as const,
+    kernel,
+    quant_type: a.quant_type,
+    blocksize: a.blocksize,
+    nested: !!a.nested,
+    bias: st.bias,
+    ...extra,
+  };
 }
 
 export const GEMV_MAX_ROWS = 8;
@@ -97,17 +146,22 @@ export const GEMV_MAX_ROWS = 8;
 function gemv(ctx: KernelContext, a: Linear4, rows: number): Step {
   const u = new Uniforms();
   const [K, N] = [u.u32(a.in_features), u.u32(a.out_features)];
-  const { decls, list } = bindings(ctx);
-  const bias = ctx.inputs.length > 3;
+  const aligned = a.in_features % 8 === 0;
+  const st = storage(ctx, a, u, aligned);
+  const BS = u.u32(a.blocksize);
   const rs = [...Array(rows).keys()];
-  const code = `${PRELUDE + u.decl() + decls + tableWgsl(a.quant_type)}var<workgroup> red: array<f32, ${ROW_WG}>;
-${entry([ROW_WG])}  let n = wid;
-  let e0 = n * ${K};
-  let e1 = e0 + ${K};
-${rs.map((r) => `  var s${r} = 0.0;`).join('\n')}
-  for (var w = (e0 >> 3u) + lid; w * 8u < e1; w = w + ${ROW_WG}u) {
+  const xv = (r: number, off: number) => `X[(${r}u * ${K} + k) / 4u + ${off}u]`;
+  // Aligned: whole words of row n; else element by element (words straddle rows).
+  const loop = aligned
+    ? `  let w0 = e0 >> 3u;
+  for (var w = w0 + lid; w < (e1 >> 3u); w = w + ${ROW_WG}u) {
+    let d = dec8(P[w], absmax_of((w * 8u) / ${BS}));
+    let k = (w - w0) * 8u;
+${rs.map((r) => `    s${r} = s${r} + dot(${xv(r, 0)}, d.lo) + dot(${xv(r, 1)}, d.hi);`).join('\n')}
+  }`
+    : `  for (var w = (e0 >> 3u) + lid; w * 8u < e1; w = w + ${ROW_WG}u) {
     let word = P[w];
-    let am = AM[(w * 8u) / ${a.blocksize}u];
+    let am = absmax_of((w * 8u) / ${BS});
     for (var j = 0u; j < 8u; j++) {
       let e = w * 8u + j;
       if (e >= e0 && e < e1) {
@@ -116,32 +170,62 @@ ${rs.map((r) => `  var s${r} = 0.0;`).join('\n')}
 ${rs.map((r) => `        s${r} = fma(X[${r}u * ${K} + k], v, s${r});`).join('\n')}
       }
     }
-  }
+  }`;
+  const code = `${PRELUDE + u.decl() + st.decls + st.helpers}var<workgroup> red: array<f32, ${ROW_WG}>;
+${entry([ROW_WG])}  let n = wid;
+  let e0 = n * ${K};
+  let e1 = e0 + ${K};
+${rs.map((r) => `  var s${r} = 0.0;`).join('\n')}
+${loop}
 ${rs.map((r) => wgReduce(`t${r}`, `s${r}`, (x, y) => `${x} + ${y}`)).join('')}  if (lid == 0u) {
-${rs.map((r) => `    Y[${r}u * ${N} + n] = t${r}${bias ? ' + BIAS[n]' : ''};`).join('\n')}
+${rs.map((r) => `    Y[${r}u * ${N} + n] = t${r}${st.bias ? ' + BIAS[n]' : ''};`).join('\n')}
   }
 }
 `;
   return {
-    desc: {
-      op: 'linear_4bit',
-      dtypes: ['f32', 'u8', 'f32', 'f32'],
-      workgroup: [ROW_WG],
-      kernel: 'gemv',
-      rows,
-      quant_type: a.quant_type,
-      blocksize: a.blocksize,
-      bias,
-    },
+    desc: { ...descOf(a, 'gemv', st, { rows, aligned }), workgroup: [ROW_WG] },
     code,
     uniforms: u,
-    bindings: list,
+    bindings: st.list,
     workgroups: a.out_features,
   };
 }
 
 const TILE = 64;
-const BK = 16;
+const BK = 32;
+const Q4 = TILE / 4;
+
+/** The B tile loader: Bs[kk][n/4] = B(k0 + kk, n0 + n), B(k, n) = W[n, k] (x W^T) or W[k, n] (x W). */
+function loadB(a: Linear4, KU: string, NU: string, IN: string): string {
+  const zero = 'vec4<f32>(0.0)';
+  if (a.in_features % 8 !== 0) {
+    // Per element: a word may straddle two rows of W.
+    const flat = a.transpose ? `gk * ${IN} + gn` : `gn * ${IN} + gk`;
+    return `    for (var t = lid; t < ${BK * Q4}u; t = t + 256u) {
+      let kk = t / ${Q4}u; let nq = t % ${Q4}u; let gk = k0 + kk;
+      var v = ${zero};
+      for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${KU} && gn < ${NU}) { let e = ${flat}; v[c] = QT[code_of(P[e >> 3u], e & 7u)] * absmax_of(e / ${a.blocksize}u); } }
+      Bs[t] = v;
+    }`;
+  }
+  if (a.transpose) {
+    // W[k, n0 .. n0+64]: 8 words per k row, one word per thread, two vec4 stores.
+    return `    { let kk = lid / 8u; let nw = lid % 8u; let gk = k0 + kk; let gn = n0 + nw * 8u;
+      var d = W8(${zero}, ${zero});
+      if (gk < ${KU} && gn < ${NU}) { let e = gk * ${IN} + gn; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
+      Bs[kk * ${Q4}u + nw * 2u] = d.lo;
+      Bs[kk * ${Q4}u + nw * 2u + 1u] = d.hi; }`;
+  }
+  // W[n, k0 .. k0+32]: 4 words per n, one word per thread, scattered down the k rows.
+  return `    { let nl = lid / 4u; let kw = lid % 4u; let gn = n0 + nl; let gk = k0 + kw * 8u;
+      var d = W8(${zero}, ${zero});
+      if (gk < ${KU} && gn < ${NU}) { let e = gn * ${IN} + gk; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
+      let col = nl / 4u; let c = nl % 4u;
+      for (var j = 0u; j < 4u; j++) {
+        Bs[(kw * 8u + j) * ${Q4}u + col][c] = d.lo[j];
+        Bs[(kw * 8u + 4u + j) * ${Q4}u + col][c] = d.hi[j];
+      } }`;
+}
 
 /** C[M, N] = X[M, K] B[K, N] with B(k, n) = W[n, k] (x W^T) or W[k, n] (transpose: x W). */
 function tiled(ctx: KernelContext, a: Linear4, m: number): Step {
@@ -150,32 +234,37 @@ function tiled(ctx: KernelContext, a: Linear4, m: number): Step {
   const [MU, NU, KU, IN] = [u.u32(m), u.u32(N), u.u32(K), u.u32(a.in_features)];
   const nbx = Math.ceil(N / TILE);
   const nbxU = u.u32(nbx);
-  const { decls, list } = bindings(ctx);
-  const bias = ctx.inputs.length > 3;
-  const flat = a.transpose ? `gk * ${IN} + gn` : `gn * ${IN} + gk`;
-  const Q = TILE / 4;
-  const code = `${PRELUDE + u.decl() + decls + tableWgsl(a.quant_type)}
-fn wval(e: u32) -> f32 { return QT[code_of(P[e >> 3u], e & 7u)] * AM[e / ${a.blocksize}u]; }
-var<workgroup> As: array<vec4<f32>, ${(BK * TILE) / 4}>;
-var<workgroup> Bs: array<vec4<f32>, ${(BK * TILE) / 4}>;
+  const vecX = K % 4 === 0;
+  const st = storage(ctx, a, u, vecX);
+  // A tile As[kk][m/4]: rows of X read along k (as vec4s when they can be), 2 per thread.
+  const loadA = vecX
+    ? `    for (var t = lid; t < ${BK * Q4}u; t = t + 256u) {
+      let mm = t / ${BK / 4}u; let kq = t % ${BK / 4}u; let gm = m0 + mm; let gk = k0 + kq * 4u;
+      var v = vec4<f32>(0.0);
+      if (gk < ${KU} && gm < ${MU}) { v = X[(gm * ${KU} + gk) / 4u]; }
+      for (var c = 0u; c < 4u; c++) { As[(kq * 4u + c) * ${Q4}u + mm / 4u][mm % 4u] = v[c]; }
+    }`
+    : `    for (var t = lid; t < ${BK * Q4}u; t = t + 256u) {
+      let kk = t / ${Q4}u; let mq = t % ${Q4}u; let gk = k0 + kk;
+      var v = vec4<f32>(0.0);
+      for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${KU} && gm < ${MU}) { v[c] = X[gm * ${KU} + gk]; } }
+      As[t] = v;
+    }`;
+  const code = `${PRELUDE + u.decl() + st.decls + st.helpers}
+var<workgroup> As: array<vec4<f32>, ${BK * Q4}>;
+var<workgroup> Bs: array<vec4<f32>, ${BK * Q4}>;
 ${entry([16, 16])}  let tx = lid3.x;
   let ty = lid3.y;
   let m0 = (wid / ${nbxU}) * ${TILE}u;
   let n0 = (wid % ${nbxU}) * ${TILE}u;
   var acc: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < ${KU}; k0 = k0 + ${BK}u) {
-    { let kk = lid / ${Q}u; let mq = lid % ${Q}u; let gk = k0 + kk;
-      var v = vec4<f32>(0.0);
-      for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${KU} && gm < ${MU}) { v[c] = X[gm * ${KU} + gk]; } }
-      As[kk * ${Q}u + mq] = v; }
-    { let kk = lid / ${Q}u; let nq = lid % ${Q}u; let gk = k0 + kk;
-      var v = vec4<f32>(0.0);
-      for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${KU} && gn < ${NU}) { v[c] = wval(${flat}); } }
-      Bs[kk * ${Q}u + nq] = v; }
+${loadA}
+${loadB(a, KU, NU, IN)}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
-      let av = As[kk * ${Q}u + ty];
-      let bv = Bs[kk * ${Q}u + tx];
+      let av = As[kk * ${Q4}u + ty];
+      let bv = Bs[kk * ${Q4}u + tx];
       acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
       acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
       acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
@@ -187,25 +276,19 @@ ${entry([16, 16])}  let tx = lid3.x;
   for (var i = 0u; i < 4u; i++) {
     let gm = m0 + ty * 4u + i;
     if (gm < ${MU}) {
-      for (var c = 0u; c < 4u; c++) { if (gn + c < ${NU}) { Y[gm * ${NU} + gn + c] = acc[i][c]${bias ? ' + BIAS[gn + c]' : ''}; } }
+      for (var c = 0u; c < 4u; c++) { if (gn + c < ${NU}) { Y[gm * ${NU} + gn + c] = acc[i][c]${st.bias ? ' + BIAS[gn + c]' : ''}; } }
     }
   }
 }
 `;
   return {
     desc: {
-      op: 'linear_4bit',
-      dtypes: ['f32', 'u8', 'f32', 'f32'],
+      ...descOf(a, 'tiled', st, { transpose: a.transpose, aligned: a.in_features % 8 === 0, vecX }),
       workgroup: [16, 16],
-      kernel: 'tiled',
-      transpose: a.transpose,
-      quant_type: a.quant_type,
-      blocksize: a.blocksize,
-      bias,
     },
     code,
     uniforms: u,
-    bindings: list,
+    bindings: st.list,
     workgroups: nbx * Math.ceil(m / TILE),
   };
 }
@@ -220,6 +303,7 @@ const linear4: Kernel = (ctx) => {
   const K = a.transpose ? a.out_features : a.in_features;
   const rows = K === 0 ? 0 : numel(ctx.inputs[0].shape) / K;
   if (rows === 0 || a.out_features === 0 || a.in_features === 0) return { steps: [] };
+  checkOffset(a);
   return { steps: [linear4bitPath(a, rows) === 'gemv' ? gemv(ctx, a, rows) : tiled(ctx, a, rows)] };
 };
 
