@@ -35,14 +35,23 @@ export class RecipeError extends Error {
 const lr = z.number().positive();
 const beta = z.number().min(0).lt(1);
 
+const adamwKeys = {
+  lr: lr.default(1e-3),
+  betas: z.tuple([beta, beta]).default([0.9, 0.999]),
+  eps: z.number().positive().default(1e-8),
+  weight_decay: z.number().min(0).default(0.01),
+};
+/** bitsandbytes' min_8bit_size: smaller params keep 32-bit state. */
+const min8bit = { min_8bit_size: z.number().int().min(0).default(4096) };
+
+// adamw8bit = bitsandbytes AdamW8bit; paged_adamw / paged_adamw8bit = PagedAdamW /
+// PagedAdamW8bit (transformers: optim="paged_adamw_32bit" / "paged_adamw_8bit"): state on the
+// host, streamed to the device for its update (passes/optimizer/adamw8bit.ts, backends/webgpu/paging.ts).
 export const optimizerSchema = z.discriminatedUnion('type', [
-  z.strictObject({
-    type: z.literal('adamw'),
-    lr: lr.default(1e-3),
-    betas: z.tuple([beta, beta]).default([0.9, 0.999]),
-    eps: z.number().positive().default(1e-8),
-    weight_decay: z.number().min(0).default(0.01),
-  }),
+  z.strictObject({ type: z.literal('adamw'), ...adamwKeys }),
+  z.strictObject({ type: z.literal('adamw8bit'), ...adamwKeys, ...min8bit }),
+  z.strictObject({ type: z.literal('paged_adamw'), ...adamwKeys }),
+  z.strictObject({ type: z.literal('paged_adamw8bit'), ...adamwKeys, ...min8bit }),
   z.strictObject({
     type: z.literal('sgd'),
     lr: lr.default(1e-3),

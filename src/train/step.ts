@@ -6,10 +6,18 @@
 import type { Graph, Node } from '../ir/graph.ts';
 import { autodiff } from '../passes/autodiff/index.ts';
 import { checkpointActivations } from '../passes/checkpoint/index.ts';
-import { adamw, appendOptimizer, type ParamGroup, sgd, type UpdateRule } from '../passes/optimizer/index.ts';
+import {
+  adamw,
+  adamw8bit,
+  appendOptimizer,
+  type ParamGroup,
+  paged,
+  sgd,
+  type UpdateRule,
+} from '../passes/optimizer/index.ts';
 
 export interface OptimizerSpec {
-  readonly type: 'adamw' | 'sgd';
+  readonly type: 'adamw' | 'sgd' | 'adamw8bit' | 'paged_adamw' | 'paged_adamw8bit';
   readonly lr: number;
   readonly betas?: readonly [number, number];
   readonly eps?: number;
@@ -17,6 +25,8 @@ export interface OptimizerSpec {
   readonly momentum?: number;
   readonly dampening?: number;
   readonly nesterov?: boolean;
+  /** 8-bit AdamW: params with fewer elements keep 32-bit state (bitsandbytes' default 4096). */
+  readonly min_8bit_size?: number;
 }
 
 export interface TrainStepSpec {
@@ -29,13 +39,18 @@ export interface TrainStepSpec {
 
 /** PyTorch defaults: AdamW betas (0.9, 0.999), eps 1e-8, weight_decay 0.01; SGD weight_decay 0. */
 export function updateRule(o: OptimizerSpec): UpdateRule {
-  return o.type === 'adamw'
-    ? adamw({ betas: o.betas ?? [0.9, 0.999], eps: o.eps ?? 1e-8 })
-    : sgd({ momentum: o.momentum ?? 0, dampening: o.dampening, nesterov: o.nesterov });
+  if (o.type === 'sgd')
+    return sgd({ momentum: o.momentum ?? 0, dampening: o.dampening, nesterov: o.nesterov });
+  const adam = { betas: o.betas ?? ([0.9, 0.999] as const), eps: o.eps ?? 1e-8 };
+  // paged_*: the same update with its state marked paged (kept on the host by the WebGPU backend).
+  if (o.type === 'adamw') return adamw(adam);
+  if (o.type === 'paged_adamw') return paged(adamw(adam));
+  const eight = adamw8bit({ ...adam, minEightBitSize: o.min_8bit_size });
+  return o.type === 'paged_adamw8bit' ? paged(eight) : eight;
 }
 
 export function defaultWeightDecay(o: OptimizerSpec): number {
-  return o.weight_decay ?? (o.type === 'adamw' ? 0.01 : 0);
+  return o.weight_decay ?? (o.type === 'sgd' ? 0 : 0.01);
 }
 
 export function buildTrainStep(forward: Graph, spec: TrainStepSpec): Graph {

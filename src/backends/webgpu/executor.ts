@@ -8,6 +8,7 @@ import type { WeightStore } from '../../ir/weights.ts';
 import { ASSIGN_PREFIX, type Backend, type Executable, type RunRequest } from '../backend.ts';
 import { acquireDevice, checked, type GpuContext, WebGpuError, type WebGpuOptions } from './device.ts';
 import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
+import { type PagingOptions, planPaging } from './paging.ts';
 import { PipelineCache } from './pipelines.ts';
 import { buildSchedule, describeNode, type Schedule } from './schedule.ts';
 
@@ -30,6 +31,8 @@ export class WebGpuExecutable implements Executable {
     private readonly gpu: GpuContext,
     private readonly schedule: Schedule,
     private readonly onDispose: (e: WebGpuExecutable) => void,
+    /** Device bytes of each paged param, by node id (paging.ts); empty without paging. */
+    private readonly host: Map<number, Uint8Array<ArrayBuffer>> = new Map(),
   ) {
     this.inputs = graph.inputs();
     this.paramIds = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
@@ -38,6 +41,21 @@ export class WebGpuExecutable implements Executable {
   /** Number of dispatches per run and bytes of pooled intermediate buffers. */
   get stats(): { dispatches: number; pooledBytes: number } {
     return { dispatches: this.schedule.dispatches.length, pooledBytes: this.schedule.pooledBytes };
+  }
+
+  /**
+   * Bytes of every device buffer this executable holds (resident params, inputs, consts,
+   * uniforms and the pool, which also serves paged params) and host bytes of paged params.
+   */
+  get memory(): { deviceBytes: number; pooledBytes: number; pagedHostBytes: number; pagedParams: number } {
+    let pagedHostBytes = 0;
+    for (const b of this.host.values()) pagedHostBytes += b.byteLength;
+    return {
+      deviceBytes: this.schedule.owned.reduce((s, b) => s + b.size, 0),
+      pooledBytes: this.schedule.pooledBytes,
+      pagedHostBytes,
+      pagedParams: this.host.size,
+    };
   }
 
   run(req: RunRequest): Promise<Record<string, Tensor>> {
@@ -87,24 +105,53 @@ export class WebGpuExecutable implements Executable {
         }
       : undefined;
     const staging: GPUBuffer[] = [];
+    const { transfers } = this.schedule;
+    const uploads: GPUBuffer[] = [];
+    // Download staging by transfer index; outputs computed into paged values read it too.
+    const downloads = new Map<number, GPUBuffer>();
     const t0 = performance.now();
     await checked(
       this.gpu,
       () => 'running the graph on WebGPU',
       () => {
         const enc = device.createCommandEncoder();
-        const pass = enc.beginComputePass(
-          ts
-            ? { timestampWrites: { querySet: ts.set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
-            : {},
-        );
-        for (const d of this.schedule.dispatches) {
-          pass.setPipeline(d.pipeline);
-          pass.setBindGroup(0, d.bindGroup);
-          pass.dispatchWorkgroups(...d.size);
+        // Paged params split the compute pass: copies happen between passes (paging.ts).
+        const dispatches = this.schedule.dispatches;
+        let t = 0;
+        let first = true;
+        for (let seg = 0; seg <= dispatches.length; ) {
+          for (; t < transfers.length && transfers[t].at === seg; t++)
+            this.transfer(enc, t, uploads, downloads);
+          const end = t < transfers.length ? transfers[t].at : dispatches.length;
+          const last = t === transfers.length;
+          if (end > seg || (last && ts)) {
+            const writes =
+              ts && (first || last)
+                ? {
+                    timestampWrites: {
+                      querySet: ts.set,
+                      ...(first ? { beginningOfPassWriteIndex: 0 } : {}),
+                      ...(last ? { endOfPassWriteIndex: 1 } : {}),
+                    },
+                  }
+                : {};
+            const pass = enc.beginComputePass(writes);
+            for (const d of dispatches.slice(seg, end)) {
+              pass.setPipeline(d.pipeline);
+              pass.setBindGroup(0, d.bindGroup);
+              pass.dispatchWorkgroups(...d.size);
+            }
+            pass.end();
+            first = false;
+          }
+          if (last) break;
+          seg = end;
         }
-        pass.end();
         for (const n of outNodes) {
+          if (this.downloaded(n.id) !== undefined) {
+            staging.push(undefined as unknown as GPUBuffer);
+            continue;
+          }
           const size = gpuByteSize(n.type.dtype, numel(n.type.shape));
           const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
           enc.copyBufferToBuffer(this.buf(n.id), 0, s, 0, size);
@@ -113,7 +160,9 @@ export class WebGpuExecutable implements Executable {
         // Assigns after the output copies: outputs are the values of this run.
         for (const o of g.outputs) {
           if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
-          const target = this.buf(this.paramId(o.name.slice(ASSIGN_PREFIX.length)));
+          const targetId = this.paramId(o.name.slice(ASSIGN_PREFIX.length));
+          if (this.host.has(targetId)) continue; // downloaded to the host above
+          const target = this.buf(targetId);
           const src = this.buf(o.id);
           if (src !== target) enc.copyBufferToBuffer(src, 0, target, 0, Math.min(src.size, target.size));
         }
@@ -126,10 +175,21 @@ export class WebGpuExecutable implements Executable {
     ).catch((e) => this.blame(e));
     const outputs: Record<string, Tensor> = {};
     try {
-      await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+      await Promise.all(
+        [...staging, ...downloads.values()].filter(Boolean).map((s) => s.mapAsync(GPUMapMode.READ)),
+      );
       await device.queue.onSubmittedWorkDone();
+      for (const [k, s] of downloads) {
+        const bytes = new Uint8Array(s.getMappedRange().slice(0));
+        this.host.set(transfers[k].param, bytes);
+      }
       outNodes.forEach((n, k) => {
-        outputs[wanted[k]] = decodeTensor(n.type.dtype, n.type.shape, staging[k].getMappedRange().slice(0));
+        const d = this.downloaded(n.id);
+        const bytes =
+          d === undefined
+            ? staging[k].getMappedRange().slice(0)
+            : (this.host.get(transfers[d].param) as Uint8Array<ArrayBuffer>).slice().buffer;
+        outputs[wanted[k]] = decodeTensor(n.type.dtype, n.type.shape, bytes);
       });
       let gpuMs: number | undefined;
       if (ts) {
@@ -143,13 +203,48 @@ export class WebGpuExecutable implements Executable {
         cause: e,
       });
     } finally {
-      for (const s of staging) s.destroy();
+      for (const s of [...staging, ...uploads, ...downloads.values()]) s?.destroy();
       if (ts) {
         ts.set.destroy();
         ts.resolve.destroy();
         ts.read.destroy();
       }
     }
+  }
+
+  /** Records transfer `k`: host bytes into the pooled buffer, or the new value out to staging. */
+  private transfer(
+    enc: GPUCommandEncoder,
+    k: number,
+    uploads: GPUBuffer[],
+    downloads: Map<number, GPUBuffer>,
+  ) {
+    const t = this.schedule.transfers[k];
+    const { device } = this.gpu;
+    if (t.kind === 'upload') {
+      const s = device.createBuffer({
+        size: t.bytes,
+        usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
+        mappedAtCreation: true,
+      });
+      new Uint8Array(s.getMappedRange()).set(this.host.get(t.param) as Uint8Array);
+      s.unmap();
+      uploads.push(s);
+      enc.copyBufferToBuffer(s, 0, t.buffer, 0, t.bytes);
+    } else {
+      const s = device.createBuffer({
+        size: t.bytes,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      downloads.set(k, s);
+      enc.copyBufferToBuffer(t.buffer, 0, s, 0, t.bytes);
+    }
+  }
+
+  /** Index of the download transfer that carries value `id` to the host, if any. */
+  private downloaded(id: number): number | undefined {
+    const k = this.schedule.transfers.findIndex((t) => t.kind === 'download' && t.value === id);
+    return k < 0 ? undefined : k;
   }
 
   /** Re-encodes each dispatch alone to name the node whose dispatch the device rejected. */
@@ -200,6 +295,8 @@ export class WebGpuExecutable implements Executable {
     const id = this.paramId(name);
     await this.queue;
     const n = this.graph.node(id);
+    const paged = this.host.get(id);
+    if (paged) return decodeTensor(n.type.dtype, n.type.shape, paged.slice().buffer);
     const { device } = this.gpu;
     const size = gpuByteSize(n.type.dtype, numel(n.type.shape));
     const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -222,7 +319,8 @@ export class WebGpuExecutable implements Executable {
       );
     }
     await this.queue;
-    this.gpu.device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(value));
+    if (this.host.has(n.id)) this.host.set(n.id, encodeTensor(value));
+    else this.gpu.device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(value));
   }
 
   dispose(): void {
@@ -240,8 +338,11 @@ export class WebGpuBackend implements Backend {
   private readonly live = new Set<WebGpuExecutable>();
   private disposed = false;
 
-  /** The device is acquired on first use (or by `ready()`), with these options over the environment. */
-  constructor(private readonly opts: WebGpuOptions = {}) {}
+  /**
+   * The device is acquired on first use (or by `ready()`), with these options over the environment;
+   * `paging` applies to every compile that names none of its own.
+   */
+  constructor(private readonly opts: WebGpuOptions & { readonly paging?: PagingOptions } = {}) {}
 
   /** Acquires the adapter and device (once); throws NoAdapterError with the remedy when there is none. */
   ready(): Promise<GpuContext> {
@@ -256,7 +357,12 @@ export class WebGpuBackend implements Backend {
     return { pipelines: p?.size ?? 0, hits: p?.hits ?? 0, misses: p?.misses ?? 0 };
   }
 
-  async compile(graph: Graph, weights: WeightStore): Promise<WebGpuExecutable> {
+  /** Compiles a graph; params the paging plan chooses are held on the host (paging.ts). */
+  async compile(
+    graph: Graph,
+    weights: WeightStore,
+    opts: { readonly paging?: PagingOptions } = {},
+  ): Promise<WebGpuExecutable> {
     const gpu = await this.ready();
     this.pipelines ??= new PipelineCache(gpu.device);
     const params = new Map<number, Tensor>();
@@ -282,8 +388,10 @@ export class WebGpuBackend implements Backend {
         throw new WebGpuError(`output '${o.name}' assigns to '${target}', which is not a param of the graph`);
       }
     }
-    const schedule = await buildSchedule({ graph, gpu, pipelines: this.pipelines, params });
-    const exe = new WebGpuExecutable(graph, gpu, schedule, (e) => this.live.delete(e));
+    const { paged } = planPaging(graph, opts.paging ?? this.opts.paging);
+    const host = new Map([...paged].map((id) => [id, encodeTensor(params.get(id) as Tensor)]));
+    const schedule = await buildSchedule({ graph, gpu, pipelines: this.pipelines, params, paged });
+    const exe = new WebGpuExecutable(graph, gpu, schedule, (e) => this.live.delete(e), host);
     this.live.add(exe);
     return exe;
   }

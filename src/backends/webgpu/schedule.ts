@@ -5,6 +5,7 @@
 import type { Graph, Node } from '../../ir/graph.ts';
 import { formatShape, numel } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
+import { ASSIGN_PREFIX } from '../backend.ts';
 import { checked, type GpuContext, WebGpuError } from './device.ts';
 import { encodeTensor, gpuByteSize, isPacked } from './dtypes.ts';
 import { getKernel } from './kernels/index.ts';
@@ -19,8 +20,23 @@ export interface Dispatch {
   readonly size: readonly [number, number, number];
 }
 
+/** A copy between host and a paged param's device buffer, before dispatch `at` (see paging.ts). */
+export interface Transfer {
+  readonly kind: 'upload' | 'download';
+  readonly at: number;
+  /** The paged param's node id. */
+  readonly param: number;
+  /** The value copied: the param itself (upload) or its `assign:` value (download). */
+  readonly value: number;
+  /** Upload: the param's pooled buffer; download: the buffer holding its `assign:` value. */
+  readonly buffer: GPUBuffer;
+  readonly bytes: number;
+}
+
 export interface Schedule {
   readonly dispatches: readonly Dispatch[];
+  /** Paged-param copies, in dispatch order (empty without paging). */
+  readonly transfers: readonly Transfer[];
   /** Device buffer of each value (aliases share one). */
   readonly buffers: ReadonlyMap<number, GPUBuffer>;
   /** Every buffer the schedule owns (destroyed on dispose). */
@@ -90,9 +106,17 @@ export interface ScheduleInputs {
   readonly pipelines: PipelineCache;
   /** Host tensor of each param by node id (already checked against the graph). */
   readonly params: ReadonlyMap<number, Tensor>;
+  /** Params held on the host (paging.ts): pooled on the device only around their update. */
+  readonly paged?: ReadonlySet<number>;
 }
 
-export async function buildSchedule({ graph, gpu, pipelines, params }: ScheduleInputs): Promise<Schedule> {
+export async function buildSchedule({
+  graph,
+  gpu,
+  pipelines,
+  params,
+  paged = new Set(),
+}: ScheduleInputs): Promise<Schedule> {
   const { device } = gpu;
   checkSizes(graph, gpu);
   // Last reader of each value; graph outputs live to the end.
@@ -100,7 +124,19 @@ export async function buildSchedule({ graph, gpu, pipelines, params }: ScheduleI
   graph.nodes.forEach((n, pos) => {
     for (const i of n.inputs) lastUse.set(i, pos);
   });
-  for (const o of graph.outputs) lastUse.set(o.id, Number.POSITIVE_INFINITY);
+  // A paged param's new value is copied to the host right after it is computed (`downloads`);
+  // unless it is also another output, its buffer then lives only as long as its readers.
+  const downloads = new Map<number, number[]>();
+  for (const o of graph.outputs) {
+    const target = o.name.startsWith(ASSIGN_PREFIX)
+      ? paramIdByName(graph, o.name.slice(ASSIGN_PREFIX.length))
+      : undefined;
+    if (target !== undefined && paged.has(target)) {
+      if (target !== o.id) downloads.set(o.id, [...(downloads.get(o.id) ?? []), target]);
+    } else lastUse.set(o.id, Number.POSITIVE_INFINITY);
+  }
+  for (const id of downloads.keys()) if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
+  const transfers: Transfer[] = [];
 
   const pool = new Pool(device);
   const owned: GPUBuffer[] = [];
@@ -160,7 +196,18 @@ export async function buildSchedule({ graph, gpu, pipelines, params }: ScheduleI
       });
     }
     const bytes = gpuByteSize(node.type.dtype, numel(node.type.shape));
-    if (plan === 'source') {
+    // Paged params get a pooled buffer at their first reader, filled by an upload just before.
+    for (const i of new Set(node.inputs)) {
+      if (!paged.has(i) || buffers.has(i)) continue;
+      const pbytes = gpuByteSize(graph.node(i).type.dtype, numel(graph.node(i).type.shape));
+      const b = pool.acquire(pbytes, describeNode(graph.node(i)));
+      pooled.add(b);
+      bind(i, b);
+      transfers.push({ kind: 'upload', at: dispatches.length, param: i, value: i, buffer: b, bytes: pbytes });
+    }
+    if (paged.has(node.id)) {
+      // Bound at its first reader (above); nothing to allocate here.
+    } else if (plan === 'source') {
       const t = node.op === 'param' ? params.get(node.id) : undefined;
       let data = t ? encodeTensor(t) : undefined;
       if (node.op === 'const') data = encodeTensor(constTensor(node));
@@ -231,11 +278,31 @@ export async function buildSchedule({ graph, gpu, pipelines, params }: ScheduleI
       }
       for (const s of scratch) pool.release(s);
     }
+    for (const target of downloads.get(node.id) ?? []) {
+      const t = graph.node(target);
+      const tbytes = gpuByteSize(t.type.dtype, numel(t.type.shape));
+      transfers.push({
+        kind: 'download',
+        at: dispatches.length,
+        param: target,
+        value: node.id,
+        buffer: buffers.get(node.id) as GPUBuffer,
+        bytes: tbytes,
+      });
+    }
     // Inputs whose last reader this was go back to the pool (after the output was taken).
     for (const i of new Set(node.inputs)) if (lastUse.get(i) === pos) unref(i);
-    if (!lastUse.has(node.id)) unref(node.id);
+    if (
+      !paged.has(node.id) &&
+      (!lastUse.has(node.id) || (downloads.has(node.id) && lastUse.get(node.id) === pos))
+    )
+      unref(node.id);
   }
-  return { dispatches, buffers, owned: [...owned, ...pool.all], pooledBytes: pool.bytes };
+  return { dispatches, transfers, buffers, owned: [...owned, ...pool.all], pooledBytes: pool.bytes };
+}
+
+function paramIdByName(graph: Graph, name: string): number | undefined {
+  return graph.params().find((p) => p.attrs.name === name)?.id;
 }
 
 function constTensor(n: Node): Tensor {

@@ -6,6 +6,7 @@ import { GraphBuilder, type Value } from '../../ir/builder.ts';
 import type { Graph, GraphOutput, Node } from '../../ir/graph.ts';
 import { GRAD_PREFIX, type ParamGroup, stateName, type UpdateRule } from './types.ts';
 
+export * from './adamw8bit.ts';
 export * from './rules.ts';
 export * from './types.ts';
 
@@ -84,11 +85,11 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
         group,
         lr: glr,
         step,
-        state(kind, shape = param.type.shape) {
+        state(kind, shape = param.type.shape, dtype = 'f32') {
           const sn = stateName(kind, name);
           let v = states.get(sn);
           if (!v) {
-            v = b.param(sn, 'f32', shape, 'state', { kind: 'zeros' });
+            v = b.param(sn, dtype, shape, 'state', { kind: 'zeros' });
             states.set(sn, v);
           }
           return v;

@@ -4,6 +4,7 @@
 // The learning rate and the step count are runtime inputs (`lr`, `step`), so one
 // compiled graph serves every step of a schedule.
 import type { GraphBuilder, Value } from '../../ir/builder.ts';
+import type { DType } from '../../ir/dtype.ts';
 import type { Node } from '../../ir/graph.ts';
 
 /** Hyper-parameters of one param group (LoRA+ puts lora_B in a group with a larger lr). */
@@ -26,8 +27,11 @@ export interface UpdateContext {
   readonly lr: Value;
   /** Scalar f32: the 1-based step number t. */
   readonly step: Value;
-  /** Declares an optimizer state tensor for this param (zeros at start) and returns its value. */
-  state(kind: string, shape?: readonly number[]): Value;
+  /**
+   * Declares an optimizer state tensor for this param (zeros at start) and returns its value;
+   * default shape the param's, default dtype f32 (8-bit optimizers keep u8 codes).
+   */
+  state(kind: string, shape?: readonly number[], dtype?: DType): Value;
   /** Sets the next value of a state tensor declared with `state`. */
   assignState(kind: string, next: Value): void;
 }
