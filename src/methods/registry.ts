@@ -30,6 +30,8 @@ export interface MethodProperties {
   readonly mergeEqualsForward: boolean;
   /** unmerge(merge(W)) = W. */
   readonly mergeUnmergeIdentity: boolean;
+  /** The method adds trainable params (adapters do; a base rewrite like qlora does not). Default true. */
+  readonly addsTrainableParams?: boolean;
 }
 
 export interface MethodFixtures {

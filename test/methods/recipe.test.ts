@@ -79,7 +79,9 @@ describe('recipes', () => {
   it('unknown method: lists the known ones', () => {
     const e = errorOf({ methods: [{ method: 'lorra' }] });
     expect(e.path).toBe('methods[0].method');
-    expect(e.message).toBe("methods[0].method: unknown method 'lorra'; did you mean lora? (known: lora)");
+    expect(e.message).toBe(
+      "methods[0].method: unknown method 'lorra'; did you mean lora? (known: lora, qlora)",
+    );
   });
 
   it('typo key: names the path and suggests the key', () => {

@@ -16,7 +16,7 @@ import { quantizeLinears } from './quantize.ts';
 export { decode4bit } from './cpu.ts';
 export { fuseDequant, fuseDequantPass, fuseDequantRules } from './fuse.ts';
 export { type QuantizedBaseReport, type QuantizedWeightMemory, quantizedBaseReport } from './memory.ts';
-export { type MergeReport, mergeQlora } from './merge.ts';
+export { dequantizeAll, type MergeReport, mergeQlora, quantizedWeights, stateFromGraph } from './merge.ts';
 export * from './ops.ts';
 export { type QloraOptions, type QloraOptionsInput, qloraOptions } from './options.ts';
 export {
@@ -35,7 +35,12 @@ export const qlora: MethodDef<QloraOptions> = {
   options: qloraOptions,
   apply: (g, o, ctx) => quantizeLinears(g, o, ctx.weights),
   merge: (g, o, ctx) => mergeQlora(g, o, ctx.weights, ctx.log),
-  properties: { identityAtInit: false, mergeEqualsForward: false, mergeUnmergeIdentity: false },
+  properties: {
+    identityAtInit: false,
+    mergeEqualsForward: false,
+    mergeUnmergeIdentity: false,
+    addsTrainableParams: false,
+  },
   fixtures: {
     options: () => ({ quant_type: 'nf4', blocksize: 64, double_quant: true }),
   },
