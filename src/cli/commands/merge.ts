@@ -2,13 +2,32 @@
 // into the base weights and writes an HF model directory that transformers loads:
 // config.json as it was, model.safetensors in the checkpoint's own dtype, and the
 // tokenizer/generation files copied. Written into a temp dir, then renamed.
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+// A bitsandbytes 4-bit base (QLoRA) merges `--merge-into float` (default: dequantize +
+// s B A, written in the config's bnb_4bit_compute_dtype without quantization_config)
+// or `--merge-into 4bit` (requantized in the same layout, with a warning stating the
+// rounding: the largest |change| of a merged weight).
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { writeSafetensors } from '../../io/safetensors/index.ts';
+import { openCheckpoint, writeSafetensors } from '../../io/safetensors/index.ts';
+import type { Graph } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
+import type { WeightStore } from '../../ir/weights.ts';
+import { readBnb4bitConfig } from '../../methods/qlora/checkpoint.ts';
+import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
+import { attachPeftAdapter } from '../../models/adapters.ts';
+import type { LoadedModel } from '../../models/llama/index.ts';
+import { modelGraph } from '../../models/llama/load.ts';
 import { openModel } from '../../models/open.ts';
-import { prepareModel } from '../../models/prepare.ts';
+import { adapterNameAt, prepareModel } from '../../models/prepare.ts';
 import { UserError } from '../errors.ts';
 import { collect } from '../options.ts';
 
@@ -25,34 +44,113 @@ interface MergeOptions {
   readonly model: string;
   readonly adapter: string[];
   readonly out: string;
+  /** Only for bitsandbytes 4-bit bases. */
+  readonly mergeInto?: string;
 }
 
-export function mergeToDir(o: MergeOptions): { tensors: number; changed: string[] } {
+export interface MergeResult {
+  readonly tensors: number;
+  readonly changed: string[];
+  /** 4-bit bases merged into 4-bit: the largest |requantized - merged| (the rounding). */
+  readonly maxAbsChange?: number;
+}
+
+export function mergeToDir(o: MergeOptions, log: (line: string) => void = () => {}): MergeResult {
   const model = openModel(o.model);
   if (!model.dir)
     throw new UserError(`--model ${o.model}: merge needs a Hugging Face model directory, not a preset`);
+  if (model.storage) return mergeQloraToDir(model, model.dir, o, log);
+  if (o.mergeInto !== undefined)
+    throw new UserError(
+      `--merge-into applies to bitsandbytes 4-bit models only; ${o.model} is a full-precision model (drop --merge-into)`,
+    );
   const { weights, merged } = prepareModel(model, { batch: 1, seq: 2 }, { adapters: o.adapter, merge: true });
   const tensors = new Map<string, Tensor>();
   // Every tensor of the checkpoint (including ones the graph does not use), merged ones replaced.
   for (const name of model.weights.names()) tensors.set(name, model.weights.get(name)!);
   for (const name of merged) tensors.set(name, weights.get(name)!);
-  const out = resolve(o.out);
+  const dtype =
+    model.config.torchDtype === 'bfloat16' ? 'bf16' : model.config.torchDtype === 'float16' ? 'f16' : 'f32';
+  writeModelDir(o.out, model.dir, tensors, dtype);
+  return { tensors: tensors.size, changed: merged };
+}
+
+// bitsandbytes' per-weight tensors besides `<m>.weight` itself.
+const BNB_PART = /^(.*\.weight)\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\..*)$/;
+
+/** Merge onto a 4-bit base: the unfused graph (dequant_4bit nodes), adapters attached, mergeQlora. */
+function mergeQloraToDir(
+  model: LoadedModel,
+  dir: string,
+  o: MergeOptions,
+  log: (l: string) => void,
+): MergeResult {
+  const into = o.mergeInto ?? 'float';
+  if (into !== 'float' && into !== '4bit')
+    throw new UserError(`--merge-into must be float or 4bit, got '${into}'`);
+  let { graph, weights }: { graph: Graph; weights: WeightStore } = modelGraph(model, { batch: 1, seq: 2 });
+  o.adapter.forEach((a, i) => {
+    ({ graph, weights } = attachPeftAdapter(graph, weights, a, adapterNameAt(i)));
+  });
+  const m = mergeQlora(graph, { merge_into: into }, weights, log);
+  const raw = openCheckpoint(dir);
+  const tensors = new Map<string, Tensor>();
+  const qc = readBnb4bitConfig(dir)!;
+  if (into === '4bit') {
+    // The checkpoint as stored, the merged weights' 4-bit tensors replaced.
+    const merged = new Set(m.report.weights);
+    for (const k of raw.keys()) {
+      const owner = merged.has(k) ? k : BNB_PART.exec(k)?.[1];
+      tensors.set(k, owner && merged.has(owner) ? m.weights!.get(k)! : raw.read(k));
+    }
+    writeModelDir(o.out, dir, tensors);
+    return { tensors: tensors.size, changed: [...m.report.weights], maxAbsChange: m.report.maxAbsChange };
+  }
+  // Full precision: every 4-bit weight dequantized (merged ones carry s B A), its bnb tensors dropped.
+  const full = dequantizeAll(m.graph, m.weights!);
+  for (const name of m.report.weights) full.set(name, m.weights!.get(name)!);
+  const quantized = new Set(quantizedWeights(graph).keys());
+  for (const k of raw.keys()) {
+    if (quantized.has(k)) tensors.set(k, full.get(k)!);
+    else if (!quantized.has(BNB_PART.exec(k)?.[1] ?? '')) tensors.set(k, raw.read(k));
+  }
+  const compute = String(qc.bnb_4bit_compute_dtype ?? 'float32');
+  const dtype = compute === 'bfloat16' ? 'bf16' : compute === 'float16' ? 'f16' : 'f32';
+  const torchDtype = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' }[dtype];
+  writeModelDir(o.out, dir, tensors, dtype, (cfg) => {
+    delete cfg.quantization_config;
+    cfg.torch_dtype = torchDtype;
+    if ('dtype' in cfg) cfg.dtype = torchDtype;
+  });
+  return { tensors: tensors.size, changed: [...m.report.weights] };
+}
+
+/** model.safetensors (+ config.json, optionally edited, and the tokenizer files) into `outDir`, atomically. */
+function writeModelDir(
+  outDir: string,
+  srcDir: string,
+  tensors: Map<string, Tensor>,
+  dtype?: 'f32' | 'f16' | 'bf16',
+  editConfig?: (cfg: Record<string, unknown>) => void,
+): void {
+  const out = resolve(outDir);
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   try {
-    const dtype =
-      model.config.torchDtype === 'bfloat16' ? 'bf16' : model.config.torchDtype === 'float16' ? 'f16' : 'f32';
     writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' }, { dtype });
-    for (const f of COPIED)
-      if (existsSync(join(model.dir, f))) copyFileSync(join(model.dir, f), join(tmp, f));
+    for (const f of COPIED) if (existsSync(join(srcDir, f))) copyFileSync(join(srcDir, f), join(tmp, f));
+    if (editConfig) {
+      const cfg = JSON.parse(readFileSync(join(srcDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      editConfig(cfg);
+      writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+    }
     rmSync(out, { recursive: true, force: true });
     renameSync(tmp, out);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  return { tensors: tensors.size, changed: merged };
 }
 
 export function register(program: Command): void {
@@ -62,8 +160,12 @@ export function register(program: Command): void {
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .requiredOption('--adapter <dir>', 'PEFT adapter directory (repeat to merge several, in order)', collect)
     .requiredOption('--out <dir>', 'output model directory')
+    .option(
+      '--merge-into <float|4bit>',
+      'bitsandbytes 4-bit base only: write a full-precision model (float, default) or requantize into 4-bit',
+    )
     .action((o: MergeOptions) => {
-      const r = mergeToDir(o);
+      const r = mergeToDir(o, (line) => console.error(line));
       console.log(`merged ${r.changed.length} weight(s) of ${r.tensors} into ${o.out}`);
     });
 }

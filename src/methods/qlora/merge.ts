@@ -5,7 +5,7 @@
 
 import { quantStateToTensors } from '../../io/bitsandbytes.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
-import { tensor } from '../../ir/tensor.ts';
+import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import type { PassResult } from '../../passes/pass.ts';
 import { rewrite } from '../../passes/rewrite/engine.ts';
@@ -64,6 +64,25 @@ export interface MergeReport {
   /** Largest |requantized - merged| over all weights (0 for merge_into "float"). */
   readonly maxAbsChange: number;
   readonly modules: readonly string[];
+  /** Names of the 4-bit weights that were merged (`<m>.weight`). */
+  readonly weights: readonly string[];
+}
+
+/** The weight name of every dequant_4bit node (its packed param), with the node. */
+export function quantizedWeights(g: Graph): Map<string, Node> {
+  const out = new Map<string, Node>();
+  for (const n of g.ofOp('dequant_4bit')) out.set(String(g.node(n.inputs[0]).attrs.name), n);
+  return out;
+}
+
+/** Every 4-bit weight of an unfused graph dequantized to f32 (as bitsandbytes does), by weight name. */
+export function dequantizeAll(g: Graph, weights: WeightStore): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const [name, dq] of quantizedWeights(g)) {
+    const s = stateFromGraph(g, dq, weights);
+    out.set(name, tensor('f32', [...s.shape], dequantizeWeight(s)));
+  }
+  return out;
 }
 
 export function mergeQlora(
@@ -148,5 +167,9 @@ export function mergeQlora(
     ],
     { once: true },
   );
-  return { graph, weights: new LayeredWeightStore([changed, weights]), report: { maxAbsChange, modules } };
+  return {
+    graph,
+    weights: new LayeredWeightStore([changed, weights]),
+    report: { maxAbsChange, modules, weights: [...merged.values()].map((m) => m.name) },
+  };
 }
