@@ -2,9 +2,10 @@
 // optional double quantization) that transformers + bitsandbytes and peftc's --model load.
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { quantizeCheckpoint } from '../../methods/qlora/checkpoint.ts';
+import { loadBnb4bitModel, quantizeCheckpoint } from '../../methods/qlora/checkpoint.ts';
+import { describeQuantizedBase } from '../../methods/qlora/memory.ts';
+import { buildLlama } from '../../models/llama/index.ts';
 import { BLOCKSIZES_4BIT } from '../../quant/blockwise4.ts';
-import { bitsPerParameter } from '../../quant/quant-state.ts';
 import { UserError } from '../errors.ts';
 
 interface Flags {
@@ -38,16 +39,14 @@ export function register(program: Command): void {
         blocksize,
         doubleQuant: !!f.doubleQuant,
       });
-      let params = 0;
-      let bits = 0;
-      for (const s of r.states.values()) {
-        const n = s.shape.reduce((a, b) => a * b, 1);
-        params += n;
-        bits += bitsPerParameter(s) * n;
-      }
+      // The memory report from the written checkpoint's own buffers, bound as --model would.
+      const bnb = loadBnb4bitModel(f.out)!;
+      const q = bnb.transform(buildLlama(bnb.config, { batch: 1, seq: 2 }));
+      const params = [...r.states.values()].reduce((s, st) => s + st.shape.reduce((a, b) => a * b, 1), 0);
       process.stdout.write(
         `quantized ${r.quantized.length} linear weights (${params} params) to ${f.quantType}` +
-          `${f.doubleQuant ? ' + double quant' : ''}, blocksize ${blocksize}: ${(bits / params).toFixed(3)} bits/param; wrote ${f.out}\n`,
+          `${f.doubleQuant ? ' + double quant' : ''}, blocksize ${blocksize}; wrote ${f.out}\n` +
+          `${describeQuantizedBase(q.graph, q.weights ?? bnb.weights)}\n`,
       );
     });
 }

@@ -15,7 +15,12 @@ import { quantizeLinears } from './quantize.ts';
 
 export { decode4bit } from './cpu.ts';
 export { fuseDequant, fuseDequantPass, fuseDequantRules } from './fuse.ts';
-export { type QuantizedBaseReport, type QuantizedWeightMemory, quantizedBaseReport } from './memory.ts';
+export {
+  describeQuantizedBase,
+  type QuantizedBaseReport,
+  type QuantizedWeightMemory,
+  quantizedBaseReport,
+} from './memory.ts';
 export { dequantizeAll, type MergeReport, mergeQlora, quantizedWeights, stateFromGraph } from './merge.ts';
 export * from './ops.ts';
 export { type QloraOptions, type QloraOptionsInput, qloraOptions } from './options.ts';

@@ -77,3 +77,16 @@ export function quantizedBaseReport(g: Graph, weights: WeightStore): QuantizedBa
     bitsPerParameterWithMaps: params ? ((bytes + maps) * 8) / params : 0,
   };
 }
+
+/**
+ * One log line for a graph's 4-bit base, or undefined when it has none:
+ * "4-bit base: 14 weights, 229376 params, 118400 bytes = 4.129 bits/param (4.237 with code maps)".
+ */
+export function describeQuantizedBase(g: Graph, weights: WeightStore): string | undefined {
+  const r = quantizedBaseReport(g, weights);
+  if (r.weights.length === 0) return undefined;
+  return (
+    `4-bit base: ${r.weights.length} weights, ${r.params} params, ${r.bytes} bytes = ` +
+    `${r.bitsPerParameter.toFixed(3)} bits/param (${r.bitsPerParameterWithMaps.toFixed(3)} with code maps)`
+  );
+}
