@@ -116,7 +116,7 @@ describe('recipes', () => {
       /bias: expected one of "none", "all", "lora_only"/,
     );
     expect(errorOf({ methods: [{ method: 'lora' }], optimizer: { type: 'adam' } }).message).toBe(
-      'optimizer.type: expected one of "adamw", "sgd", got "adam"',
+      'optimizer.type: expected one of "adamw", "adamw8bit", "paged_adamw", "paged_adamw8bit", "sgd", got "adam"',
     );
     expect(
       errorOf({ methods: [{ method: 'lora' }], optimizer: { type: 'adamw', betas: [0.9, 1.5] } }).path,
