@@ -97,6 +97,27 @@ await gpuSuite('paged optimizer state on WebGPU', ({ backend }) => {
     });
   }
 
+  it('a device budget pages the largest states first, with identical results', async () => {
+    const n = 5000;
+    const g = stepGraph(n, { weightDecay: 0.01 });
+    const resident = await steps(g, n, false);
+    const exe = await backend.compile(g, stepStore(g, n), { paging: { deviceBudgetBytes: 21_000 } });
+    try {
+      expect(exe.memory.pagedParams).toBe(2); // 30160 B of params: both code arrays go, the absmax stay
+      for (let t = 1; t <= 3; t++) {
+        const gr = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + t));
+        await exe.run({
+          feeds: { g: tensor('f32', [n], gr), lr: tensor('f32', [], [1e-2]), step: tensor('f32', [], [t]) },
+        });
+      }
+      for (const [name, t] of Object.entries(resident.params)) {
+        expect([...(await exe.readParam(name)).data], name).toEqual([...t.data]);
+      }
+    } finally {
+      exe.dispose();
+    }
+  });
+
   it('writeParam and readParam on a paged state go through the host copy', async () => {
     const n = 300;
     const g = stepGraph(n, { minEightBitSize: 256 });
