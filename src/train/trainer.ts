@@ -10,6 +10,7 @@ import { UserError } from '../cli/errors.ts';
 import { type Tensor, tensor } from '../ir/tensor.ts';
 import { MapWeightStore } from '../ir/weights.ts';
 import { type Recipe, resolveRecipe } from '../methods/index.ts';
+import { describeQuantizedBase } from '../methods/qlora/index.ts';
 import { savePeftAdapter } from '../models/adapters.ts';
 import type { LoadedModel } from '../models/llama/index.ts';
 import type { Tokenizer } from '../models/tokenizer/index.ts';
@@ -123,6 +124,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (!ckpt) rmSync(join(o.out, 'log.jsonl'), { force: true });
   const log = new TrainLog(join(o.out, 'log.jsonl'), { resumeStep: ckpt ? startStep : undefined });
   const progress = new Progress({ total: o.steps, startStep, stream: o.stream });
+  // QLoRA: bits per parameter of the stored 4-bit base, from the real buffers.
+  const quantized = describeQuantizedBase(run.step, run.weights);
+  if (quantized) progress.log(quantized);
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
   const t0 = performance.now();
