@@ -155,3 +155,67 @@ export function patternValue<T>(
 export function isModuleToSave(modulesToSave: readonly string[] | null | undefined, name: string): boolean {
   return !!modulesToSave?.some((m) => name.endsWith(m));
 }
+
+/** PEFT's MIN_TARGET_MODULES_FOR_OPTIMIZATION: from this many entries on, a target list is condensed. */
+export const MIN_TARGETS_TO_CONDENSE = 20;
+
+/** Python's list ordering for lists of strings (the sort key PEFT uses). */
+function compareLists(a: readonly string[], b: readonly string[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+  }
+  return a.length - b.length;
+}
+
+/**
+ * PEFT's _find_minimal_target_modules (tuners_utils.py): the fewest name suffixes that still
+ * select every target and none of `others`. Sorted, as a set has no order.
+ */
+export function minimalTargetModules(targets: readonly string[], others: readonly string[]): string[] {
+  // Suffixes shortest first: "a.b.c" -> ["c", "b.c", "a.b.c"].
+  const suffixes = (s: string) => {
+    const parts = s.split('.');
+    return parts.map((_, i) => parts.slice(i).join('.')).reverse();
+  };
+  const otherSuffixes = new Set(others.flatMap(suffixes));
+  const required = new Set<string>();
+  const items = [...new Set(targets)].map((t) => [t, suffixes(t)] as const);
+  items.sort((x, y) => compareLists(x[1], y[1]));
+  for (const [item, sfx] of items) {
+    for (const s of sfx) {
+      if (required.has(s) || otherSuffixes.has(s)) continue;
+      if (![...required].some((r) => item.endsWith(`.${r}`))) {
+        required.add(s);
+        break;
+      }
+    }
+  }
+  return required.size ? [...required].sort() : [...new Set(targets)].sort();
+}
+
+/** Every module path of the graph: node scopes and their parents (PyTorch's named_modules, roughly). */
+function moduleNames(g: Graph): string[] {
+  const out = new Set<string>();
+  for (const n of g.nodes) {
+    const parts = n.scope.split('.');
+    for (let i = 1; i <= parts.length; i++) if (n.scope) out.add(parts.slice(0, i).join('.'));
+  }
+  return [...out];
+}
+
+/**
+ * `target_modules` as PEFT saves it after injection (inject_adapter mutates the config):
+ * "all-linear" becomes the full names of the linears it selected, and a list of at least
+ * MIN_TARGETS_TO_CONDENSE entries is condensed by minimalTargetModules. A regex string
+ * and shorter lists stay as given.
+ */
+export function savedTargetModules(g: Graph, cfg: TargetConfig): string | string[] | null {
+  const t = expandTargets(g, cfg).target_modules;
+  if (t == null || typeof t === 'string') return t ?? null;
+  const list = [...new Set(t)];
+  if (list.length < MIN_TARGETS_TO_CONDENSE) return list;
+  const suffixes = list.map((e) => `.${e}`);
+  const others = moduleNames(g).filter((n) => !list.includes(n) && !suffixes.some((s) => n.endsWith(s)));
+  const condensed = minimalTargetModules(list, others);
+  return condensed.length < list.length ? condensed : list;
+}

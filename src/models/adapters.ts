@@ -6,7 +6,8 @@ import { type LoraAdapterConfig, readPeftAdapter, writePeftAdapter } from '../io
 import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
-import { injectLora, type LoraOptions, loraOptions } from '../methods/lora/index.ts';
+import { injectLora, type LoraOptions, loraBranches, loraOptions } from '../methods/lora/index.ts';
+import { ALL_LINEAR, fullMatch, outputHeads, savedTargetModules } from '../methods/targets.ts';
 
 export interface AttachedAdapter {
   readonly graph: Graph;
@@ -68,7 +69,7 @@ export function attachPeftAdapter(
   const missing = injected.graph
     .params()
     .map((p) => String(p.attrs.name))
-    .filter((n) => n.includes(`.lora_`) && n.includes(`.${adapterName}.`) && !adapterStore.has(n));
+    .filter((n) => isLoraParamOf(n, adapterName) && !adapterStore.has(n));
   if (missing.length) {
     throw new FormatError(
       `${saved.dir}/adapter_model.safetensors`,
@@ -78,19 +79,32 @@ export function attachPeftAdapter(
   return { graph: injected.graph, weights: injected.weights ?? layered, adapterName, config: saved.config };
 }
 
-/** PEFT config fields for LoRA options, as PEFT writes them for a causal LM. */
+/** A LoRA param of adapter `a`: `<m>.lora_X.<a>.weight` or, for embeddings, `<m>.lora_embedding_X.<a>`. */
+function isLoraParamOf(name: string, a: string): boolean {
+  return (
+    /\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\./.test(name) &&
+    (name.includes(`.${a}.`) || name.endsWith(`.${a}`))
+  );
+}
+
+/**
+ * PEFT config fields for LoRA options, as PEFT writes them for a causal LM. With the
+ * graph the adapter was injected into, `target_modules` is what PEFT saves after
+ * injection ("all-linear" expanded, long lists condensed; see savedTargetModules).
+ */
 export function peftConfigFor(
   o: LoraOptions,
   baseModel: string | null,
+  g?: Graph,
 ): Partial<LoraAdapterConfig> & Record<string, unknown> {
   return {
     peft_type: 'LORA',
-    task_type: 'CAUSAL_LM',
+    task_type: o.task_type === undefined ? 'CAUSAL_LM' : o.task_type,
     base_model_name_or_path: baseModel,
     r: o.r,
     lora_alpha: o.lora_alpha,
     lora_dropout: o.lora_dropout,
-    target_modules: o.target_modules,
+    target_modules: g ? savedTargetModules(g, o) : o.target_modules,
     exclude_modules: o.exclude_modules,
     bias: o.bias,
     use_rslora: o.use_rslora,
@@ -114,12 +128,42 @@ export function adapterTensors(
   const out = new Map<string, Tensor>();
   for (const p of g.params()) {
     const name = String(p.attrs.name);
-    const isLora =
-      /\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\./.test(name) &&
-      name.includes(`.${adapterName}.`);
+    const isLora = isLoraParamOf(name, adapterName);
     const isSaved = name.includes(`.modules_to_save.${adapterName}.`);
     const isBias = p.attrs.role === 'trainable' && name.endsWith('.bias');
     if (isLora || isSaved || isBias) out.set(name, read(name));
+  }
+  return out;
+}
+
+const EMBEDDING_LAYER_NAMES = ['embed_tokens', 'lm_head'];
+
+/**
+ * PEFT's get_peft_model_state_dict with save_embedding_layers="auto" (save_and_load.py):
+ * when an embedding layer is targeted (a list naming embed_tokens or lm_head exactly, or
+ * a regex other than all-linear matching a module ending in one of them), the base weight
+ * of every input/output embedding that carries LoRA is saved too, as
+ * `<m>.base_layer.weight`. Returns those tensors under `<m>.weight`.
+ */
+function embeddingBaseTensors(g: Graph, read: (name: string) => Tensor, o: LoraOptions): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  const t = o.target_modules;
+  const targeted =
+    typeof t === 'string'
+      ? t.toLowerCase() !== ALL_LINEAR &&
+        g.nodes.some(
+          (n) => EMBEDDING_LAYER_NAMES.includes(n.scope.split('.').pop() ?? '') && fullMatch(t, n.scope),
+        )
+      : t.some((e) => EMBEDDING_LAYER_NAMES.includes(e));
+  if (!targeted) return out;
+  const embeddingModules = new Set([...g.ofOp('embedding').map((n) => n.scope), ...outputHeads(g)]);
+  for (const br of loraBranches(g)) {
+    if (!embeddingModules.has(br.module)) continue;
+    const w = g.node(br.kind === 'linear' ? br.base.inputs[1] : br.base.inputs[0]);
+    // A reader of trainable params only (the trainer's) has no base weights: PEFT loads
+    // the adapter without them, so the file then just lacks this copy.
+    const v = w.op === 'param' ? (read(String(w.attrs.name)) as Tensor | undefined) : undefined;
+    if (v) out.set(`${br.module}.weight`, v);
   }
   return out;
 }
@@ -131,9 +175,11 @@ export function savePeftAdapter(
   o: LoraOptions,
   baseModel: string | null,
 ): string {
+  const weights = adapterTensors(g, read, o.adapter_name);
+  for (const [k, v] of embeddingBaseTensors(g, read, o)) weights.set(k, v);
   return writePeftAdapter(dir, {
-    config: peftConfigFor(o, baseModel),
-    weights: adapterTensors(g, read, o.adapter_name),
+    config: peftConfigFor(o, baseModel, g),
+    weights,
     adapterName: o.adapter_name,
   });
 }
