@@ -62,7 +62,8 @@ export const loraOptions = z
             'cannot be used when target_modules is a string (a regex or all-linear); use a list of module names',
         });
     }
-    if (o.layers_pattern !== null && o.layers_to_transform === null)
+    // PEFT tests `if self.layers_pattern and ...`: an empty list is allowed alone.
+    if (o.layers_pattern !== null && o.layers_pattern.length > 0 && o.layers_to_transform === null)
       ctx.addIssue({
         code: 'custom',
         path: ['layers_pattern'],
