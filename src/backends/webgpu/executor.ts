@@ -64,13 +64,24 @@ export class WebGpuExecutable implements Executable {
 
   /** Runs serialised after earlier runs (they share buffers). */
   runTimed(req: RunRequest): Promise<TimedResult> {
-    const next = this.queue.then(() => this.runNow(req));
+    return this.serial(() => this.runNow(req));
+  }
+
+  /**
+   * Runs `fn` after every earlier run/readParam/writeParam of this executable, so a param
+   * read or written sees the runs called before it, and never a disposed buffer.
+   */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(() => {
+      if (this.disposed)
+        throw new WebGpuError('this WebGPU executable was disposed; compile the graph again');
+      return fn();
+    });
     this.queue = next.catch(() => undefined);
     return next;
   }
 
   private async runNow(req: RunRequest): Promise<TimedResult> {
-    if (this.disposed) throw new WebGpuError('this WebGPU executable was disposed');
     const { device } = this.gpu;
     const g = this.graph;
     const wanted = req.outputs ?? g.outputs.map((o) => o.name).filter((n) => !n.startsWith(ASSIGN_PREFIX));
@@ -158,14 +169,7 @@ export class WebGpuExecutable implements Executable {
           staging.push(s);
         }
         // Assigns after the output copies: outputs are the values of this run.
-        for (const o of g.outputs) {
-          if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
-          const targetId = this.paramId(o.name.slice(ASSIGN_PREFIX.length));
-          if (this.host.has(targetId)) continue; // downloaded to the host above
-          const target = this.buf(targetId);
-          const src = this.buf(o.id);
-          if (src !== target) enc.copyBufferToBuffer(src, 0, target, 0, Math.min(src.size, target.size));
-        }
+        this.recordAssigns(enc, uploads); // its temporaries are destroyed with the uploads
         if (ts) {
           enc.resolveQuerySet(ts.set, 0, 2, ts.resolve, 0);
           enc.copyBufferToBuffer(ts.resolve, 0, ts.read, 0, 16);
@@ -209,6 +213,36 @@ export class WebGpuExecutable implements Executable {
         ts.resolve.destroy();
         ts.read.destroy();
       }
+    }
+  }
+
+  /**
+   * Copies each `assign:` value into its param's buffer. All read this run's values: a value
+   * held in another assigned param's buffer (assign:a = b, assign:b = a) is staged first.
+   */
+  private recordAssigns(enc: GPUCommandEncoder, temps: GPUBuffer[]): void {
+    const copies: { src: GPUBuffer; target: GPUBuffer }[] = [];
+    for (const o of this.graph.outputs) {
+      if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
+      const targetId = this.paramId(o.name.slice(ASSIGN_PREFIX.length));
+      if (this.host.has(targetId)) continue; // downloaded to the host during the run
+      const target = this.buf(targetId);
+      const src = this.buf(o.id);
+      if (src !== target) copies.push({ src, target });
+    }
+    const targets = new Set(copies.map((c) => c.target));
+    for (const c of copies) {
+      if (!targets.has(c.src)) continue;
+      const tmp = this.gpu.device.createBuffer({
+        size: c.src.size,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      });
+      enc.copyBufferToBuffer(c.src, 0, tmp, 0, c.src.size);
+      temps.push(tmp);
+      c.src = tmp;
+    }
+    for (const { src, target } of copies) {
+      enc.copyBufferToBuffer(src, 0, target, 0, Math.min(src.size, target.size));
     }
   }
 
@@ -291,9 +325,12 @@ export class WebGpuExecutable implements Executable {
     return id;
   }
 
-  async readParam(name: string): Promise<Tensor> {
+  readParam(name: string): Promise<Tensor> {
     const id = this.paramId(name);
-    await this.queue;
+    return this.serial(() => this.readParamNow(name, id));
+  }
+
+  private async readParamNow(name: string, id: number): Promise<Tensor> {
     const n = this.graph.node(id);
     const paged = this.host.get(id);
     if (paged) return decodeTensor(n.type.dtype, n.type.shape, paged.slice().buffer);
@@ -301,9 +338,15 @@ export class WebGpuExecutable implements Executable {
     const size = gpuByteSize(n.type.dtype, numel(n.type.shape));
     const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     try {
-      const enc = device.createCommandEncoder();
-      enc.copyBufferToBuffer(this.buf(id), 0, s, 0, size);
-      device.queue.submit([enc.finish()]);
+      await checked(
+        this.gpu,
+        () => `reading param '${name}'`,
+        () => {
+          const enc = device.createCommandEncoder();
+          enc.copyBufferToBuffer(this.buf(id), 0, s, 0, size);
+          device.queue.submit([enc.finish()]);
+        },
+      );
       await s.mapAsync(GPUMapMode.READ);
       return decodeTensor(n.type.dtype, n.type.shape, s.getMappedRange().slice(0));
     } finally {
@@ -318,9 +361,16 @@ export class WebGpuExecutable implements Executable {
         `writeParam '${name}': got ${value.dtype}${formatShape(value.shape)} but the param is ${n.type.dtype}${formatShape(n.type.shape)}`,
       );
     }
-    await this.queue;
-    if (this.host.has(n.id)) this.host.set(n.id, encodeTensor(value));
-    else this.gpu.device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(value));
+    return this.serial(async () => {
+      if (this.host.has(n.id)) this.host.set(n.id, encodeTensor(value));
+      else {
+        await checked(
+          this.gpu,
+          () => `writing param '${name}'`,
+          () => this.gpu.device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(value)),
+        );
+      }
+    });
   }
 
   dispose(): void {

@@ -19,6 +19,11 @@ export class PipelineCache {
     return this.map.size;
   }
 
+  /** Drops the entry of a pipeline whose creation the device rejected, so a later compile reports the real error. */
+  forget(desc: ProgramDesc, writes: readonly boolean[]): void {
+    this.map.delete(canonicalKey({ program: desc, writes }));
+  }
+
   /**
    * The pipeline for `desc` whose storage bindings (after the uniform at 0) are read-only
    * or writable as `writes` says; compiled from `code` on a miss. Call inside an error scope.

@@ -43,7 +43,12 @@ export class Uniforms {
   private readonly f32 = new Float32Array(1);
   private readonly u32v = new Uint32Array(this.f32.buffer);
 
+  private declared = false;
+
   private slot(word: number): string {
+    // A slot added after decl() would index past the declared struct (a WGSL error at best).
+    if (this.declared)
+      throw new Error('internal: uniform allocated after Uniforms.decl(); allocate it first');
     const i = this.words.length;
     this.words.push(word >>> 0);
     return `U.v[${i >> 2}].${'xyzw'[i & 3]}`;
@@ -70,6 +75,7 @@ export class Uniforms {
   }
   /** WGSL declaration at binding 0 of group 0. */
   decl(): string {
+    this.declared = true;
     const n = Math.max(1, Math.ceil(this.words.length / 4));
     return `struct Uniforms { v: array<vec4<u32>, ${n}> }\n@group(0) @binding(0) var<uniform> U: Uniforms;\n`;
   }

@@ -239,12 +239,9 @@ export async function buildSchedule({
         }
         const what = () =>
           `creating the WebGPU kernel for ${describeNode(node)} (kernel ${JSON.stringify(step.desc)})`;
+        const writes = step.bindings.map((b) => b.write);
         const d = await checked(gpu, what, () => {
-          const { pipeline, key } = pipelines.get(
-            step.desc,
-            step.bindings.map((b) => b.write),
-            step.code,
-          );
+          const { pipeline, key } = pipelines.get(step.desc, writes, step.code);
           const ubytes = step.uniforms.bytes();
           const ubuf = device.createBuffer({
             size: ubytes.byteLength,
@@ -273,6 +270,9 @@ export async function buildSchedule({
             bindGroup,
             size: foldDispatch(step.workgroups, gpu.limits.maxComputeWorkgroupsPerDimension),
           };
+        }).catch((e) => {
+          pipelines.forget(step.desc, writes);
+          throw e;
         });
         dispatches.push(d);
       }

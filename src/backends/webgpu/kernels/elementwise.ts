@@ -121,16 +121,33 @@ const broadcastTo: Kernel = (ctx) => {
   });
 };
 
+/**
+ * Float to integer as a typed-array store does: truncate toward zero, wrap modulo 2^32,
+ * NaN and infinities to 0 (WGSL's i32()/u32() saturate instead). Beyond +-2^31 an f32 is a
+ * multiple of 256, so the remainder below 2^32 is exact in f32.
+ */
+const WRAP_U32 = `fn wrap_u32(x: f32) -> u32 {
+  let t = trunc(x);
+  if (!(abs(t) <= 3.4028234663852886e38)) { return 0u; }
+  if (t >= -2147483648.0 && t < 2147483648.0) { return bitcast<u32>(i32(t)); }
+  return u32(t - floor(t * 2.3283064365386963e-10) * 4294967296.0);
+}
+`;
+
 const cast: Kernel = (ctx) => {
   const from = computeType(ctx.inputs[0].dtype);
   const to = computeType(ctx.out.dtype);
   let expr = 'x';
-  if (from === 'f32' && to === 'u32') {
-    // Truncate toward zero, then wrap modulo 2^32 as a typed-array store does.
-    expr = 'bitcast<u32>(i32(trunc(x)))';
-  } else if (from !== to) expr = `${to}(x)`;
+  if (from === 'f32' && to === 'u32') expr = 'wrap_u32(x)';
+  else if (from === 'f32' && to === 'i32') expr = 'bitcast<i32>(wrap_u32(x))';
+  else if (from !== to) expr = `${to}(x)`;
   if (ctx.out.dtype === 'u8') expr = `(${expr}) & 0xffu`;
-  return mapKernel({ ctx, desc: {}, body: () => `  let x = ld_in0(i);\n  return ${expr};` });
+  return mapKernel({
+    ctx,
+    desc: {},
+    helpers: WRAP_U32,
+    body: () => `  let x = ld_in0(i);\n  return ${expr};`,
+  });
 };
 
 const scale: Kernel = (ctx) => {

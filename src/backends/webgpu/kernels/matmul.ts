@@ -94,8 +94,11 @@ function tiled(p: MatmulProblem): Step {
   const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC);
   const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
-  const aAt = (m: string, k: string) => (p.ta ? `aBase + ${k} * ${M} + ${m}` : `aBase + ${m} * ${K} + ${k}`);
-  const bAt = (k: string, n: string) => (p.tb ? `bBase + ${n} * ${K} + ${k}` : `bBase + ${k} * ${N} + ${n}`);
+  // Operands may be expressions (`k + 1u`): parenthesised before they are scaled.
+  const aAt = (m: string, k: string) =>
+    p.ta ? `aBase + (${k}) * ${M} + (${m})` : `aBase + (${m}) * ${K} + (${k})`;
+  const bAt = (k: string, n: string) =>
+    p.tb ? `bBase + (${n}) * ${K} + (${k})` : `bBase + (${k}) * ${N} + (${n})`;
   const Q = TILE / 4;
   // One vec4 of As/Bs per invocation per K slice (256 invocations, 16x64 tiles).
   let loadA: string;
@@ -201,7 +204,8 @@ function direct(p: MatmulProblem): Step {
   const nbx = Math.ceil(p.n / 4);
   const nby = Math.ceil(p.m / 4);
   const tiles = nbx * nby;
-  const [nbxU, tilesU] = [u.u32(nbx), u.u32(tiles)];
+  // Every uniform is allocated before u.decl() sizes the struct.
+  const [nbxU, tilesU, batchesU] = [u.u32(nbx), u.u32(tiles), u.u32(numel(p.batch))];
   const bcode = batchCode(u, p);
   const vecB = !p.tb && p.n % 4 === 0;
   const vecC = p.n % 4 === 0;
@@ -234,7 +238,7 @@ ${[0, 1, 2, 3].map((i) => `      acc[${i}] = fma(vec4<f32>(a${i}.x), b0, fma(vec
 ${entry([WG])}  let g = wid * ${WG}u + lid;
   let tile = g % ${tilesU};
   let batch = g / ${tilesU};
-  if (batch >= ${u.u32(numel(p.batch))}) { return; }
+  if (batch >= ${batchesU}) { return; }
   let bx = tile % ${nbxU};
   let by = tile / ${nbxU};
 ${bcode}  let m0 = by * 4u;
@@ -276,7 +280,9 @@ function gemv(p: MatmulProblem): Step {
   const rows = p.m;
   const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
-  const aAt = (m: string, k: string) => (p.ta ? `aBase + ${k} * ${M} + ${m}` : `aBase + ${m} * ${K} + ${k}`);
+  // Operands may be expressions (`k + 1u`): parenthesised before they are scaled.
+  const aAt = (m: string, k: string) =>
+    p.ta ? `aBase + (${k}) * ${M} + (${m})` : `aBase + (${m}) * ${K} + (${k})`;
   const vecB = p.k % 4 === 0 && p.tb;
   const { code: decls, bindings } = bindingsFor(p, false, vecB, false);
   const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
