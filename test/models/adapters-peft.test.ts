@@ -92,3 +92,26 @@ describe('savePeftAdapter writes what PEFT writes', () => {
     expect(b.task_type).toBe('FEATURE_EXTRACTION');
   });
 });
+
+describe('modules_to_save on a tied embedding (Llama 3.2 style)', () => {
+  it('lm_head keeps the frozen original; only embed_tokens reads the trainable copy', () => {
+    // PEFT's ModulesToSaveWrapper deep-copies embed_tokens; lm_head still holds the tied
+    // original Parameter (utils/other.py; tuners_utils.py _check_tied_modules only warns
+    // unless ensure_weight_tying=True).
+    const c = { ...presetConfig('tiny'), tieWordEmbeddings: true };
+    const base = randomLlamaWeights(c, 1);
+    const g = buildLlama(c, { batch: 1, seq: ids.length });
+    const opts = loraOptions.parse({ target_modules: ['q_proj'], modules_to_save: ['embed_tokens'] });
+    const { graph } = injectLora(g, opts, base);
+    const weightOf = (op: string, scope: string) => {
+      const n = graph.nodes.find((x) => x.op === op && x.scope === scope)!;
+      const w = graph.node(n.inputs[op === 'linear' ? 1 : 0]);
+      return { name: w.attrs.name, role: w.attrs.role };
+    };
+    expect(weightOf('embedding', 'model.embed_tokens')).toEqual({
+      name: 'model.embed_tokens.modules_to_save.default.weight',
+      role: 'trainable',
+    });
+    expect(weightOf('linear', 'lm_head')).toEqual({ name: 'model.embed_tokens.weight', role: 'frozen' });
+  });
+});

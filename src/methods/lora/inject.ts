@@ -60,6 +60,29 @@ interface Plan {
   readonly o: LoraOptions;
   readonly targets: ReadonlySet<number>;
   readonly step?: Node;
+  /** Params replaced by a modules_to_save copy. */
+  readonly saved: ReadonlySet<number>;
+  /** The original of a saved param, re-emitted once for uses outside its module. */
+  readonly originals: Map<number, Value>;
+}
+
+/**
+ * The matched node's inputs, except that a saved param used outside its own module stays
+ * the original: PEFT's ModulesToSaveWrapper copies the module, so a weight tied to it
+ * elsewhere (lm_head tied to embed_tokens) keeps reading the frozen original
+ * (utils/other.py ModulesToSaveWrapper; tuners_utils.py _check_tied_modules only warns
+ * unless ensure_weight_tying).
+ */
+function ownInputs(p: Plan, m: Match, b: GraphBuilder): Value[] {
+  return m.node.inputs.map((id, i) => {
+    if (!p.saved.has(id)) return m.inputs[i];
+    const src = m.graph.node(id);
+    const M = moduleOf(String(src.attrs.name));
+    if (m.node.scope === M || m.node.scope.startsWith(`${M}.`)) return m.inputs[i];
+    let v = p.originals.get(id);
+    if (!v) p.originals.set(id, (v = b.emit('param', [], src.attrs as never, src.scope)));
+    return v;
+  });
 }
 
 function rankAlpha(o: LoraOptions, module: string): { r: number; s: number } {
@@ -72,14 +95,15 @@ function linearBranch(p: Plan, m: Match, b: GraphBuilder): Value {
   const { o } = p;
   const M = m.node.scope;
   const a = o.adapter_name;
-  const x = m.inputs[0];
+  const inputs = ownInputs(p, m, b);
+  const x = inputs[0];
   const inF = x.type.shape[x.type.shape.length - 1];
   const outF = m.node.type.shape[m.node.type.shape.length - 1];
   const dtype = x.type.dtype;
   const { r, s } = rankAlpha(o, M);
   const [initA, initB] = linearInits(o.init_lora_weights, r);
   const names = loraParamNames(M, a, 'linear');
-  const base = b.copy(m.node, m.inputs);
+  const base = b.copy(m.node, inputs);
   const xd =
     o.lora_dropout > 0
       ? b.atScope(`${M}.lora_dropout.${a}`, () =>
@@ -99,12 +123,13 @@ function embeddingBranch(p: Plan, m: Match, b: GraphBuilder): Value {
   const { o } = p;
   const M = m.node.scope;
   const a = o.adapter_name;
-  const [table, ids] = m.inputs;
+  const inputs = ownInputs(p, m, b);
+  const [table, ids] = inputs;
   const [vocab, dim] = table.type.shape;
   const { r, s } = rankAlpha(o, M);
   const [initA, initB] = embeddingInits(o.init_lora_weights);
   const names = loraParamNames(M, a, 'embedding');
-  const base = b.copy(m.node, m.inputs);
+  const base = b.copy(m.node, inputs);
   const h = b.atScope(`${M}.lora_embedding_A.${a}`, () => {
     const A = b.param(names.A, table.type.dtype, [r, vocab], 'trainable', initA);
     return b.embedding(b.transpose(A, 0, 1), ids);
@@ -128,7 +153,15 @@ function moduleOf(paramName: string): string {
 /** The rules, as data. `biasParams`: params used as a bias by a targeted module. */
 export function loraRules(g: Graph, o: LoraOptions): Rule[] {
   const targets = new Set(selectTargets(g, expandTargets(g, o), ['linear', 'embedding']).map((n) => n.id));
-  const plan: Plan = { o, targets, step: stepInput(g) };
+  const saved = new Set(
+    g
+      .params()
+      .filter(
+        (n) => !isAdapterScope(n.scope) && isModuleToSave(o.modules_to_save, moduleOf(String(n.attrs.name))),
+      )
+      .map((n) => n.id),
+  );
+  const plan: Plan = { o, targets, step: stepInput(g), saved, originals: new Map() };
   const targetBiases = new Set(
     g.nodes
       .filter((n) => targets.has(n.id) && n.op === 'linear' && n.inputs.length === 3)
@@ -141,6 +174,19 @@ export function loraRules(g: Graph, o: LoraOptions): Rule[] {
       { op: 'embedding', where: (n) => targets.has(n.id) },
       (m, b) => embeddingBranch(plan, m, b),
       'lora-embedding',
+    ],
+    [
+      {
+        where: (n) =>
+          n.op !== 'param' &&
+          n.inputs.some((id) => {
+            if (!saved.has(id)) return false;
+            const M = moduleOf(String(g.node(id).attrs.name));
+            return n.scope !== M && !n.scope.startsWith(`${M}.`);
+          }),
+      },
+      (m, b) => b.copy(m.node, ownInputs(plan, m, b)),
+      'lora-keep-tied-original',
     ],
     [
       {
