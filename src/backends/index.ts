@@ -3,10 +3,11 @@ import type { Backend, BackendName } from './backend.ts';
 import { CpuBackend } from './cpu/index.ts';
 import type { Precision } from './cpu/kernel.ts';
 import { WebGpuBackend, type WebGpuOptions } from './webgpu/index.ts';
+import type { PagingOptions } from './webgpu/paging.ts';
 
 export interface BackendOptions {
   /** WebGPU adapter choice (backend, adapter name, feature level); env vars fill what is left out. */
-  readonly webgpu?: WebGpuOptions;
+  readonly webgpu?: WebGpuOptions & { readonly paging?: PagingOptions };
   /** CPU precision ('f32' default, 'f64' for the oracle). */
   readonly precision?: Precision;
 }

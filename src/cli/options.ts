@@ -7,6 +7,7 @@ export interface BackendCliOptions {
   readonly webgpuBackend?: string;
   readonly webgpuAdapter?: string;
   readonly webgpuFeatureLevel?: 'core' | 'compatibility';
+  readonly deviceBudget?: number;
 }
 
 export function addBackendOptions(cmd: Command): Command {
@@ -26,6 +27,11 @@ export function addBackendOptions(cmd: Command): Command {
         '--webgpu-feature-level <level>',
         'WebGPU feature level (env PEFTC_WEBGPU_FEATURE_LEVEL)',
       ).choices(['core', 'compatibility']),
+    )
+    .option(
+      '--device-budget <MiB>',
+      'WebGPU: keep params within this many MiB on the device; optimizer states beyond it are paged to the host',
+      positiveNumber('--device-budget'),
     );
 }
 
@@ -35,6 +41,7 @@ export function backendFrom(o: BackendCliOptions): Promise<Backend> {
       backend: o.webgpuBackend as never,
       adapter: o.webgpuAdapter,
       featureLevel: o.webgpuFeatureLevel,
+      paging: o.deviceBudget ? { deviceBudgetBytes: Math.floor(o.deviceBudget * 2 ** 20) } : undefined,
     },
   });
 }

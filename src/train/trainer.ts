@@ -140,7 +140,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const params = await readAll(trainExe, run.trainable);
     for (const a of run.adapters) {
       adapterDirs.push(
-        savePeftAdapter(dir, run.forward, (n) => params.get(n)!, a, o.model.dir ?? o.model.source),
+        // Frozen tensors PEFT saves beside the adapter (a targeted embedding's base weight) come from the store.
+        savePeftAdapter(
+          dir,
+          run.forward,
+          (n) => params.get(n) ?? run.weights.get(n)!,
+          a,
+          o.model.dir ?? o.model.source,
+        ),
       );
     }
   };
