@@ -120,6 +120,55 @@ await gpuSuite('webgpu adversarial review', ({ backend }) => {
     );
   });
 
+  it('concat of 20 inputs (more than the storage buffers one dispatch may bind)', async () => {
+    const b = new GraphBuilder();
+    const feeds: Record<string, Tensor> = {};
+    const xs = Array.from({ length: 20 }, (_, i) => {
+      const shape = [2, i % 4, 3];
+      feeds[`x${i}`] = rand(100 + i, shape);
+      return b.input(`x${i}`, 'f32', shape);
+    });
+    const ys = Array.from({ length: 17 }, (_, i) => {
+      const shape = [i + 1, 2];
+      feeds[`y${i}`] = rand(200 + i, shape);
+      return b.input(`y${i}`, 'f32', shape);
+    });
+    await agree(backend, b.build({ mid: b.concat(xs, 1), first: b.concat(ys, 0) }), feeds);
+  });
+
+  it('zero-sized operands: a linear with in_features 0 writes zeros (+ bias) over a reused pool buffer', async () => {
+    const b = new GraphBuilder();
+    const a = b.input('a', 'f32', [3, 4]);
+    const x = b.input('x', 'f32', [3, 0]);
+    const w = b.input('w', 'f32', [4, 0]);
+    const bias = b.input('bias', 'f32', [4]);
+    const used = b.sum(b.exp(a), [1]); // exp(a) frees a [3,4] buffer for the linears
+    const outs = {
+      used,
+      lin: b.linear(x, w),
+      mm: b.matmul(x, w, { transpose_b: true }),
+      s: b.sum(x, [1]),
+      c: b.concat([x, x], 0),
+    };
+    const feeds = {
+      a: rand(20, [3, 4]),
+      x: tensorOf('f32', [3, 0], []),
+      w: tensorOf('f32', [4, 0], []),
+      bias: rand(21, [4]),
+    };
+    await agree(backend, b.build(outs), feeds);
+    // x W^T + b is b on every row (torch.nn.functional.linear); the CPU interpreter gives 0 here.
+    const withBias = b.build({ used, linb: b.linear(x, w, bias) });
+    const exe = await backend.compile(withBias, new MapWeightStore());
+    try {
+      const got = (await exe.run({ feeds })).linb;
+      const want = Array.from({ length: 3 }, () => Array.from(feeds.bias.data)).flat();
+      expectClose(got, tensorOf('f32', [3, 4], want), 1e-6, 'linb');
+    } finally {
+      exe.dispose();
+    }
+  });
+
   it('casts of out-of-range floats wrap as typed arrays do', async () => {
     const vals = [3e9, -1, -3, 2 ** 31, -(2 ** 31) - 256, 5e9, 1e12, -1e12, 255.7, -0.5, 4294967295];
     const b = new GraphBuilder();

@@ -2,7 +2,7 @@
 // gather/embedding, one_hot. Out-of-range indices (an error on the CPU, which checks
 // them) read as 0 here instead of faulting.
 import { normAxis, numel, strides } from '../../../ir/shape.ts';
-import { computeType, lit } from '../dtypes.ts';
+import { computeType, isPacked, lit } from '../dtypes.ts';
 import type { Kernel, KernelContext } from '../program.ts';
 import { dot, mapKernel, uniformList, unravel } from './map.ts';
 
@@ -68,12 +68,29 @@ const roll: Kernel = (ctx) => {
   });
 };
 
+/**
+ * Inputs per concat dispatch beyond which it is split: with the output, 8 storage
+ * buffers, the least maxStorageBuffersPerShaderStage WebGPU guarantees.
+ */
+export const CONCAT_CHUNK = 7;
+
 const concat: Kernel = (ctx) => {
   const out = ctx.out.shape;
   const ax = normAxis(Number(ctx.node.attrs.axis), out.length);
   const outer = numel(out.slice(0, ax));
   const inner = numel(out.slice(ax + 1));
   const total = out[ax];
+  if (ctx.inputs.length > CONCAT_CHUNK && !isPacked(ctx.out.dtype)) {
+    // One dispatch per chunk of inputs, each writing its own slab of the output.
+    const steps = [];
+    for (let first = 0, start = 0; first < ctx.inputs.length; first += CONCAT_CHUNK) {
+      const ks = ctx.inputs.slice(first, first + CONCAT_CHUNK).map((_, j) => first + j);
+      const len = ks.reduce((s, k) => s + ctx.inputs[k].shape[ax], 0);
+      steps.push(...concatChunk(ctx, ks, { outer, inner, total, start, len }).steps);
+      start += len;
+    }
+    return { steps };
+  }
   return mapKernel({
     ctx,
     desc: { inputs: ctx.inputs.length },
@@ -94,6 +111,40 @@ const concat: Kernel = (ctx) => {
     },
   });
 };
+
+/** The part of a concat that inputs `ks` fill: `len` positions of the axis from `start`. */
+function concatChunk(
+  ctx: KernelContext,
+  ks: readonly number[],
+  c: { outer: number; inner: number; total: number; start: number; len: number },
+) {
+  const ax = normAxis(Number(ctx.node.attrs.axis), ctx.out.shape.length);
+  return mapKernel({
+    ctx,
+    inputs: ks,
+    desc: { inputs: ks.length, chunk: true },
+    scatter: {
+      count: c.outer * c.len * c.inner,
+      index: (u, i) => {
+        const [innerU, lenU, totalU, startU] = [c.inner, c.len, c.total, c.start].map((x) => u.u32(x));
+        return `((${i} / ${innerU}) / ${lenU} * ${totalU} + ${startU} + (${i} / ${innerU}) % ${lenU}) * ${innerU} + ${i} % ${innerU}`;
+      },
+    },
+    body: (u) => {
+      const innerU = u.u32(c.inner);
+      const lenU = u.u32(c.len);
+      let s = `  let q = i % ${innerU};\n  let t = i / ${innerU};\n  let a = t % ${lenU};\n  let o = t / ${lenU};\n`;
+      let start = 0;
+      ks.forEach((k, j) => {
+        const len = ctx.inputs[k].shape[ax];
+        const [lU, sU] = [u.u32(len), u.u32(start)];
+        s += `  if (a < ${sU} + ${lU}) { return ld_in${j}((o * ${lU} + (a - ${sU})) * ${innerU} + q); }\n`;
+        start += len;
+      });
+      return `${s}  return ${lit(0, computeType(ctx.out.dtype))};`;
+    },
+  });
+}
 
 /** numpy.take along `axis`: out[pre, j..., post] = x[pre, idx[j...], post]. */
 function take(ctx: KernelContext, axis: number) {

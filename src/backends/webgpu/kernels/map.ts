@@ -28,6 +28,11 @@ export interface MapSpec {
   readonly helpers?: string;
   /** Body of `fn value(i: u32) -> CT`; may call ld_in<k>(j) and read uniforms made through `u`. */
   readonly body: (u: Uniforms) => string;
+  /**
+   * `count` invocations, invocation `i` writing output element `index(u, 'i')` instead of
+   * element i (a part of the output, e.g. one chunk of a concat); not for packed outputs.
+   */
+  readonly scatter?: { readonly count: number; readonly index: (u: Uniforms, i: string) => string };
 }
 
 /** Plans a map kernel for the node's output. */
@@ -37,11 +42,15 @@ export function mapKernel(spec: MapSpec): KernelPlan {
   const inputs = spec.inputs ?? ctx.inputs.map((_, i) => i);
   const inDtypes = inputs.map((k) => ctx.inputs[k].dtype);
   const u = new Uniforms();
-  const n = numel(out.shape);
+  const { scatter } = spec;
+  const n = scatter ? scatter.count : numel(out.shape);
   const nU = u.u32(n);
   const body = spec.body(u);
   const ct = computeType(out.dtype);
   const packed = isPacked(out.dtype);
+  if (scatter && packed)
+    throw new Error(`internal: a scattering map kernel cannot write packed ${out.dtype}`);
+  const at = scatter ? scatter.index(u, 't') : 't';
   const pw = perWord(out.dtype);
   const items = packed ? Math.ceil(n / pw) : n;
   const itemsU = u.u32(items);
@@ -54,7 +63,7 @@ export function mapKernel(spec: MapSpec): KernelPlan {
   code += `fn value(i: u32) -> ${ct} {\n${body}\n}\n`;
   code += entry([MAP_WORKGROUP]);
   code += `  let t = wid * ${MAP_WORKGROUP}u + lid;\n  if (t >= ${itemsU}) { return; }\n`;
-  if (!packed) code += `  ${storeStmt('outb', out.dtype, 't', 'value(t)')}\n}\n`;
+  if (!packed) code += `  ${storeStmt('outb', out.dtype, at, 'value(t)')}\n}\n`;
   else {
     const mask = out.dtype === 'u8' ? '0xffu' : '0xfu';
     const shift = out.dtype === 'u8' ? 'e * 8u' : '(e >> 1u) * 8u + select(4u, 0u, (e & 1u) == 1u)';

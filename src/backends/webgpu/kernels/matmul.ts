@@ -403,7 +403,8 @@ const linear: Kernel = (ctx) => {
       dtype: x.dtype,
       bDtype: w.dtype,
       outDtype: ctx.out.dtype,
-      m: k === 0 ? 0 : numel(x.shape) / k,
+      // Not numel(x) / k: with k = 0 the output still has rows (of zeros, or the bias).
+      m: numel(x.shape.slice(0, -1)),
       n,
       k,
       ta: false,
