@@ -217,9 +217,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         tokens_per_s: progress.rates().tokensPerS,
         time: (performance.now() - t0) / 1000,
       });
-      if (o.saveEvery && done % o.saveEvery === 0 && done !== o.steps) {
+      if (o.saveEvery && done % o.saveEvery === 0) {
         await saveAdapters(join(o.out, `step-${done}`));
-        await saveResumable(done);
+        // The last step's resumable checkpoint is written below, with the final adapter.
+        if (done !== o.steps) await saveResumable(done);
       }
     }
     progress.stop();

@@ -86,6 +86,8 @@ describe('training', () => {
     const first = base({ steps: 4, saveEvery: 2 });
     await runTrain(first, sink as never);
     expect(existsSync(join(first.out, 'step-2', 'adapter_model.safetensors'))).toBe(true);
+    // Every multiple of --save-every, the last step included.
+    expect(existsSync(join(first.out, 'step-4', 'adapter_config.json'))).toBe(true);
     expect(readdirSync(first.out)).toContain('checkpoint-4');
     // lr tiny: after one step the weights barely move from the init adapter.
     const next = base({ steps: 1, initAdapter: first.out, lr: 1e-12 });
