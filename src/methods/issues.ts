@@ -59,8 +59,20 @@ function objectsAt(schema: z.ZodType, path: Path): Def[] {
 }
 
 /** The object keys a schema accepts at `path`. */
-export function keysAt(schema: z.ZodType, path: Path): string[] {
-  return [...new Set(objectsAt(schema, path).flatMap((d) => Object.keys(d.shape)))];
+export function keysAt(schema: z.ZodType, path: Path, input?: unknown): string[] {
+  const all = objectsAt(schema, path);
+  // In a discriminated union, only the variant the input's tag picks (e.g. optimizer.type).
+  const obj = valueAt(input, path);
+  const picked =
+    obj && typeof obj === 'object'
+      ? all.filter((d) =>
+          Object.entries(d.shape as Record<string, Def>).every(([k, f]) => {
+            const tags = f?._zod?.def?.values as unknown[] | undefined;
+            return !tags || !(k in obj) || tags.includes((obj as Record<string, unknown>)[k]);
+          }),
+        )
+      : all;
+  return [...new Set((picked.length ? picked : all).flatMap((d) => Object.keys(d.shape)))];
 }
 
 /** The literal values of key `key` across the object schemas at `path` (a discriminated union's tags). */
@@ -85,7 +97,7 @@ export function formatIssues(
   for (const issue of error.issues) {
     const at = issue.path as Path;
     if (issue.code === 'unrecognized_keys') {
-      const known = keysAt(schema, at);
+      const known = keysAt(schema, at, input);
       for (const key of issue.keys) {
         const path = formatPath([...prefix, ...at, key]);
         const near = closest(key, known);

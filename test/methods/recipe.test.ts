@@ -84,6 +84,19 @@ describe('recipes', () => {
     );
   });
 
+  it("unknown key in a tagged variant: only that variant's keys are suggested", () => {
+    // min_8bit_size belongs to adamw8bit, not adamw: no suggestion of it for adamw.
+    const e = errorOf({ methods: [{ method: 'lora' }], optimizer: { type: 'adamw', min_8bit_size: 4096 } });
+    expect(e.message).toBe(
+      'optimizer.min_8bit_size: unknown key; known keys: type, lr, betas, eps, weight_decay',
+    );
+    const f = errorOf({
+      methods: [{ method: 'lora' }],
+      optimizer: { type: 'adamw8bit', min_8bit_siz: 4096 },
+    });
+    expect(f.message).toBe('optimizer.min_8bit_siz: unknown key; did you mean min_8bit_size?');
+  });
+
   it('typo key: names the path and suggests the key', () => {
     const e = errorOf({ methods: [{ method: 'lora' }, { method: 'lora', adapter_name: 'b', rnak: 4 }] });
     expect(e.path).toBe('methods[1].rnak');
