@@ -169,6 +169,36 @@ await gpuSuite('webgpu adversarial review', ({ backend }) => {
     }
   });
 
+  it('map kernels: vec4 and several items per invocation, with tails, every dtype path', async () => {
+    for (const n of [12296, 12294, 4, 3]) {
+      const b = new GraphBuilder();
+      const x = b.input('x', 'f32', [n]);
+      const y = b.input('y', 'f32', [n]);
+      const i = b.input('i', 'i32', [n]);
+      const g = b.build({
+        add: b.add(x, y),
+        div: b.div(x, b.add(b.unary('abs', y), b.const(1))),
+        copy: b.cast(x, 'f32'),
+        scale: b.scale(x, -0.5),
+        exp: b.exp(b.scale(x, 0.1)),
+        neg: b.neg(i),
+        imul: b.mul(i, i),
+        isub: b.sub(i, b.cast(x, 'i32')),
+        bias: b.add(
+          b.reshape(x, [n / (n % 2 ? 1 : 2), n % 2 ? 1 : 2]),
+          b.const([1, 2].slice(0, n % 2 ? 1 : 2), [n % 2 ? 1 : 2]),
+        ),
+        bytes: b.cast(i, 'u8'),
+      });
+      const iv = rand(31, [n], -1e6, 1e6);
+      await agree(backend, g, {
+        x: rand(30, [n]),
+        y: rand(32, [n]),
+        i: tensorOf('i32', [n], Array.from(iv.data, Math.trunc)),
+      });
+    }
+  });
+
   it('casts of out-of-range floats wrap as typed arrays do', async () => {
     const vals = [3e9, -1, -3, 2 ** 31, -(2 ** 31) - 256, 5e9, 1e12, -1e12, 255.7, -0.5, 4294967295];
     const b = new GraphBuilder();

@@ -48,14 +48,18 @@ const UNARY: Record<string, Unary> = {
   sign: (x, ct) => (ct === 'u32' ? `select(0u, 1u, ${x} > 0u)` : `sign(${x})`),
 };
 
-function unary(f: Unary): Kernel {
-  return (ctx) =>
-    mapKernel({
+/** `vec4`: the op's expression is valid WGSL on vec4 operands too (mapKernel's vec4 path). */
+function unary(f: Unary, vec4 = false): Kernel {
+  return (ctx) => {
+    const ct = computeType(ctx.out.dtype);
+    return mapKernel({
       ctx,
       desc: {},
       helpers: MATH,
-      body: () => `  let x = ld_in0(i);\n  return ${f('x', computeType(ctx.out.dtype))};`,
+      body: () => `  let x = ld_in0(i);\n  return ${f('x', ct)};`,
+      vec4: vec4 ? () => `  let x = ld4_in0(i);\n  return ${f('x', ct)};` : undefined,
     });
+  };
 }
 
 type Binary = (a: string, b: string, ct: 'f32' | 'i32' | 'u32') => string;
@@ -76,11 +80,13 @@ const BINARY: Record<string, Binary> = {
   equal: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} == ${b})`,
 };
 
-function binary(f: Binary): Kernel {
+function binary(f: Binary, vec4 = false): Kernel {
   return (ctx) => {
     const [a, b] = ctx.inputs;
     const out = ctx.out.shape;
+    const ct = computeType(ctx.out.dtype);
     return mapKernel({
+      vec4: vec4 ? () => `  return ${f('ld4_in0(i)', 'ld4_in1(i)', ct)};` : undefined,
       ctx,
       desc: { rank: out.length, bcast: [broadcastKind(out, a.shape), broadcastKind(out, b.shape)] },
       helpers: MATH,
@@ -147,6 +153,8 @@ const cast: Kernel = (ctx) => {
     desc: {},
     helpers: WRAP_U32,
     body: () => `  let x = ld_in0(i);\n  return ${expr};`,
+    // Same compute type: a copy (or a reinterpretation the storage already is).
+    vec4: from === to && expr === 'x' ? () => '  return ld4_in0(i);' : undefined,
   });
 };
 
@@ -160,6 +168,7 @@ const scale: Kernel = (ctx) => {
       const f = u.f32v(factor);
       return ct === 'f32' ? `  return ld_in0(i) * ${f};` : `  return ${ct}(f32(ld_in0(i)) * ${f});`;
     },
+    vec4: ct === 'f32' ? (u) => `  return ld4_in0(i) * ${u.f32v(factor)};` : undefined,
   });
 };
 
@@ -210,21 +219,21 @@ function gelu(ctx: KernelContext): KernelPlan {
 }
 
 export const elementwiseKernels = {
-  add: binary(BINARY.add),
-  sub: binary(BINARY.sub),
-  mul: binary(BINARY.mul),
-  div: binary(BINARY.div),
+  add: binary(BINARY.add, true),
+  sub: binary(BINARY.sub, true),
+  mul: binary(BINARY.mul, true),
+  div: (ctx) => binary(BINARY.div, computeType(ctx.out.dtype) === 'f32')(ctx),
   pow: binary(BINARY.pow),
   maximum: binary(BINARY.maximum),
   minimum: binary(BINARY.minimum),
   greater: binary(BINARY.greater),
   equal: binary(BINARY.equal),
-  neg: unary(UNARY.neg),
-  abs: unary(UNARY.abs),
-  exp: unary(UNARY.exp),
-  log: unary(UNARY.log),
-  sqrt: unary(UNARY.sqrt),
-  rsqrt: unary(UNARY.rsqrt),
+  neg: unary(UNARY.neg, true),
+  abs: unary(UNARY.abs, true),
+  exp: unary(UNARY.exp, true),
+  log: unary(UNARY.log, true),
+  sqrt: unary(UNARY.sqrt, true),
+  rsqrt: unary(UNARY.rsqrt, true),
   relu: unary(UNARY.relu),
   sigmoid: unary(UNARY.sigmoid),
   tanh: unary(UNARY.tanh),

@@ -12,11 +12,14 @@ import {
   loadFn,
   PRELUDE,
   perWord,
+  storageElem,
   storeStmt,
 } from '../dtypes.ts';
 import { type BindingRef, entry, type KernelContext, type KernelPlan, Uniforms } from '../program.ts';
 
 export const MAP_WORKGROUP = 256;
+/** Items (elements, or words of packed outputs) each invocation writes. */
+export const MAP_PER_INVOCATION = 4;
 
 export interface MapSpec {
   readonly ctx: KernelContext;
@@ -33,6 +36,26 @@ export interface MapSpec {
    * element i (a part of the output, e.g. one chunk of a concat); not for packed outputs.
    */
   readonly scatter?: { readonly count: number; readonly index: (u: Uniforms, i: string) => string };
+  /**
+   * Body of `fn value4(i: u32) -> vec4<CT>`, elements 4i..4i+3, from `ld4_in<k>(i)`: used
+   * instead of `body` when every bound input is read at the output's own index (no
+   * broadcast), the element count is a multiple of 4 and no dtype is f16 or packed.
+   */
+  readonly vec4?: (u: Uniforms) => string;
+}
+
+/** Whether mapKernel takes the vec4 path for this spec (see MapSpec.vec4). */
+function vec4Applies(spec: MapSpec, inputs: readonly number[]): boolean {
+  const { ctx } = spec;
+  const n = numel(ctx.out.shape);
+  const dts = [...inputs.map((k) => ctx.inputs[k].dtype), ctx.out.dtype];
+  return (
+    !!spec.vec4 &&
+    !spec.scatter &&
+    n % 4 === 0 &&
+    dts.every((d) => d !== 'f16' && !isPacked(d)) &&
+    inputs.every((k) => numel(ctx.inputs[k].shape) === n)
+  );
 }
 
 /** Plans a map kernel for the node's output. */
@@ -45,25 +68,40 @@ export function mapKernel(spec: MapSpec): KernelPlan {
   const { scatter } = spec;
   const n = scatter ? scatter.count : numel(out.shape);
   const nU = u.u32(n);
-  const body = spec.body(u);
+  const vec = vec4Applies(spec, inputs);
+  const body = vec && spec.vec4 ? spec.vec4(u) : spec.body(u);
   const ct = computeType(out.dtype);
   const packed = isPacked(out.dtype);
   if (scatter && packed)
     throw new Error(`internal: a scattering map kernel cannot write packed ${out.dtype}`);
   const at = scatter ? scatter.index(u, 't') : 't';
   const pw = perWord(out.dtype);
-  const items = packed ? Math.ceil(n / pw) : n;
+  const items = packed ? Math.ceil(n / pw) : vec ? n / 4 : n;
   const itemsU = u.u32(items);
   let code = enables([...inDtypes, out.dtype]) + PRELUDE + u.decl();
+  const vdecl = (name: string, d: DType, binding: number, write: boolean) =>
+    `@group(0) @binding(${binding}) var<storage, ${write ? 'read_write' : 'read'}> ${name}: array<vec4<${storageElem(d)}>>;\n`;
   inputs.forEach((k, j) => {
-    code += declStorage(`in${j}`, ctx.inputs[k].dtype, j + 1, false) + loadFn(`in${j}`, ctx.inputs[k].dtype);
+    const d = ctx.inputs[k].dtype;
+    code += vec
+      ? `${vdecl(`in${j}`, d, j + 1, false)}fn ld4_in${j}(i: u32) -> vec4<${computeType(d)}> { return in${j}[i]; }\n`
+      : declStorage(`in${j}`, d, j + 1, false) + loadFn(`in${j}`, d);
   });
-  code += declStorage('outb', out.dtype, inputs.length + 1, true);
+  code += vec
+    ? vdecl('outb', out.dtype, inputs.length + 1, true)
+    : declStorage('outb', out.dtype, inputs.length + 1, true);
   code += spec.helpers ?? '';
-  code += `fn value(i: u32) -> ${ct} {\n${body}\n}\n`;
+  code += vec
+    ? `fn value4(i: u32) -> vec4<${ct}> {\n${body}\n}\n`
+    : `fn value(i: u32) -> ${ct} {\n${body}\n}\n`;
   code += entry([MAP_WORKGROUP]);
-  code += `  let t = wid * ${MAP_WORKGROUP}u + lid;\n  if (t >= ${itemsU}) { return; }\n`;
-  if (!packed) code += `  ${storeStmt('outb', out.dtype, at, 'value(t)')}\n}\n`;
+  // Several items per invocation, a workgroup apart so neighbouring invocations stay on
+  // neighbouring items (coalesced on GPUs, contiguous SIMD lanes on lavapipe).
+  code += `  for (var rep = 0u; rep < ${MAP_PER_INVOCATION}u; rep++) {
+  let t = (wid * ${MAP_PER_INVOCATION}u + rep) * ${MAP_WORKGROUP}u + lid;
+  if (t >= ${itemsU}) { return; }\n`;
+  if (vec) code += '  outb[t] = value4(t);\n  }\n}\n';
+  else if (!packed) code += `  ${storeStmt('outb', out.dtype, at, 'value(t)')}\n  }\n}\n`;
   else {
     const mask = out.dtype === 'u8' ? '0xffu' : '0xfu';
     const shift = out.dtype === 'u8' ? 'e * 8u' : '(e >> 1u) * 8u + select(4u, 0u, (e & 1u) == 1u)';
@@ -73,6 +111,7 @@ export function mapKernel(spec: MapSpec): KernelPlan {
     if (i < ${nU}) { word = word | ((u32(value(i)) & ${mask}) << (${shift})); }
   }
   outb[t] = word;
+  }
 }
 `;
   }
@@ -89,11 +128,12 @@ export function mapKernel(spec: MapSpec): KernelPlan {
           dtypes: [...inDtypes, out.dtype],
           workgroup: [MAP_WORKGROUP],
           ...spec.desc,
+          ...(vec ? { vec4: true } : {}),
         },
         code,
         uniforms: u,
         bindings,
-        workgroups: Math.ceil(items / MAP_WORKGROUP),
+        workgroups: Math.ceil(items / (MAP_WORKGROUP * MAP_PER_INVOCATION)),
       },
     ],
   };
