@@ -38,7 +38,9 @@ export const matmul: CpuKernel = ([a, b], ctx) => {
 /** linear: y = x W^T + b with W [out, in] (torch.nn.Linear); x is [..., in]. */
 export const linear: CpuKernel = ([x, w, bias], ctx) => {
   const [outF, inF] = w.shape;
-  const rows = x.data.length / inF;
+  // Rows from the output shape: with in_features = 0 the input has no elements but the
+  // output still has rows (all equal to the bias, as PyTorch gives).
+  const rows = ctx.node.type.shape.slice(0, -1).reduce((a, d) => a * d, 1);
   const out = empty(ctx, ctx.node.type.dtype, ctx.node.type.shape);
   for (let r = 0; r < rows; r++) {
     for (let o = 0; o < outF; o++) {

@@ -157,8 +157,9 @@ await gpuSuite('webgpu adversarial review', ({ backend }) => {
       bias: rand(21, [4]),
     };
     await agree(backend, b.build(outs), feeds);
-    // x W^T + b is b on every row (torch.nn.functional.linear); the CPU interpreter gives 0 here.
+    // x W^T + b is b on every row (torch.nn.functional.linear), on both backends.
     const withBias = b.build({ used, linb: b.linear(x, w, bias) });
+    await agree(backend, withBias, feeds);
     const exe = await backend.compile(withBias, new MapWeightStore());
     try {
       const got = (await exe.run({ feeds })).linb;
