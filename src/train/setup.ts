@@ -26,7 +26,10 @@ export interface RunShape {
 export interface PreparedRun {
   /** Forward graph with the recipe's methods applied; outputs `loss`. */
   readonly forward: Graph;
-  /** forward + backward + optimizer update (assign: outputs). */
+  /**
+   * forward + backward + optimizer update (assign: outputs); with gradient_accumulation_steps
+   * k > 1 one run is one micro-step (inputs `apply` and `opt_step`, see appendOptimizer).
+   */
   readonly step: Graph;
   /** Every param of `step`, bound. */
   readonly weights: MapWeightStore;
@@ -64,9 +67,6 @@ export function prepareRun(
   shape: RunShape,
   opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore },
 ): PreparedRun {
-  if (recipe.gradient_accumulation_steps !== 1) {
-    throw new UserError('gradient_accumulation_steps > 1 is not supported yet; raise --batch instead');
-  }
   const base = modelGraph(model, shape, { loss: true, logits: false });
   const applied = applyRecipe(base.graph, recipe, { weights: base.weights, log: () => {} });
   // 4-bit weights (qlora, or a 4-bit checkpoint) are dequantized inside their matmuls.
@@ -83,6 +83,7 @@ export function prepareRun(
     maxGradNorm: recipe.max_grad_norm ?? undefined,
     checkpointing: recipe.checkpointing,
     groups: groups.slice(1),
+    accumulate: recipe.gradient_accumulation_steps,
   });
   const step = fuseDequant(step0);
   const layers: WeightStore[] = [];

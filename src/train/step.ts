@@ -35,6 +35,8 @@ export interface TrainStepSpec {
   readonly checkpointing?: boolean;
   /** Extra param groups (LoRA+ and friends); first match wins. */
   readonly groups?: readonly (ParamGroup & { readonly match: (param: Node) => boolean })[];
+  /** Micro-steps per optimizer step (gradient_accumulation_steps; default 1). */
+  readonly accumulate?: number;
 }
 
 /** PyTorch defaults: AdamW betas (0.9, 0.999), eps 1e-8, weight_decay 0.01; SGD weight_decay 0. */
@@ -61,6 +63,7 @@ export function buildTrainStep(forward: Graph, spec: TrainStepSpec): Graph {
     defaultGroup: { name: 'default', lrScale: 1, weightDecay: defaultWeightDecay(spec.optimizer) },
     groups: spec.groups,
     maxGradNorm: spec.maxGradNorm,
+    accumulate: spec.accumulate,
   });
 }
 

@@ -2,6 +2,7 @@
 // optimizer update in one graph, params updated in place on the device), an eval
 // executable of the same model that receives the trained params before each eval,
 // seeded batches that are a pure function of the step (so resume continues exactly),
+// gradient accumulation as micro-steps of that same executable (gradient_accumulation_steps),
 // NaN/inf detection, atomic checkpoints, a JSONL log, a progress bar and a loss plot.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +30,9 @@ export interface TrainOptions {
   readonly tokenizer?: Tokenizer;
   readonly backend: Backend;
   readonly out: string;
+  /** Optimizer steps. */
   readonly steps: number;
+  /** Sequences per micro-batch (an optimizer step takes gradient_accumulation_steps of them). */
   readonly batch: number;
   readonly seed: number;
   readonly initAdapter?: string;
@@ -113,7 +116,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     fingerprint: dataset.fingerprint,
   });
   const startStep = ckpt?.step ?? 0;
-  if (ckpt) batcher.assertResumable((ckpt.state as unknown as ResumeState).cursor);
+  // Micro-batches per optimizer step; the data cursor counts micro-batches.
+  const accum = recipe.gradient_accumulation_steps;
+  if (ckpt) {
+    const cursor = (ckpt.state as unknown as ResumeState).cursor;
+    batcher.assertResumable(cursor);
+    if (cursor.step !== startStep * accum) {
+      throw new UserError(
+        `cannot resume exactly at step ${startStep}: the checkpoint consumed ${cursor.step} batches, which is not ${startStep} steps of gradient_accumulation_steps ${accum} (did it change since?). Use the same recipe, or start a fresh run.`,
+      );
+    }
+  }
   if (startStep >= o.steps)
     throw new UserError(`the checkpoint is at step ${startStep}; ask for more --steps than that`);
 
@@ -165,7 +178,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       step,
       params,
       optimizer: await readAll(trainExe, run.state),
-      state: { cursor: batcher.cursor(step), recipe: resolveRecipe(recipe) } as Record<string, unknown>,
+      state: { cursor: batcher.cursor(step * accum), recipe: resolveRecipe(recipe) } as Record<
+        string,
+        unknown
+      >,
     });
     // Keep only the newest checkpoint once the new one is complete.
     if (lastGood && lastGood !== dir && existsSync(lastGood))
@@ -181,27 +197,40 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       progress.log(`eval loss at step 0: ${initial.toFixed(4)} (${evalSet.length} batch(es))`);
     }
     for (let k = startStep; k < o.steps; k++) {
-      const batch = batcher.batchAt(k);
       const lr = lrAt(recipe.schedule, recipe.optimizer.lr, k, o.steps);
-      const res = await trainExe.run({
-        feeds: {
-          input_ids: batch.input_ids,
-          labels: batch.labels,
-          lr: scalarF32(lr),
-          step: scalarI32(k + 1),
-        },
-        outputs: recipe.max_grad_norm ? ['loss', 'grad_norm'] : ['loss'],
-      });
-      const loss = res.loss.data[0];
+      let lossSum = 0;
+      let tokens = 0;
+      let gradNorm: number | undefined;
+      for (let j = 0; j < accum; j++) {
+        const micro = k * accum + j;
+        const batch = batcher.batchAt(micro);
+        const last = j === accum - 1;
+        const res = await trainExe.run({
+          feeds: {
+            input_ids: batch.input_ids,
+            labels: batch.labels,
+            lr: scalarF32(lr),
+            // `step` counts micro-steps (dropout masks differ per micro-batch); t is `opt_step`.
+            step: scalarI32(micro + 1),
+            ...(accum > 1 ? { apply: scalarF32(last ? 1 : 0), opt_step: scalarI32(k + 1) } : {}),
+          },
+          outputs: recipe.max_grad_norm && last ? ['loss', 'grad_norm'] : ['loss'],
+        });
+        lossSum += res.loss.data[0];
+        tokens += batch.tokens;
+        if (res.grad_norm) gradNorm = res.grad_norm.data[0];
+      }
+      // As Hugging Face logs it: the mean of the micro-batch losses.
+      const loss = lossSum / accum;
       const done = k + 1;
-      tokensSeen += batch.tokens;
+      tokensSeen += tokens;
       if (!Number.isFinite(loss)) {
         throw new UserError(
           `step ${done}: the loss is ${loss}; training stopped. ${lastGood ? `The last good checkpoint is ${lastGood}.` : 'No checkpoint was written yet.'} Try a lower --lr or set max_grad_norm in the recipe.`,
         );
       }
       losses.push(loss);
-      progress.update({ step: done, loss, lr, tokens: batch.tokens });
+      progress.update({ step: done, loss, lr, tokens });
       let evalLoss: number | undefined;
       if (done % evalEvery === 0 || done === o.steps) {
         await syncEval();
@@ -213,7 +242,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         loss,
         lr,
         ...(evalLoss !== undefined ? { eval_loss: evalLoss } : {}),
-        ...(res.grad_norm ? { grad_norm: res.grad_norm.data[0] } : {}),
+        ...(gradNorm !== undefined ? { grad_norm: gradNorm } : {}),
         tokens_per_s: progress.rates().tokensPerS,
         time: (performance.now() - t0) / 1000,
       });

@@ -1,10 +1,19 @@
 // `optimizer` pass: appends global-norm clipping and per-param updates to a graph
-// that carries `grad:<param>` outputs (from autodiff).
+// that carries `grad:<param>` outputs (from autodiff), optionally accumulating the
+// gradients of several micro-steps in device-resident state before each update.
 
 import { ASSIGN_PREFIX } from '../../backends/backend.ts';
 import { GraphBuilder, type Value } from '../../ir/builder.ts';
 import type { Graph, GraphOutput, Node } from '../../ir/graph.ts';
-import { GRAD_PREFIX, type ParamGroup, stateName, type UpdateRule } from './types.ts';
+import {
+  ACCUMULATOR_KIND,
+  APPLY_INPUT,
+  GRAD_PREFIX,
+  OPT_STEP_INPUT,
+  type ParamGroup,
+  stateName,
+  type UpdateRule,
+} from './types.ts';
 
 export * from './adamw8bit.ts';
 export * from './rules.ts';
@@ -20,6 +29,17 @@ export interface OptimizerPassOptions {
   readonly maxGradNorm?: number;
   /** Keep the `grad:` outputs (default false: gradients die inside the step). */
   readonly keepGrads?: boolean;
+  /**
+   * Gradient accumulation over this many micro-steps (default 1: no accumulator, every run
+   * updates). With k > 1 each param gets a zero-initialized state `optimizer.grad_acc.<p>` and
+   * the graph two scalar inputs: `apply` (non-zero on the last micro-step of an optimizer
+   * step) and `opt_step` (the 1-based optimizer step t, which the update rules read instead of
+   * `step`; `step` stays the micro-step counter that drives dropout). The update sees the
+   * mean gradient acc + g/k (Hugging Face scales each micro-batch loss by 1/k), clipped as a
+   * whole; params and states change only where `apply` is set, and the accumulator returns
+   * to zero there.
+   */
+  readonly accumulate?: number;
 }
 
 export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
@@ -29,20 +49,46 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
   const b = GraphBuilder.from(g);
   const params = new Map(g.params().map((p) => [String(p.attrs.name), p]));
   const lr = b.input('lr', 'f32', []);
+  const k = opts.accumulate ?? 1;
+  if (!Number.isInteger(k) || k < 1)
+    throw new Error(`optimizer pass: accumulate must be a positive integer, got ${k}`);
+  for (const name of k > 1 ? [APPLY_INPUT, OPT_STEP_INPUT] : []) {
+    if (g.inputs().some((n) => n.attrs.name === name))
+      throw new Error(`optimizer pass: the graph already has an input '${name}', which accumulation adds`);
+  }
   // The 1-based step count: an existing scalar `step` input (the training graph's, which
-  // also drives dropout masks) or a new f32 one.
+  // also drives dropout masks) or a new f32 one. Accumulating, t comes from `opt_step` (of
+  // the same dtype) and `step` is left to count micro-steps.
   const existing = g.inputs().find((n) => n.attrs.name === 'step');
   if (existing && existing.type.shape.length !== 0)
     throw new Error("optimizer pass: input 'step' must be a scalar");
-  const step = !existing
-    ? b.input('step', 'f32', [])
-    : existing.type.dtype === 'f32'
-      ? b.value(existing.id)
-      : b.cast(b.value(existing.id), 'f32');
+  const stepDtype = existing?.type.dtype ?? 'f32';
+  const stepIn =
+    k > 1
+      ? b.input(OPT_STEP_INPUT, stepDtype, [])
+      : existing
+        ? b.value(existing.id)
+        : b.input('step', 'f32', []);
+  const step = stepDtype === 'f32' ? stepIn : b.cast(stepIn, 'f32');
+  const apply = k > 1 ? b.input(APPLY_INPUT, 'f32', []) : undefined;
+  // Accumulating, a new value takes effect only on the micro-step that applies the update.
+  const gated = (next: Value, old: Value) => (apply ? b.where(apply, next, old) : next);
   const outputs: GraphOutput[] = g.outputs.filter((o) => opts.keepGrads || !o.name.startsWith(GRAD_PREFIX));
   const out = (name: string, v: Value) => outputs.push({ name, id: v.id });
 
   let gradValues = grads.map((o) => b.value(o.id));
+  if (apply) {
+    gradValues = gradValues.map((v, i) => {
+      const name = grads[i].name.slice(GRAD_PREFIX.length);
+      return b.withScope(`optimizer.${name}`, () => {
+        const sn = stateName(ACCUMULATOR_KIND, name);
+        const acc = b.param(sn, v.type.dtype, v.type.shape, 'state', { kind: 'zeros' });
+        const mean = b.add(acc, b.scale(v, 1 / k));
+        out(`${ASSIGN_PREFIX}${sn}`, b.where(apply, b.const(0, [], v.type.dtype), mean));
+        return mean;
+      });
+    });
+  }
   if (opts.maxGradNorm !== undefined) {
     const total = b.withScope('optimizer.clip', () => {
       const sq = gradValues.map((v) =>
@@ -77,7 +123,7 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
       const glr = group.lrScale === 1 ? lr : b.scale(lr, group.lrScale);
       const states = new Map<string, Value>();
       const value = b.value(param.id);
-      return rule({
+      const next = rule({
         b,
         param,
         value,
@@ -95,9 +141,14 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
           return v;
         },
         assignState(kind, nextState) {
-          out(`${ASSIGN_PREFIX}${stateName(kind, name)}`, nextState);
+          const sn = stateName(kind, name);
+          const old = states.get(sn);
+          if (apply && !old)
+            throw new Error(`optimizer pass: '${sn}' is assigned but was never declared with state()`);
+          out(`${ASSIGN_PREFIX}${sn}`, old ? gated(nextState, old) : nextState);
         },
       });
+      return gated(next, value);
     });
     out(`${ASSIGN_PREFIX}${name}`, next);
   });

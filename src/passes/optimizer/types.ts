@@ -2,7 +2,8 @@
 // output `grad:<p>` gets its update appended to the graph, and the new values go
 // out as `assign:<p>` (written back in place by the backend, see backends/backend.ts).
 // The learning rate and the step count are runtime inputs (`lr`, `step`), so one
-// compiled graph serves every step of a schedule.
+// compiled graph serves every step of a schedule; with gradient accumulation the same
+// graph also serves every micro-step (inputs `apply`, `opt_step`; see appendOptimizer).
 import type { GraphBuilder, Value } from '../../ir/builder.ts';
 import type { DType } from '../../ir/dtype.ts';
 import type { Node } from '../../ir/graph.ts';
@@ -25,7 +26,7 @@ export interface UpdateContext {
   readonly group: ParamGroup;
   /** Scalar f32: the group's learning rate this step. */
   readonly lr: Value;
-  /** Scalar f32: the 1-based step number t. */
+  /** Scalar f32: the 1-based optimizer step number t (not the micro-step when accumulating). */
   readonly step: Value;
   /**
    * Declares an optimizer state tensor for this param (zeros at start) and returns its value;
@@ -44,3 +45,10 @@ export const GRAD_PREFIX = 'grad:';
 export function stateName(kind: string, param: string): string {
   return `optimizer.${kind}.${param}`;
 }
+
+/** State kind of the gradient accumulators (`optimizer.grad_acc.<param>`) when accumulating. */
+export const ACCUMULATOR_KIND = 'grad_acc';
+/** Scalar f32 input of an accumulating step: non-zero on the micro-step that applies the update. */
+export const APPLY_INPUT = 'apply';
+/** Scalar input of an accumulating step: the 1-based optimizer step t (`step` counts micro-steps). */
+export const OPT_STEP_INPUT = 'opt_step';
