@@ -12,6 +12,12 @@ fi
 
 probe() { node scripts/probe-adapter.mjs >/dev/null 2>&1; }
 
+# Loss plots are rendered to PNG with resvg, which needs a system font for their text.
+if [ ! -d /usr/share/fonts/truetype/dejavu ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core || \
+    echo "setup: could not install fonts-dejavu-core; loss plots (PNG) may have no text" >&2
+fi
+
 if probe; then
   echo "setup: a WebGPU adapter is available: $(node scripts/probe-adapter.mjs 2>/dev/null)"
   exit 0
