@@ -11,6 +11,7 @@ import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
 import { type PagingOptions, planPaging } from './paging.ts';
 import { PipelineCache } from './pipelines.ts';
 import { buildSchedule, describeNode, type Schedule } from './schedule.ts';
+import { PassTimer } from './timing.ts';
 
 export interface TimedResult {
   readonly outputs: Record<string, Tensor>;
@@ -18,6 +19,16 @@ export interface TimedResult {
   readonly gpuMs?: number;
   /** Wall time from submit to the queue having finished the work. */
   readonly wallMs: number;
+  /** GPU time of each dispatch (schedule order), with `perDispatch` and timestamp queries. */
+  readonly dispatchMs?: readonly number[];
+}
+
+export interface TimingOptions {
+  /**
+   * Time every dispatch on its own: each gets a compute pass with timestamp writes (profiling
+   * only; the extra passes cost time of their own). Needs a device acquired with `timestamps`.
+   */
+  readonly perDispatch?: boolean;
 }
 
 export class WebGpuExecutable implements Executable {
@@ -63,8 +74,13 @@ export class WebGpuExecutable implements Executable {
   }
 
   /** Runs serialised after earlier runs (they share buffers). */
-  runTimed(req: RunRequest): Promise<TimedResult> {
-    return this.serial(() => this.runNow(req));
+  runTimed(req: RunRequest, timing: TimingOptions = {}): Promise<TimedResult> {
+    return this.serial(() => this.runNow(req, timing));
+  }
+
+  /** The schedule's dispatches (node, kernel key), in run order: names what `dispatchMs` times. */
+  get dispatches(): readonly { readonly node: Node; readonly key: string }[] {
+    return this.schedule.dispatches;
   }
 
   /**
@@ -81,7 +97,7 @@ export class WebGpuExecutable implements Executable {
     return next;
   }
 
-  private async runNow(req: RunRequest): Promise<TimedResult> {
+  private async runNow(req: RunRequest, timing: TimingOptions): Promise<TimedResult> {
     const { device } = this.gpu;
     const g = this.graph;
     const wanted = req.outputs ?? g.outputs.map((o) => o.name).filter((n) => !n.startsWith(ASSIGN_PREFIX));
@@ -105,16 +121,9 @@ export class WebGpuExecutable implements Executable {
       }
       device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(t));
     }
-    const ts = this.gpu.timestamps
-      ? {
-          set: device.createQuerySet({ type: 'timestamp', count: 2 }),
-          resolve: device.createBuffer({
-            size: 16,
-            usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-          }),
-          read: device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
-        }
-      : undefined;
+    const { dispatches } = this.schedule;
+    const perDispatch = !!timing.perDispatch && this.gpu.timestamps;
+    const ts = this.gpu.timestamps ? new PassTimer(device, perDispatch ? dispatches.length : 1) : undefined;
     const staging: GPUBuffer[] = [];
     const { transfers } = this.schedule;
     const uploads: GPUBuffer[] = [];
@@ -127,7 +136,6 @@ export class WebGpuExecutable implements Executable {
       () => {
         const enc = device.createCommandEncoder();
         // Paged params split the compute pass: copies happen between passes (paging.ts).
-        const dispatches = this.schedule.dispatches;
         let t = 0;
         let first = true;
         for (let seg = 0; seg <= dispatches.length; ) {
@@ -135,23 +143,17 @@ export class WebGpuExecutable implements Executable {
             this.transfer(enc, t, uploads, downloads);
           const end = t < transfers.length ? transfers[t].at : dispatches.length;
           const last = t === transfers.length;
-          if (end > seg || (last && ts)) {
-            const writes =
-              ts && (first || last)
-                ? {
-                    timestampWrites: {
-                      querySet: ts.set,
-                      ...(first ? { beginningOfPassWriteIndex: 0 } : {}),
-                      ...(last ? { endOfPassWriteIndex: 1 } : {}),
-                    },
-                  }
-                : {};
-            const pass = enc.beginComputePass(writes);
-            for (const d of dispatches.slice(seg, end)) {
-              pass.setPipeline(d.pipeline);
-              pass.setBindGroup(0, d.bindGroup);
-              pass.dispatchWorkgroups(...d.size);
+          if (perDispatch && ts) {
+            for (let k = seg; k < end; k++) {
+              const pass = enc.beginComputePass({ timestampWrites: ts.writes(k, true, true) });
+              this.encodeDispatch(pass, k);
+              pass.end();
             }
+          } else if (end > seg || (last && ts)) {
+            const pass = enc.beginComputePass(
+              ts && (first || last) ? { timestampWrites: ts.writes(0, first, last) } : {},
+            );
+            for (let k = seg; k < end; k++) this.encodeDispatch(pass, k);
             pass.end();
             first = false;
           }
@@ -170,10 +172,7 @@ export class WebGpuExecutable implements Executable {
         }
         // Assigns after the output copies: outputs are the values of this run.
         this.recordAssigns(enc, uploads); // its temporaries are destroyed with the uploads
-        if (ts) {
-          enc.resolveQuerySet(ts.set, 0, 2, ts.resolve, 0);
-          enc.copyBufferToBuffer(ts.resolve, 0, ts.read, 0, 16);
-        }
+        ts?.record(enc);
         device.queue.submit([enc.finish()]);
       },
     ).catch((e) => this.blame(e));
@@ -196,24 +195,28 @@ export class WebGpuExecutable implements Executable {
         outputs[wanted[k]] = decodeTensor(n.type.dtype, n.type.shape, bytes);
       });
       let gpuMs: number | undefined;
+      let dispatchMs: number[] | undefined;
       if (ts) {
-        await ts.read.mapAsync(GPUMapMode.READ);
-        const [a, b] = new BigInt64Array(ts.read.getMappedRange());
-        gpuMs = Number(b - a) / 1e6;
+        const ms = await ts.read();
+        if (perDispatch) dispatchMs = ms;
+        gpuMs = ms.reduce((a, b) => a + b, 0);
       }
-      return { outputs, gpuMs, wallMs: performance.now() - t0 };
+      return { outputs, gpuMs, dispatchMs, wallMs: performance.now() - t0 };
     } catch (e) {
       throw new WebGpuError(`reading results back failed: ${this.gpu.lostReason() ?? (e as Error).message}`, {
         cause: e,
       });
     } finally {
       for (const s of [...staging, ...uploads, ...downloads.values()]) s?.destroy();
-      if (ts) {
-        ts.set.destroy();
-        ts.resolve.destroy();
-        ts.read.destroy();
-      }
+      ts?.destroy();
     }
+  }
+
+  private encodeDispatch(pass: GPUComputePassEncoder, k: number): void {
+    const d = this.schedule.dispatches[k];
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(...d.size);
   }
 
   /**
@@ -284,7 +287,7 @@ export class WebGpuExecutable implements Executable {
   /** Re-encodes each dispatch alone to name the node whose dispatch the device rejected. */
   private async blame(e: unknown): Promise<never> {
     const { device } = this.gpu;
-    for (const d of this.schedule.dispatches) {
+    for (const [k, d] of this.schedule.dispatches.entries()) {
       try {
         await checked(
           this.gpu,
@@ -292,9 +295,7 @@ export class WebGpuExecutable implements Executable {
           () => {
             const enc = device.createCommandEncoder();
             const pass = enc.beginComputePass();
-            pass.setPipeline(d.pipeline);
-            pass.setBindGroup(0, d.bindGroup);
-            pass.dispatchWorkgroups(...d.size);
+            this.encodeDispatch(pass, k);
             pass.end();
             enc.finish();
           },
