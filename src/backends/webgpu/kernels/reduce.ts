@@ -1,7 +1,18 @@
-// Reductions and row-wise normalisations: one workgroup of 64 invocations per output
-// row, strided partial results combined by a tree in workgroup memory.
+// Reductions and row-wise normalisations. Two layouts of a row (see RowMode): a
+// workgroup of 64 invocations per row, strided partial results combined by a tree in
+// workgroup memory; or one invocation per row, a plain loop. The second wins when rows
+// are short, and on CPU adapters (lavapipe), where barriers are costly and the
+// invocations of a workgroup are SIMD lanes anyway.
 import { normAxes, normAxis, numel, strides } from '../../../ir/shape.ts';
-import { computeType, declStorage, enables, loadFn, PRELUDE, storeStmt } from '../dtypes.ts';
+import {
+  type ComputeType,
+  computeType,
+  declStorage,
+  enables,
+  loadFn,
+  PRELUDE,
+  storeStmt,
+} from '../dtypes.ts';
 import { type BindingRef, entry, type Kernel, type KernelContext, type Step, Uniforms } from '../program.ts';
 import { dot, uniformList, unravel } from './map.ts';
 
@@ -25,25 +36,58 @@ export function wgReduce(
 `;
 }
 
+/**
+ * How a row's elements are spread. Bodies loop `for (var j = lane; j < n; j += lanes)`,
+ * combine per-lane partials with `reduce` and let `lane == 0` write single results.
+ */
+export interface RowMode {
+  readonly kind: 'workgroup' | 'thread';
+  /** Invocations sharing one row (the loop stride). */
+  readonly lanes: number;
+  /** Statements that combine `v` over the row's lanes into `let <name>`. */
+  reduce(name: string, v: string, combine: (a: string, b: string) => string, buf?: string): string;
+}
+
+export const WORKGROUP_ROWS: RowMode = { kind: 'workgroup', lanes: ROW_WG, reduce: wgReduce };
+export const THREAD_ROWS: RowMode = {
+  kind: 'thread',
+  lanes: 1,
+  reduce: (name, v) => `  let ${name} = ${v};\n`,
+};
+
+/**
+ * The layout for `rows` rows of `n` elements: one invocation per row when rows are short
+ * (most lanes of a workgroup would idle) or on a CPU adapter with rows enough to fill its
+ * cores; a workgroup per row for a few long rows, where lanes give the parallelism.
+ */
+export function rowMode(ctx: KernelContext, rows: number, n: number): RowMode {
+  if (n <= ROW_WG) return THREAD_ROWS;
+  if (ctx.software) return rows >= 16 || n <= 4096 ? THREAD_ROWS : WORKGROUP_ROWS;
+  return WORKGROUP_ROWS;
+}
+
 const fmax = (a: string, b: string) => `select(${b}, ${a}, ${a} > ${b} || ${a} != ${a})`;
 const fadd = (a: string, b: string) => `${a} + ${b}`;
 const NEG_INF = 'inf_f32(-1.0)';
 
 interface RowStepSpec {
   readonly ctx: KernelContext;
+  readonly mode: RowMode;
   readonly desc: Record<string, string | number | boolean>;
   readonly inputs: readonly number[];
   readonly rows: number;
   /** Writes (and reads) beyond the node's inputs: the output or scratch buffers. */
   readonly extra?: readonly { ref: BindingRef; write: boolean; dtype: 'f32' }[];
   readonly writesOutput: boolean;
-  /** Body run with `row` (the workgroup's row) and `lid`; may declare `var<workgroup> red`. */
+  /** Element type of the workgroup array `red` that `mode.reduce` uses (default f32). */
+  readonly redType?: ComputeType;
+  /** Body run with `row`, `lane` (0 in thread mode) and `lid`. */
   readonly body: (u: Uniforms) => string;
 }
 
-/** One step with a workgroup per row. */
+/** One step: a workgroup per row, or (thread mode) an invocation per row. */
 function rowStep(spec: RowStepSpec): Step {
-  const { ctx } = spec;
+  const { ctx, mode } = spec;
   const u = new Uniforms();
   const rowsU = u.u32(spec.rows);
   const body = spec.body(u);
@@ -64,14 +108,25 @@ function rowStep(spec: RowStepSpec): Step {
     code += declStorage('outb', ctx.out.dtype, bindings.length + 1, true);
     bindings.push({ ref: { kind: 'output' }, write: true });
   }
-  code += `var<workgroup> red: array<f32, ${ROW_WG}>;\n`;
-  code += `${entry([ROW_WG])}  let row = wid;\n  if (row >= ${rowsU}) { return; }\n${body}}\n`;
+  const thread = mode.kind === 'thread';
+  if (!thread) code += `var<workgroup> red: array<${spec.redType ?? 'f32'}, ${ROW_WG}>;\n`;
+  code += `${entry([ROW_WG])}  let row = ${thread ? `wid * ${ROW_WG}u + lid` : 'wid'};
+  if (row >= ${rowsU}) { return; }
+  let lane = ${thread ? '0u' : 'lid'};
+${body}}
+`;
   return {
-    desc: { op: ctx.node.op, dtypes: [...dts, ctx.out.dtype], workgroup: [ROW_WG], ...spec.desc },
+    desc: {
+      op: ctx.node.op,
+      dtypes: [...dts, ctx.out.dtype],
+      workgroup: [ROW_WG],
+      rows: mode.kind,
+      ...spec.desc,
+    },
     code,
     uniforms: u,
     bindings,
-    workgroups: spec.rows,
+    workgroups: thread ? Math.ceil(spec.rows / ROW_WG) : spec.rows,
   };
 }
 
@@ -83,15 +138,19 @@ function reduction(kind: 'sum' | 'mean' | 'max'): Kernel {
     const st = strides(shape);
     const ct = computeType(ctx.out.dtype);
     const rcount = numel(ax.map((a) => shape[a]));
+    const rows = numel(kept.map((k) => shape[k]));
+    const mode = rowMode(ctx, rows, rcount);
     const init =
       kind === 'max' ? (ct === 'f32' ? NEG_INF : ct === 'i32' ? 'i32(-2147483648)' : '0u') : `${ct}(0)`;
     const comb = kind === 'max' ? (ct === 'f32' ? fmax : (a: string, b: string) => `max(${a}, ${b})`) : fadd;
     const step = rowStep({
       ctx,
+      mode,
       desc: { kept: kept.length, reduced: ax.length, kind },
       inputs: [0],
-      rows: numel(kept.map((k) => shape[k])),
+      rows,
       writesOutput: true,
+      redType: ct,
       body: (u) => {
         const kd = uniformList(
           u,
@@ -114,24 +173,14 @@ function reduction(kind: 'sum' | 'mean' | 'max'): Kernel {
         if (kind === 'mean') fin = ct === 'f32' ? `total / f32(${rc})` : `total / ${ct}(max(${rc}, 1u))`;
         return `${unravel('row', kd, 'k')}  let base = ${dot(ks, 'k')};
   var acc: ${ct} = ${init};
-  for (var e = lid; e < ${rc}; e = e + ${ROW_WG}u) {
+  for (var e = lane; e < ${rc}; e = e + ${mode.lanes}u) {
 ${unravel('e', rd, 'r')}    acc = ${comb('acc', `ld_in0(base + ${dot(rs, 'r')})`)};
   }
-  red_${ct}[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red_${ct}[lid] = ${comb(`red_${ct}[lid]`, `red_${ct}[lid + s]`)}; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { let total = red_${ct}[0]; ${storeStmt('outb', ctx.out.dtype, 'row', fin)} }
+${mode.reduce('total', 'acc', comb)}  if (lane == 0u) { ${storeStmt('outb', ctx.out.dtype, 'row', fin)} }
 `;
       },
     });
-    const code = step.code.replace(
-      'var<workgroup> red:',
-      `var<workgroup> red_${ct}: array<${ct}, ${ROW_WG}>;\nvar<workgroup> red:`,
-    );
-    return { steps: [{ ...step, code }] };
+    return { steps: [step] };
   };
 }
 
@@ -151,17 +200,20 @@ function rowPrologue(u: Uniforms, n: number, inner: number): string {
 function softmaxLike(log: boolean): Kernel {
   return (ctx) => {
     const { outer, n, inner } = axisRows(ctx, Number(ctx.node.attrs.axis));
+    const mode = rowMode(ctx, outer * inner, n);
+    const L = `${mode.lanes}u`;
     const step = rowStep({
       ctx,
+      mode,
       desc: { log },
       inputs: [0],
       rows: outer * inner,
       writesOutput: true,
       body: (u) => `${rowPrologue(u, n, inner)}  var m = ${NEG_INF};
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) { m = ${fmax('m', 'ld_in0(base + j * inner)')}; }
-${wgReduce('mx', 'm', fmax)}  var s = 0.0;
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) { s = s + exp(ld_in0(base + j * inner) - mx); }
-${wgReduce('tot', 's', fadd)}  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
+  for (var j = lane; j < n; j = j + ${L}) { m = ${fmax('m', 'ld_in0(base + j * inner)')}; }
+${mode.reduce('mx', 'm', fmax)}  var s = 0.0;
+  for (var j = lane; j < n; j = j + ${L}) { s = s + exp(ld_in0(base + j * inner) - mx); }
+${mode.reduce('tot', 's', fadd)}  for (var j = lane; j < n; j = j + ${L}) {
     let x = ld_in0(base + j * inner);
     ${storeStmt('outb', ctx.out.dtype, 'base + j * inner', log ? 'x - mx - log(tot)' : 'exp(x - mx) / tot')}
   }
@@ -173,8 +225,11 @@ ${wgReduce('tot', 's', fadd)}  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
 
 const rmsnorm: Kernel = (ctx) => {
   const { outer, n } = axisRows(ctx, -1);
+  const mode = rowMode(ctx, outer, n);
+  const L = `${mode.lanes}u`;
   const step = rowStep({
     ctx,
+    mode,
     desc: {},
     inputs: [0, 1],
     rows: outer,
@@ -182,9 +237,9 @@ const rmsnorm: Kernel = (ctx) => {
     body: (u) => {
       const eps = u.f32v(Number(ctx.node.attrs.eps));
       return `${rowPrologue(u, n, 1)}  var s = 0.0;
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) { let x = ld_in0(base + j); s = s + x * x; }
-${wgReduce('ss', 's', fadd)}  let r = 1.0 / sqrt(ss / f32(n) + ${eps});
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
+  for (var j = lane; j < n; j = j + ${L}) { let x = ld_in0(base + j); s = s + x * x; }
+${mode.reduce('ss', 's', fadd)}  let r = 1.0 / sqrt(ss / f32(n) + ${eps});
+  for (var j = lane; j < n; j = j + ${L}) {
     ${storeStmt('outb', ctx.out.dtype, 'base + j', 'ld_in0(base + j) * r * ld_in1(j)')}
   }
 `;
@@ -196,8 +251,11 @@ ${wgReduce('ss', 's', fadd)}  let r = 1.0 / sqrt(ss / f32(n) + ${eps});
 const layernorm: Kernel = (ctx) => {
   const { outer, n } = axisRows(ctx, -1);
   const bias = ctx.inputs.length > 2;
+  const mode = rowMode(ctx, outer, n);
+  const L = `${mode.lanes}u`;
   const step = rowStep({
     ctx,
+    mode,
     desc: { bias },
     inputs: bias ? [0, 1, 2] : [0, 1],
     rows: outer,
@@ -205,12 +263,12 @@ const layernorm: Kernel = (ctx) => {
     body: (u) => {
       const eps = u.f32v(Number(ctx.node.attrs.eps));
       return `${rowPrologue(u, n, 1)}  var s = 0.0;
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) { s = s + ld_in0(base + j); }
-${wgReduce('tot', 's', fadd)}  let mean = tot / f32(n);
+  for (var j = lane; j < n; j = j + ${L}) { s = s + ld_in0(base + j); }
+${mode.reduce('tot', 's', fadd)}  let mean = tot / f32(n);
   var v = 0.0;
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) { let d = ld_in0(base + j) - mean; v = v + d * d; }
-${wgReduce('vs', 'v', fadd)}  let r = 1.0 / sqrt(vs / f32(n) + ${eps});
-  for (var j = lid; j < n; j = j + ${ROW_WG}u) {
+  for (var j = lane; j < n; j = j + ${L}) { let d = ld_in0(base + j) - mean; v = v + d * d; }
+${mode.reduce('vs', 'v', fadd)}  let r = 1.0 / sqrt(vs / f32(n) + ${eps});
+  for (var j = lane; j < n; j = j + ${L}) {
     ${storeStmt('outb', ctx.out.dtype, 'base + j', `(ld_in0(base + j) - mean) * r * ld_in1(j)${bias ? ' + ld_in2(j)' : ''}`)}
   }
 `;
@@ -224,8 +282,11 @@ const crossEntropy: Kernel = (ctx) => {
   const reduction = String(ctx.node.attrs.reduction);
   const ignore = Number(ctx.node.attrs.ignore_index);
   const direct = reduction === 'none';
+  const mode = rowMode(ctx, rows, v);
+  const L = `${mode.lanes}u`;
   const perRow = rowStep({
     ctx,
+    mode,
     desc: { stage: 'rows', direct },
     inputs: [0, 1],
     rows,
@@ -240,12 +301,12 @@ const crossEntropy: Kernel = (ctx) => {
           : `sc0[row] = ${loss}; sc0[${u.u32(rows)} + row] = ${cnt};`;
       return `  let label = ld_in1(row);
   let base = row * ${vU};
-  if (label == ${ign}) { if (lid == 0u) { ${write('0.0', '0.0')} } return; }
+  if (label == ${ign}) { if (lane == 0u) { ${write('0.0', '0.0')} } return; }
   var m = ${NEG_INF};
-  for (var j = lid; j < ${vU}; j = j + ${ROW_WG}u) { m = ${fmax('m', 'ld_in0(base + j)')}; }
-${wgReduce('mx', 'm', fmax)}  var s = 0.0;
-  for (var j = lid; j < ${vU}; j = j + ${ROW_WG}u) { s = s + exp(ld_in0(base + j) - mx); }
-${wgReduce('tot', 's', fadd)}  if (lid == 0u) {
+  for (var j = lane; j < ${vU}; j = j + ${L}) { m = ${fmax('m', 'ld_in0(base + j)')}; }
+${mode.reduce('mx', 'm', fmax)}  var s = 0.0;
+  for (var j = lane; j < ${vU}; j = j + ${L}) { s = s + exp(ld_in0(base + j) - mx); }
+${mode.reduce('tot', 's', fadd)}  if (lane == 0u) {
     var loss = nan_f32();
     if (label >= 0 && u32(label) < ${vU}) { loss = mx + log(tot) - ld_in0(base + u32(label)); }
     ${write('loss', '1.0')}
@@ -256,6 +317,7 @@ ${wgReduce('tot', 's', fadd)}  if (lid == 0u) {
   if (direct) return { steps: [perRow] };
   const total = rowStep({
     ctx,
+    mode: rowMode(ctx, 1, rows),
     desc: { stage: 'total', mean: reduction === 'mean' },
     inputs: [],
     rows: 1,
@@ -263,10 +325,11 @@ ${wgReduce('tot', 's', fadd)}  if (lid == 0u) {
     writesOutput: true,
     body: (u) => {
       const nU = u.u32(rows);
+      const tm = rowMode(ctx, 1, rows);
       return `  var s = 0.0;
   var c = 0.0;
-  for (var j = lid; j < ${nU}; j = j + ${ROW_WG}u) { s = s + ld_sc0(j); c = c + ld_sc0(${nU} + j); }
-${wgReduce('ls', 's', fadd)}${wgReduce('cs', 'c', fadd)}  if (lid == 0u) {
+  for (var j = lane; j < ${nU}; j = j + ${tm.lanes}u) { s = s + ld_sc0(j); c = c + ld_sc0(${nU} + j); }
+${tm.reduce('ls', 's', fadd)}${tm.reduce('cs', 'c', fadd)}  if (lane == 0u) {
     ${storeStmt('outb', ctx.out.dtype, '0u', reduction === 'mean' ? 'select(ls / cs, nan_f32(), cs == 0.0)' : 'ls')}
   }
 `;
