@@ -102,7 +102,11 @@ export function register(program: Command): void {
       .requiredOption('--out <dir>', 'output directory (PEFT adapter, log, plot, checkpoints)')
       .option('--steps <n>', 'optimizer steps (overrides the recipe; default 100)', positiveInt('--steps'))
       .option('--lr <x>', 'learning rate (overrides the recipe)', positiveNumber('--lr'))
-      .option('--batch <n>', 'sequences per step (default 4)', positiveInt('--batch'))
+      .option(
+        '--batch <n>',
+        'sequences per micro-batch (default 4; a step is gradient_accumulation_steps micro-batches)',
+        positiveInt('--batch'),
+      )
       .option('--seq <n>', 'tokens per sequence (default 64)', positiveInt('--seq'))
       .option('--init-adapter <dir>', 'start from the weights of this PEFT adapter')
       .option(

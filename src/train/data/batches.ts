@@ -23,6 +23,7 @@ export interface Batch {
 
 /** Where the data stream stands at a step: saved in checkpoints, checked on resume. */
 export interface DataCursor {
+  /** Batches (micro-batches, with gradient accumulation) consumed before this cursor. */
   readonly step: number;
   /** Samples consumed before `step` (step * batchSize). */
   readonly sample: number;
