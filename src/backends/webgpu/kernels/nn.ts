@@ -1,10 +1,11 @@
 // Transformer blocks: rotary embedding (HF rotate_half) and attention (softmax(q k^T
-// * scale + mask [+ causal]) v with GQA), one workgroup per query row.
+// * scale + mask [+ causal]) v with GQA): a workgroup per query row, or (short key rows,
+// CPU adapters) an invocation per query row with an online softmax.
 import { numel } from '../../../ir/shape.ts';
 import { declStorage, enables, loadFn, PRELUDE, storeStmt } from '../dtypes.ts';
 import { type BindingRef, entry, type Kernel, Uniforms } from '../program.ts';
 import { broadcastStrides, mapKernel } from './map.ts';
-import { ROW_WG, wgReduce } from './reduce.ts';
+import { ROW_WG, rowMode, wgReduce } from './reduce.ts';
 
 /**
  * The rotation angle of frequency j at integer position p, exactly as a fraction of a
@@ -68,9 +69,103 @@ const rope: Kernel = (ctx) => {
   });
 };
 
+/** Largest head dim held in an invocation's registers by the thread-per-row attention. */
+const THREAD_MAX_DIM = 128;
+
+/**
+ * Attention with one invocation per query row: q and the output row in private arrays,
+ * keys visited once with a running max (rescaling the sums when it grows), no barriers.
+ */
+const attentionPerRow: Kernel = (ctx) => {
+  const [q, k, v, mask] = ctx.inputs;
+  const [b, hq, s, d] = q.shape;
+  const [, hk, t] = k.shape;
+  const dv = v.shape[3];
+  const causal = !!ctx.node.attrs.causal;
+  const scale = ctx.node.attrs.scale === null ? 1 / Math.sqrt(d) : Number(ctx.node.attrs.scale);
+  const hasMask = mask !== undefined;
+  const u = new Uniforms();
+  const [S, T, HQ, G] = [s, t, hq, hq / hk].map((x) => u.u32(x));
+  const scaleU = u.f32v(scale);
+  const rows = u.u32(b * hq * s);
+  const ms = hasMask ? broadcastStrides(mask.shape, [b, hq, s, t]).map((x) => u.u32(x)) : [];
+  const dts = ctx.inputs.map((x) => x.dtype);
+  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
+  const bindings: { ref: BindingRef; write: boolean }[] = [];
+  ['q', 'k', 'v', 'm'].slice(0, ctx.inputs.length).forEach((name, j) => {
+    code += declStorage(name, dts[j], j + 1, false) + loadFn(name, dts[j]);
+    bindings.push({ ref: { kind: 'input', index: j }, write: false });
+  });
+  code += declStorage('outb', ctx.out.dtype, bindings.length + 1, true);
+  bindings.push({ ref: { kind: 'output' }, write: true });
+  const maskTerm = hasMask ? ` + ld_m(bi * ${ms[0]} + hi * ${ms[1]} + qi * ${ms[2]} + j * ${ms[3]})` : '';
+  code += `${entry([ROW_WG])}  let row = wid * ${ROW_WG}u + lid;
+  if (row >= ${rows}) { return; }
+  let qi = row % ${S};
+  let bh = row / ${S};
+  let hi = bh % ${HQ};
+  let bi = bh / ${HQ};
+  let kvh = bi * (${HQ} / ${G}) + hi / ${G};
+  let kBase = kvh * ${T} * ${d}u;
+  let vBase = kvh * ${T} * ${dv}u;
+  var qr: array<f32, ${d}>;
+  for (var e = 0u; e < ${d}u; e++) { qr[e] = ld_q(row * ${d}u + e); }
+  var acc: array<f32, ${dv}>;
+  // Keys after the diagonal (offset by T - S) are masked out by causality.
+  let jEnd = ${causal ? `u32(clamp(i32(qi) + i32(${T}) - i32(${S}) + 1, 0, i32(${T})))` : T};
+  let ninf = inf_f32(-1.0);
+  var m = ninf;
+  var l = 0.0;
+  for (var j = 0u; j < jEnd; j++) {
+    var sc = 0.0;
+    for (var e = 0u; e < ${d}u; e++) { sc = fma(qr[e], ld_k(kBase + j * ${d}u + e), sc); }
+    sc = sc * ${scaleU}${maskTerm};
+    if (sc == ninf) { continue; }
+    if (sc > m || sc != sc) {
+      // exp(-inf) = 0 clears the sums on the first key; NaN spreads as on the CPU.
+      let r = exp(m - sc);
+      l = l * r;
+      for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * r; }
+      m = sc;
+    }
+    let p = exp(sc - m);
+    l = l + p;
+    for (var c = 0u; c < ${dv}u; c++) { acc[c] = fma(p, ld_v(vBase + j * ${dv}u + c), acc[c]); }
+  }
+  // A row with every key masked gives zeros, as the CPU.
+  for (var c = 0u; c < ${dv}u; c++) {
+    ${storeStmt('outb', ctx.out.dtype, `row * ${dv}u + c`, 'select(acc[c] / l, 0.0, l == 0.0)')}
+  }
+}
+`;
+  return {
+    steps: [
+      {
+        desc: {
+          op: 'attention',
+          dtypes: [...dts, ctx.out.dtype],
+          workgroup: [ROW_WG],
+          rows: 'thread',
+          causal,
+          mask: hasMask,
+          d,
+          dv,
+        },
+        code,
+        uniforms: u,
+        bindings,
+        workgroups: Math.ceil((b * hq * s) / ROW_WG),
+      },
+    ],
+  };
+};
+
 const attention: Kernel = (ctx) => {
   const [q, k, v, mask] = ctx.inputs;
   const [b, hq, s, d] = q.shape;
+  const dims = [d, v.shape[3]];
+  const small = dims.every((x) => x >= 1 && x <= THREAD_MAX_DIM);
+  if (small && rowMode(ctx, b * hq * s, k.shape[2]).kind === 'thread') return attentionPerRow(ctx);
   const [, hk, t] = k.shape;
   const dv = v.shape[3];
   const causal = !!ctx.node.attrs.causal;
@@ -153,6 +248,7 @@ ${wgReduce('tot', 'l', (x, y) => `${x} + ${y}`)}  for (var cc = 0u; cc < ${cpt}u
           op: 'attention',
           dtypes: [...dts, ctx.out.dtype],
           workgroup: [ROW_WG],
+          rows: 'workgroup',
           causal,
           mask: hasMask,
           colsPerInvocation: cpt,
