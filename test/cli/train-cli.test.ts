@@ -14,29 +14,16 @@ writeFileSync(
   ),
 );
 
+/** `peftc train` on the tiny preset from the token file; `extra` adds or overrides flags. */
+function train(out: string, extra: string[] = [], recipe = 'examples/recipes/lora.json') {
+  const base = `train --model tiny --recipe ${recipe} --tokens ${tokens} --out ${out} --steps 3 --batch 2 --seq 16 --backend cpu`;
+  return peftc([...base.split(' '), ...extra]);
+}
+
 describe('peftc train', () => {
   it('trains from --tokens and writes a PEFT adapter that peftc logits loads', () => {
     const out = join(dir, 'run');
-    const r = peftc([
-      'train',
-      '--model',
-      'tiny',
-      '--recipe',
-      'examples/recipes/lora.json',
-      '--tokens',
-      tokens,
-      '--out',
-      out,
-      '--steps',
-      '3',
-      '--batch',
-      '2',
-      '--seq',
-      '16',
-      '--backend',
-      'cpu',
-      '--no-plot',
-    ]);
+    const r = train(out, ['--no-plot']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/trained 3 steps at \d+ tokens\/s; eval loss [\d.]+ -> [\d.]+; adapter in/);
@@ -44,90 +31,24 @@ describe('peftc train', () => {
     expect(cfg).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 16, task_type: 'CAUSAL_LM' });
     expect(JSON.parse(readFileSync(join(out, 'recipe.json'), 'utf8')).optimizer.lr).toBe(2e-4);
     expect(existsSync(join(out, 'log.jsonl'))).toBe(true);
-    const l = peftc([
-      'logits',
-      '--model',
-      'tiny',
-      '--adapter',
-      out,
-      '--tokens',
-      tokens,
-      '--out',
-      join(dir, 'l.safetensors'),
-      '--backend',
-      'cpu',
-    ]);
-    expect(l.code).toBe(0);
+    const logits = `logits --model tiny --adapter ${out} --tokens ${tokens} --out ${join(dir, 'l.safetensors')} --backend cpu`;
+    expect(peftc(logits.split(' ')).code).toBe(0);
     // A second run into the same --out without --resume is refused.
-    const again = peftc([
-      'train',
-      '--model',
-      'tiny',
-      '--recipe',
-      'examples/recipes/lora.json',
-      '--tokens',
-      tokens,
-      '--out',
-      out,
-      '--steps',
-      '3',
-      '--batch',
-      '2',
-      '--seq',
-      '16',
-      '--backend',
-      'cpu',
-    ]);
+    const again = train(out);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already holds a training checkpoint .*pass --resume/);
   });
 
   it('rejects bad flags and recipes with clear messages', () => {
-    const both = peftc([
-      'train',
-      '--model',
-      'tiny',
-      '--recipe',
-      'examples/recipes/lora.json',
-      '--tokens',
-      tokens,
-      '--data',
-      tokens,
-      '--out',
-      join(dir, 'x'),
-    ]);
+    const both = train(join(dir, 'x'), ['--data', tokens]);
     expect(both.code).toBe(1);
     expect(both.stderr).toContain('give exactly one of --data <file> and --tokens <file>');
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ methods: [{ method: 'lora', rnak: 4 }] }));
-    const r = peftc([
-      'train',
-      '--model',
-      'tiny',
-      '--recipe',
-      bad,
-      '--tokens',
-      tokens,
-      '--out',
-      join(dir, 'y'),
-      '--backend',
-      'cpu',
-    ]);
+    const r = train(join(dir, 'y'), [], bad);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('methods[0].rnak: unknown key; did you mean r?');
-    const steps = peftc([
-      'train',
-      '--model',
-      'tiny',
-      '--recipe',
-      'examples/recipes/lora.json',
-      '--tokens',
-      tokens,
-      '--out',
-      join(dir, 'z'),
-      '--steps',
-      '0',
-    ]);
+    const steps = train(join(dir, 'z'), ['--steps', '0']);
     expect(steps.code).not.toBe(0);
     expect(steps.stderr).toContain('--steps must be a positive integer');
   });
