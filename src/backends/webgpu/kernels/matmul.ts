@@ -3,82 +3,26 @@
 // global loads where the contiguous axis is a multiple of 4) and a GEMV path for
 // M <= 4 (decode). Batch axes broadcast through per-axis batch strides in uniforms;
 // `linear` is x W^T (+ b) on the same kernels.
-import type { DType } from '../../../ir/dtype.ts';
-import { broadcastShapes, numel, type Shape } from '../../../ir/shape.ts';
-import { declStorage, enables, PRELUDE, storageElem } from '../dtypes.ts';
-import { type BindingRef, entry, type Kernel, type KernelPlan, type Step, Uniforms } from '../program.ts';
+import { broadcastShapes, numel } from '../../../ir/shape.ts';
+import { enables, PRELUDE } from '../dtypes.ts';
+import { entry, type Kernel, type KernelPlan, type Step, Uniforms } from '../program.ts';
+import { directOuter } from './matmul-outer.ts';
+import {
+  BK,
+  batchCode,
+  batchStrides,
+  bindingsFor,
+  f1,
+  f4,
+  GEMV_WG,
+  type MatmulProblem,
+  st1,
+  storeTileRow,
+  TILE,
+} from './matmul-parts.ts';
 import { ROW_WG, wgReduce } from './reduce.ts';
 
-export interface MatmulProblem {
-  readonly op: string;
-  readonly dtype: DType;
-  /** B's dtype when it differs from A's (linear with an f16 weight); bias shares B's. */
-  readonly bDtype?: DType;
-  readonly outDtype: DType;
-  readonly m: number;
-  readonly n: number;
-  readonly k: number;
-  readonly ta: boolean;
-  readonly tb: boolean;
-  /** Output batch shape and each operand's batch strides in elements (0 where broadcast). */
-  readonly batch: Shape;
-  readonly aBatchStrides: readonly number[];
-  readonly bBatchStrides: readonly number[];
-  readonly bias: boolean;
-}
-
-const TILE = 64;
-const BK = 16;
-const GEMV_WG = 64;
-
-function batchStrides(shape: Shape, outBatch: Shape, matSize: number): number[] {
-  const bs = shape.slice(0, -2);
-  const out = new Array<number>(outBatch.length).fill(0);
-  let acc = matSize;
-  for (let i = bs.length - 1; i >= 0; i--) {
-    const o = outBatch.length - bs.length + i;
-    out[o] = bs[i] === 1 ? 0 : acc;
-    acc *= bs[i];
-  }
-  return out;
-}
-
-function batchCode(u: Uniforms, p: MatmulProblem): string {
-  const dims = p.batch.map((d) => u.u32(d));
-  const sa = p.aBatchStrides.map((d) => u.u32(d));
-  const sb = p.bBatchStrides.map((d) => u.u32(d));
-  let s = '  var ra = batch;\n  var aBase = 0u;\n  var bBase = 0u;\n';
-  for (let i = dims.length - 1; i >= 0; i--) {
-    s += `  { let c = ra % ${dims[i]}; ra = ra / ${dims[i]}; aBase = aBase + c * ${sa[i]}; bBase = bBase + c * ${sb[i]}; }\n`;
-  }
-  return s;
-}
-
-function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean) {
-  const el = storageElem(p.dtype);
-  const bel = storageElem(p.bDtype ?? p.dtype);
-  const oel = storageElem(p.outDtype);
-  const arr = (e: string, v: boolean) => (v ? `array<vec4<${e}>>` : `array<${e}>`);
-  let code = `@group(0) @binding(1) var<storage, read> A: ${arr(el, vecA)};\n`;
-  code += `@group(0) @binding(2) var<storage, read> B: ${arr(bel, vecB)};\n`;
-  const bindings: { ref: BindingRef; write: boolean }[] = [
-    { ref: { kind: 'input', index: 0 }, write: false },
-    { ref: { kind: 'input', index: 1 }, write: false },
-  ];
-  if (p.bias) {
-    code += declStorage('bias', p.bDtype ?? p.dtype, 3, false);
-    bindings.push({ ref: { kind: 'input', index: 2 }, write: false });
-  }
-  code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
-  bindings.push({ ref: { kind: 'output' }, write: true });
-  return { code, bindings };
-}
-
-const f4 = (e: string, dt: DType) => (dt === 'f16' ? `vec4<f32>(${e})` : e);
-const f1 = (e: string, dt: DType) => (dt === 'f16' ? `f32(${e})` : e);
-function st1(v: string, dt: DType): string {
-  return dt === 'f16' ? `f16(${v})` : v;
-}
+export type { MatmulProblem } from './matmul-parts.ts';
 
 function tiled(p: MatmulProblem): Step {
   const u = new Uniforms();
@@ -135,10 +79,7 @@ function tiled(p: MatmulProblem): Step {
       for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${K} && gn < ${N}) { v[c] = ${f1(`B[${bAt('gk', 'gn')}]`, bdt)}; } }
       Bs[kk * ${Q}u + nq] = v; }`;
   }
-  const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
-  const store = vecC
-    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
-    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+  const store = storeTileRow(p, vecC, N);
   const code = `${enables([p.dtype, p.bDtype ?? p.dtype, p.outDtype]) + PRELUDE + u.decl() + decls}
 var<workgroup> As: array<vec4<f32>, ${(BK * TILE) / 4}>;
 var<workgroup> Bs: array<vec4<f32>, ${(BK * TILE) / 4}>;
@@ -230,10 +171,7 @@ ${[0, 1, 2, 3].map((i) => `      acc[${i}] = acc[${i}] + vec4<f32>(dot(a${i}, b0
 ${[0, 1, 2, 3].map((c) => `      let b${c} = ${bRow(c)};`).join('\n')}
 ${[0, 1, 2, 3].map((i) => `      acc[${i}] = fma(vec4<f32>(a${i}.x), b0, fma(vec4<f32>(a${i}.y), b1, fma(vec4<f32>(a${i}.z), b2, fma(vec4<f32>(a${i}.w), b3, acc[${i}]))));`).join('\n')}`;
   }
-  const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
-  const store = vecC
-    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
-    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+  const store = storeTileRow(p, vecC, N);
   const code = `${enables([p.dtype, p.bDtype ?? p.dtype, p.outDtype]) + PRELUDE + u.decl() + decls}
 ${entry([WG])}  let g = wid * ${WG}u + lid;
   let tile = g % ${tilesU};
@@ -359,10 +297,13 @@ ${entry([GEMV_WG])}${body}}
 /** Which matmul kernel suits the adapter: GPUs get workgroup-shared tiles, CPU adapters direct loads. */
 export type MatmulVariant = 'tiled' | 'direct';
 
-/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled (or direct) kernel. */
+/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU adapters get direct loads. */
 export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): KernelPlan {
   if (numel(p.batch) === 0 || p.m === 0 || p.n === 0) return { steps: [] };
-  if (variant === 'direct' && !p.ta && p.k % 4 === 0 && p.k > 0) return { steps: [direct(p)] };
+  if (variant === 'direct') {
+    // A transposed or K not a multiple of 4: the outer-product form (matmul-outer.ts).
+    return { steps: [!p.ta && p.k % 4 === 0 && p.k > 0 ? direct(p) : directOuter(p)] };
+  }
   return { steps: [p.m <= 4 ? gemv(p) : tiled(p)] };
 }
 

@@ -1,0 +1,89 @@
+// Pieces the matmul kernels share: the problem description, batch addressing,
+// bindings and f16 conversions.
+import type { DType } from '../../../ir/dtype.ts';
+import type { Shape } from '../../../ir/shape.ts';
+import { declStorage, storageElem } from '../dtypes.ts';
+import type { BindingRef, Uniforms } from '../program.ts';
+
+export interface MatmulProblem {
+  readonly op: string;
+  readonly dtype: DType;
+  /** B's dtype when it differs from A's (linear with an f16 weight); bias shares B's. */
+  readonly bDtype?: DType;
+  readonly outDtype: DType;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly ta: boolean;
+  readonly tb: boolean;
+  /** Output batch shape and each operand's batch strides in elements (0 where broadcast). */
+  readonly batch: Shape;
+  readonly aBatchStrides: readonly number[];
+  readonly bBatchStrides: readonly number[];
+  readonly bias: boolean;
+}
+
+export const TILE = 64;
+export const BK = 16;
+export const GEMV_WG = 64;
+
+export function batchStrides(shape: Shape, outBatch: Shape, matSize: number): number[] {
+  const bs = shape.slice(0, -2);
+  const out = new Array<number>(outBatch.length).fill(0);
+  let acc = matSize;
+  for (let i = bs.length - 1; i >= 0; i--) {
+    const o = outBatch.length - bs.length + i;
+    out[o] = bs[i] === 1 ? 0 : acc;
+    acc *= bs[i];
+  }
+  return out;
+}
+
+export function batchCode(u: Uniforms, p: MatmulProblem): string {
+  const dims = p.batch.map((d) => u.u32(d));
+  const sa = p.aBatchStrides.map((d) => u.u32(d));
+  const sb = p.bBatchStrides.map((d) => u.u32(d));
+  let s = '  var ra = batch;\n  var aBase = 0u;\n  var bBase = 0u;\n';
+  for (let i = dims.length - 1; i >= 0; i--) {
+    s += `  { let c = ra % ${dims[i]}; ra = ra / ${dims[i]}; aBase = aBase + c * ${sa[i]}; bBase = bBase + c * ${sb[i]}; }\n`;
+  }
+  return s;
+}
+
+export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean) {
+  const el = storageElem(p.dtype);
+  const bel = storageElem(p.bDtype ?? p.dtype);
+  const oel = storageElem(p.outDtype);
+  const arr = (e: string, v: boolean) => (v ? `array<vec4<${e}>>` : `array<${e}>`);
+  let code = `@group(0) @binding(1) var<storage, read> A: ${arr(el, vecA)};\n`;
+  code += `@group(0) @binding(2) var<storage, read> B: ${arr(bel, vecB)};\n`;
+  const bindings: { ref: BindingRef; write: boolean }[] = [
+    { ref: { kind: 'input', index: 0 }, write: false },
+    { ref: { kind: 'input', index: 1 }, write: false },
+  ];
+  if (p.bias) {
+    code += declStorage('bias', p.bDtype ?? p.dtype, 3, false);
+    bindings.push({ ref: { kind: 'input', index: 2 }, write: false });
+  }
+  code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
+  bindings.push({ ref: { kind: 'output' }, write: true });
+  return { code, bindings };
+}
+
+export const f4 = (e: string, dt: DType) => (dt === 'f16' ? `vec4<f32>(${e})` : e);
+export const f1 = (e: string, dt: DType) => (dt === 'f16' ? `f32(${e})` : e);
+export function st1(v: string, dt: DType): string {
+  return dt === 'f16' ? `f16(${v})` : v;
+}
+
+/**
+ * Statement storing row `i` of a 4x4 register tile `acc` (output row `gm`, columns
+ * gn..gn+3, plus the bias) into C at `cBase`; columns past N are dropped.
+ */
+export function storeTileRow(p: MatmulProblem, vecC: boolean, N: string): string {
+  const bdt = p.bDtype ?? p.dtype;
+  const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
+  return vecC
+    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
+    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+}
