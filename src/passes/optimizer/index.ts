@@ -109,6 +109,18 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
     out('grad_norm', total);
   }
 
+  // Scalars every update shares (bias corrections, a group's lr), built once: each is a
+  // dispatch per step on a GPU, and there are several per param otherwise.
+  const sharedValues = new Map<string, Value>();
+  const shared = (key: string, make: () => Value): Value => {
+    let v = sharedValues.get(key);
+    if (!v) {
+      v = b.atScope('optimizer', make);
+      sharedValues.set(key, v);
+    }
+    return v;
+  };
+
   grads.forEach((o, i) => {
     const name = o.name.slice(GRAD_PREFIX.length);
     const param = params.get(name);
@@ -120,7 +132,7 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
     const group = opts.groups?.find((gr) => gr.match(param)) ?? opts.defaultGroup;
     const rule = group.rule ?? opts.rule;
     const next = b.withScope(`optimizer.${name}`, () => {
-      const glr = group.lrScale === 1 ? lr : b.scale(lr, group.lrScale);
+      const glr = group.lrScale === 1 ? lr : shared(`lr*${group.lrScale}`, () => b.scale(lr, group.lrScale));
       const states = new Map<string, Value>();
       const value = b.value(param.id);
       const next = rule({
@@ -140,6 +152,7 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
           }
           return v;
         },
+        shared,
         assignState(kind, nextState) {
           const sn = stateName(kind, name);
           const old = states.get(sn);

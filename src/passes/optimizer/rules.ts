@@ -11,19 +11,34 @@ export interface AdamWOptions {
  * p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
  */
 export function adamw({ betas: [b1, b2], eps }: AdamWOptions): UpdateRule {
-  return ({ b, value, grad, group, lr, step, state, assignState }) => {
+  return ({ b, value, grad, group, lr, step, state, assignState, shared }) => {
     const m0 = state('exp_avg');
     const v0 = state('exp_avg_sq');
     const m = b.add(b.scale(m0, b1), b.scale(grad, 1 - b1));
     const v = b.add(b.scale(v0, b2), b.scale(b.mul(grad, grad), 1 - b2));
     assignState('exp_avg', m);
     assignState('exp_avg_sq', v);
-    const one = b.const(1);
-    const bc1 = b.sub(one, b.pow(b.const(b1), step));
-    const bc2 = b.sub(one, b.pow(b.const(b2), step));
-    const decayed = group.weightDecay ? b.sub(value, b.mul(b.scale(lr, group.weightDecay), value)) : value;
-    const denom = b.add(b.div(b.unary('sqrt', v), b.unary('sqrt', bc2)), b.const(eps));
-    const stepSize = b.div(lr, bc1);
+    // Per-step scalars, shared by every param (keys name what they depend on; lr is per group).
+    const bc1 = shared(`1-b^t:${b1}`, () => b.sub(b.const(1), b.pow(b.const(b1), step)));
+    const sqrtBc2 = shared(`sqrt(1-b^t):${b2}`, () =>
+      b.unary('sqrt', b.sub(b.const(1), b.pow(b.const(b2), step))),
+    );
+    const stepSize = shared(`lr/(1-b^t):${group.name}:${group.lrScale}:${b1}`, () => b.div(lr, bc1));
+    const decayed = group.weightDecay
+      ? b.sub(
+          value,
+          b.mul(
+            shared(`lr*wd:${group.name}:${group.lrScale}:${group.weightDecay}`, () =>
+              b.scale(lr, group.weightDecay),
+            ),
+            value,
+          ),
+        )
+      : value;
+    const denom = b.add(
+      b.div(b.unary('sqrt', v), sqrtBc2),
+      shared(`eps:${eps}`, () => b.const(eps)),
+    );
     return b.sub(decayed, b.mul(stepSize, b.div(m, denom)));
   };
 }

@@ -35,6 +35,11 @@ export interface UpdateContext {
   state(kind: string, shape?: readonly number[], dtype?: DType): Value;
   /** Sets the next value of a state tensor declared with `state`. */
   assignState(kind: string, next: Value): void;
+  /**
+   * A value computed once per step graph and shared by every param's update (e.g. AdamW's
+   * bias corrections 1 - beta^t): `key` must name everything it depends on.
+   */
+  shared(key: string, make: () => Value): Value;
 }
 
 /** One optimizer's update rule: returns the param's next value. */
