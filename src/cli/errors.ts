@@ -6,6 +6,11 @@ export class UserError extends Error {
   override name = 'UserError';
 }
 
+/** A bad flag or flag value (exit code 2, as commander's own parse errors). */
+export class UsageError extends UserError {
+  override name = 'UsageError';
+}
+
 function isBug(e: Error): boolean {
   return (
     e.constructor === Error ||

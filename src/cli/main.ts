@@ -1,11 +1,14 @@
 // The `peftc` command. Each subcommand lives in src/cli/commands/<name>.ts and
 // exports `register(program)`; add it to the list below.
 import { Command } from 'commander';
-import { formatError } from './errors.ts';
+import { formatError, UsageError } from './errors.ts';
 
+// Commander's own parse errors read like ours ("peftc: error: ..."), then one line
+// pointing at the help instead of the whole option list.
 const program = new Command('peftc')
   .description('a compiler for parameter-efficient fine-tuning (LoRA, QLoRA, ...) on WebGPU')
-  .showHelpAfterError()
+  .configureOutput({ outputError: (str, write) => write(`peftc: ${str}`) })
+  .showHelpAfterError("(run 'peftc --help' for the commands)")
   .exitOverride();
 
 const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
@@ -18,6 +21,8 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
 ];
 
 for (const load of commands) (await load()).register(program);
+for (const cmd of program.commands)
+  cmd.showHelpAfterError(`(run 'peftc ${cmd.name()} --help' for its options)`);
 
 try {
   await program.parseAsync(process.argv);
@@ -27,5 +32,5 @@ try {
   if (code === 'commander.helpDisplayed' || code === 'commander.version') process.exit(0);
   if (code?.startsWith('commander.')) process.exit(2);
   console.error(formatError(e));
-  process.exit(1);
+  process.exit(e instanceof UsageError ? 2 : 1);
 }

@@ -1,6 +1,7 @@
 // Options shared by the commands that run graphs: the backend and WebGPU adapter choice.
 import { type Command, Option } from 'commander';
 import { BACKENDS, type Backend, type BackendName, createBackend } from '../backends/index.ts';
+import { UsageError } from './errors.ts';
 
 export interface BackendCliOptions {
   readonly backend: BackendName;
@@ -50,7 +51,8 @@ export function backendFrom(o: BackendCliOptions): Promise<Backend> {
 export function positiveInt(flag: string): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got '${v}'`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new UsageError(`${flag} must be a positive integer, got '${v}'`);
     return n;
   };
 }
@@ -58,7 +60,17 @@ export function positiveInt(flag: string): (v: string) => number {
 export function positiveNumber(flag: string): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got '${v}'`);
+    if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number, got '${v}'`);
+    return n;
+  };
+}
+
+/** Parses a non-negative integer flag (e.g. a seed), naming the flag on bad input. */
+export function nonNegativeInt(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n) || n < 0)
+      throw new UsageError(`${flag} must be a non-negative integer, got '${v}'`);
     return n;
   };
 }

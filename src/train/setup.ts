@@ -5,6 +5,7 @@
 import { UserError } from '../cli/errors.ts';
 import { readPeftAdapter } from '../io/peft/index.ts';
 import type { Graph, Node } from '../ir/graph.ts';
+import { formatShape, sameShape } from '../ir/shape.ts';
 import { bindParams, LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
 import {
   applyRecipe,
@@ -87,8 +88,20 @@ export function prepareRun(
   });
   const step = fuseDequant(step0);
   const layers: WeightStore[] = [];
-  if (opts.resumeWeights) layers.push(opts.resumeWeights);
-  if (opts.initAdapter) layers.push(initAdapterWeights(opts.initAdapter, trainable));
+  if (opts.resumeWeights) {
+    checkResumable(step, opts.resumeWeights);
+    layers.push(opts.resumeWeights);
+  }
+  if (opts.initAdapter) {
+    const init = initAdapterWeights(opts.initAdapter, trainable);
+    checkShapes(
+      step,
+      init,
+      `--init-adapter ${opts.initAdapter}`,
+      "use a recipe with the adapter's r and target_modules (see its adapter_config.json)",
+    );
+    layers.push(init);
+  }
   layers.push(applied.weights ?? base.weights);
   const weights = bindParams(step, new LayeredWeightStore(layers), opts.seed);
   const adapters = recipe.methods.filter((m) => m.method === 'lora').map((m) => m.options as LoraOptions);
@@ -103,6 +116,45 @@ export function prepareRun(
       .map((p) => String(p.attrs.name)),
     adapters,
   };
+}
+
+const RESUME_TODO =
+  'resume with the recipe it was saved with (recipe.json in --out), or start a fresh run in another --out';
+
+/** A checkpoint resumes only a run of the same recipe: the same trainable and optimizer tensors. */
+function checkResumable(g: Graph, ckpt: WeightStore): void {
+  const names = new Set(
+    g
+      .params()
+      .filter((p) => p.attrs.role === 'trainable' || p.attrs.role === 'state')
+      .map((p) => String(p.attrs.name)),
+  );
+  const missing = [...names].filter((n) => !ckpt.has(n));
+  const extra = [...ckpt.names()].filter((n) => !names.has(n));
+  const some = (xs: string[]) => `${xs[0]}${xs.length > 1 ? ` and ${xs.length - 1} more` : ''}`;
+  if (missing.length || extra.length) {
+    const what = [
+      missing.length ? `it lacks ${some(missing)} that this recipe trains` : '',
+      extra.length ? `it holds ${some(extra)} that this recipe does not make` : '',
+    ];
+    throw new UserError(
+      `--resume: the checkpoint comes from a different recipe (${what.filter(Boolean).join('; ')}); ${RESUME_TODO}`,
+    );
+  }
+  checkShapes(g, ckpt, '--resume: the checkpoint', RESUME_TODO);
+}
+
+/** Weights the user brought must have the shapes the recipe makes (a LoRA rank that differs, ...). */
+function checkShapes(g: Graph, store: WeightStore, what: string, todo: string): void {
+  for (const p of g.params()) {
+    const name = String(p.attrs.name);
+    const t = store.has(name) ? store.get(name) : undefined;
+    if (t && !sameShape(t.shape, p.type.shape)) {
+      throw new UserError(
+        `${what}: '${name}' has shape ${formatShape(t.shape)} but the recipe makes ${formatShape(p.type.shape)}; ${todo}`,
+      );
+    }
+  }
 }
 
 /** The adapter's tensors, which must cover every LoRA param the recipe creates. */

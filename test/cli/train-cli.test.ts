@@ -41,7 +41,7 @@ describe('peftc train', () => {
 
   it('rejects bad flags and recipes with clear messages', () => {
     const both = train(join(dir, 'x'), ['--data', tokens]);
-    expect(both.code).toBe(1);
+    expect(both.code).toBe(2); // a usage error
     expect(both.stderr).toContain('give exactly one of --data <file> and --tokens <file>');
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ methods: [{ method: 'lora', rnak: 4 }] }));

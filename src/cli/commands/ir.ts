@@ -5,15 +5,8 @@ import { printGraph } from '../../ir/printer.ts';
 import { loadRecipe, recipePipeline } from '../../methods/index.ts';
 import { buildLlama, PRESETS, presetConfig, readLlamaConfig } from '../../models/llama/index.ts';
 import { runPipeline } from '../../passes/index.ts';
-import { UserError } from '../errors.ts';
-
-function positiveInt(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new UserError(`${flag} must be a positive integer, got '${v}'`);
-    return n;
-  };
-}
+import { UsageError, UserError } from '../errors.ts';
+import { positiveInt } from '../options.ts';
 
 function parsePrintAfter(v: string | undefined): 'all' | 'change' | string[] | undefined {
   if (v === undefined || v === 'all' || v === 'change') return v;
@@ -56,10 +49,17 @@ export function register(program: Command): void {
         const cfg = isDir ? readLlamaConfig(o.model) : presetConfig(o.model);
         const graph = buildLlama(cfg, { batch: o.batch, seq: o.seq }, { loss: !!o.loss });
         const pipeline = o.recipe ? recipePipeline(loadRecipe(o.recipe)) : [];
+        const printAfter = parsePrintAfter(o.printAfter);
+        const names = pipeline.map((s) => s.name);
+        const unknown = Array.isArray(printAfter) ? printAfter.filter((p) => !names.includes(p)) : [];
+        if (unknown.length)
+          throw new UsageError(
+            `--print-after: no pass named ${unknown.join(', ')} in the pipeline (passes: ${names.join(', ') || 'none without --recipe'}; or all, change)`,
+          );
         const log = (s: string) => process.stdout.write(`${s}\n`);
         const out = runPipeline(graph, pipeline, {
           verify: true,
-          printAfter: parsePrintAfter(o.printAfter),
+          printAfter,
           log,
         });
         if (!o.printAfter || pipeline.length === 0) process.stdout.write(printGraph(out.graph));

@@ -1,7 +1,8 @@
 // `peftc logits --model <hf dir|preset> [--adapter <peft dir>]... [--merge] [--backend webgpu|cpu]
 //   --tokens <json file: array of token-id arrays> --out <file.safetensors>`
 // writes f32 logits [seq, vocab] of sequence i under key `logits.<i>`.
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import type { Executable } from '../../backends/backend.ts';
 import { writeSafetensors } from '../../io/safetensors/index.ts';
@@ -55,6 +56,10 @@ export function register(program: Command): void {
       .requiredOption('--tokens <file>', 'JSON file: an array of token-id arrays')
       .requiredOption('--out <file>', 'output .safetensors file (keys logits.0, logits.1, ...)'),
   ).action(async (o: LogitsOptions) => {
+    if (existsSync(o.out) && statSync(o.out).isDirectory())
+      throw new UserError(
+        `--out ${o.out} is a directory; give a file name such as ${o.out}/logits.safetensors`,
+      );
     const model = openModel(o.model);
     const seqs = readTokenArrays(o.tokens, model.config.vocabSize);
     const backend = await backendFrom(o);
@@ -78,6 +83,7 @@ export function register(program: Command): void {
         });
         out[`logits.${i}`] = tensor('f32', [ids.length, model.config.vocabSize], logits.data);
       }
+      mkdirSync(dirname(o.out), { recursive: true });
       writeSafetensors(o.out, out, { format: 'pt' });
       for (const e of exes.values()) e.dispose();
     } finally {

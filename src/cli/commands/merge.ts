@@ -56,6 +56,9 @@ export interface MergeResult {
 }
 
 export function mergeToDir(o: MergeOptions, log: (line: string) => void = () => {}): MergeResult {
+  // Never replace what is there (a previous merge, or something else entirely).
+  if (existsSync(o.out))
+    throw new UserError(`--out ${o.out} already exists; choose a new directory (or remove it first)`);
   const model = openModel(o.model);
   if (!model.dir)
     throw new UserError(`--model ${o.model}: merge needs a Hugging Face model directory, not a preset`);

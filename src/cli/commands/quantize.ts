@@ -6,7 +6,7 @@ import { loadBnb4bitModel, quantizeCheckpoint } from '../../methods/qlora/checkp
 import { describeQuantizedBase } from '../../methods/qlora/memory.ts';
 import { buildLlama } from '../../models/llama/index.ts';
 import { BLOCKSIZES_4BIT } from '../../quant/blockwise4.ts';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 
 interface Flags {
   model: string;
@@ -26,13 +26,15 @@ export function register(program: Command): void {
     .option('--blocksize <n>', `elements per absmax block (${BLOCKSIZES_4BIT.join(', ')})`, '64')
     .option('--double-quant', 'quantize the absmax values too (bnb_4bit_use_double_quant)')
     .action((f: Flags) => {
-      if (!existsSync(f.model) || !statSync(f.model).isDirectory())
-        throw new UserError(`--model ${f.model}: not a directory (give an HF model directory)`);
       if (f.quantType !== 'nf4' && f.quantType !== 'fp4')
-        throw new UserError(`--quant-type must be nf4 or fp4, got '${f.quantType}'`);
+        throw new UsageError(`--quant-type must be nf4 or fp4, got '${f.quantType}'`);
       const blocksize = Number(f.blocksize);
       if (!BLOCKSIZES_4BIT.includes(blocksize))
-        throw new UserError(`--blocksize must be one of ${BLOCKSIZES_4BIT.join(', ')}, got '${f.blocksize}'`);
+        throw new UsageError(
+          `--blocksize must be one of ${BLOCKSIZES_4BIT.join(', ')}, got '${f.blocksize}'`,
+        );
+      if (!existsSync(f.model) || !statSync(f.model).isDirectory())
+        throw new UserError(`--model ${f.model}: not a directory (give an HF model directory)`);
       if (existsSync(f.out)) throw new UserError(`--out ${f.out} already exists; choose a new directory`);
       const r = quantizeCheckpoint(f.model, f.out, {
         quantType: f.quantType,

@@ -1,17 +1,20 @@
 // `peftc train --model <hf dir> --recipe <file> (--data <file> | --tokens <json file>) --out <dir>
 //   [--steps N] [--lr X] [--batch N] [--seq N] [--init-adapter <peft dir>] [--save-every N]
 //   [--backend webgpu|cpu] [--seed N]`: fine-tunes with the recipe and writes a PEFT adapter to <out>.
+import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadRecipe, parseRecipe, type Recipe, resolveRecipe } from '../../methods/index.ts';
 import { openModel } from '../../models/open.ts';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
+import { latestCheckpoint } from '../../train/checkpoint/index.ts';
 import { loadDataset } from '../../train/data/index.ts';
 import { train } from '../../train/trainer.ts';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import {
   addBackendOptions,
   type BackendCliOptions,
   backendFrom,
+  nonNegativeInt,
   positiveInt,
   positiveNumber,
 } from '../options.ts';
@@ -55,7 +58,31 @@ function tokenizerFor(dir: string | undefined, vocab: number): Tokenizer {
   return tok;
 }
 
+/** --out must be a directory (or not exist yet); --resume needs a checkpoint in it. */
+function checkOut(o: TrainCliOptions): void {
+  if (existsSync(o.out) && !statSync(o.out).isDirectory())
+    throw new UserError(
+      `--out ${o.out} is a file, not a directory; choose a directory for the adapter and logs`,
+    );
+  if (o.resume && !latestCheckpoint(o.out))
+    throw new UserError(
+      `--resume: nothing to resume in ${o.out} (no checkpoint-N/ there); drop --resume to start a fresh run, or point --out at the run to continue`,
+    );
+}
+
 export async function runTrain(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
+  checkOut(o);
+  // A run that fails before writing anything leaves no empty --out behind.
+  const created = !existsSync(o.out);
+  try {
+    return await trainWith(o, stream);
+  } catch (e) {
+    if (created && existsSync(o.out) && readdirSync(o.out).length === 0) rmdirSync(o.out);
+    throw e;
+  }
+}
+
+async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
   const recipe = applyOverrides(loadRecipe(o.recipe), o);
   const model = openModel(o.model, { seed: recipe.seed });
   const seq = recipe.seq_len ?? 64;
@@ -115,17 +142,12 @@ export function register(program: Command): void {
         positiveInt('--save-every'),
       )
       .option('--eval-every <n>', 'evaluate every N steps (default steps/10)', positiveInt('--eval-every'))
-      .option('--seed <n>', 'random seed (overrides the recipe)', (v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0)
-          throw new UserError(`--seed must be a non-negative integer, got '${v}'`);
-        return n;
-      })
+      .option('--seed <n>', 'random seed (overrides the recipe)', nonNegativeInt('--seed'))
       .option('--resume', 'continue from the newest checkpoint in --out')
       .option('--no-plot', 'do not write the loss plot'),
   ).action(async (o: TrainCliOptions) => {
     if ((o.data === undefined) === (o.tokens === undefined))
-      throw new UserError('give exactly one of --data <file> and --tokens <file>');
+      throw new UsageError('give exactly one of --data <file> and --tokens <file>');
     const r = await runTrain(o);
     const first = r.evalLosses[0];
     const last = r.evalLosses[r.evalLosses.length - 1];

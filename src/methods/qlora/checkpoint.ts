@@ -76,10 +76,7 @@ export function quantizeCheckpoint(
 ): QuantizeCheckpointResult {
   const config = readLlamaConfig(srcDir);
   const store = openCheckpoint(srcDir);
-  const rawConfig = JSON.parse(fs.readFileSync(path.join(srcDir, 'config.json'), 'utf8')) as Record<
-    string,
-    unknown
-  >;
+  const rawConfig = readConfigJson(path.join(srcDir, 'config.json'));
   if (rawConfig.quantization_config) {
     throw new FormatError(
       path.join(srcDir, 'config.json'),
@@ -135,12 +132,27 @@ export interface Bnb4bitModel {
 
 const QS = /^(.*)\.weight\.quant_state\.bitsandbytes__(nf4|fp4)$/;
 
+/** config.json as an object; a file that is not JSON is named in the error. */
+function readConfigJson(file: string): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new FormatError(
+      file,
+      `not valid JSON (${(e as Error).message}); fix or replace the model's config.json`,
+    );
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new FormatError(file, 'expected a JSON object (a Hugging Face model config)');
+  return json as Record<string, unknown>;
+}
+
 /** The quantization_config of a model dir when it is a bitsandbytes 4-bit checkpoint, else undefined. */
 export function readBnb4bitConfig(dir: string): Record<string, unknown> | undefined {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) return undefined;
-  const qc = (JSON.parse(fs.readFileSync(file, 'utf8')) as { quantization_config?: Record<string, unknown> })
-    .quantization_config;
+  const qc = readConfigJson(file).quantization_config as Record<string, unknown> | undefined;
   if (!qc) return undefined;
   if (qc.quant_method !== 'bitsandbytes') return undefined;
   if (qc.load_in_8bit === true || qc._load_in_8bit === true) {

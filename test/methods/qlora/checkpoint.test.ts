@@ -104,7 +104,7 @@ describe('peftc quantize and loading bitsandbytes 4-bit checkpoints', () => {
     const src = tmp();
     writeTiny(src);
     const r1 = peftc(['quantize', '--model', src, '--out', path.join(tmp(), 'x'), '--blocksize', '48']);
-    expect(r1.code).toBe(1);
+    expect(r1.code).toBe(2); // a usage error
     expect(r1.stderr).toMatch(/--blocksize must be one of 32, 64/);
     const r2 = peftc(['quantize', '--model', src, '--out', src]);
     expect(r2.stderr).toMatch(/already exists/);
