@@ -73,6 +73,8 @@ await gpuBackend.ready();
 const gpuExe = (await gpuBackend.compile(run.step, run.weights)) as WebGpuExecutable;
 const gpu = await time(gpuExe);
 const activations = gpuExe.stats.pooledBytes;
+// Every device buffer the executable holds (params, states, pool, inputs, consts, uniforms).
+const allDeviceBuffers = gpuExe.memory.deviceBytes;
 gpuBackend.dispose();
 
 const result = {
@@ -89,6 +91,7 @@ const result = {
     optimizer_state: optimizerState,
     activations_pooled: activations,
     total: frozen + adapters + optimizerState + activations,
+    all_device_buffers: allDeviceBuffers,
     peak_live_intermediates_in_graph_order: peakLiveBytes(run.step),
   },
 };
@@ -102,4 +105,5 @@ console.log(`| webgpu | ${gpu.tokensPerS.toFixed(0)} | ${gpu.msPerStep.toFixed(1
 console.log(
   `device memory: frozen ${kb(frozen)} + adapters ${kb(adapters)} + optimizer state ${kb(optimizerState)} + activations ${kb(activations)} = ${kb(result.device_memory_bytes.total)}`,
 );
+console.log(`all device buffers of the step (measured): ${kb(allDeviceBuffers)}`);
 process.exit(0);
