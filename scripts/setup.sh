@@ -31,10 +31,21 @@ if [ -r /etc/os-release ] && . /etc/os-release && [ "${ID:-}" = debian -o "${ID_
     exit 1
   fi
   if [ "${VERSION_CODENAME:-}" = bookworm ] && [ "$(mesa_major)" != 25 ]; then
-    if [ ! -f /etc/apt/sources.list.d/backports.sources ] && [ -f /etc/apt/sources.list.d/debian.sources ]; then
-      # Derive bookworm-backports from the existing Debian sources, same mirrors.
+    has_backports() { grep -qs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; }
+    if ! has_backports && [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      # Derive bookworm-backports from the existing Debian sources (deb822), same mirrors.
       awk 'BEGIN{RS="";ORS="\n\n"} /Suites: bookworm bookworm-updates/' /etc/apt/sources.list.d/debian.sources \
-        | sed 's/^Suites: .*/Suites: bookworm-backports/' > /etc/apt/sources.list.d/backports.sources
+        | sed 's/^Suites: .*/Suites: bookworm-backports/' > /tmp/peftc-backports.sources
+      if [ -s /tmp/peftc-backports.sources ]; then mv /tmp/peftc-backports.sources /etc/apt/sources.list.d/backports.sources; fi
+    fi
+    if ! has_backports && [ -f /etc/apt/sources.list ]; then
+      # One-line format (older images): reuse the mirror of the main bookworm line.
+      uri=$(sed -nE 's/^deb (\[[^]]*\] )?([^ ]+) bookworm( .*)?$/\2/p' /etc/apt/sources.list | head -1)
+      if [ -n "$uri" ]; then echo "deb $uri bookworm-backports main" > /etc/apt/sources.list.d/backports.list; fi
+    fi
+    if ! has_backports; then
+      echo "setup: could not derive bookworm-backports from the apt sources; add it (same mirror, suite bookworm-backports, component main) and run again" >&2
+      exit 1
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1
