@@ -118,6 +118,7 @@ beforeAll(() => {
     copyFileSync(st, f),
   );
   modelDir('m-missing', cfg, (f) => withoutTensor(st, f, 'model.layers.1.mlp.up_proj.weight'));
+  modelDir('m-null', 'null', (f) => copyFileSync(st, f));
   modelDir('m-trunc', cfg, (f) => writeFileSync(f, stBytes.subarray(0, 50_000)));
   const garbled = Buffer.from(stBytes);
   garbled.write('{garbage', 8);
@@ -320,6 +321,12 @@ const cases: Case[] = [
     args: quantize('q2', { '--model': p('m-badjson') }),
     code: 1,
     says: /m-badjson\/config\.json: not valid JSON/,
+  },
+  {
+    name: 'config.json not an object',
+    args: logits('l16', { '--model': p('m-null') }),
+    code: 1,
+    says: /m-null\/config\.json: expected a JSON object/,
   },
   {
     name: 'unsupported architecture',
@@ -550,6 +557,12 @@ const cases: Case[] = [
     args: logits('l14', {}, ['--backend', 'cuda']),
     code: 2,
     says: /option '--backend <name>' argument 'cuda' is invalid\. Allowed choices are webgpu, cpu/,
+  },
+  {
+    name: 'logits --merge without --adapter',
+    args: logits('l17', {}, ['--merge']),
+    code: 2,
+    says: /--merge needs at least one --adapter/,
   },
   {
     name: 'quantize bad --blocksize',

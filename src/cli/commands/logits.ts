@@ -10,7 +10,7 @@ import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { bindParams } from '../../ir/weights.ts';
 import { openModel } from '../../models/open.ts';
 import { prepareModel } from '../../models/prepare.ts';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import { addBackendOptions, type BackendCliOptions, backendFrom, collect } from '../options.ts';
 
 interface LogitsOptions extends BackendCliOptions {
@@ -56,6 +56,8 @@ export function register(program: Command): void {
       .requiredOption('--tokens <file>', 'JSON file: an array of token-id arrays')
       .requiredOption('--out <file>', 'output .safetensors file (keys logits.0, logits.1, ...)'),
   ).action(async (o: LogitsOptions) => {
+    if (o.merge && !o.adapter?.length)
+      throw new UsageError('--merge needs at least one --adapter <dir> to merge');
     if (existsSync(o.out) && statSync(o.out).isDirectory())
       throw new UserError(
         `--out ${o.out} is a directory; give a file name such as ${o.out}/logits.safetensors`,
