@@ -87,6 +87,21 @@ export const recipeSchema = z.strictObject({
   seq_len: positiveInt.optional(),
   gradient_accumulation_steps: positiveInt.default(1),
   seed: z.number().int().min(0).default(0),
+  /**
+   * Optimizer param groups (torch.optim style), first match wins; params no group
+   * names keep the optimizer's lr and weight_decay. `params` is a regex that must
+   * match a param's whole name, or a list of exact names.
+   */
+  param_groups: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).optional(),
+        params: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+        lr: lr.optional(),
+        weight_decay: z.number().min(0).optional(),
+      }),
+    )
+    .default([]),
 });
 
 export type OptimizerConfig = z.output<typeof optimizerSchema>;

@@ -4,6 +4,7 @@ import type { Graph } from '../ir/graph.ts';
 import type { WeightStore } from '../ir/weights.ts';
 import { loraBranches, mergeLora } from '../methods/lora/index.ts';
 import { fuseDequant } from '../methods/qlora/index.ts';
+import { evalMode } from '../passes/generic/index.ts';
 import { attachPeftAdapter } from './adapters.ts';
 import type { LlamaBuildOptions, LlamaShape } from './llama/build.ts';
 import { type LoadedModel, modelGraph } from './llama/load.ts';
@@ -38,5 +39,6 @@ export function prepareModel(
     weights = merged.weights ?? weights;
   }
   // 4-bit bases: dequantize inside the matmul, never into a full-precision weight.
-  return { graph: fuseDequant(graph), weights, merged: [...new Set(mergedNames)] };
+  // Inference: dropout off (an adapter's lora_dropout only acts in training).
+  return { graph: evalMode(fuseDequant(graph)), weights, merged: [...new Set(mergedNames)] };
 }

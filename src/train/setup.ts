@@ -16,6 +16,7 @@ import {
 import type { LoraOptions } from '../methods/lora/index.ts';
 import { fuseDequant } from '../methods/qlora/index.ts';
 import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
+import { evalMode } from '../passes/generic/index.ts';
 import type { ParamGroup } from '../passes/optimizer/index.ts';
 import { buildTrainStep } from './step.ts';
 
@@ -25,7 +26,7 @@ export interface RunShape {
 }
 
 export interface PreparedRun {
-  /** Forward graph with the recipe's methods applied; outputs `loss`. */
+  /** Forward graph with the recipe's methods applied, in eval mode (no dropout); outputs `loss`. */
   readonly forward: Graph;
   /**
    * forward + backward + optimizer update (assign: outputs); with gradient_accumulation_steps
@@ -49,6 +50,22 @@ function paramGroups(recipe: Recipe, trainable: readonly string[]): OptGroup[] {
     const def = getMethod(m.method);
     if (def.paramGroups) groups = def.paramGroups(groups, m.options as never);
   }
+  // The recipe's own groups take their params out of whatever group held them.
+  const claimed = new Set<string>();
+  const own: MethodParamGroup[] = recipe.param_groups.map((pg, i) => {
+    const re = typeof pg.params === 'string' ? new RegExp(`^(?:${pg.params})$`) : undefined;
+    const list = typeof pg.params === 'string' ? [] : pg.params;
+    const params = trainable.filter((n) => !claimed.has(n) && (re ? re.test(n) : list.includes(n)));
+    if (params.length === 0) {
+      throw new UserError(
+        `recipe param_groups[${i}]: ${JSON.stringify(pg.params)} matches no trainable parameter (they look like ${trainable[0]})`,
+      );
+    }
+    for (const n of params) claimed.add(n);
+    return { name: pg.name ?? `param_groups[${i}]`, params, lr: pg.lr, weight_decay: pg.weight_decay };
+  });
+  if (own.length)
+    groups = [...own, ...groups.map((g) => ({ ...g, params: g.params.filter((n) => !claimed.has(n)) }))];
   const base = recipe.optimizer.lr;
   const wd = recipe.optimizer.weight_decay;
   return groups.map((g, i) => {
@@ -71,7 +88,8 @@ export function prepareRun(
   const base = modelGraph(model, shape, { loss: true, logits: false });
   const applied = applyRecipe(base.graph, recipe, { weights: base.weights, log: () => {} });
   // 4-bit weights (qlora, or a 4-bit checkpoint) are dequantized inside their matmuls.
-  const forward = fuseDequant(applied.graph);
+  // The eval graph: dropout off, as in model.eval().
+  const forward = evalMode(fuseDequant(applied.graph));
   const trainable = forward
     .params()
     .filter((p) => p.attrs.role === 'trainable')
@@ -83,7 +101,7 @@ export function prepareRun(
     optimizer: recipe.optimizer,
     maxGradNorm: recipe.max_grad_norm ?? undefined,
     checkpointing: recipe.checkpointing,
-    groups: groups.slice(1),
+    groups,
     accumulate: recipe.gradient_accumulation_steps,
   });
   const step = fuseDequant(step0);

@@ -65,6 +65,8 @@ describe('training', () => {
     const last = cpu.evalLosses[cpu.evalLosses.length - 1].loss;
     // Stated margin: 20 LoRA steps on the instruct data cut eval loss by at least 10%.
     expect(last).toBeLessThan(first * 0.9);
+    const gFirst = gpu.evalLosses[0].loss;
+    expect(gpu.evalLosses[gpu.evalLosses.length - 1].loss).toBeLessThan(gFirst * 0.9);
     expect(gpu.losses.length).toBe(cpu.losses.length);
     // Stated tolerance: f32 on both, different summation orders: 2e-3 relative per step.
     cpu.losses.forEach((l, i) => {
@@ -84,14 +86,16 @@ describe('training', () => {
 
   it('--init-adapter starts from exactly those weights; --save-every writes step-N adapters', async () => {
     const first = base({ steps: 4, saveEvery: 2 });
-    await runTrain(first, sink as never);
+    const r1 = await runTrain(first, sink as never);
     expect(existsSync(join(first.out, 'step-2', 'adapter_model.safetensors'))).toBe(true);
     // Every multiple of --save-every, the last step included.
     expect(existsSync(join(first.out, 'step-4', 'adapter_config.json'))).toBe(true);
     expect(readdirSync(first.out)).toContain('checkpoint-4');
     // lr tiny: after one step the weights barely move from the init adapter.
     const next = base({ steps: 1, initAdapter: first.out, lr: 1e-12 });
-    await runTrain(next, sink as never);
+    const r2 = await runTrain(next, sink as never);
+    // Exactly: the eval before the first step of the new run sees the first run's final adapter.
+    expect(r2.evalLosses[0]).toEqual({ step: 0, loss: r1.evalLosses[r1.evalLosses.length - 1].loss });
     const a = adapterB(first.out);
     const b = adapterB(next.out);
     a.forEach((x, i) => {

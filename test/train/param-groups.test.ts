@@ -1,0 +1,58 @@
+// Recipe `param_groups`: params matched by a group train with that group's lr and
+// weight decay (torch.optim param groups), others with the optimizer's.
+import { describe, expect, it } from 'vitest';
+import { parseRecipe } from '../../src/methods/index.ts';
+import { loadModel } from '../../src/models/llama/index.ts';
+import { prepareRun } from '../../src/train/setup.ts';
+
+const model = loadModel('examples/models/tiny-llama');
+
+function recipe(param_groups: unknown) {
+  return parseRecipe({
+    methods: [{ method: 'lora', r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] }],
+    optimizer: { type: 'adamw', lr: 1e-3, weight_decay: 0.01 },
+    param_groups,
+  });
+}
+
+/** The scale factors the step graph applies to the `lr` input, per param update scope. */
+function lrScales(step: ReturnType<typeof prepareRun>['step']): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const lrId = step.inputs().find((n) => n.attrs.name === 'lr')!.id;
+  for (const n of step.nodes) {
+    if (n.op === 'scale' && n.inputs[0] === lrId) {
+      out.set(n.scope, [...(out.get(n.scope) ?? []), Number(n.attrs.factor)]);
+    }
+  }
+  return out;
+}
+
+describe('recipe param_groups', () => {
+  it('gives matching params their own lr and weight decay', () => {
+    const run = prepareRun(
+      model,
+      recipe([{ params: '.*lora_B.*', lr: 1.6e-2, weight_decay: 0 }]),
+      { batch: 1, seq: 8 },
+      { seed: 0 },
+    );
+    const scales = [...lrScales(run.step).values()].flat();
+    // lora_B at 16x the base lr (LoRA+ style): one shared lr*16 node.
+    expect(scales).toContain(16);
+    // Weight decay: the default group decays (lr * 0.01), the B group does not.
+    const wd = run.step.nodes.filter((n) => n.op === 'scale' && Number(n.attrs.factor) === 0.01);
+    expect(wd.length).toBeGreaterThan(0);
+  });
+
+  it('rejects a group that matches nothing, naming it', () => {
+    expect(() =>
+      prepareRun(model, recipe([{ params: 'nothing.*' }]), { batch: 1, seq: 8 }, { seed: 0 }),
+    ).toThrow(/param_groups\[0\]: "nothing\.\*" matches no trainable parameter/);
+  });
+
+  it('validates the keys', () => {
+    expect(() => recipe([{ params: [], lr: 1 }])).toThrow(/param_groups\[0\]\.params/);
+    expect(() => recipe([{ params: 'x', lrr: 1 }])).toThrow(
+      /param_groups\[0\]\.lrr: unknown key; did you mean lr\?/,
+    );
+  });
+});
