@@ -2,6 +2,7 @@
 // exports `register(program)`; add it to the list below.
 import { Command } from 'commander';
 import { formatError, UsageError } from './errors.ts';
+import { loadPlugins, takePlugins } from './plugins.ts';
 
 // Commander's own parse errors read like ours ("peftc: error: ..."), then one line
 // pointing at the help instead of the whole option list.
@@ -24,8 +25,15 @@ for (const load of commands) (await load()).register(program);
 for (const cmd of program.commands)
   cmd.showHelpAfterError(`(run 'peftc ${cmd.name()} --help' for its options)`);
 
+program.option(
+  '--plugin <module>',
+  'load a module registering methods/passes/ops first (repeatable, any position)',
+);
+
 try {
-  await program.parseAsync(process.argv);
+  const { argv, plugins } = takePlugins(process.argv);
+  await loadPlugins(plugins);
+  await program.parseAsync(argv);
   process.exit(0);
 } catch (e) {
   const code = (e as { code?: string }).code;
