@@ -62,14 +62,8 @@ registerKernel('test_broken', (ctx) =>
 );
 
 await gpuSuite('webgpu runtime', ({ backend }) => {
-  it('a tensor over maxStorageBufferBindingSize is refused, naming the tensor and the limit', async () => {
-    const b = new GraphBuilder();
-    const x = b.input('huge_activations', 'f32', [40, 1024, 1024]); // 160 MiB > lavapipe's 128 MiB
-    const g = b.build({ y: b.scale(x, 2) });
-    await expect(backend.compile(g, new MapWeightStore())).rejects.toThrow(
-      /huge_activations.*f32\[40,1024,1024\].*maxStorageBufferBindingSize/,
-    );
-  });
+  // The over-the-binding-limit error is tested at a size taken from the adapter's own
+  // limit in test/audit/webgpu-ci-limits.test.ts (a fixed size only fails on lavapipe).
 
   it('a device validation error becomes a WebGpuError naming node, scope and kernel', async () => {
     const b = new GraphBuilder();
