@@ -75,9 +75,9 @@ describe('golden: lora-merge-adapters', () => {
         want.push(Math.fround(W[o * 8 + i] + 4 * ba));
       }
     expect(got).toHaveLength(32);
-    got.forEach((v, j) =>
-      expect(Math.abs(v - want[j]), `element ${j}`).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(want[j]))),
-    );
+    got.forEach((v, j) => {
+      expect(Math.abs(v - want[j]), `element ${j}`).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(want[j])));
+    });
     // The original store is untouched (passes are pure).
     expect(Array.from(weights.get('m.q_proj.weight')!.data)).toEqual(W.map(Math.fround));
   });
