@@ -32,6 +32,7 @@ export {
   quantizeLinears,
   settingsOf,
 } from './quantize.ts';
+export * from './quantize-op.ts';
 
 export const qlora: MethodDef<QloraOptions> = {
   name: 'qlora',
