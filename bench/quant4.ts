@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebGpuBackend, type WebGpuExecutable } from '../src/backends/webgpu/index.ts';
-import { linear4bitPath } from '../src/backends/webgpu/kernels/quant4.ts';
+import { linear4bitPath, TILE_M, TILE_N } from '../src/backends/webgpu/kernels/quant4.ts';
 import { quantStateToTensors } from '../src/io/bitsandbytes.ts';
 import { GraphBuilder } from '../src/ir/builder.ts';
 import type { Graph } from '../src/ir/graph.ts';
@@ -37,6 +37,7 @@ const { values: a } = parseArgs({
 const OUT = Number(a.out);
 const IN = Number(a.in);
 const REPS = Number(a.reps);
+// The core tiled matmul's square tile (the dequant -> linear pipeline).
 const TILE = 64;
 
 const rng = new Rng(1);
@@ -104,8 +105,9 @@ try {
       );
       const mTiles = Math.ceil(m / TILE);
       const nTiles = Math.ceil(OUT / TILE);
-      const wReads = path === 'gemv' ? 1 : mTiles;
-      const xReads = path === 'gemv' ? 1 : nTiles;
+      // Fused tiled: W once per TILE_M-row tile, X once per TILE_N-column tile.
+      const wReads = path === 'gemv' ? 1 : Math.ceil(m / TILE_M);
+      const xReads = path === 'gemv' ? 1 : Math.ceil(OUT / TILE_N);
       const fusedBytes = wReads * (packed + stored) + xReads * xBytes + yBytes;
       // Pipeline: dequant_4bit reads codes + f32 absmax and writes W (4n); linear reads W (per M tile).
       const linReads = m <= 4 ? 1 : mTiles;

@@ -1,5 +1,5 @@
 // The WGSL QLoRA kernels against the CPU interpreter: the fused linear_4bit (GEMV and
-// tiled paths, x W^T and x W, bias, odd in_features, partial last blocks, blocksizes
+// tiled paths, x W^T and x W, several output tiles, bias, odd in_features, partial last blocks, blocksizes
 // 32..256, NF4/FP4, with and without double quantization), dequant_4bit, dequant_absmax.
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
@@ -30,6 +30,22 @@ const pathExamples: Problem[] = [
   bias: !transpose,
   seed: 5,
 }));
+// More than one 64 x 256 output tile each way (row and column tile indexing, edges).
+const multiTile: Problem[] = [
+  [300, 16, false],
+  [16, 264, true],
+  [12, 261, true],
+].map(([outF, inF, transpose]) => ({
+  rows: [70],
+  outF: outF as number,
+  inF: inF as number,
+  blocksize: 64,
+  quantType: 'nf4',
+  doubleQuant: false,
+  transpose: transpose as boolean,
+  bias: !transpose,
+  seed: 7,
+}));
 
 await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
   it('linear_4bit (fused dequant-matmul) on random shapes', async () => {
@@ -50,7 +66,7 @@ await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
           exe.dispose();
         }
       }),
-      { numRuns: 24, examples: pathExamples.map((e) => [e]) },
+      { numRuns: 24, examples: [...pathExamples, ...multiTile].map((e) => [e]) },
     );
     // Every path was exercised, whole-word and per-element decoding.
     expect([...paths].sort()).toEqual([

@@ -8,7 +8,7 @@
 //   absmax per word). With double quantization the absmax is decoded in place from its
 //   u8 code, the nested absmax and the 256-entry map: no f32 absmax buffer exists.
 //   GEMV for M <= 8 and x W^T: one workgroup per output feature walks that weight row's
-//   words once; else a 64x64 tiled kernel (BK 32) that decodes the B tile into workgroup
+//   words once; else a 64x256 tiled kernel (BK 8) that decodes the B tile into workgroup
 //   memory (both x W^T and x W, the input gradient). When in_features % 8 == 0 (every
 //   real model) words never straddle rows, so each thread decodes whole words; other
 //   sizes take a per-element path. The full-precision weight never exists in device memory.
@@ -191,9 +191,20 @@ ${rs.map((r) => `    Y[${r}u * ${N} + n] = t${r}${st.bias ? ' + BIAS[n]' : ''};`
   };
 }
 
-const TILE = 64;
-const BK = 32;
-const Q4 = TILE / 4;
+/**
+ * The tiled kernel's output tile: TILE_M rows x TILE_N columns per workgroup (256
+ * threads, 4 x 16 outputs each). Wide in N because X is re-read once per column tile
+ * and W once per row tile: at M = 64 every workgroup covers all rows, so W is read
+ * once and X ceil(N / TILE_N) times. BK = 8 is one u32 word of codes per k row
+ * (x W^T) and keeps the two tiles (2 KiB + 8 KiB) under WebGPU's 16 KiB default.
+ */
+export const TILE_M = 64;
+export const TILE_N = 256;
+const BK = 8;
+const QM = TILE_M / 4;
+const QN = TILE_N / 4;
+/** Column vec4s per thread, spaced 16 apart (threads of a row read adjacent vec4s). */
+const NJ = QN / 16;
 
 /** The B tile loader: Bs[kk][n/4] = B(k0 + kk, n0 + n), B(k, n) = W[n, k] (x W^T) or W[k, n] (x W). */
 function loadB(a: Linear4, KU: string, NU: string, IN: string): string {
@@ -201,29 +212,29 @@ function loadB(a: Linear4, KU: string, NU: string, IN: string): string {
   if (a.in_features % 8 !== 0) {
     // Per element: a word may straddle two rows of W.
     const flat = a.transpose ? `gk * ${IN} + gn` : `gn * ${IN} + gk`;
-    return `    for (var t = lid; t < ${BK * Q4}u; t = t + 256u) {
-      let kk = t / ${Q4}u; let nq = t % ${Q4}u; let gk = k0 + kk;
+    return `    for (var t = lid; t < ${BK * QN}u; t = t + 256u) {
+      let kk = t / ${QN}u; let nq = t % ${QN}u; let gk = k0 + kk;
       var v = ${zero};
       for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${KU} && gn < ${NU}) { let e = ${flat}; v[c] = QT[code_of(P[e >> 3u], e & 7u)] * absmax_of(e / ${a.blocksize}u); } }
       Bs[t] = v;
     }`;
   }
   if (a.transpose) {
-    // W[k, n0 .. n0+64]: 8 words per k row, one word per thread, two vec4 stores.
-    return `    { let kk = lid / 8u; let nw = lid % 8u; let gk = k0 + kk; let gn = n0 + nw * 8u;
+    // W[k0 + kk, n0 .. n0+256]: 32 words per k row, one word per thread, two vec4 stores.
+    return `    { let kk = lid / ${QN / 2}u; let nw = lid % ${QN / 2}u; let gk = k0 + kk; let gn = n0 + nw * 8u;
       var d = W8(${zero}, ${zero});
       if (gk < ${KU} && gn < ${NU}) { let e = gk * ${IN} + gn; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
-      Bs[kk * ${Q4}u + nw * 2u] = d.lo;
-      Bs[kk * ${Q4}u + nw * 2u + 1u] = d.hi; }`;
+      Bs[kk * ${QN}u + nw * 2u] = d.lo;
+      Bs[kk * ${QN}u + nw * 2u + 1u] = d.hi; }`;
   }
-  // W[n, k0 .. k0+32]: 4 words per n, one word per thread, scattered down the k rows.
-  return `    { let nl = lid / 4u; let kw = lid % 4u; let gn = n0 + nl; let gk = k0 + kw * 8u;
+  // W[n0 + lid, k0 .. k0+8]: one word per n, one per thread, scattered down the 8 k rows.
+  return `    { let gn = n0 + lid;
       var d = W8(${zero}, ${zero});
-      if (gk < ${KU} && gn < ${NU}) { let e = gn * ${IN} + gk; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
-      let col = nl / 4u; let c = nl % 4u;
+      if (k0 < ${KU} && gn < ${NU}) { let e = gn * ${IN} + k0; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
+      let col = lid / 4u; let c = lid % 4u;
       for (var j = 0u; j < 4u; j++) {
-        Bs[(kw * 8u + j) * ${Q4}u + col][c] = d.lo[j];
-        Bs[(kw * 8u + 4u + j) * ${Q4}u + col][c] = d.hi[j];
+        Bs[j * ${QN}u + col][c] = d.lo[j];
+        Bs[(4u + j) * ${QN}u + col][c] = d.hi[j];
       } }`;
 }
 
@@ -232,53 +243,61 @@ function tiled(ctx: KernelContext, a: Linear4, m: number): Step {
   const u = new Uniforms();
   const [K, N] = a.transpose ? [a.out_features, a.in_features] : [a.in_features, a.out_features];
   const [MU, NU, KU, IN] = [u.u32(m), u.u32(N), u.u32(K), u.u32(a.in_features)];
-  const nbx = Math.ceil(N / TILE);
+  const nbx = Math.ceil(N / TILE_N);
   const nbxU = u.u32(nbx);
   const vecX = K % 4 === 0;
   const st = storage(ctx, a, u, vecX);
-  // A tile As[kk][m/4]: rows of X read along k (as vec4s when they can be), 2 per thread.
+  // A tile As[kk][m/4]: rows of X read along k (as vec4s when they can be).
   const loadA = vecX
-    ? `    for (var t = lid; t < ${BK * Q4}u; t = t + 256u) {
-      let mm = t / ${BK / 4}u; let kq = t % ${BK / 4}u; let gm = m0 + mm; let gk = k0 + kq * 4u;
+    ? `    if (lid < ${TILE_M * (BK / 4)}u) {
+      let mm = lid / ${BK / 4}u; let kq = lid % ${BK / 4}u; let gm = m0 + mm; let gk = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
       if (gk < ${KU} && gm < ${MU}) { v = X[(gm * ${KU} + gk) / 4u]; }
-      for (var c = 0u; c < 4u; c++) { As[(kq * 4u + c) * ${Q4}u + mm / 4u][mm % 4u] = v[c]; }
+      for (var c = 0u; c < 4u; c++) { As[(kq * 4u + c) * ${QM}u + mm / 4u][mm % 4u] = v[c]; }
     }`
-    : `    for (var t = lid; t < ${BK * Q4}u; t = t + 256u) {
-      let kk = t / ${Q4}u; let mq = t % ${Q4}u; let gk = k0 + kk;
+    : `    if (lid < ${BK * QM}u) {
+      let kk = lid / ${QM}u; let mq = lid % ${QM}u; let gk = k0 + kk;
       var v = vec4<f32>(0.0);
       for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${KU} && gm < ${MU}) { v[c] = X[gm * ${KU} + gk]; } }
-      As[t] = v;
+      As[lid] = v;
     }`;
+  const js = [...Array(NJ).keys()];
+  const is = [0, 1, 2, 3];
+  const comp = ['x', 'y', 'z', 'w'];
+  // Unrolled so the 16 accumulators stay in registers (no dynamically indexed array).
+  const fmas = js
+    .map(
+      (j) =>
+        `      let b${j} = Bs[kk * ${QN}u + tx + ${16 * j}u];\n` +
+        is.map((i) => `      a${i}_${j} = fma(vec4<f32>(av.${comp[i]}), b${j}, a${i}_${j});`).join('\n'),
+    )
+    .join('\n');
+  const stores = js
+    .flatMap((j) => is.map((i) => `  store(m0 + ty * 4u + ${i}u, n0 + (tx + ${16 * j}u) * 4u, a${i}_${j});`))
+    .join('\n');
   const code = `${PRELUDE + u.decl() + st.decls + st.helpers}
-var<workgroup> As: array<vec4<f32>, ${BK * Q4}>;
-var<workgroup> Bs: array<vec4<f32>, ${BK * Q4}>;
+var<workgroup> As: array<vec4<f32>, ${BK * QM}>;
+var<workgroup> Bs: array<vec4<f32>, ${BK * QN}>;
+fn store(gm: u32, gn: u32, v: vec4<f32>) {
+  if (gm >= ${MU}) { return; }
+  for (var c = 0u; c < 4u; c++) { if (gn + c < ${NU}) { Y[gm * ${NU} + gn + c] = v[c]${st.bias ? ' + BIAS[gn + c]' : ''}; } }
+}
 ${entry([16, 16])}  let tx = lid3.x;
   let ty = lid3.y;
-  let m0 = (wid / ${nbxU}) * ${TILE}u;
-  let n0 = (wid % ${nbxU}) * ${TILE}u;
-  var acc: array<vec4<f32>, 4>;
+  let m0 = (wid / ${nbxU}) * ${TILE_M}u;
+  let n0 = (wid % ${nbxU}) * ${TILE_N}u;
+${js.flatMap((j) => is.map((i) => `  var a${i}_${j} = vec4<f32>(0.0);`)).join('\n')}
   for (var k0 = 0u; k0 < ${KU}; k0 = k0 + ${BK}u) {
 ${loadA}
 ${loadB(a, KU, NU, IN)}
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
-      let av = As[kk * ${Q4}u + ty];
-      let bv = Bs[kk * ${Q4}u + tx];
-      acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-      acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-      acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-      acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+      let av = As[kk * ${QM}u + ty];
+${fmas}
     }
     workgroupBarrier();
   }
-  let gn = n0 + tx * 4u;
-  for (var i = 0u; i < 4u; i++) {
-    let gm = m0 + ty * 4u + i;
-    if (gm < ${MU}) {
-      for (var c = 0u; c < 4u; c++) { if (gn + c < ${NU}) { Y[gm * ${NU} + gn + c] = acc[i][c]${st.bias ? ' + BIAS[gn + c]' : ''}; } }
-    }
-  }
+${stores}
 }
 `;
   return {
@@ -289,7 +308,7 @@ ${loadB(a, KU, NU, IN)}
     code,
     uniforms: u,
     bindings: st.list,
-    workgroups: nbx * Math.ceil(m / TILE),
+    workgroups: nbx * Math.ceil(m / TILE_M),
   };
 }
 
