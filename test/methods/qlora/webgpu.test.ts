@@ -30,11 +30,11 @@ const pathExamples: Problem[] = [
   bias: !transpose,
   seed: 5,
 }));
-// More than one 64 x 256 output tile each way (row and column tile indexing, edges).
+// More than one 64 x 512 output tile each way (row and column tile indexing, edges).
 const multiTile: Problem[] = [
-  [300, 16, false],
-  [16, 264, true],
-  [12, 261, true],
+  [600, 16, false],
+  [16, 520, true],
+  [12, 517, true],
 ].map(([outF, inF, transpose]) => ({
   rows: [70],
   outF: outF as number,

@@ -8,7 +8,7 @@
 //   absmax per word). With double quantization the absmax is decoded in place from its
 //   u8 code, the nested absmax and the 256-entry map: no f32 absmax buffer exists.
 //   GEMV for M <= 8 and x W^T: one workgroup per output feature walks that weight row's
-//   words once; else a 64x256 tiled kernel (BK 8) that decodes the B tile into workgroup
+//   words once; else a 64x512 tiled kernel (BK 8) that decodes the B tile into workgroup
 //   memory (both x W^T and x W, the input gradient). When in_features % 8 == 0 (every
 //   real model) words never straddle rows, so each thread decodes whole words; other
 //   sizes take a per-element path. The full-precision weight never exists in device memory.
@@ -193,49 +193,73 @@ ${rs.map((r) => `    Y[${r}u * ${N} + n] = t${r}${st.bias ? ' + BIAS[n]' : ''};`
 
 /**
  * The tiled kernel's output tile: TILE_M rows x TILE_N columns per workgroup (256
- * threads, 4 x 16 outputs each). Wide in N because X is re-read once per column tile
+ * threads, 4 x 32 outputs each). Wide in N because X is re-read once per column tile
  * and W once per row tile: at M = 64 every workgroup covers all rows, so W is read
  * once and X ceil(N / TILE_N) times. BK = 8 is one u32 word of codes per k row
- * (x W^T) and keeps the two tiles (2 KiB + 8 KiB) under WebGPU's 16 KiB default.
+ * (x W^T); B goes through workgroup memory half a step (4 k rows) at a time so the
+ * two tiles (2 KiB + 8 KiB) stay under WebGPU's 16 KiB default.
  */
 export const TILE_M = 64;
-export const TILE_N = 256;
+export const TILE_N = 512;
 const BK = 8;
 const QM = TILE_M / 4;
 const QN = TILE_N / 4;
 /** Column vec4s per thread, spaced 16 apart (threads of a row read adjacent vec4s). */
 const NJ = QN / 16;
 
-/** The B tile loader: Bs[kk][n/4] = B(k0 + kk, n0 + n), B(k, n) = W[n, k] (x W^T) or W[k, n] (x W). */
-function loadB(a: Linear4, KU: string, NU: string, IN: string): string {
+/** Half a k step: Bs holds 4 k rows at a time (16 KiB would be 8 rows of 512 columns). */
+const BH = BK / 2;
+
+/**
+ * The B tile loader, as `pre` (once per k step: the decoded words, in registers) and
+ * `half(h)` (Bs[kk][n/4] = B(k0 + 4h + kk, n0 + n)), B(k, n) = W[n, k] (x W^T) or W[k, n] (x W).
+ */
+function loadB(a: Linear4, KU: string, NU: string, IN: string): { pre: string; half: (h: number) => string } {
   const zero = 'vec4<f32>(0.0)';
   if (a.in_features % 8 !== 0) {
     // Per element: a word may straddle two rows of W.
     const flat = a.transpose ? `gk * ${IN} + gn` : `gn * ${IN} + gk`;
-    return `    for (var t = lid; t < ${BK * QN}u; t = t + 256u) {
-      let kk = t / ${QN}u; let nq = t % ${QN}u; let gk = k0 + kk;
+    return {
+      pre: '',
+      half: (h) => `    for (var t = lid; t < ${BH * QN}u; t = t + 256u) {
+      let kk = t / ${QN}u; let nq = t % ${QN}u; let gk = k0 + ${h * BH}u + kk;
       var v = ${zero};
       for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${KU} && gn < ${NU}) { let e = ${flat}; v[c] = QT[code_of(P[e >> 3u], e & 7u)] * absmax_of(e / ${a.blocksize}u); } }
       Bs[t] = v;
-    }`;
+    }`,
+    };
   }
   if (a.transpose) {
-    // W[k0 + kk, n0 .. n0+256]: 32 words per k row, one word per thread, two vec4 stores.
-    return `    { let kk = lid / ${QN / 2}u; let nw = lid % ${QN / 2}u; let gk = k0 + kk; let gn = n0 + nw * 8u;
+    // W[k0 + 4h + kk, n0 .. n0+512]: 64 words per k row, one word per thread per half.
+    return {
+      pre: '',
+      half: (
+        h,
+      ) => `    { let kk = lid / ${QN / 2}u; let nw = lid % ${QN / 2}u; let gk = k0 + ${h * BH}u + kk; let gn = n0 + nw * 8u;
       var d = W8(${zero}, ${zero});
       if (gk < ${KU} && gn < ${NU}) { let e = gk * ${IN} + gn; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
       Bs[kk * ${QN}u + nw * 2u] = d.lo;
-      Bs[kk * ${QN}u + nw * 2u + 1u] = d.hi; }`;
+      Bs[kk * ${QN}u + nw * 2u + 1u] = d.hi; }`,
+    };
   }
-  // W[n0 + lid, k0 .. k0+8]: one word per n, one per thread, scattered down the 8 k rows.
-  return `    { let gn = n0 + lid;
-      var d = W8(${zero}, ${zero});
-      if (k0 < ${KU} && gn < ${NU}) { let e = gn * ${IN} + k0; d = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); }
-      let col = lid / 4u; let c = lid % 4u;
-      for (var j = 0u; j < 4u; j++) {
-        Bs[j * ${QN}u + col][c] = d.lo[j];
-        Bs[(4u + j) * ${QN}u + col][c] = d.hi[j];
-      } }`;
+  // W[n, k0 .. k0+8] for n = n0 + lid and n0 + lid + 256: a word each, decoded once;
+  // the low half (k0 .. k0+4) then the high half scattered down Bs's 4 k rows.
+  const ws = [0, 1];
+  return {
+    pre: ws
+      .map(
+        (w) => `    var d${w} = W8(${zero}, ${zero});
+    { let gn = n0 + lid + ${w * 256}u; if (gn < ${NU}) { let e = gn * ${IN} + k0; d${w} = dec8(P[e >> 3u], absmax_of(e / ${a.blocksize}u)); } }`,
+      )
+      .join('\n'),
+    half: (h) =>
+      ws
+        .map(
+          (w) =>
+            `    for (var j = 0u; j < 4u; j++) { Bs[j * ${QN}u + (lid + ${w * 256}u) / 4u][lid % 4u] = d${w}.${h ? 'hi' : 'lo'}[j]; }`,
+        )
+        .join('\n'),
+  };
 }
 
 /** C[M, N] = X[M, K] B[K, N] with B(k, n) = W[n, k] (x W^T) or W[k, n] (transpose: x W). */
@@ -261,6 +285,7 @@ function tiled(ctx: KernelContext, a: Linear4, m: number): Step {
       for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${KU} && gm < ${MU}) { v[c] = X[gm * ${KU} + gk]; } }
       As[lid] = v;
     }`;
+  const lb = loadB(a, KU, NU, IN);
   const js = [...Array(NJ).keys()];
   const is = [0, 1, 2, 3];
   const comp = ['x', 'y', 'z', 'w'];
@@ -277,7 +302,7 @@ function tiled(ctx: KernelContext, a: Linear4, m: number): Step {
     .join('\n');
   const code = `${PRELUDE + u.decl() + st.decls + st.helpers}
 var<workgroup> As: array<vec4<f32>, ${BK * QM}>;
-var<workgroup> Bs: array<vec4<f32>, ${BK * QN}>;
+var<workgroup> Bs: array<vec4<f32>, ${BH * QN}>;
 fn store(gm: u32, gn: u32, v: vec4<f32>) {
   if (gm >= ${MU}) { return; }
   for (var c = 0u; c < 4u; c++) { if (gn + c < ${NU}) { Y[gm * ${NU} + gn + c] = v[c]${st.bias ? ' + BIAS[gn + c]' : ''}; } }
@@ -289,13 +314,18 @@ ${entry([16, 16])}  let tx = lid3.x;
 ${js.flatMap((j) => is.map((i) => `  var a${i}_${j} = vec4<f32>(0.0);`)).join('\n')}
   for (var k0 = 0u; k0 < ${KU}; k0 = k0 + ${BK}u) {
 ${loadA}
-${loadB(a, KU, NU, IN)}
+${lb.pre}
+${[0, 1]
+  .map(
+    (h) => `${lb.half(h)}
     workgroupBarrier();
-    for (var kk = 0u; kk < ${BK}u; kk++) {
-      let av = As[kk * ${QM}u + ty];
+    for (var kk = 0u; kk < ${BH}u; kk++) {
+      let av = As[(${h * BH}u + kk) * ${QM}u + ty];
 ${fmas}
     }
-    workgroupBarrier();
+    workgroupBarrier();`,
+  )
+  .join('\n')}
   }
 ${stores}
 }
