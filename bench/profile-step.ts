@@ -8,10 +8,10 @@
 import { parseArgs } from 'node:util';
 import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
 import { formatShape } from '../src/ir/shape.ts';
-import { tensor } from '../src/ir/tensor.ts';
 import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { prepareRun } from '../src/train/setup.ts';
+import { stepFeeds } from './step-feeds.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -28,17 +28,7 @@ const batch = Number(a.batch);
 const seq = Number(a.seq);
 const reps = Number(a.reps);
 const run = prepareRun(loadModel(a.model!), loadRecipe(a.recipe!), { batch, seq }, { seed: 0 });
-const ids = tensor(
-  'i32',
-  [batch, seq],
-  Array.from({ length: batch * seq }, (_, i) => (i * 7919) % 256),
-);
-const feeds = (k: number) => ({
-  input_ids: ids,
-  labels: ids,
-  lr: tensor('f32', [], [1e-4]),
-  step: tensor('i32', [], [k + 1]),
-});
+const feeds = stepFeeds(batch, seq);
 
 const backend = new WebGpuBackend({
   timestamps: true,

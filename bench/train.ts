@@ -15,11 +15,11 @@ import { WebGpuBackend, type WebGpuExecutable } from '../src/backends/webgpu/ind
 import { byteSize } from '../src/ir/dtype.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { numel } from '../src/ir/shape.ts';
-import { tensor } from '../src/ir/tensor.ts';
 import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { peakLiveBytes } from '../src/passes/liveness.ts';
 import { prepareRun } from '../src/train/setup.ts';
+import { stepFeeds } from './step-feeds.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -44,17 +44,7 @@ function bytesOf(g: Graph, role: string, filter: (name: string) => boolean = () 
     .reduce((s, p) => s + byteSize(p.type.dtype, numel(p.type.shape)), 0);
 }
 
-const ids = tensor(
-  'i32',
-  [batch, seq],
-  Array.from({ length: batch * seq }, (_, i) => (i * 7919) % 256),
-);
-const feeds = (k: number) => ({
-  input_ids: ids,
-  labels: ids,
-  lr: tensor('f32', [], [1e-4]),
-  step: tensor('i32', [], [k + 1]),
-});
+const feeds = stepFeeds(batch, seq);
 
 async function time(exe: Executable): Promise<{ tokensPerS: number; msPerStep: number }> {
   await exe.run({ feeds: feeds(0), outputs: ['loss'] }); // warm-up: pipeline compilation
