@@ -20,17 +20,29 @@ export function adapterNameAt(i: number): string {
   return i === 0 ? 'default' : `adapter${i}`;
 }
 
+/**
+ * The model's graph as its checkpoint stores it (4-bit bases unfused: dequant_4bit
+ * nodes), with the PEFT adapters attached in order.
+ */
+export function withAdapters(
+  model: LoadedModel,
+  shape: LlamaShape,
+  adapters: readonly string[] = [],
+  opts: LlamaBuildOptions = {},
+): { graph: Graph; weights: WeightStore } {
+  let { graph, weights } = modelGraph(model, shape, opts);
+  adapters.forEach((dir, i) => {
+    ({ graph, weights } = attachPeftAdapter(graph, weights, dir, adapterNameAt(i)));
+  });
+  return { graph, weights };
+}
+
 export function prepareModel(
   model: LoadedModel,
   shape: LlamaShape,
   opts: PrepareOptions = {},
 ): { graph: Graph; weights: WeightStore; merged: string[] } {
-  let { graph, weights } = modelGraph(model, shape, opts);
-  (opts.adapters ?? []).forEach((dir, i) => {
-    const a = attachPeftAdapter(graph, weights, dir, adapterNameAt(i));
-    graph = a.graph;
-    weights = a.weights;
-  });
+  let { graph, weights } = withAdapters(model, shape, opts.adapters, opts);
   const mergedNames: string[] = [];
   if (opts.merge && opts.adapters?.length) {
     for (const br of loraBranches(graph)) mergedNames.push(String(graph.node(br.base.inputs[1]).attrs.name));

@@ -6,28 +6,17 @@
 // s B A, written in the config's bnb_4bit_compute_dtype without quantization_config)
 // or `--merge-into 4bit` (requantized in the same layout, with a warning stating the
 // rounding: the largest |change| of a merged weight).
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { writeDirAtomic } from '../../io/atomic.ts';
 import { openCheckpoint, writeSafetensors } from '../../io/safetensors/index.ts';
-import type { Graph } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
-import type { WeightStore } from '../../ir/weights.ts';
 import { readBnb4bitConfig } from '../../methods/qlora/checkpoint.ts';
 import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
-import { attachPeftAdapter } from '../../models/adapters.ts';
-import type { LoadedModel } from '../../models/llama/index.ts';
-import { modelGraph } from '../../models/llama/load.ts';
+import { type LoadedModel, storageDtype } from '../../models/llama/index.ts';
 import { openModel } from '../../models/open.ts';
-import { adapterNameAt, prepareModel } from '../../models/prepare.ts';
+import { prepareModel, withAdapters } from '../../models/prepare.ts';
 import { UserError } from '../errors.ts';
 import { collect } from '../options.ts';
 
@@ -72,9 +61,7 @@ export function mergeToDir(o: MergeOptions, log: (line: string) => void = () => 
   // Every tensor of the checkpoint (including ones the graph does not use), merged ones replaced.
   for (const name of model.weights.names()) tensors.set(name, model.weights.get(name)!);
   for (const name of merged) tensors.set(name, weights.get(name)!);
-  const dtype =
-    model.config.torchDtype === 'bfloat16' ? 'bf16' : model.config.torchDtype === 'float16' ? 'f16' : 'f32';
-  writeModelDir(o.out, model.dir, tensors, dtype);
+  writeModelDir(o.out, model.dir, tensors, storageDtype(model.config.torchDtype));
   return { tensors: tensors.size, changed: merged };
 }
 
@@ -91,10 +78,7 @@ function mergeQloraToDir(
   const into = o.mergeInto ?? 'float';
   if (into !== 'float' && into !== '4bit')
     throw new UserError(`--merge-into must be float or 4bit, got '${into}'`);
-  let { graph, weights }: { graph: Graph; weights: WeightStore } = modelGraph(model, { batch: 1, seq: 2 });
-  o.adapter.forEach((a, i) => {
-    ({ graph, weights } = attachPeftAdapter(graph, weights, a, adapterNameAt(i)));
-  });
+  const { graph, weights } = withAdapters(model, { batch: 1, seq: 2 }, o.adapter);
   const m = mergeQlora(graph, { merge_into: into }, weights, log);
   const raw = openCheckpoint(dir);
   const tensors = new Map<string, Tensor>();
@@ -117,8 +101,7 @@ function mergeQloraToDir(
     if (quantized.has(k)) tensors.set(k, full.get(k)!);
     else if (!quantized.has(BNB_PART.exec(k)?.[1] ?? '')) tensors.set(k, raw.read(k));
   }
-  const compute = String(qc.bnb_4bit_compute_dtype ?? 'float32');
-  const dtype = compute === 'bfloat16' ? 'bf16' : compute === 'float16' ? 'f16' : 'f32';
+  const dtype = storageDtype(String(qc.bnb_4bit_compute_dtype ?? 'float32'));
   const torchDtype = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' }[dtype];
   writeModelDir(o.out, dir, tensors, dtype, (cfg) => {
     delete cfg.quantization_config;
@@ -136,11 +119,7 @@ function writeModelDir(
   dtype?: 'f32' | 'f16' | 'bf16',
   editConfig?: (cfg: Record<string, unknown>) => void,
 ): void {
-  const out = resolve(outDir);
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  try {
+  writeDirAtomic(outDir, (tmp) => {
     writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' }, { dtype });
     for (const f of COPIED) if (existsSync(join(srcDir, f))) copyFileSync(join(srcDir, f), join(tmp, f));
     if (editConfig) {
@@ -148,12 +127,8 @@ function writeModelDir(
       editConfig(cfg);
       writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
     }
-    rmSync(out, { recursive: true, force: true });
-    renameSync(tmp, out);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+    return undefined;
+  });
 }
 
 export function register(program: Command): void {

@@ -158,6 +158,11 @@ export function readLlamaConfig(dir: string): LlamaConfig {
   return parseLlamaConfig(json, file);
 }
 
+/** The safetensors storage dtype for a torch dtype name (`bfloat16` -> bf16, ...; default f32). */
+export function storageDtype(torchDtype: string | null | undefined): 'f32' | 'f16' | 'bf16' {
+  return torchDtype === 'bfloat16' ? 'bf16' : torchDtype === 'float16' ? 'f16' : 'f32';
+}
+
 /** The HF config.json (transformers 4 dialect) for a config, for writing merged models. */
 export function toHfConfig(c: LlamaConfig): Record<string, unknown> {
   return {

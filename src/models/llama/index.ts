@@ -1,5 +1,12 @@
 export { buildLlama, causalLmLoss, type LlamaBuildOptions, type LlamaShape } from './build.ts';
-export { ConfigError, type LlamaConfig, parseLlamaConfig, readLlamaConfig, toHfConfig } from './config.ts';
+export {
+  ConfigError,
+  type LlamaConfig,
+  parseLlamaConfig,
+  readLlamaConfig,
+  storageDtype,
+  toHfConfig,
+} from './config.ts';
 export {
   ComputeF32View,
   checkModelWeights,

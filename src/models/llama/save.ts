@@ -1,12 +1,13 @@
 // Writes an HF model directory (config.json + model.safetensors) for a LLaMA config
 // and weights: the bundled tiny model, test fixtures, full fine-tunes.
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeDirAtomic } from '../../io/atomic.ts';
 import { writeSafetensors } from '../../io/safetensors/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { WeightStore } from '../../ir/weights.ts';
 import { buildLlama } from './build.ts';
-import { type LlamaConfig, toHfConfig } from './config.ts';
+import { type LlamaConfig, storageDtype, toHfConfig } from './config.ts';
 
 export function saveModelDir(
   dir: string,
@@ -21,13 +22,15 @@ export function saveModelDir(
     if (!t) throw new Error(`saveModelDir: no weight '${name}'`);
     tensors.set(name, t);
   }
-  const out = resolve(dir);
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  const dtype = c.torchDtype === 'bfloat16' ? 'bf16' : c.torchDtype === 'float16' ? 'f16' : 'f32';
-  writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' }, { dtype });
-  writeFileSync(join(tmp, 'config.json'), `${JSON.stringify({ ...toHfConfig(c), ...extra }, null, 2)}\n`);
-  rmSync(out, { recursive: true, force: true });
-  renameSync(tmp, out);
+  writeDirAtomic(dir, (tmp) => {
+    writeSafetensors(
+      join(tmp, 'model.safetensors'),
+      tensors,
+      { format: 'pt' },
+      { dtype: storageDtype(c.torchDtype) },
+    );
+    writeFileSync(join(tmp, 'config.json'), `${JSON.stringify({ ...toHfConfig(c), ...extra }, null, 2)}\n`);
+    // The weights before the config that announces them.
+    return ['model.safetensors', 'config.json'];
+  });
 }
