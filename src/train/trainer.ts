@@ -146,6 +146,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let lastGood = existing;
   const adapterDirs: string[] = [];
 
+  // Divergence stops the run; the last checkpoint on disk is kept as it is.
+  const diverged = (step: number, what: string) =>
+    new UserError(
+      `step ${step}: ${what}; training stopped. ${lastGood ? `The last good checkpoint is ${lastGood}.` : 'No checkpoint was written yet.'} Try a lower --lr or set max_grad_norm in the recipe.`,
+    );
   const syncEval = async () => {
     for (const n of run.trainable) await evalExe.writeParam(n, await trainExe.readParam(n));
   };
@@ -169,9 +174,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     // A checkpoint is only ever written with finite weights, so the last one is always good.
     for (const [name, t] of params) {
       if (!t.data.every(Number.isFinite)) {
-        throw new UserError(
-          `step ${step}: parameter ${name} is no longer finite; training stopped. ${lastGood ? `The last good checkpoint is ${lastGood}.` : 'No checkpoint was written yet.'} Try a lower --lr or set max_grad_norm in the recipe.`,
-        );
+        throw diverged(step, `parameter ${name} is no longer finite`);
       }
     }
     const dir = saveCheckpoint(checkpointPath(o.out, step), {
@@ -225,9 +228,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const done = k + 1;
       tokensSeen += tokens;
       if (!Number.isFinite(loss)) {
-        throw new UserError(
-          `step ${done}: the loss is ${loss}; training stopped. ${lastGood ? `The last good checkpoint is ${lastGood}.` : 'No checkpoint was written yet.'} Try a lower --lr or set max_grad_norm in the recipe.`,
-        );
+        throw diverged(done, `the loss is ${loss}`);
       }
       losses.push(loss);
       progress.update({ step: done, loss, lr, tokens });
