@@ -11,14 +11,11 @@ import { formatShape } from '../src/ir/shape.ts';
 import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { prepareRun } from '../src/train/setup.ts';
-import { stepFeeds } from './step-feeds.ts';
+import { STEP_BENCH_OPTIONS, stepFeeds } from './step-feeds.ts';
 
 const { values: a } = parseArgs({
   options: {
-    model: { type: 'string', default: 'examples/models/tiny-llama' },
-    recipe: { type: 'string', default: 'examples/recipes/lora-tiny.json' },
-    batch: { type: 'string', default: '4' },
-    seq: { type: 'string', default: '64' },
+    ...STEP_BENCH_OPTIONS,
     reps: { type: 'string', default: '3' },
     top: { type: 'string', default: '25' },
     'by-op': { type: 'boolean', default: false },

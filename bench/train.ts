@@ -19,14 +19,11 @@ import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { peakLiveBytes } from '../src/passes/liveness.ts';
 import { prepareRun } from '../src/train/setup.ts';
-import { stepFeeds } from './step-feeds.ts';
+import { STEP_BENCH_OPTIONS, stepFeeds } from './step-feeds.ts';
 
 const { values: a } = parseArgs({
   options: {
-    model: { type: 'string', default: 'examples/models/tiny-llama' },
-    recipe: { type: 'string', default: 'examples/recipes/lora-tiny.json' },
-    batch: { type: 'string', default: '4' },
-    seq: { type: 'string', default: '64' },
+    ...STEP_BENCH_OPTIONS,
     steps: { type: 'string', default: '8' },
   },
 });
