@@ -3,9 +3,33 @@
 // CPU adapters) an invocation per query row with an online softmax.
 import { numel } from '../../../ir/shape.ts';
 import { declStorage, enables, loadFn, PRELUDE, storeStmt } from '../dtypes.ts';
-import { type BindingRef, entry, type Kernel, Uniforms } from '../program.ts';
+import { type BindingRef, entry, type Kernel, type KernelContext, Uniforms } from '../program.ts';
 import { broadcastStrides, mapKernel } from './map.ts';
 import { ROW_WG, rowMode, wgReduce } from './reduce.ts';
+
+/** Uniform declarations and the q, k, v[, mask] and output storage of an attention kernel. */
+function attentionHeader(ctx: KernelContext, u: Uniforms): string {
+  const dts = ctx.inputs.map((x) => x.dtype);
+  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
+  ['q', 'k', 'v', 'm'].slice(0, ctx.inputs.length).forEach((name, j) => {
+    code += declStorage(name, dts[j], j + 1, false) + loadFn(name, dts[j]);
+  });
+  return code + declStorage('outb', ctx.out.dtype, ctx.inputs.length + 1, true);
+}
+
+/** The bindings matching attentionHeader, and the WGSL term adding the mask element (row qi, key j). */
+function attentionBindings(
+  ctx: KernelContext,
+  ms: readonly string[],
+): { bindings: { ref: BindingRef; write: boolean }[]; maskTerm: string } {
+  const bindings: { ref: BindingRef; write: boolean }[] = ctx.inputs.map((_, index) => ({
+    ref: { kind: 'input', index },
+    write: false,
+  }));
+  bindings.push({ ref: { kind: 'output' }, write: true });
+  const maskTerm = ms.length ? ` + ld_m(bi * ${ms[0]} + hi * ${ms[1]} + qi * ${ms[2]} + j * ${ms[3]})` : '';
+  return { bindings, maskTerm };
+}
 
 /**
  * The rotation angle of frequency j at integer position p, exactly as a fraction of a
@@ -89,16 +113,8 @@ const attentionPerRow: Kernel = (ctx) => {
   const scaleU = u.f32v(scale);
   const rows = u.u32(b * hq * s);
   const ms = hasMask ? broadcastStrides(mask.shape, [b, hq, s, t]).map((x) => u.u32(x)) : [];
-  const dts = ctx.inputs.map((x) => x.dtype);
-  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
-  const bindings: { ref: BindingRef; write: boolean }[] = [];
-  ['q', 'k', 'v', 'm'].slice(0, ctx.inputs.length).forEach((name, j) => {
-    code += declStorage(name, dts[j], j + 1, false) + loadFn(name, dts[j]);
-    bindings.push({ ref: { kind: 'input', index: j }, write: false });
-  });
-  code += declStorage('outb', ctx.out.dtype, bindings.length + 1, true);
-  bindings.push({ ref: { kind: 'output' }, write: true });
-  const maskTerm = hasMask ? ` + ld_m(bi * ${ms[0]} + hi * ${ms[1]} + qi * ${ms[2]} + j * ${ms[3]})` : '';
+  const { bindings, maskTerm } = attentionBindings(ctx, ms);
+  let code = attentionHeader(ctx, u);
   code += `${entry([ROW_WG])}  let row = wid * ${ROW_WG}u + lid;
   if (row >= ${rows}) { return; }
   let qi = row % ${S};
@@ -143,7 +159,7 @@ const attentionPerRow: Kernel = (ctx) => {
       {
         desc: {
           op: 'attention',
-          dtypes: [...dts, ctx.out.dtype],
+          dtypes: [...ctx.inputs.map((x) => x.dtype), ctx.out.dtype],
           workgroup: [ROW_WG],
           rows: 'thread',
           causal,
@@ -177,16 +193,8 @@ const attention: Kernel = (ctx) => {
   const scaleU = u.f32v(scale);
   const rows = u.u32(b * hq * s);
   const ms = hasMask ? broadcastStrides(mask.shape, [b, hq, s, t]).map((x) => u.u32(x)) : [];
-  const dts = ctx.inputs.map((x) => x.dtype);
-  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
-  const bindings: { ref: BindingRef; write: boolean }[] = [];
-  ['q', 'k', 'v', 'm'].slice(0, ctx.inputs.length).forEach((name, j) => {
-    code += declStorage(name, dts[j], j + 1, false) + loadFn(name, dts[j]);
-    bindings.push({ ref: { kind: 'input', index: j }, write: false });
-  });
-  code += declStorage('outb', ctx.out.dtype, bindings.length + 1, true);
-  bindings.push({ ref: { kind: 'output' }, write: true });
-  const maskTerm = hasMask ? ` + ld_m(bi * ${ms[0]} + hi * ${ms[1]} + qi * ${ms[2]} + j * ${ms[3]})` : '';
+  const { bindings, maskTerm } = attentionBindings(ctx, ms);
+  let code = attentionHeader(ctx, u);
   code += `var<workgroup> red: array<f32, ${ROW_WG}>;
 var<workgroup> P: array<f32, ${ROW_WG}>;
 ${entry([ROW_WG])}  let row = wid;
@@ -246,7 +254,7 @@ ${wgReduce('tot', 'l', (x, y) => `${x} + ${y}`)}  for (var cc = 0u; cc < ${cpt}u
       {
         desc: {
           op: 'attention',
-          dtypes: [...dts, ctx.out.dtype],
+          dtypes: [...ctx.inputs.map((x) => x.dtype), ctx.out.dtype],
           workgroup: [ROW_WG],
           rows: 'workgroup',
           causal,
