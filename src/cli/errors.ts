@@ -2,14 +2,9 @@
 // Our own error classes carry a full message; a built-in error (TypeError, ...)
 // means a bug, so PEFTC_DEBUG=1 shows its stack.
 
-export class UserError extends Error {
-  override name = 'UserError';
-}
+import { UsageError, UserError } from '../util/errors.ts';
 
-/** A bad flag or flag value (exit code 2, as commander's own parse errors). */
-export class UsageError extends UserError {
-  override name = 'UsageError';
-}
+export { UsageError, UserError };
 
 function isBug(e: Error): boolean {
   return (

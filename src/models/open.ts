@@ -2,7 +2,7 @@
 // directory, or a built-in preset. Lives above models/llama because reading a 4-bit
 // checkpoint needs the qlora method's graph rewrite.
 import { statSync } from 'node:fs';
-import { loadBnb4bitModel } from '../methods/qlora/checkpoint.ts';
+import { loadBnb4bitModel } from './bnb4bit.ts';
 import { ComputeF32View, type LoadedModel, loadModel } from './llama/index.ts';
 
 function isDir(p: string): boolean {

@@ -2,7 +2,6 @@
 // methods applied to the forward graph, the train-step and eval graphs, and every
 // param bound (base weights, adapter init or --init-adapter, optimizer state).
 
-import { UserError } from '../cli/errors.ts';
 import { readPeftAdapter } from '../io/peft/index.ts';
 import type { Graph, Node } from '../ir/graph.ts';
 import { formatShape, sameShape } from '../ir/shape.ts';
@@ -18,6 +17,7 @@ import { fuseDequant } from '../methods/qlora/index.ts';
 import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
 import { evalMode } from '../passes/generic/index.ts';
 import type { ParamGroup } from '../passes/optimizer/index.ts';
+import { UserError } from '../util/errors.ts';
 import { buildTrainStep } from './step.ts';
 
 export interface RunShape {

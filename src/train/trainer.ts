@@ -7,7 +7,6 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, Executable } from '../backends/backend.ts';
-import { UserError } from '../cli/errors.ts';
 import { type Tensor, tensor } from '../ir/tensor.ts';
 import { MapWeightStore } from '../ir/weights.ts';
 import { type Recipe, resolveRecipe } from '../methods/index.ts';
@@ -15,6 +14,7 @@ import { describeQuantizedBase } from '../methods/qlora/index.ts';
 import { savePeftAdapter } from '../models/adapters.ts';
 import type { LoadedModel } from '../models/llama/index.ts';
 import type { Tokenizer } from '../models/tokenizer/index.ts';
+import { UserError } from '../util/errors.ts';
 import { checkpointPath, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint/index.ts';
 import { type Batch, Batcher, type DataCursor, type Dataset, evalBatches } from './data/index.ts';
 import { TrainLog } from './log.ts';

@@ -1,11 +1,11 @@
 // runGraph: the reference interpreter. Executes only the nodes the requested outputs
 // need, in graph order, and frees each value after its last use (refcounts).
 
-import { UserError } from '../../cli/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import { formatShape, sameShape } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { WeightStore } from '../../ir/weights.ts';
+import { UserError } from '../../util/errors.ts';
 import type { KernelContext, Precision } from './kernel.ts';
 import { getCpuKernel } from './kernels.ts';
 

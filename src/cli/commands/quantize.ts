@@ -2,8 +2,8 @@
 // optional double quantization) that transformers + bitsandbytes and peftc's --model load.
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { loadBnb4bitModel, quantizeCheckpoint } from '../../methods/qlora/checkpoint.ts';
 import { describeQuantizedBase } from '../../methods/qlora/memory.ts';
+import { loadBnb4bitModel, quantizeCheckpoint } from '../../models/bnb4bit.ts';
 import { buildLlama } from '../../models/llama/index.ts';
 import { BLOCKSIZES_4BIT } from '../../quant/blockwise4.ts';
 import { UsageError, UserError } from '../errors.ts';

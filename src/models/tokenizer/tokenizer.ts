@@ -1,4 +1,4 @@
-import { UserError } from '../../cli/errors.ts';
+import { UserError } from '../../util/errors.ts';
 
 // What generation, training data and the CLI need from a tokenizer.
 

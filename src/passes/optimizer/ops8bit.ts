@@ -10,38 +10,29 @@
 // keep_sign is the optimizer kernel's fix-up for the first moment: when the code's value and x
 // differ in sign bit, the code moves one step toward x's side (wrapping as unsigned char).
 // Values are f32 whatever the CPU run's precision, as on the GPU.
-import { z } from 'zod';
 import { attrsOf, type CpuKernel, empty, getCpuKernel, registerCpuKernel } from '../../backends/cpu/index.ts';
 import type { GraphBuilder, Value } from '../../ir/builder.ts';
 import type { TensorType } from '../../ir/graph.ts';
 import { defineOp, hasOp, registerOp } from '../../ir/ops/index.ts';
 import { formatShape, numel, ShapeError } from '../../ir/shape.ts';
 import { blockAbsmax, inverseAbsmax } from '../../quant/block.ts';
-import { BLOCKSIZES_8BIT, createDynamicMap, encodeDynamic } from '../../quant/dynamic-map.ts';
+import {
+  type BlockAbsmaxAttrs,
+  blockAbsmaxAttrs,
+  type Dequantize8Attrs,
+  type DynamicMapName,
+  dequantize8Attrs,
+  dynamicMap,
+  type Quantize8Attrs,
+  quantize8Attrs,
+} from '../../quant/blockwise8-attrs.ts';
+import { encodeDynamic } from '../../quant/dynamic-map.ts';
 import { hasVjp, none, registerVjp } from '../autodiff/index.ts';
 
-const blocksize = z
-  .number()
-  .int()
-  .refine((b) => BLOCKSIZES_8BIT.includes(b), {
-    error: `blocksize must be one of ${BLOCKSIZES_8BIT.join(', ')}`,
-  });
-const map = z.enum(['signed', 'unsigned']);
+// The maps are read on every kernel call: keep one copy each.
+const MAP_OF = { signed: dynamicMap('signed'), unsigned: dynamicMap('unsigned') };
 
-export const blockAbsmaxAttrs = z.strictObject({ blocksize });
-export const quantize8Attrs = z.strictObject({ map, blocksize, keep_sign: z.boolean().default(false) });
-export const dequantize8Attrs = z.strictObject({ map, blocksize });
-export type BlockAbsmaxAttrs = z.output<typeof blockAbsmaxAttrs>;
-export type Quantize8Attrs = z.output<typeof quantize8Attrs>;
-export type Dequantize8Attrs = z.output<typeof dequantize8Attrs>;
-export type DynamicMapName = z.output<typeof map>;
-
-const MAPS = { signed: createDynamicMap(true), unsigned: createDynamicMap(false) };
-
-/** The 256 f32 values of a named dynamic map (a fresh copy). */
-export function dynamicMap(name: DynamicMapName): Float32Array {
-  return MAPS[name].slice();
-}
+export { type DynamicMapName, dynamicMap };
 
 function checkAbsmax(op: string, x: TensorType, absmax: TensorType, bs: number): void {
   const blocks = Math.ceil(numel(x.shape) / bs);
@@ -114,7 +105,7 @@ export const blockAbsmaxKernel: CpuKernel = ([x], ctx) => {
 
 export const quantize8Kernel: CpuKernel = ([x, absmax], ctx) => {
   const a = attrsOf<Quantize8Attrs>(ctx);
-  const code = MAPS[a.map];
+  const code = MAP_OF[a.map];
   const xs = f32(x);
   const am = f32(absmax);
   const out = empty(ctx, 'u8', ctx.node.type.shape);
@@ -126,7 +117,7 @@ export const quantize8Kernel: CpuKernel = ([x, absmax], ctx) => {
 
 export const dequantize8Kernel: CpuKernel = ([codes, absmax], ctx) => {
   const a = attrsOf<Dequantize8Attrs>(ctx);
-  const code = MAPS[a.map];
+  const code = MAP_OF[a.map];
   const am = f32(absmax);
   const out = empty(ctx, 'f32', ctx.node.type.shape);
   for (let i = 0; i < out.data.length; i++) {

@@ -2,8 +2,9 @@
 // the step to continue exactly. Samples run through the epochs without a gap:
 // sample i of the run is row perm_e[i mod n] of epoch e = floor(i / n), where each
 // epoch's permutation comes from (seed, epoch).
-import { UserError } from '../../cli/errors.ts';
+
 import { type Tensor, tensor } from '../../ir/tensor.ts';
+import { UserError } from '../../util/errors.ts';
 import { Rng } from '../../util/rng.ts';
 import type { Row } from './pack.ts';
 import { IGNORE_INDEX } from './tokenize.ts';

@@ -11,8 +11,8 @@ import { openCheckpoint, writeSafetensors } from '../../../src/io/safetensors/in
 import { tensor } from '../../../src/ir/tensor.ts';
 import { bindParams, MapWeightStore } from '../../../src/ir/weights.ts';
 import '../../../src/methods/index.ts';
-import { loadBnb4bitModel, quantizeCheckpoint } from '../../../src/methods/qlora/checkpoint.ts';
 import { mergeQlora, qloraOptions, quantizeLinears } from '../../../src/methods/qlora/index.ts';
+import { loadBnb4bitModel, quantizeCheckpoint } from '../../../src/models/bnb4bit.ts';
 import { buildLlama, PRESETS, randomLlamaWeights, toHfConfig } from '../../../src/models/llama/index.ts';
 import { runPipeline } from '../../../src/passes/pipeline.ts';
 import { dequantizeWeight, quantizeWeight } from '../../../src/quant/quant-state.ts';

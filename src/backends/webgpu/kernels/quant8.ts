@@ -1,16 +1,16 @@
-// WGSL kernels of the 8-bit optimizer-state ops (src/passes/optimizer/ops8bit.ts), all map
+// WGSL kernels of the 8-bit optimizer-state ops (registered in src/passes/optimizer/ops8bit.ts), all map
 // kernels: block_absmax (one invocation per block walks its values), quantize_blockwise8
 // (one per code, four codes packed per u32 word), dequantize_blockwise8 (one per value).
 // The 256-entry dynamic map travels in the uniforms as f32 bit patterns, so signed and
 // unsigned share one pipeline and the values are exact. Same arithmetic as the CPU kernels:
 // x * (1 / absmax), the seven-step search of encodeDynamic, the sign fix-up on the f32 sign bit.
 import { numel } from '../../../ir/shape.ts';
-import type {
-  BlockAbsmaxAttrs,
-  Dequantize8Attrs,
-  Quantize8Attrs,
-} from '../../../passes/optimizer/ops8bit.ts';
-import { dynamicMap } from '../../../passes/optimizer/ops8bit.ts';
+import {
+  type BlockAbsmaxAttrs,
+  type Dequantize8Attrs,
+  dynamicMap,
+  type Quantize8Attrs,
+} from '../../../quant/blockwise8-attrs.ts';
 import type { Kernel, Uniforms } from '../program.ts';
 import { getKernel, registerKernel } from './index.ts';
 import { mapKernel } from './map.ts';

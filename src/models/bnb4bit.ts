@@ -7,24 +7,24 @@
 // LLaMA graph into the 4-bit one binding those tensors by name.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeAll, writeDirAtomic, writeFileAtomic } from '../../io/atomic.ts';
-import { quantStateToTensors } from '../../io/bitsandbytes.ts';
-import { FormatError } from '../../io/errors.ts';
+import { writeAll, writeDirAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { quantStateToTensors } from '../io/bitsandbytes.ts';
+import { FormatError } from '../io/errors.ts';
 import {
   INDEX_FILE,
   openCheckpoint,
   type SafetensorsStore,
   SINGLE_FILE,
   writeSafetensors,
-} from '../../io/safetensors/index.ts';
-import type { Graph } from '../../ir/graph.ts';
-import type { Tensor } from '../../ir/tensor.ts';
-import type { WeightStore } from '../../ir/weights.ts';
-import { buildLlama, type LlamaConfig, readLlamaConfig } from '../../models/llama/index.ts';
-import { type QuantState, quantizeWeight, type WeightDType } from '../../quant/quant-state.ts';
-import { expandTargets, selectTargets } from '../targets.ts';
-import { type QloraOptions, qloraOptions } from './options.ts';
-import { type QuantizeResult, quantizeLinears } from './quantize.ts';
+} from '../io/safetensors/index.ts';
+import type { Graph } from '../ir/graph.ts';
+import type { Tensor } from '../ir/tensor.ts';
+import type { WeightStore } from '../ir/weights.ts';
+import { type QloraOptions, qloraOptions } from '../methods/qlora/options.ts';
+import { type QuantizeResult, quantizeLinears } from '../methods/qlora/quantize.ts';
+import { expandTargets, selectTargets } from '../methods/targets.ts';
+import { type QuantState, quantizeWeight, type WeightDType } from '../quant/quant-state.ts';
+import { buildLlama, type LlamaConfig, readLlamaConfig } from './llama/index.ts';
 
 export interface QuantizeCheckpointOptions {
   readonly quantType: 'nf4' | 'fp4';
