@@ -11,23 +11,22 @@ export interface BackendCliOptions {
   readonly deviceBudget?: number;
 }
 
+// The PEFTC_WEBGPU_* variables are commander env options: a bad value is the same
+// usage error as the flag's ("value 'x' from env 'PEFTC_WEBGPU_BACKEND' is invalid.
+// Allowed choices are ..."), and a flag given on the command line wins over the env.
 export function addBackendOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--backend <name>', 'where graphs run').choices([...BACKENDS]).default('webgpu'))
     .addOption(
-      new Option('--webgpu-backend <name>', 'Dawn backend (env PEFTC_WEBGPU_BACKEND)').choices([
-        'vulkan',
-        'opengles',
-        'metal',
-        'd3d12',
-      ]),
+      new Option('--webgpu-backend <name>', 'Dawn backend')
+        .choices(['vulkan', 'opengles', 'metal', 'd3d12'])
+        .env('PEFTC_WEBGPU_BACKEND'),
     )
-    .option('--webgpu-adapter <name>', 'WebGPU adapter by name (env PEFTC_WEBGPU_ADAPTER)')
+    .addOption(new Option('--webgpu-adapter <name>', 'WebGPU adapter by name').env('PEFTC_WEBGPU_ADAPTER'))
     .addOption(
-      new Option(
-        '--webgpu-feature-level <level>',
-        'WebGPU feature level (env PEFTC_WEBGPU_FEATURE_LEVEL)',
-      ).choices(['core', 'compatibility']),
+      new Option('--webgpu-feature-level <level>', 'WebGPU feature level')
+        .choices(['core', 'compatibility'])
+        .env('PEFTC_WEBGPU_FEATURE_LEVEL'),
     )
     .option(
       '--device-budget <MiB>',

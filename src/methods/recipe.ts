@@ -69,6 +69,30 @@ export const scheduleSchema = z.strictObject({
 
 const positiveInt = z.number().int().positive();
 
+/**
+ * A param_groups pattern as the trainer matches it: a regex over a param's whole name
+ * (`.*lora_B.*`, not the glob `*lora_B*`).
+ */
+export function paramPattern(pattern: string): RegExp {
+  return new RegExp(`^(?:${pattern})$`);
+}
+
+// A bad pattern is a recipe error at its JSON path, not a SyntaxError at training time.
+function checkPattern(pattern: string, ctx: z.RefinementCtx): void {
+  try {
+    paramPattern(pattern);
+  } catch (e) {
+    // "Invalid regular expression: /^(?:*x)$/: Nothing to repeat" -> "nothing to repeat"
+    const why = (e as Error).message.replace(/^.*: /s, '');
+    // A glob-style `*` is the usual cause; the hint is noise for other mistakes.
+    const hint = pattern.includes('*') ? ' (the pattern is anchored; use .* not *)' : '';
+    ctx.addIssue({
+      code: 'custom',
+      message: `not a valid regular expression: ${why.charAt(0).toLowerCase()}${why.slice(1)}${hint}`,
+    });
+  }
+}
+
 export const recipeSchema = z.strictObject({
   /** Applied in order; each entry is {method, ...that method's options}. */
   methods: z.array(z.record(z.string(), z.unknown())).min(1),
@@ -96,7 +120,7 @@ export const recipeSchema = z.strictObject({
     .array(
       z.strictObject({
         name: z.string().min(1).optional(),
-        params: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+        params: z.union([z.string().min(1).superRefine(checkPattern), z.array(z.string().min(1)).min(1)]),
         lr: lr.optional(),
         weight_decay: z.number().min(0).optional(),
       }),

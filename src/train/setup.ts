@@ -10,6 +10,7 @@ import {
   applyRecipe,
   getMethod,
   type ParamGroup as MethodParamGroup,
+  paramPattern,
   type Recipe,
 } from '../methods/index.ts';
 import type { LoraOptions } from '../methods/lora/index.ts';
@@ -53,7 +54,7 @@ function paramGroups(recipe: Recipe, trainable: readonly string[]): OptGroup[] {
   // The recipe's own groups take their params out of whatever group held them.
   const claimed = new Set<string>();
   const own: MethodParamGroup[] = recipe.param_groups.map((pg, i) => {
-    const re = typeof pg.params === 'string' ? new RegExp(`^(?:${pg.params})$`) : undefined;
+    const re = typeof pg.params === 'string' ? paramPattern(pg.params) : undefined;
     const list = typeof pg.params === 'string' ? [] : pg.params;
     const params = trainable.filter((n) => !claimed.has(n) && (re ? re.test(n) : list.includes(n)));
     if (params.length === 0) {

@@ -3,7 +3,8 @@
 // a missing adapter is an error that says what to install.
 import { create, globals } from 'webgpu';
 
-export type DawnBackend = 'vulkan' | 'opengles' | 'opengl' | 'metal' | 'd3d12' | 'd3d11' | 'null';
+export const DAWN_BACKENDS = ['vulkan', 'opengles', 'opengl', 'metal', 'd3d12', 'd3d11', 'null'] as const;
+export type DawnBackend = (typeof DAWN_BACKENDS)[number];
 export type FeatureLevel = 'core' | 'compatibility';
 
 export interface WebGpuOptions {
@@ -41,11 +42,17 @@ export function resolveOptions(
   if (level !== undefined && level !== 'core' && level !== 'compatibility') {
     throw new WebGpuError(`PEFTC_WEBGPU_FEATURE_LEVEL must be 'core' or 'compatibility', got '${level}'`);
   }
+  const envBackend = env.PEFTC_WEBGPU_BACKEND || undefined;
+  if (envBackend !== undefined && !DAWN_BACKENDS.includes(envBackend as DawnBackend)) {
+    throw new WebGpuError(
+      `PEFTC_WEBGPU_BACKEND must be one of ${DAWN_BACKENDS.join(', ')}, got '${envBackend}'`,
+    );
+  }
   return {
     ...opts,
     backend:
       opts.backend ??
-      (env.PEFTC_WEBGPU_BACKEND as DawnBackend | undefined) ??
+      (envBackend as DawnBackend | undefined) ??
       (process.platform === 'linux' ? 'vulkan' : undefined),
     adapter: opts.adapter ?? (env.PEFTC_WEBGPU_ADAPTER || undefined),
     featureLevel: level,
@@ -56,7 +63,12 @@ export function resolveOptions(
 // module reads them at load time.
 Object.assign(globalThis, globals);
 
-/** Dawn's GPU object for these options. */
+/**
+ * Dawn's GPU object for these options. Its first requestAdapter() prints two notices
+ * ("maxDynamic...BuffersPerPipelineLayout artificially reduced") from native code to
+ * fd 2; nothing here can turn them off, so the launchers filter them
+ * (bin/dawn-notices.js).
+ */
 export function createGpu(opts: WebGpuOptions): GPU {
   // Mesa warns on every start without it.
   process.env.XDG_RUNTIME_DIR ??= '/tmp';
@@ -82,6 +94,13 @@ function remedy(opts: WebGpuOptions): string {
     '(NVIDIA/AMD/Intel, or Mesa >= 24 lavapipe) and libvulkan1. Check with `node scripts/probe-adapter.mjs`; ' +
     'choose another with PEFTC_WEBGPU_BACKEND (e.g. opengles + PEFTC_WEBGPU_FEATURE_LEVEL=compatibility) ' +
     'or PEFTC_WEBGPU_ADAPTER, or run with --backend cpu.'
+  );
+}
+
+/** The adapters in Dawn's "Available adapters:" list (` * backend: 'vulkan', name: 'llvmpipe (...)'`). */
+export function listedAdapters(dawnMessage: string): string[] {
+  return [...dawnMessage.matchAll(/^ \* backend: '([^']*)', name: '(.*)'$/gm)].map(
+    ([, backend, name]) => `'${name}' (${backend})`,
   );
 }
 
@@ -124,7 +143,15 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
       powerPreference: opts.powerPreference,
     } as GPURequestAdapterOptions);
   } catch (e) {
-    throw new NoAdapterError(`${remedy(opts)} (Dawn said: ${(e as Error).message})`);
+    const said = (e as Error).message;
+    const available = listedAdapters(said);
+    // A wrong adapter name: the names to choose from, not the driver install help.
+    if (opts.adapter && available.length)
+      throw new NoAdapterError(
+        `no WebGPU adapter named '${opts.adapter}'${opts.backend ? ` on backend ${opts.backend}` : ''}; available: ${available.join(', ')}\n` +
+          'Pass one of these names (a prefix is enough) to --webgpu-adapter or PEFTC_WEBGPU_ADAPTER, or leave it out for the default adapter.',
+      );
+    throw new NoAdapterError(`${remedy(opts)} (Dawn said: ${said})`);
   }
   if (!adapter) throw new NoAdapterError(remedy(opts));
   const requiredFeatures: GPUFeatureName[] = [];

@@ -81,13 +81,45 @@ function firstId(v: number | number[] | null | undefined): number | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 37)}...` : v);
+  return typeof v === 'object' ? 'an object' : String(v);
+}
+
+const EXPECTED: Record<string, string> = {
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  string: 'a string',
+  object: 'an object',
+};
+
+// Zod's wording ("Invalid input: expected number, received undefined") as a sentence
+// about the key: "num_attention_heads is missing", "... must be a positive integer, got 2.5".
+function plainIssue(issue: z.core.$ZodIssue, json: unknown): string {
+  const key = issue.path.map(String).join('.');
+  let got: unknown = json;
+  for (const p of issue.path) got = (got as Record<PropertyKey, unknown> | undefined)?.[p];
+  if (got === undefined) return `${key} is missing`;
+  const want =
+    issue.code === 'invalid_type'
+      ? (EXPECTED[issue.expected] ?? `a ${issue.expected}`)
+      : issue.code === 'too_small'
+        ? 'greater than 0'
+        : issue.code === 'invalid_union'
+          ? 'a token id or a list of token ids'
+          : issue.message.replace(/^Invalid input: /, '');
+  return `${key} must be ${want}, got ${describe(got)}`;
+}
+
 /** Parses an HF config object; `file` is used in error messages. */
 export function parseLlamaConfig(json: unknown, file = 'config.json'): LlamaConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new ConfigError(`${file}: expected a JSON object of model settings, got ${describe(json)}`);
   const r = hfConfig.safeParse(json);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new ConfigError(`${file}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
+  if (!r.success) throw new ConfigError(`${file}: ${plainIssue(r.error.issues[0], json)}`);
   const c = r.data;
   if (c.model_type && !SUPPORTED_TYPES.has(c.model_type)) {
     throw new ConfigError(

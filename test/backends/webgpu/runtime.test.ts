@@ -48,9 +48,26 @@ it('options come from the environment unless given', () => {
 });
 
 it('no adapter gives NoAdapterError with the remedy', async () => {
-  const err = await acquireDevice({ backend: 'null', adapter: 'no-such-adapter-xyz' }).catch((e) => e);
+  // Dawn has no D3D12 outside Windows: no adapter at all, so the install help.
+  if (process.platform === 'win32') return;
+  const err = await acquireDevice({ backend: 'd3d12' }).catch((e) => e);
   expect(err).toBeInstanceOf(NoAdapterError);
   expect(String(err.message)).toMatch(/npm run setup.*lavapipe/);
+});
+
+it('a wrong adapter name leads with the adapters there are', async () => {
+  const err = await acquireDevice({ backend: 'null', adapter: 'no-such-adapter-xyz' }).catch((e) => e);
+  expect(err).toBeInstanceOf(NoAdapterError);
+  const [first] = String(err.message).split('\n');
+  expect(first).toBe(
+    "no WebGPU adapter named 'no-such-adapter-xyz' on backend null; available: 'Null backend' (null)",
+  );
+});
+
+it('a bad PEFTC_WEBGPU_BACKEND names the variable and the choices', () => {
+  expect(() => resolveOptions({}, { PEFTC_WEBGPU_BACKEND: 'vulkn' })).toThrow(
+    "PEFTC_WEBGPU_BACKEND must be one of vulkan, opengles, opengl, metal, d3d12, d3d11, null, got 'vulkn'",
+  );
 });
 
 // A custom op whose lowering is broken WGSL: the device's validation error must name the node.
