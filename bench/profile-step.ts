@@ -12,6 +12,7 @@ import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { prepareRun } from '../src/train/setup.ts';
 import { STEP_BENCH_OPTIONS, stepFeeds } from './step-feeds.ts';
+import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -91,12 +92,27 @@ console.log(
 console.log(
   `whole step (one pass): GPU ${wholeGpu.toFixed(1)} ms, wall ${wholeWall.toFixed(1)} ms; per-dispatch sum ${total.toFixed(1)} ms (median of ${reps})`,
 );
-console.log('| ms | % | count | op | kernel | shapes |\n|---|---|---|---|---|---|');
-for (const g of sorted.slice(0, Number(a.top))) {
-  console.log(
-    `| ${g.ms.toFixed(2)} | ${((100 * g.ms) / total).toFixed(1)} | ${g.count} | ${g.op} | ${g.kernel} | ${g.shape} |`,
-  );
-}
+printTable(
+  `top ${Number(a.top)} dispatch groups by GPU time`,
+  [
+    {
+      header: 'GPU ms',
+      legend: "sum over the group of each dispatch's median time (timestamp queries)",
+      cell: (g) => num(g.ms),
+    },
+    { header: '%', legend: 'share of the per-dispatch sum', cell: (g) => num((100 * g.ms) / total, 1) },
+    { header: 'count', legend: 'dispatches in the group', cell: (g) => String(g.count) },
+    { header: 'op', legend: 'IR op', cell: (g) => g.op, align: 'left' },
+    {
+      header: 'kernel',
+      legend: 'kernel variant (its key without op and dtypes)',
+      cell: (g) => g.kernel,
+      align: 'left',
+    },
+    { header: 'shapes', legend: 'input shapes -> output shape', cell: (g) => g.shape, align: 'left' },
+  ],
+  sorted.slice(0, Number(a.top)),
+);
 const byOp = new Map<string, { ms: number; count: number }>();
 for (const g of sorted) {
   const o = byOp.get(g.op) ?? { ms: 0, count: 0 };

@@ -24,6 +24,7 @@ import { MapWeightStore } from '../src/ir/weights.ts';
 import { emitDequant, fuseDequant, settingsOf } from '../src/methods/qlora/index.ts';
 import { quantizeWeight } from '../src/quant/quant-state.ts';
 import { Rng } from '../src/util/rng.ts';
+import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -141,15 +142,41 @@ try {
 const file = join(dirname(fileURLToPath(import.meta.url)), 'results', `${a.name}.json`);
 mkdirSync(dirname(file), { recursive: true });
 writeFileSync(file, `${JSON.stringify({ shape: [OUT, IN], reps: REPS, rows }, null, 2)}\n`);
-console.table(
-  rows.map((r) => ({
-    case: r.case,
-    kernel: r.path,
-    ms: `${r.ms.toFixed(3)} (${r.timer})`,
-    'MB moved': (r.bytes / 1e6).toFixed(2),
-    'x ideal': r.ratio.toFixed(3),
-    'GB/s': r.gbps.toFixed(2),
-  })),
+printTable<Row>(
+  `4-bit linear (nf4, blocksize 64), W ${OUT}x${IN}, median of ${REPS} runs`,
+  [
+    {
+      header: 'case',
+      legend: 'path, M = activation rows, W shape; +dq = double-quantized absmax (u8 codes + nested absmax)',
+      cell: (r) => r.case,
+    },
+    {
+      header: 'kernel',
+      legend: 'the kernel the path runs: gemv (few rows) or tiled',
+      cell: (r) => r.path,
+      align: 'left',
+    },
+    { header: 'GPU ms', legend: 'median time of one run', cell: (r) => num(r.ms, 3) },
+    {
+      header: 'timer',
+      legend: 'timestamp = GPU timestamp queries, wall = submit to onSubmittedWorkDone',
+      cell: (r) => r.timer,
+      align: 'left',
+    },
+    {
+      header: 'MB moved',
+      legend: "modeled bytes read + written by the path's dispatches (MB = 1e6 bytes)",
+      cell: (r) => num(r.bytes / 1e6),
+    },
+    {
+      header: 'x ideal',
+      legend:
+        'MB moved / ideal MB (packed codes + stored absmax + activations in and out, each once); 1 = no re-reads',
+      cell: (r) => num(r.ratio, 3),
+    },
+    { header: 'GB/s', legend: 'MB moved / GPU ms (modeled bandwidth)', cell: (r) => num(r.gbps) },
+  ],
+  rows,
 );
 console.log(`wrote ${file}`);
 process.exit(0);

@@ -13,6 +13,7 @@ import type { Graph } from '../src/ir/graph.ts';
 import { tensor } from '../src/ir/tensor.ts';
 import { MapWeightStore } from '../src/ir/weights.ts';
 import { Rng } from '../src/util/rng.ts';
+import { num, printTable } from './table.ts';
 
 interface Case {
   readonly name: string;
@@ -170,17 +171,35 @@ writeFileSync(
   `${JSON.stringify({ adapter: gpu.adapterInfo, date: new Date().toISOString(), node: process.version, rows }, null, 2)}\n`,
 );
 
-const fmt = (x: number | undefined, d = 2) => (x === undefined ? '-' : x.toFixed(d));
 console.log(`adapter: ${gpu.adapterInfo}`);
-console.table(
-  rows.map((r) => ({
-    case: r.name,
-    unit: r.unit,
-    webgpu: fmt(r.gpuRate),
-    'webgpu ms': `${fmt(r.gpuMs, 3)} (${r.timer})`,
-    cpu: fmt(r.cpuRate, 3),
-    'cpu ms': fmt(r.cpuMs, 1),
-  })),
-);
+const timerLegend =
+  'how the GPU ms were taken: timestamp = GPU timestamp queries, wall = submit to onSubmittedWorkDone';
+for (const unit of ['GFLOP/s', 'GB/s'] as const) {
+  const work = unit === 'GFLOP/s' ? 'FLOPs (2*M*N*K)' : 'bytes read + written';
+  printTable<Row>(
+    unit === 'GFLOP/s' ? 'compute-bound kernels' : 'bandwidth-bound kernels',
+    [
+      {
+        header: 'case',
+        legend: 'the op and its shape (M x K x N for matmuls, elements otherwise)',
+        cell: (r) => r.name,
+      },
+      { header: `webgpu ${unit}`, legend: `${work} / webgpu time`, cell: (r) => num(r.gpuRate) },
+      { header: 'webgpu ms', legend: 'median time of one run on the adapter', cell: (r) => num(r.gpuMs, 3) },
+      { header: 'timer', legend: timerLegend, cell: (r) => r.timer, align: 'left' },
+      {
+        header: `cpu ${unit}`,
+        legend: `${work} / cpu time (the reference interpreter)`,
+        cell: (r) => num(r.cpuRate, 3),
+      },
+      {
+        header: 'cpu ms',
+        legend: 'median wall time of one cpu run (- = not run at this size)',
+        cell: (r) => num(r.cpuMs, 1),
+      },
+    ],
+    rows.filter((r) => r.unit === unit),
+  );
+}
 console.log(`wrote ${out}`);
 process.exit(0);

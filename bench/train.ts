@@ -20,6 +20,7 @@ import { loadModel } from '../src/models/llama/index.ts';
 import { peakLiveBytes } from '../src/passes/liveness.ts';
 import { prepareRun } from '../src/train/setup.ts';
 import { STEP_BENCH_OPTIONS, stepFeeds } from './step-feeds.ts';
+import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -84,13 +85,41 @@ const result = {
 };
 mkdirSync(join('bench', 'results'), { recursive: true });
 writeFileSync(join('bench', 'results', 'train.json'), `${JSON.stringify(result, null, 2)}\n`);
-const kb = (x: number) => `${(x / 1024).toFixed(1)} KiB`;
-console.log(`training step, ${result.config.model}, LoRA (${a.recipe}), batch ${batch} x seq ${seq}, f32`);
-console.log('| backend | tokens/s | ms/step |\n|---|---|---|');
-console.log(`| cpu | ${cpu.tokensPerS.toFixed(0)} | ${cpu.msPerStep.toFixed(1)} |`);
-console.log(`| webgpu | ${gpu.tokensPerS.toFixed(0)} | ${gpu.msPerStep.toFixed(1)} |`);
-console.log(
-  `device memory: frozen ${kb(frozen)} + adapters ${kb(adapters)} + optimizer state ${kb(optimizerState)} + activations ${kb(activations)} = ${kb(result.device_memory_bytes.total)}`,
+const kib = (x: number) => num(x / 1024, 1);
+printTable(
+  `training step, ${result.config.model}, LoRA (${a.recipe}), batch ${batch} x seq ${seq}, f32, mean of ${steps} steps`,
+  [
+    {
+      header: 'backend',
+      legend: 'cpu = the reference interpreter, webgpu = the current adapter',
+      cell: (r) => r.name,
+    },
+    { header: 'tokens/s', legend: 'batch * seq / wall time of one step', cell: (r) => num(r.tokensPerS, 0) },
+    {
+      header: 'ms/step',
+      legend: 'wall time of one step (forward, backward, optimizer)',
+      cell: (r) => num(r.msPerStep, 1),
+    },
+  ],
+  [
+    { name: 'cpu', ...cpu },
+    { name: 'webgpu', ...gpu },
+  ],
 );
-console.log(`all device buffers of the step (measured): ${kb(allDeviceBuffers)}`);
+printTable(
+  'device memory of the webgpu step',
+  [
+    { header: 'kind', legend: 'what the buffers hold', cell: (r) => r[0] },
+    { header: 'KiB', legend: 'bytes / 1024, from the real buffers', cell: (r) => kib(r[1]) },
+  ],
+  [
+    ['frozen weights', frozen],
+    ['adapters', adapters],
+    ['optimizer state', optimizerState],
+    ['activations (pooled)', activations],
+    ['total', result.device_memory_bytes.total],
+    ['all device buffers (measured)', allDeviceBuffers],
+  ] as [string, number][],
+  ['  (all device buffers also counts inputs, constants and uniforms)'],
+);
 process.exit(0);
