@@ -81,7 +81,9 @@ async function kernelTarget(): Promise<{ f16: boolean; software: boolean; name: 
   try {
     const gpu = await acquireDevice();
     gpu.device.destroy();
-    return { f16: gpu.f16, software: gpu.software, name: gpu.adapterInfo };
+    const yes = (b: boolean) => (b ? 'yes' : 'no');
+    const name = `${gpu.adapterInfo} (shader-f16: ${yes(gpu.f16)}, software kernels: ${yes(gpu.software)})`;
+    return { f16: gpu.f16, software: gpu.software, name };
   } catch (e) {
     if (!(e instanceof NoAdapterError)) throw e;
     return {
