@@ -3,8 +3,8 @@
 import type { Graph } from '../ir/graph.ts';
 import type { WeightStore } from '../ir/weights.ts';
 import { loraBranches, mergeLora } from '../methods/lora/index.ts';
-import { fuseDequant } from '../methods/qlora/index.ts';
-import { evalMode } from '../passes/generic/index.ts';
+import '../methods/qlora/index.ts'; // registers fuse-dequant, which the serve phase runs
+import { phasePasses, runPipeline } from '../passes/index.ts';
 import { attachPeftAdapter } from './adapters.ts';
 import type { LlamaBuildOptions, LlamaShape } from './llama/build.ts';
 import { type LoadedModel, modelGraph } from './llama/load.ts';
@@ -50,7 +50,8 @@ export function prepareModel(
     graph = merged.graph;
     weights = merged.weights ?? weights;
   }
-  // 4-bit bases: dequantize inside the matmul, never into a full-precision weight.
-  // Inference: dropout off (an adapter's lora_dropout only acts in training).
-  return { graph: evalMode(fuseDequant(graph)), weights, merged: [...new Set(mergedNames)] };
+  // The serve phase (passes/phases.ts): 4-bit bases dequantize inside the matmul, never
+  // into a full-precision weight; dropout off (an adapter's lora_dropout only acts in training).
+  graph = runPipeline(graph, phasePasses('serve'), { weights }).graph;
+  return { graph, weights, merged: [...new Set(mergedNames)] };
 }

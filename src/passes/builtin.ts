@@ -1,7 +1,21 @@
-// Registers the generic passes. Importing this module (or src/passes/index.ts) is enough.
+// Registers the generic passes, the train-step passes (autodiff, checkpoint, optimizer)
+// and the phases. Importing this module (or src/passes/index.ts) is enough.
+import { autodiffPass } from './autodiff/pass.ts';
+import { checkpointPass } from './checkpoint/pass.ts';
 import { canonicalizePass, csePass, dcePass, evalModePass, foldPass } from './generic/index.ts';
+import { optimizerPass } from './optimizer/pass.ts';
 import { hasPass, registerPass } from './pass.ts';
+import './phases.ts';
 
-for (const p of [dcePass, csePass, foldPass, canonicalizePass, evalModePass]) {
+for (const p of [
+  dcePass,
+  csePass,
+  foldPass,
+  canonicalizePass,
+  evalModePass,
+  autodiffPass,
+  checkpointPass,
+  optimizerPass,
+]) {
   if (!hasPass(p.name)) registerPass(p as never);
 }

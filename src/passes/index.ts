@@ -3,6 +3,8 @@
 import './builtin.ts';
 
 export * from './generic/index.ts';
+export * from './graph-diff.ts';
 export * from './pass.ts';
+export * from './phases.ts';
 export * from './pipeline.ts';
 export * from './rewrite/index.ts';

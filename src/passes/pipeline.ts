@@ -6,18 +6,41 @@ import type { Graph } from '../ir/graph.ts';
 import { printGraph } from '../ir/printer.ts';
 import { contextAround, findProblems } from '../ir/verify.ts';
 import type { WeightStore } from '../ir/weights.ts';
+import { diffGraphs, isEmptyDiff, printDiff } from './graph-diff.ts';
 import { asResult, getPass, PassError } from './pass.ts';
 
 export interface PipelineStep {
   readonly name: string;
   readonly options?: unknown;
+  /**
+   * Options computed from the graph this step receives, instead of `options`: for
+   * options that depend on what earlier passes made (the optimizer's param groups
+   * name the trainable params the recipe's methods added). Errors it throws pass
+   * through unwrapped (they are the user's, e.g. a param group that matches nothing).
+   */
+  readonly resolve?: (graph: Graph) => unknown;
+}
+
+/** What one pass did to the graph's size (PipelineOptions.stats). */
+export interface PassStats {
+  readonly pass: string;
+  readonly ms: number;
+  /** Nodes after the pass. */
+  readonly nodes: number;
+  /** Node count change per op (only ops whose count changed). */
+  readonly opDelta: Readonly<Record<string, number>>;
 }
 
 export interface PipelineOptions {
   /** Run the verifier after every pass (default true). */
   readonly verify?: boolean;
-  /** Print the IR after every pass, after passes that changed it, or after the named passes. */
-  readonly printAfter?: 'all' | 'change' | readonly string[];
+  /**
+   * Print the IR after every pass, after passes that changed it, or after the named
+   * passes; 'diff': after every pass, only what it added, removed or rewired (graph-diff.ts).
+   */
+  readonly printAfter?: 'all' | 'change' | 'diff' | readonly string[];
+  /** Count nodes per op after every pass (PipelineResult.stats). */
+  readonly stats?: boolean;
   /** Collect per-pass wall time (always returned; also logged when true). */
   readonly timings?: boolean;
   /** Log every rewrite step (rule name, node, scope). */
@@ -32,6 +55,23 @@ export interface PipelineResult {
   /** The weights after the pipeline (the given store unless a pass changed weights). */
   readonly weights?: WeightStore;
   readonly timings: readonly { readonly pass: string; readonly ms: number }[];
+  /** With PipelineOptions.stats: one entry per pass, in order. */
+  readonly stats?: readonly PassStats[];
+}
+
+function opCounts(g: Graph): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const n of g.nodes) m.set(n.op, (m.get(n.op) ?? 0) + 1);
+  return m;
+}
+
+function opDelta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const d: Record<string, number> = {};
+  for (const op of new Set([...before.keys(), ...after.keys()])) {
+    const k = (after.get(op) ?? 0) - (before.get(op) ?? 0);
+    if (k !== 0) d[op] = k;
+  }
+  return d;
 }
 
 export class PipelineError extends PassError {
@@ -57,6 +97,8 @@ export function runPipeline(
   const steps = normalizePipeline(pipeline);
   const verifyEach = opts.verify ?? true;
   const timings: { pass: string; ms: number }[] = [];
+  const stats: PassStats[] = [];
+  let counts = opts.stats ? opCounts(graph) : undefined;
   let weights = opts.weights;
   let current = graph;
   const done: string[] = [];
@@ -72,7 +114,7 @@ export function runPipeline(
     const step = steps[i];
     const def = defs[i];
     const where = describeStep(i, step.name, done);
-    let options: unknown = step.options ?? {};
+    let options: unknown = step.resolve ? step.resolve(current) : (step.options ?? {});
     if (def.options) {
       const parsed = def.options.safeParse(options);
       if (!parsed.success) {
@@ -105,8 +147,17 @@ export function runPipeline(
         );
       }
     }
+    if (counts) {
+      const next = opCounts(out.graph);
+      stats.push({ pass: step.name, ms, nodes: out.graph.nodes.length, opDelta: opDelta(counts, next) });
+      counts = next;
+    }
     const pa = opts.printAfter;
-    if (pa) {
+    if (pa === 'diff') {
+      const d = diffGraphs(current, out.graph);
+      log(`// diff after ${step.name}${isEmptyDiff(d) ? ' (unchanged)' : ''}`);
+      if (!isEmptyDiff(d)) log(printDiff(d).trimEnd());
+    } else if (pa) {
       const changed = out.graph !== current && printGraph(out.graph) !== printGraph(current);
       if (pa === 'all' || (pa === 'change' && changed) || (Array.isArray(pa) && pa.includes(step.name))) {
         log(`// IR after ${step.name}${changed ? '' : ' (unchanged)'}\n${printGraph(out.graph)}`);
@@ -116,5 +167,5 @@ export function runPipeline(
     weights = out.weights;
     done.push(step.name);
   }
-  return { graph: current, weights, timings };
+  return { graph: current, weights, timings, ...(opts.stats ? { stats } : {}) };
 }

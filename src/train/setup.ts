@@ -3,23 +3,27 @@
 // param bound (base weights, adapter init or --init-adapter, optimizer state).
 
 import { readPeftAdapter } from '../io/peft/index.ts';
-import type { Graph, Node } from '../ir/graph.ts';
+import type { Graph } from '../ir/graph.ts';
 import { formatShape, sameShape } from '../ir/shape.ts';
 import { bindParams, LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
 import {
-  applyRecipe,
   getMethod,
   type ParamGroup as MethodParamGroup,
   paramPattern,
   type Recipe,
+  recipePipeline,
 } from '../methods/index.ts';
 import type { LoraOptions } from '../methods/lora/index.ts';
-import { fuseDequant } from '../methods/qlora/index.ts';
 import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
-import { evalMode } from '../passes/generic/index.ts';
-import type { ParamGroup } from '../passes/optimizer/index.ts';
+import {
+  type PipelineOptions,
+  type PipelineStep,
+  phasePasses,
+  runPipeline,
+  type TrainSettings,
+} from '../passes/index.ts';
+import type { ParamGroupSpec } from '../passes/optimizer/pass.ts';
 import { UserError } from '../util/errors.ts';
-import { buildTrainStep } from './step.ts';
 
 export interface RunShape {
   readonly batch: number;
@@ -42,10 +46,8 @@ export interface PreparedRun {
   readonly adapters: readonly LoraOptions[];
 }
 
-type OptGroup = ParamGroup & { readonly match: (p: Node) => boolean };
-
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
-function paramGroups(recipe: Recipe, trainable: readonly string[]): OptGroup[] {
+function paramGroups(recipe: Recipe, trainable: readonly string[]): ParamGroupSpec[] {
   let groups: MethodParamGroup[] = [{ name: 'default', params: [...trainable] }];
   for (const m of recipe.methods) {
     const def = getMethod(m.method);
@@ -69,15 +71,48 @@ function paramGroups(recipe: Recipe, trainable: readonly string[]): OptGroup[] {
     groups = [...own, ...groups.map((g) => ({ ...g, params: g.params.filter((n) => !claimed.has(n)) }))];
   const base = recipe.optimizer.lr;
   const wd = recipe.optimizer.weight_decay;
-  return groups.map((g, i) => {
-    const names = new Set(g.params);
-    return {
-      name: g.name ?? `group${i}`,
-      lrScale: (g.lr ?? base) / base,
-      weightDecay: g.weight_decay ?? wd,
-      match: (p: Node) => names.has(String(p.attrs.name)),
-    };
-  });
+  return groups.map((g, i) => ({
+    name: g.name ?? `group${i}`,
+    lrScale: (g.lr ?? base) / base,
+    weightDecay: g.weight_decay ?? wd,
+    params: [...g.params],
+  }));
+}
+
+function requireTrainable(trainable: readonly string[]): void {
+  if (trainable.length === 0)
+    throw new UserError('the recipe leaves no trainable parameter: nothing to train');
+}
+
+/** The train phase's settings from a recipe (optimizer, clipping, checkpointing, param groups). */
+export function trainSettings(recipe: Recipe): TrainSettings {
+  return {
+    optimizer: recipe.optimizer,
+    maxGradNorm: recipe.max_grad_norm ?? undefined,
+    checkpointing: recipe.checkpointing,
+    accumulate: recipe.gradient_accumulation_steps,
+    groups: (trainable) => {
+      requireTrainable(trainable);
+      return paramGroups(recipe, trainable);
+    },
+  };
+}
+
+/**
+ * The pass lists a run compiles: the recipe's methods, then each phase's passes
+ * (passes/phases.ts). The trainer runs the methods once and both phases on their
+ * result; `peftc ir --train/--eval` runs methods + phase as one pipeline. Same lists.
+ */
+export function runPipelines(recipe: Recipe): {
+  methods: PipelineStep[];
+  train: PipelineStep[];
+  eval: PipelineStep[];
+} {
+  return {
+    methods: recipePipeline(recipe),
+    train: phasePasses('train', { train: trainSettings(recipe) }),
+    eval: phasePasses('eval'),
+  };
 }
 
 export function prepareRun(
@@ -87,25 +122,17 @@ export function prepareRun(
   opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore },
 ): PreparedRun {
   const base = modelGraph(model, shape, { loss: true, logits: false });
-  const applied = applyRecipe(base.graph, recipe, { weights: base.weights, log: () => {} });
-  // 4-bit weights (qlora, or a 4-bit checkpoint) are dequantized inside their matmuls.
-  // The eval graph: dropout off, as in model.eval().
-  const forward = evalMode(fuseDequant(applied.graph));
+  const pipelines = runPipelines(recipe);
+  const quiet: PipelineOptions = { log: () => {} };
+  const applied = runPipeline(base.graph, pipelines.methods, { ...quiet, weights: base.weights });
+  const forward = runPipeline(applied.graph, pipelines.eval, quiet).graph;
   const trainable = forward
     .params()
     .filter((p) => p.attrs.role === 'trainable')
     .map((p) => String(p.attrs.name));
-  if (trainable.length === 0)
-    throw new UserError('the recipe leaves no trainable parameter: nothing to train');
-  const groups = paramGroups(recipe, trainable);
-  const step0 = buildTrainStep(applied.graph, {
-    optimizer: recipe.optimizer,
-    maxGradNorm: recipe.max_grad_norm ?? undefined,
-    checkpointing: recipe.checkpointing,
-    groups,
-    accumulate: recipe.gradient_accumulation_steps,
-  });
-  const step = fuseDequant(step0);
+  // Before the train phase: autodiff would fail first, with a less useful message.
+  requireTrainable(trainable);
+  const step = runPipeline(applied.graph, pipelines.train, quiet).graph;
   const layers: WeightStore[] = [];
   if (opts.resumeWeights) {
     checkResumable(step, opts.resumeWeights);

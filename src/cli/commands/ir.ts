@@ -1,68 +1,154 @@
-// `peftc ir`: build a model's graph, run a recipe's methods on it, print the IR.
+// `peftc ir`: build a model's graph, run a pipeline on it, print the IR. Without
+// --train/--eval the pipeline is the recipe's methods; with them it is the methods
+// followed by that phase's passes, the very lists the trainer runs (train/setup.ts
+// runPipelines, passes/phases.ts).
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
+import { acquireDevice, NoAdapterError } from '../../backends/webgpu/index.ts';
+import { listKernels } from '../../backends/webgpu/kernel-list.ts';
+import type { Graph } from '../../ir/graph.ts';
 import { printGraph } from '../../ir/printer.ts';
+import type { WeightStore } from '../../ir/weights.ts';
 import { loadRecipe, recipePipeline } from '../../methods/index.ts';
-import { buildLlama, PRESETS, presetConfig, readLlamaConfig } from '../../models/llama/index.ts';
-import { runPipeline } from '../../passes/index.ts';
+import { buildLlama, loadModel, modelGraph, PRESETS, presetConfig } from '../../models/llama/index.ts';
+import { type PipelineStep, phasePasses, runPipeline } from '../../passes/index.ts';
+import { runPipelines } from '../../train/setup.ts';
 import { UsageError, UserError } from '../errors.ts';
 import { positiveInt } from '../options.ts';
+import { formatKernels, formatStats } from './ir-views.ts';
 
-function parsePrintAfter(v: string | undefined): 'all' | 'change' | string[] | undefined {
-  if (v === undefined || v === 'all' || v === 'change') return v;
+export interface IrOptions {
+  readonly model: string;
+  readonly recipe?: string;
+  /** The train-step graph (methods, autodiff, checkpoint, optimizer, fusion). */
+  readonly train?: boolean;
+  /** The eval graph (methods, fusion, eval mode). */
+  readonly eval?: boolean;
+  readonly printAfter?: string;
+  /** Same as printAfter 'diff'. */
+  readonly diff?: boolean;
+  readonly stats?: boolean;
+  readonly kernels?: boolean;
+  readonly seq: number;
+  readonly batch: number;
+  readonly loss?: boolean;
+}
+
+const MODES = ['all', 'change', 'diff'] as const;
+type PrintAfter = (typeof MODES)[number] | string[];
+
+function parsePrintAfter(o: IrOptions): PrintAfter | undefined {
+  if (o.diff && o.printAfter !== undefined && o.printAfter !== 'diff')
+    throw new UsageError(
+      `--diff is --print-after diff; drop one of --diff and --print-after ${o.printAfter}`,
+    );
+  const v = o.diff ? 'diff' : o.printAfter;
+  if (v === undefined || (MODES as readonly string[]).includes(v)) return v as PrintAfter | undefined;
   return v
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
 }
 
+/** The model graph as the trainer builds it (a model dir's 4-bit storage included). */
+function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: WeightStore } {
+  const isDir = existsSync(o.model) && statSync(o.model).isDirectory();
+  if (!isDir && !(o.model in PRESETS))
+    throw new UserError(
+      `--model '${o.model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model directory`,
+    );
+  const shape = { batch: o.batch, seq: o.seq };
+  // A phase graph is the trainer's: loss, no logits output.
+  const build = o.train || o.eval ? { loss: true, logits: false } : { loss };
+  // Presets: no weights (random ones cost memory and change nothing in the graph).
+  if (!isDir) return { graph: buildLlama(presetConfig(o.model), shape, build) };
+  return modelGraph(loadModel(o.model), shape, build);
+}
+
+function pipelineFor(o: IrOptions): { steps: PipelineStep[]; phase: string } {
+  if (o.train && o.eval) throw new UsageError('--train and --eval pick one graph each; give one of them');
+  if (o.train && !o.recipe)
+    throw new UsageError('--train needs --recipe (the trainable params and the optimizer come from it)');
+  if (!o.recipe) return { steps: o.eval ? phasePasses('eval') : [], phase: o.eval ? 'eval' : 'methods' };
+  const recipe = loadRecipe(o.recipe);
+  if (!o.train && !o.eval) return { steps: recipePipeline(recipe), phase: 'methods' };
+  const p = runPipelines(recipe);
+  return { steps: [...p.methods, ...(o.train ? p.train : p.eval)], phase: o.train ? 'train' : 'eval' };
+}
+
+/** What the kernels are planned for: this machine's WebGPU adapter, as the backend would see it. */
+async function kernelTarget(): Promise<{ f16: boolean; software: boolean; name: string }> {
+  try {
+    const gpu = await acquireDevice();
+    gpu.device.destroy();
+    const yes = (b: boolean) => (b ? 'yes' : 'no');
+    const name = `${gpu.adapterInfo} (shader-f16: ${yes(gpu.f16)}, software kernels: ${yes(gpu.software)})`;
+    return { f16: gpu.f16, software: gpu.software, name };
+  } catch (e) {
+    if (!(e instanceof NoAdapterError)) throw e;
+    return {
+      f16: false,
+      software: false,
+      name: 'a hardware adapter without shader-f16 (no WebGPU adapter here)',
+    };
+  }
+}
+
+/** The command's work; `write` gets the output (stdout for the CLI). */
+export async function runIr(o: IrOptions, write: (s: string) => void): Promise<void> {
+  const printAfter = parsePrintAfter(o);
+  const { steps, phase } = pipelineFor(o);
+  const names = steps.map((s) => s.name);
+  const unknown = Array.isArray(printAfter) ? printAfter.filter((p) => !names.includes(p)) : [];
+  if (unknown.length)
+    throw new UsageError(
+      `--print-after: no pass named ${unknown.join(', ')} in the pipeline (passes: ${names.join(', ') || 'none without --recipe'}; or ${MODES.join(', ')})`,
+    );
+  const model = modelFor(o, !!o.loss);
+  const line = (s: string) => write(`${s}\n`);
+  if (printAfter || o.stats) line(`// pipeline (${phase}): ${names.join(' -> ') || '(no passes)'}`);
+  const out = runPipeline(model.graph, steps, {
+    verify: true,
+    printAfter,
+    stats: o.stats,
+    log: line,
+    weights: model.weights,
+  });
+  if (o.stats) write(formatStats(model.graph.nodes.length, out.stats ?? []));
+  if (o.kernels) {
+    const target = await kernelTarget();
+    write(formatKernels(listKernels(out.graph, target), target.name));
+  }
+  // The final IR, unless a view of its own was asked for.
+  if (!o.stats && !o.kernels && (!printAfter || steps.length === 0)) write(printGraph(out.graph));
+}
+
 export function register(program: Command): void {
   program
     .command('ir')
-    .description("print the IR of a model after a recipe's method passes")
+    .description("print the IR of a model after a pipeline: the recipe's methods, or the train or eval phase")
     .requiredOption(
       '--model <preset|dir>',
       `a preset (${Object.keys(PRESETS).join(', ')}) or an HF model directory`,
     )
     .option('--recipe <file>', 'recipe JSON; without it the plain model is printed')
     .option(
-      '--print-after <all|change|passes>',
-      'also print the IR after every pass, changed ones, or the named passes (comma-separated)',
+      '--train',
+      "the train-step graph: methods, autodiff, checkpoint, optimizer, fuse-dequant (the trainer's)",
+    )
+    .option('--eval', "the eval graph: methods, fuse-dequant, eval-mode (the trainer's evaluation)")
+    .option(
+      '--print-after <all|change|diff|passes>',
+      'also print the IR after every pass, changed ones, only what each pass changed (diff), or after the named passes (comma-separated)',
+    )
+    .option('--diff', 'same as --print-after diff')
+    .option('--stats', 'a table per pass: wall time, node count, op counts added/removed')
+    .option(
+      '--kernels',
+      'the WebGPU dispatches the final graph makes (kernel, workgroups, node, cache key); runs nothing',
     )
     .option('--seq <n>', 'sequence length', positiveInt('--seq'), 8)
     .option('--batch <n>', 'batch size', positiveInt('--batch'), 1)
-    .option('--loss', 'include the loss (input labels)')
-    .action(
-      (o: {
-        model: string;
-        recipe?: string;
-        printAfter?: string;
-        seq: number;
-        batch: number;
-        loss?: boolean;
-      }) => {
-        const isDir = existsSync(o.model) && statSync(o.model).isDirectory();
-        if (!isDir && !(o.model in PRESETS))
-          throw new UserError(
-            `--model '${o.model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model directory`,
-          );
-        const cfg = isDir ? readLlamaConfig(o.model) : presetConfig(o.model);
-        const graph = buildLlama(cfg, { batch: o.batch, seq: o.seq }, { loss: !!o.loss });
-        const pipeline = o.recipe ? recipePipeline(loadRecipe(o.recipe)) : [];
-        const printAfter = parsePrintAfter(o.printAfter);
-        const names = pipeline.map((s) => s.name);
-        const unknown = Array.isArray(printAfter) ? printAfter.filter((p) => !names.includes(p)) : [];
-        if (unknown.length)
-          throw new UsageError(
-            `--print-after: no pass named ${unknown.join(', ')} in the pipeline (passes: ${names.join(', ') || 'none without --recipe'}; or all, change)`,
-          );
-        const log = (s: string) => process.stdout.write(`${s}\n`);
-        const out = runPipeline(graph, pipeline, {
-          verify: true,
-          printAfter,
-          log,
-        });
-        if (!o.printAfter || pipeline.length === 0) process.stdout.write(printGraph(out.graph));
-      },
-    );
+    .option('--loss', 'include the loss (input labels); implied by --train and --eval')
+    .action((o: IrOptions) => runIr(o, (s) => process.stdout.write(s)));
 }
