@@ -51,7 +51,13 @@ const args = (model: string, data: string, out: string, extra: string[] = []) =>
 /** runTrain in-process with its progress output captured. */
 async function trainIn(o: Partial<TrainCliOptions>) {
   let text = '';
-  const stream = { write: (s: string) => ((text += s), true), isTTY: false };
+  const stream = {
+    write: (s: string) => {
+      text += s;
+      return true;
+    },
+    isTTY: false,
+  };
   const opts: TrainCliOptions = {
     model: 'tiny',
     recipe: recipe(),
@@ -89,6 +95,16 @@ describe('--tokens needs no tokenizer (item 1)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
       `${bad}[1]: token id 256 at position 5 is out of range for a vocabulary of 256 (the model's vocab_size; ids 0..255)`,
+    );
+  });
+});
+
+describe('text data needs a tokenizer', () => {
+  it('a model without tokenizer.json and vocab_size 256 cannot take --data; the error says what to do', async () => {
+    const text = join(dir, 'some.txt');
+    writeFileSync(text, 'a few words of text\n');
+    await expect(trainIn({ model: bareModel, tokens: undefined, data: text })).rejects.toThrow(
+      `the byte-level tokenizer (used when ${bareModel} has no tokenizer.json) has 259 ids but the model's vocab_size is 256; add the model's tokenizer.json, or give token ids with --tokens <file> (no tokenizer needed)`,
     );
   });
 });

@@ -40,7 +40,13 @@ const cosine = recipe({ type: 'cosine', warmup_steps: 0 });
 
 async function trainIn(o: Partial<TrainCliOptions>) {
   let text = '';
-  const stream = { write: (s: string) => ((text += s), true), isTTY: false };
+  const stream = {
+    write: (s: string) => {
+      text += s;
+      return true;
+    },
+    isTTY: false,
+  };
   const opts: TrainCliOptions = {
     model: 'tiny',
     recipe: cosine,

@@ -69,7 +69,13 @@ function fraction(flag: string) {
 function tokenizerFor(dir: string | undefined, vocab: number): Tokenizer {
   const tok = dir ? loadTokenizer(dir, { fallbackToBytes: true }) : new ByteTokenizer();
   if (tok.vocabSize > vocab) {
-    throw new UserError(`the tokenizer has ${tok.vocabSize} ids but the model's vocabulary is ${vocab}`);
+    const which =
+      tok instanceof ByteTokenizer
+        ? `the byte-level tokenizer (used when ${dir ?? 'the model'} has no tokenizer.json)`
+        : 'the tokenizer';
+    throw new UserError(
+      `${which} has ${tok.vocabSize} ids but the model's vocab_size is ${vocab}; add the model's tokenizer.json, or give token ids with --tokens <file> (no tokenizer needed)`,
+    );
   }
   return tok;
 }
