@@ -32,7 +32,7 @@ export interface RunPlan {
 }
 
 const totalDependent = (r: Recipe) => r.schedule.type === 'linear' || r.schedule.type === 'cosine';
-const fmt = (x: number) => x.toExponential(2);
+const fmt = (x: number) => (x === 0 ? '0' : x.toExponential(2));
 
 /**
  * Resolves the run's steps and schedule total. `steps` / `scheduleSteps` are what the user
@@ -50,21 +50,23 @@ export function planRun(
   const steps = given.steps ?? planned ?? DEFAULT_STEPS;
   const scheduleSteps = given.scheduleSteps ?? recorded ?? steps;
   if (!totalDependent(recipe) || steps <= scheduleSteps) {
-    const start = resumed?.step ?? 0;
+    const k = resumed?.step ?? 0;
+    const lr = (i: number, total: number) => fmt(lrAt(recipe.schedule, recipe.optimizer.lr, i, total));
     const notice =
       resumed && recorded !== undefined && scheduleSteps !== recorded && totalDependent(recipe)
-        ? `lr schedule restated: ${recipe.schedule.type} over ${scheduleSteps} steps (was ${recorded}); the lr of step ${start + 1} is ${fmt(lrAt(recipe.schedule, recipe.optimizer.lr, start, scheduleSteps))} (planned: ${fmt(lrAt(recipe.schedule, recipe.optimizer.lr, start, recorded))})`
+        ? `lr schedule restated: ${recipe.schedule.type} over ${scheduleSteps} steps (was ${recorded}); lr ${lr(Math.max(0, k - 1), recorded)} at step ${k} (as run) -> ${lr(k, scheduleSteps)} at step ${k + 1}`
         : undefined;
     return { steps, scheduleSteps, ...(notice ? { notice } : {}) };
   }
   const type = recipe.schedule.type;
   if (resumed && given.scheduleSteps === undefined) {
     const k = resumed.step;
-    const before = lrAt(recipe.schedule, recipe.optimizer.lr, k, scheduleSteps);
-    const after = lrAt(recipe.schedule, recipe.optimizer.lr, k, steps);
+    // Step k (1-based) ran at schedule index k - 1; the next step would run at index k.
+    const last = lrAt(recipe.schedule, recipe.optimizer.lr, Math.max(0, k - 1), scheduleSteps);
+    const next = lrAt(recipe.schedule, recipe.optimizer.lr, k, steps);
     throw new UserError(
       `--resume: the run in this checkpoint was planned for ${scheduleSteps} steps of a ${type} lr schedule, and ${steps} steps go past its end. ` +
-        `Stretching the schedule over ${steps} steps changes the lr of step ${k + 1} from ${fmt(before)} to ${fmt(after)}. ` +
+        `Stretched over ${steps} steps, the lr would go from ${fmt(last)} (step ${k}, as run) to ${fmt(next)} (step ${k + 1}). ` +
         `To do that, restate the schedule: add --schedule-steps ${steps}; to finish the run as planned, pass --steps ${scheduleSteps}.`,
     );
   }

@@ -81,10 +81,10 @@ describe('peftc train --resume', () => {
       ...['--batch', '2', '--seq', '16', '--backend', 'cpu', '--resume', '--steps', '4'],
     ]);
     expect(cli.code).toBe(1);
-    const lrPlanned = lrAt({ type: 'cosine' }, LR, 2, 2).toExponential(2);
+    const lrPlanned = lrAt({ type: 'cosine' }, LR, 1, 2).toExponential(2);
     const lrStretched = lrAt({ type: 'cosine' }, LR, 2, 4).toExponential(2);
     expect(cli.stderr).toContain(
-      `--resume: the run in this checkpoint was planned for 2 steps of a cosine lr schedule, and 4 steps go past its end. Stretching the schedule over 4 steps changes the lr of step 3 from ${lrPlanned} to ${lrStretched}. To do that, restate the schedule: add --schedule-steps 4; to finish the run as planned, pass --steps 2.`,
+      `--resume: the run in this checkpoint was planned for 2 steps of a cosine lr schedule, and 4 steps go past its end. Stretched over 4 steps, the lr would go from ${lrPlanned} (step 2, as run) to ${lrStretched} (step 3). To do that, restate the schedule: add --schedule-steps 4; to finish the run as planned, pass --steps 2.`,
     );
 
     const resumed = await trainIn({ out, steps: 4, scheduleSteps: 4, resume: true });
