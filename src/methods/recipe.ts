@@ -111,6 +111,8 @@ export const recipeSchema = z.strictObject({
   seq_len: positiveInt.optional(),
   gradient_accumulation_steps: positiveInt.default(1),
   seed: z.number().int().min(0).default(0),
+  /** Fraction of the data's rows held out for eval, in [0, 1) (the trainer's default 0.1; 0: no eval). */
+  eval_fraction: z.number().min(0).lt(1).optional(),
   /**
    * Optimizer param groups (torch.optim style), first match wins; params no group
    * names keep the optimizer's lr and weight_decay. `params` is a regex that must

@@ -8,10 +8,13 @@ import { FormatError } from '../io/errors.ts';
 
 const finiteOrNull = z.number().nullable();
 
-/** One step's record. NaN/inf losses are written as null (JSON has no NaN). Extra keys are kept. */
+/**
+ * One step's record. NaN/inf losses are written as null (JSON has no NaN). Extra keys are kept.
+ * The step-0 record (the eval before training) has no `loss`: no step was trained yet.
+ */
 export const StepRecordSchema = z.looseObject({
   step: z.number().int().nonnegative(),
-  loss: finiteOrNull,
+  loss: finiteOrNull.optional(),
   eval_loss: finiteOrNull.optional(),
   lr: z.number(),
   grad_norm: finiteOrNull.optional(),

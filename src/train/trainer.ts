@@ -4,6 +4,8 @@
 // seeded batches that are a pure function of the step (so resume continues exactly),
 // gradient accumulation as micro-steps of that same executable (gradient_accumulation_steps),
 // NaN/inf detection, atomic checkpoints, a JSONL log, a progress bar and a loss plot.
+// An abort signal (Ctrl-C in the CLI) stops the run after the current step with a
+// resumable checkpoint.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, Executable } from '../backends/backend.ts';
@@ -16,8 +18,9 @@ import type { LoadedModel } from '../models/llama/index.ts';
 import type { Tokenizer } from '../models/tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 import { checkpointPath, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint/index.ts';
-import { type Batch, Batcher, type DataCursor, type Dataset, evalBatches } from './data/index.ts';
+import { type Batch, Batcher, type Dataset, evalBatches } from './data/index.ts';
 import { TrainLog } from './log.ts';
+import { planRun, type ResumeState } from './plan.ts';
 import { writeLossPlot } from './plot/index.ts';
 import { Progress, type ProgressStream } from './progress.ts';
 import { lrAt } from './schedule.ts';
@@ -30,8 +33,13 @@ export interface TrainOptions {
   readonly tokenizer?: Tokenizer;
   readonly backend: Backend;
   readonly out: string;
-  /** Optimizer steps. */
-  readonly steps: number;
+  /** Optimizer steps (the step the run ends at). Default: a resumed run's planned steps, else 100. */
+  readonly steps?: number;
+  /**
+   * Steps the lr schedule stretches over (default: `steps`; on resume, the checkpoint's). Given
+   * explicitly, it restates a resumed run's schedule (see plan.ts).
+   */
+  readonly scheduleSteps?: number;
   /** Sequences per micro-batch (an optimizer step takes gradient_accumulation_steps of them). */
   readonly batch: number;
   readonly seed: number;
@@ -48,19 +56,25 @@ export interface TrainOptions {
   readonly stream?: ProgressStream;
   /** Write the SVG/PNG loss curve at the end (default true). */
   readonly plot?: boolean;
+  /** Aborted: stop after the current step, save the adapter and a resumable checkpoint, return `interrupted`. */
+  readonly signal?: AbortSignal;
 }
 
 export interface TrainResult {
+  /** The step the run ended at (its planned total, or where it was interrupted). */
   readonly steps: number;
+  /** The step it started from (0, or the resumed checkpoint's). */
+  readonly startStep: number;
+  /** The checkpoint resumed from. */
+  readonly resumedFrom?: string;
+  /** Whether there was eval data (no eval: evalLosses is empty). */
+  readonly hasEval: boolean;
   readonly losses: readonly number[];
   readonly evalLosses: readonly { step: number; loss: number }[];
   readonly adapterDirs: readonly string[];
   readonly tokensPerSecond: number;
-}
-
-interface ResumeState {
-  readonly cursor: DataCursor;
-  readonly best_eval_loss?: number;
+  /** Set when the signal stopped the run: the last step done and its checkpoint (if any). */
+  readonly interrupted?: { readonly step: number; readonly checkpoint?: string };
 }
 
 const scalarF32 = (x: number) => tensor('f32', [], [x]);
@@ -116,10 +130,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     fingerprint: dataset.fingerprint,
   });
   const startStep = ckpt?.step ?? 0;
+  const saved = ckpt?.state as unknown as ResumeState | undefined;
   // Micro-batches per optimizer step; the data cursor counts micro-batches.
   const accum = recipe.gradient_accumulation_steps;
-  if (ckpt) {
-    const cursor = (ckpt.state as unknown as ResumeState).cursor;
+  if (saved) {
+    const cursor = saved.cursor;
     batcher.assertResumable(cursor);
     if (cursor.step !== startStep * accum) {
       throw new UserError(
@@ -127,21 +142,36 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       );
     }
   }
-  if (startStep >= o.steps)
+  // After the data checks: resuming on other data is the more basic mistake to report.
+  const plan = planRun(
+    recipe,
+    { steps: o.steps, scheduleSteps: o.scheduleSteps },
+    ckpt && saved ? { step: ckpt.step, state: saved } : undefined,
+  );
+  const steps = plan.steps;
+  if (startStep >= steps)
     throw new UserError(`the checkpoint is at step ${startStep}; ask for more --steps than that`);
 
   const trainExe = await o.backend.compile(run.step, run.weights);
   const evalExe = await o.backend.compile(run.forward, run.weights);
   const evalSet = evalBatches(dataset.eval, o.batch, dataset.padId).slice(0, o.evalBatches ?? 8);
-  const evalEvery = o.evalEvery ?? Math.max(1, Math.floor(o.steps / 10));
+  const evalEvery = o.evalEvery ?? Math.max(1, Math.floor(steps / 10));
+  const hasEval = evalSet.length > 0;
+  const lrOf = (k: number) => lrAt(recipe.schedule, recipe.optimizer.lr, k, plan.scheduleSteps);
   if (!ckpt) rmSync(join(o.out, 'log.jsonl'), { force: true });
   const log = new TrainLog(join(o.out, 'log.jsonl'), { resumeStep: ckpt ? startStep : undefined });
-  const progress = new Progress({ total: o.steps, startStep, stream: o.stream });
+  const progress = new Progress({ total: steps, startStep, stream: o.stream });
+  for (const n of dataset.notices) progress.log(`note: ${n}`);
+  if (existing && ckpt) progress.log(`resuming from ${existing}`);
+  if (plan.notice) progress.log(plan.notice);
   // QLoRA: bits per parameter of the stored 4-bit base, from the real buffers.
   const quantized = describeQuantizedBase(run.step, run.weights);
   if (quantized) progress.log(quantized);
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
+  // A resumed run keeps the step-0 baseline its first invocation measured.
+  let baseline = saved?.eval_baseline;
+  if (baseline !== undefined) evalLosses.push({ step: 0, loss: baseline });
   const t0 = performance.now();
   let lastGood = existing;
   const adapterDirs: string[] = [];
@@ -181,10 +211,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       step,
       params,
       optimizer: await readAll(trainExe, run.state),
-      state: { cursor: batcher.cursor(step * accum), recipe: resolveRecipe(recipe) } as Record<
-        string,
-        unknown
-      >,
+      state: {
+        cursor: batcher.cursor(step * accum),
+        recipe: resolveRecipe(recipe),
+        planned_steps: steps,
+        schedule_steps: plan.scheduleSteps,
+        ...(baseline !== undefined ? { eval_baseline: baseline } : {}),
+      } satisfies ResumeState as unknown as Record<string, unknown>,
     });
     // Keep only the newest checkpoint once the new one is complete.
     if (lastGood && lastGood !== dir && existsSync(lastGood))
@@ -193,14 +226,29 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
 
   let tokensSeen = 0;
+  let done = startStep;
+  let interrupted = false;
   try {
-    if (!ckpt) {
+    if (!ckpt && hasEval) {
       const initial = await evaluate(evalExe, evalSet, 1);
-      if (Number.isFinite(initial)) evalLosses.push({ step: 0, loss: initial });
+      if (Number.isFinite(initial)) {
+        baseline = initial;
+        evalLosses.push({ step: 0, loss: initial });
+      }
+      // The baseline is a log record too, so the plot's eval curve starts at step 0.
+      log.write({ step: 0, eval_loss: initial, lr: lrOf(0), tokens_per_s: 0, time: 0 });
       progress.log(`eval loss at step 0: ${initial.toFixed(4)} (${evalSet.length} batch(es))`);
     }
-    for (let k = startStep; k < o.steps; k++) {
-      const lr = lrAt(recipe.schedule, recipe.optimizer.lr, k, o.steps);
+    for (let k = startStep; k < steps; k++) {
+      if (o.signal) {
+        // Lets a pending signal handler run: the CPU backend's steps never yield to the event loop.
+        await new Promise((r) => setImmediate(r));
+        if (o.signal.aborted) {
+          interrupted = true;
+          break;
+        }
+      }
+      const lr = lrOf(k);
       let lossSum = 0;
       let tokens = 0;
       let gradNorm: number | undefined;
@@ -225,7 +273,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       }
       // As Hugging Face logs it: the mean of the micro-batch losses.
       const loss = lossSum / accum;
-      const done = k + 1;
+      done = k + 1;
       tokensSeen += tokens;
       if (!Number.isFinite(loss)) {
         throw diverged(done, `the loss is ${loss}`);
@@ -233,10 +281,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       losses.push(loss);
       progress.update({ step: done, loss, lr, tokens });
       let evalLoss: number | undefined;
-      if (done % evalEvery === 0 || done === o.steps) {
+      if (hasEval && (done % evalEvery === 0 || done === steps)) {
         await syncEval();
         evalLoss = await evaluate(evalExe, evalSet, done);
         if (Number.isFinite(evalLoss)) evalLosses.push({ step: done, loss: evalLoss });
+        progress.log(`eval loss at step ${done}: ${evalLoss.toFixed(4)}`);
       }
       log.write({
         step: done,
@@ -250,13 +299,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       if (o.saveEvery && done % o.saveEvery === 0) {
         await saveAdapters(join(o.out, `step-${done}`));
         // The last step's resumable checkpoint is written below, with the final adapter.
-        if (done !== o.steps) await saveResumable(done);
+        if (done !== steps) await saveResumable(done);
       }
     }
     progress.stop();
-    await saveAdapters(o.out);
-    await saveResumable(o.steps);
-    writeFileSync(join(o.out, 'recipe.json'), `${JSON.stringify(resolveRecipe(recipe), null, 2)}\n`);
+    // Interrupted before any step of this invocation: the newest checkpoint (if any) already holds it all.
+    if (done > startStep) {
+      await saveAdapters(o.out);
+      if (lastGood !== checkpointPath(o.out, done)) await saveResumable(done);
+      writeFileSync(join(o.out, 'recipe.json'), `${JSON.stringify(resolveRecipe(recipe), null, 2)}\n`);
+    }
   } finally {
     progress.stop();
     log.close();
@@ -266,5 +318,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (o.plot !== false && losses.length > 0)
     await writeLossPlot(join(o.out, 'log.jsonl'), join(o.out, 'loss'));
   const seconds = (performance.now() - t0) / 1000;
-  return { steps: o.steps, losses, evalLosses, adapterDirs, tokensPerSecond: tokensSeen / seconds };
+  return {
+    steps: done,
+    startStep,
+    ...(ckpt ? { resumedFrom: existing } : {}),
+    hasEval,
+    losses,
+    evalLosses,
+    adapterDirs,
+    tokensPerSecond: tokensSeen / seconds,
+    ...(interrupted ? { interrupted: { step: done, ...(lastGood ? { checkpoint: lastGood } : {}) } } : {}),
+  };
 }

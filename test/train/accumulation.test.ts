@@ -339,11 +339,13 @@ function adapter(dir: string): Map<string, number[]> {
   return new Map(f.keys().map((n) => [n, Array.from(f.read(n).data as Float32Array)]));
 }
 
+/** The log's step records (the step-0 record is the eval baseline, before any step). */
 function logRecords(dir: string): Record<string, number>[] {
   return readFileSync(join(dir, 'log.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l));
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.step > 0);
 }
 
 function maxRelDiff(a: Map<string, number[]>, b: Map<string, number[]>): number {

@@ -62,8 +62,17 @@ describe('loading', () => {
   it('rejects token ids outside the vocabulary, naming where', () => {
     const f = file('tok.json', '[[1,2],[3,999]]');
     expect(() => loadDataset({ tokens: f, tokenizer: bytes, seq: 2, evalFraction: 0 })).toThrow(
-      `${f}[1]: token id 999 at position 1 is out of range for a vocabulary of 259`,
+      `${f}[1]: token id 999 at position 1 is out of range for a vocabulary of 259 (ids 0..258)`,
     );
+    // Pre-tokenized data without a tokenizer: the model's vocab_size bounds the ids.
+    const h = file('tok3.json', '[[1,2,3],[4,5,255,256]]');
+    expect(() =>
+      loadDataset({ tokens: h, seq: 2, vocabSize: 256, vocabName: "the model's vocab_size" }),
+    ).toThrow(
+      `${h}[1]: token id 256 at position 3 is out of range for a vocabulary of 256 (the model's vocab_size; ids 0..255)`,
+    );
+    const ok = loadDataset({ tokens: h, seq: 2, vocabSize: 257, padId: 7, evalFraction: 0 });
+    expect([ok.train.length, ok.padId]).toEqual([3, 7]);
     const g = file('tok2.json', '{"a":1}');
     expect(() => loadDataset({ tokens: g, seq: 2 })).toThrow(/expected a non-empty JSON array/);
   });
@@ -152,7 +161,16 @@ describe('split and batches', () => {
     expect(a.eval.some((r) => trainSet.has(r))).toBe(false);
     expect(splitRows(rows, 0.2, 7).eval).toEqual(a.eval);
     expect(splitRows(rows, 0.2, 8).eval).not.toEqual(a.eval);
-    expect(() => splitRows(fakeRows(1, 4), 0.1, 0)).toThrow(/needs at least 2/);
+    // One row cannot be split: it all trains, no eval, and a notice says so (naming real flags).
+    const one = splitRows(fakeRows(1, 4), 0.1, 0, 'd.json');
+    expect([one.train.length, one.eval.length]).toEqual([1, 0]);
+    expect(one.notice).toBe(
+      'd.json has only 1 row of 4 tokens, too few to hold out eval data: training on it all with no eval (add data, lower --seq, or pass --eval-data <file>)',
+    );
+    expect(splitRows(fakeRows(1, 4), 0, 0).notice).toBeUndefined();
+    expect(() => splitRows(fakeRows(3, 4), 1, 0, 'd.json')).toThrow(
+      'd.json: the eval fraction (--eval-fraction / eval_fraction) must be in [0, 1), got 1',
+    );
   });
 
   it('batchAt is a pure function of (rows, B, seed, step): a resumed batcher gives the same batches', () => {
@@ -217,5 +235,31 @@ describe('split and batches', () => {
     expect(b.eval.map((r) => Array.from(r.ids))).toEqual(a.eval.map((r) => Array.from(r.ids)));
     expect(a.fingerprint).toBe(b.fingerprint);
     expect(loadDataset({ data: f, tokenizer: bytes, seq: 7 }).fingerprint).not.toBe(a.fingerprint);
+  });
+
+  it('--eval-data: every data row trains; the eval rows come from the other file, in the same format', () => {
+    const f = file('train.json', JSON.stringify([[1, 2, 3, 4, 5, 6, 7, 8]]));
+    const e = file(
+      'eval.json',
+      JSON.stringify([
+        [9, 9, 9, 9],
+        [8, 8, 8, 8],
+      ]),
+    );
+    const ds = loadDataset({ tokens: f, evalData: e, seq: 4, vocabSize: 10, evalFraction: 0.5 });
+    expect(ds.train.map((r) => Array.from(r.ids))).toEqual([
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+    ]);
+    expect(ds.eval.map((r) => Array.from(r.ids))).toEqual([
+      [9, 9, 9, 9],
+      [8, 8, 8, 8],
+    ]);
+    expect(ds.notices).toEqual([]);
+    // Its ids are checked like the training data's.
+    const bad = file('bad-eval.json', JSON.stringify([[1, 10]]));
+    expect(() => loadDataset({ tokens: f, evalData: bad, seq: 4, vocabSize: 10 })).toThrow(
+      `${bad}[0]: token id 10 at position 1`,
+    );
   });
 });

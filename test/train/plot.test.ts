@@ -14,6 +14,8 @@ describe('loss plot', () => {
   it('writes an SVG with both series and a real PNG', async () => {
     const log = path.join(dir, 'train_log.jsonl');
     const w = new TrainLog(log);
+    // The trainer's step-0 record: the eval before training, no train loss yet.
+    w.write({ step: 0, eval_loss: 5.3, lr: 1e-3, tokens_per_s: 0, time: 0 });
     for (let s = 1; s <= 60; s++) {
       const rec = { step: s, loss: 4 * Math.exp(-s / 20) + 1, lr: 1e-3, tokens_per_s: 500, time: s };
       w.write(s % 20 === 0 ? { ...rec, eval_loss: 4 * Math.exp(-s / 25) + 1.2 } : rec);
@@ -25,8 +27,8 @@ describe('loss plot', () => {
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('train loss');
     expect(svg).toContain('eval loss');
-    // the train line is one path through 60 points; eval points are 3 symbols
-    expect((svg.match(/<path[^>]*aria-roledescription="point"/g) ?? []).length).toBe(3);
+    // the train line is one path through 60 points; eval points are 4 symbols (step 0 and 3 more)
+    expect((svg.match(/<path[^>]*aria-roledescription="point"/g) ?? []).length).toBe(4);
     const png = fs.readFileSync(files.png);
     expect(Array.from(png.subarray(0, 8))).toEqual(PNG_SIGNATURE);
     expect(png.length).toBeGreaterThan(10_000);

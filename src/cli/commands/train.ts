@@ -1,6 +1,8 @@
 // `peftc train --model <hf dir> --recipe <file> (--data <file> | --tokens <json file>) --out <dir>
-//   [--steps N] [--lr X] [--batch N] [--seq N] [--init-adapter <peft dir>] [--save-every N]
-//   [--backend webgpu|cpu] [--seed N]`: fine-tunes with the recipe and writes a PEFT adapter to <out>.
+//   [--eval-fraction X | --eval-data <file>] [--steps N] [--schedule-steps N] [--lr X] [--batch N]
+//   [--seq N] [--init-adapter <peft dir>] [--save-every N] [--resume] [--backend webgpu|cpu] [--seed N]`:
+// fine-tunes with the recipe and writes a PEFT adapter to <out>. Ctrl-C stops after the current
+// step with a resumable checkpoint (exit 130).
 import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadRecipe, parseRecipe, type Recipe, resolveRecipe } from '../../methods/index.ts';
@@ -8,7 +10,7 @@ import { openModel } from '../../models/open.ts';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
 import { latestCheckpoint } from '../../train/checkpoint/index.ts';
 import { loadDataset } from '../../train/data/index.ts';
-import { train } from '../../train/trainer.ts';
+import { type TrainResult, train } from '../../train/trainer.ts';
 import { UsageError, UserError } from '../errors.ts';
 import {
   addBackendOptions,
@@ -24,8 +26,11 @@ export interface TrainCliOptions extends BackendCliOptions {
   readonly recipe: string;
   readonly data?: string;
   readonly tokens?: string;
+  readonly evalData?: string;
+  readonly evalFraction?: number;
   readonly out: string;
   readonly steps?: number;
+  readonly scheduleSteps?: number;
   readonly lr?: number;
   readonly batch?: number;
   readonly seq?: number;
@@ -47,13 +52,30 @@ export function applyOverrides(r: Recipe, o: TrainCliOptions): Recipe {
     ...(o.batch !== undefined ? { batch_size: o.batch } : {}),
     ...(o.seq !== undefined ? { seq_len: o.seq } : {}),
     ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    ...(o.evalFraction !== undefined ? { eval_fraction: o.evalFraction } : {}),
   });
+}
+
+/** `--eval-fraction`: a number in [0, 1). */
+function fraction(flag: string) {
+  return (v: string): number => {
+    const x = Number(v);
+    if (v.trim() === '' || !(x >= 0 && x < 1))
+      throw new UsageError(`${flag} must be a number in [0, 1) (0: no eval split), got '${v}'`);
+    return x;
+  };
 }
 
 function tokenizerFor(dir: string | undefined, vocab: number): Tokenizer {
   const tok = dir ? loadTokenizer(dir, { fallbackToBytes: true }) : new ByteTokenizer();
   if (tok.vocabSize > vocab) {
-    throw new UserError(`the tokenizer has ${tok.vocabSize} ids but the model's vocabulary is ${vocab}`);
+    const which =
+      tok instanceof ByteTokenizer
+        ? `the byte-level tokenizer (used when ${dir ?? 'the model'} has no tokenizer.json)`
+        : 'the tokenizer';
+    throw new UserError(
+      `${which} has ${tok.vocabSize} ids but the model's vocab_size is ${vocab}; add the model's tokenizer.json, or give token ids with --tokens <file> (no tokenizer needed)`,
+    );
   }
   return tok;
 }
@@ -70,19 +92,29 @@ function checkOut(o: TrainCliOptions): void {
     );
 }
 
-export async function runTrain(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
+export async function runTrain(
+  o: TrainCliOptions,
+  stream?: NodeJS.WritableStream,
+  signal?: AbortSignal,
+): Promise<TrainResult> {
+  if ((o.data === undefined) === (o.tokens === undefined))
+    throw new UsageError('give exactly one of --data <file> and --tokens <file>');
+  if (o.evalData !== undefined && o.evalFraction !== undefined)
+    throw new UsageError(
+      'give at most one of --eval-data <file> (a separate eval set) and --eval-fraction <x> (held out from the data)',
+    );
   checkOut(o);
   // A run that fails before writing anything leaves no empty --out behind.
   const created = !existsSync(o.out);
   try {
-    return await trainWith(o, stream);
+    return await trainWith(o, stream, signal);
   } catch (e) {
     if (created && existsSync(o.out) && readdirSync(o.out).length === 0) rmdirSync(o.out);
     throw e;
   }
 }
 
-async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
+async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream, signal?: AbortSignal) {
   const recipe = applyOverrides(loadRecipe(o.recipe), o);
   const model = openModel(o.model, { seed: recipe.seed });
   const seq = recipe.seq_len ?? 64;
@@ -91,8 +123,25 @@ async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
       `--seq ${seq} is longer than the model's max_position_embeddings ${model.config.maxPositionEmbeddings}`,
     );
   }
-  const tokenizer = tokenizerFor(model.dir, model.config.vocabSize);
-  const dataset = loadDataset({ data: o.data, tokens: o.tokens, tokenizer, seq, seed: recipe.seed });
+  const c = model.config;
+  // Pre-tokenized data needs no tokenizer: the model's vocab_size bounds its ids.
+  const tokenizer = o.tokens === undefined ? tokenizerFor(model.dir, c.vocabSize) : undefined;
+  const dataset = loadDataset({
+    data: o.data,
+    tokens: o.tokens,
+    evalData: o.evalData,
+    tokenizer,
+    ...(tokenizer
+      ? {}
+      : {
+          vocabSize: c.vocabSize,
+          vocabName: "the model's vocab_size",
+          padId: c.padTokenId ?? c.eosTokenId ?? 0,
+        }),
+    seq,
+    seed: recipe.seed,
+    evalFraction: recipe.eval_fraction,
+  });
   const backend = await backendFrom(o);
   try {
     return await train({
@@ -102,7 +151,8 @@ async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
       tokenizer,
       backend,
       out: o.out,
-      steps: recipe.steps ?? 100,
+      steps: recipe.steps,
+      scheduleSteps: o.scheduleSteps,
       batch: recipe.batch_size ?? 4,
       seed: recipe.seed,
       initAdapter: o.initAdapter,
@@ -111,6 +161,7 @@ async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream) {
       resume: o.resume,
       plot: o.plot,
       stream: stream as never,
+      signal,
     });
   } finally {
     backend.dispose();
@@ -124,10 +175,27 @@ export function register(program: Command): void {
       .description('fine-tune a model with a recipe (LoRA, QLoRA, ...) and save a PEFT adapter')
       .requiredOption('--model <dir|preset>', 'Hugging Face model directory (or a built-in preset)')
       .requiredOption('--recipe <file>', 'recipe JSON file')
-      .option('--data <file>', 'training text (.txt: documents split on blank lines) or JSONL')
-      .option('--tokens <file>', 'JSON file: an array of token-id arrays')
+      .option(
+        '--data <file>',
+        'training text (.txt: documents split on blank lines) or JSONL ({"text"}, {"prompt","completion"} or {"input_ids"} per line)',
+      )
+      .option('--tokens <file>', 'JSON file: an array of token-id arrays (no tokenizer needed)')
+      .option(
+        '--eval-data <file>',
+        'eval set in the same format as the training data (instead of holding out a fraction of it)',
+      )
+      .option(
+        '--eval-fraction <x>',
+        "fraction of the data held out for eval, in [0, 1) (overrides the recipe's eval_fraction; default 0.1; 0: no eval)",
+        fraction('--eval-fraction'),
+      )
       .requiredOption('--out <dir>', 'output directory (PEFT adapter, log, plot, checkpoints)')
       .option('--steps <n>', 'optimizer steps (overrides the recipe; default 100)', positiveInt('--steps'))
+      .option(
+        '--schedule-steps <n>',
+        "steps the lr schedule stretches over (default: --steps; with --resume, the checkpoint's); restates it when extending a resumed run",
+        positiveInt('--schedule-steps'),
+      )
       .option('--lr <x>', 'learning rate (overrides the recipe)', positiveNumber('--lr'))
       .option(
         '--batch <n>',
@@ -146,13 +214,57 @@ export function register(program: Command): void {
       .option('--resume', 'continue from the newest checkpoint in --out')
       .option('--no-plot', 'do not write the loss plot'),
   ).action(async (o: TrainCliOptions) => {
-    if ((o.data === undefined) === (o.tokens === undefined))
-      throw new UsageError('give exactly one of --data <file> and --tokens <file>');
-    const r = await runTrain(o);
-    const first = r.evalLosses[0];
-    const last = r.evalLosses[r.evalLosses.length - 1];
-    console.log(
-      `trained ${r.steps} steps at ${r.tokensPerSecond.toFixed(0)} tokens/s; eval loss ${first?.loss.toFixed(4)} -> ${last?.loss.toFixed(4)}; adapter in ${o.out}`,
-    );
+    // Ctrl-C: finish the current step, save a resumable checkpoint, exit 130. A second Ctrl-C
+    // gets Node's default handling and stops at once.
+    const stop = new AbortController();
+    const onSigint = () => {
+      stop.abort();
+      process.stderr.write('stopping after the current step (Ctrl-C again to stop at once)\n');
+    };
+    process.once('SIGINT', onSigint);
+    let r: TrainResult;
+    try {
+      r = await runTrain(o, undefined, stop.signal);
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+    }
+    if (r.interrupted) {
+      console.error(interruptedMessage(r, process.argv.slice(2)));
+      process.exit(130);
+    }
+    console.log(summary(r, o.out));
   });
+}
+
+/** The one-line result: steps this invocation ran, throughput, eval loss from the step-0 baseline. */
+export function summary(r: TrainResult, out: string): string {
+  const ran = r.steps - r.startStep;
+  const span = r.resumedFrom
+    ? ` (steps ${r.startStep + 1}-${r.steps}, resumed from step ${r.startStep})`
+    : '';
+  const first = r.evalLosses[0];
+  const last = r.evalLosses[r.evalLosses.length - 1];
+  const at = (e: { step: number }) => (r.resumedFrom ? ` (step ${e.step})` : '');
+  const evalText = !r.hasEval
+    ? 'no eval data, so no eval loss (pass --eval-data <file> or an --eval-fraction above 0)'
+    : first && last
+      ? `eval loss ${first.loss.toFixed(4)}${at(first)} -> ${last.loss.toFixed(4)}${at(last)}`
+      : 'eval loss not finite';
+  return `trained ${ran} steps${span} at ${r.tokensPerSecond.toFixed(0)} tokens/s; ${evalText}; adapter in ${out}`;
+}
+
+const shellQuote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);
+
+/** What Ctrl-C leaves: the step, the checkpoint, and the exact command that continues. */
+export function interruptedMessage(r: TrainResult, argv: readonly string[]): string {
+  const at = r.interrupted as NonNullable<TrainResult['interrupted']>;
+  const again = `peftc ${argv.map(shellQuote).join(' ')}`;
+  if (!at.checkpoint)
+    return `interrupted before step 1; no checkpoint was written; start again with: ${again}`;
+  const resume = argv.includes('--resume') ? again : `${again} --resume`;
+  const where =
+    at.step > r.startStep
+      ? `interrupted at step ${at.step}; saved ${at.checkpoint}`
+      : `interrupted before step ${at.step + 1}; the last checkpoint is ${at.checkpoint}`;
+  return `${where}; resume with: ${resume}`;
 }

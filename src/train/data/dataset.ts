@@ -1,6 +1,7 @@
 // The whole data pipeline in one call: file -> documents -> tokens -> rows ->
-// seeded train/eval split. The split is over rows (spans of `seq` tokens), so the
-// two sets never share a token position, and it is the same for the same seed.
+// seeded train/eval split (or a separate eval file). The split is over rows (spans
+// of `seq` tokens), so the two sets never share a token position, and it is the
+// same for the same seed. Data too small to split trains on every row, with a notice.
 import { createHash } from 'node:crypto';
 import { FormatError } from '../../io/errors.ts';
 import { Rng } from '../../util/rng.ts';
@@ -18,11 +19,22 @@ export interface DatasetOptions {
   readonly format?: DataFormat;
   /** Needed for text data; with `tokens` it only bounds ids by `vocabSize` and supplies bos/eos/pad. */
   readonly tokenizer?: TokenizerLike;
+  /**
+   * Every token id must be below this (default: the tokenizer's vocabSize). Pre-tokenized data
+   * needs no tokenizer: the model's vocab_size bounds it.
+   */
+  readonly vocabSize?: number;
+  /** Where the bound comes from, for errors, e.g. "the model's vocab_size". */
+  readonly vocabName?: string;
+  /** Pad id for unpacked rows and eval padding (default: the tokenizer's pad, else eos, else 0). */
+  readonly padId?: number;
   readonly seq: number;
   /** Default true. */
   readonly pack?: boolean;
-  /** Fraction of rows held out for eval, in [0, 1); default 0.1. */
+  /** Fraction of rows held out for eval, in [0, 1); default 0.1. Not used with `evalData`. */
   readonly evalFraction?: number;
+  /** A separate eval file, read like the training data (a token file with `tokens`); no split then. */
+  readonly evalData?: string;
   /** Seeds the split; default 0. */
   readonly seed?: number;
 }
@@ -36,6 +48,8 @@ export interface Dataset {
   readonly stats: PackStats;
   /** sha256 of seq and all rows (before the split): a resume check that the data is the same. */
   readonly fingerprint: string;
+  /** One-line notes for the user (e.g. data too small to split: no eval). */
+  readonly notices: readonly string[];
 }
 
 export function loadDataset(opts: DatasetOptions): Dataset {
@@ -43,41 +57,59 @@ export function loadDataset(opts: DatasetOptions): Dataset {
     throw new FormatError('data', 'give exactly one of --data <text|jsonl file> and --tokens <json file>');
   }
   const source = (opts.data ?? opts.tokens) as string;
-  const docs = opts.data !== undefined ? loadDocuments(opts.data, opts.format) : loadTokenFile(source);
-  const tok = tokenizeDocuments(docs, opts.tokenizer);
-  const padId = opts.tokenizer?.padId ?? opts.tokenizer?.eosId ?? 0;
-  const { rows, stats } = packDocuments(tok, { seq: opts.seq, pack: opts.pack ?? true, padId, source });
-  const { train, eval: evalRows } = splitRows(rows, opts.evalFraction ?? 0.1, opts.seed ?? 0, source);
+  const padId = opts.padId ?? opts.tokenizer?.padId ?? opts.tokenizer?.eosId ?? 0;
+  const rowsOf = (file: string) => {
+    const docs = opts.data !== undefined ? loadDocuments(file, opts.format) : loadTokenFile(file);
+    const tok = tokenizeDocuments(
+      docs,
+      opts.tokenizer,
+      opts.vocabSize ?? opts.tokenizer?.vocabSize,
+      opts.vocabName,
+    );
+    return packDocuments(tok, { seq: opts.seq, pack: opts.pack ?? true, padId, source: file });
+  };
+  const { rows, stats } = rowsOf(source);
+  const split =
+    opts.evalData !== undefined
+      ? { train: rows, eval: rowsOf(opts.evalData).rows }
+      : splitRows(rows, opts.evalFraction ?? 0.1, opts.seed ?? 0, source);
   return {
     source,
     seq: opts.seq,
     padId,
-    train,
-    eval: evalRows,
+    train: split.train,
+    eval: split.eval,
     stats,
     fingerprint: datasetFingerprint(rows),
+    notices: 'notice' in split && split.notice ? [split.notice] : [],
   };
 }
 
 /**
  * Holds out round(fraction * n) rows (at least 1 when fraction > 0) chosen by a seeded shuffle;
- * both parts keep the original row order.
+ * both parts keep the original row order. Fewer than 2 rows cannot be split: they all train,
+ * there is no eval, and `notice` says so.
  */
 export function splitRows(
   rows: readonly Row[],
   fraction: number,
   seed: number,
   source = 'data',
-): { train: Row[]; eval: Row[] } {
+): { train: Row[]; eval: Row[]; notice?: string } {
   if (!(fraction >= 0 && fraction < 1)) {
-    throw new FormatError(source, `eval fraction must be in [0, 1), got ${fraction}`);
+    throw new FormatError(
+      source,
+      `the eval fraction (--eval-fraction / eval_fraction) must be in [0, 1), got ${fraction}`,
+    );
   }
   if (fraction === 0) return { train: [...rows], eval: [] };
   if (rows.length < 2) {
-    throw new FormatError(
-      source,
-      `has only ${rows.length} row; holding out eval data needs at least 2. Add data, lower --seq, or set the eval fraction to 0.`,
-    );
+    const seq = rows[0]?.ids.length ?? 0;
+    return {
+      train: [...rows],
+      eval: [],
+      notice: `${source} has only ${rows.length} row of ${seq} tokens, too few to hold out eval data: training on it all with no eval (add data, lower --seq, or pass --eval-data <file>)`,
+    };
   }
   const k = Math.min(rows.length - 1, Math.max(1, Math.round(fraction * rows.length)));
   const perm = seededPermutation(rows.length, new Rng(seed).fork('eval-split'));

@@ -133,6 +133,7 @@ export function loadTokenFile(file: string): Document[] {
     if (!isIdArray(ids) || ids.length === 0) {
       throw new FormatError(file, 'must be a non-empty array of non-negative integers', `[${i}]`);
     }
+    // `file[row]`: rows (and positions) count from 0, as the JSON array indexes them.
     return { kind: 'ids', ids, where: `${file}[${i}]` };
   });
 }

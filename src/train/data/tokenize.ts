@@ -25,6 +25,8 @@ export function tokenizeDocuments(
   docs: readonly Document[],
   tokenizer: TokenizerLike | undefined,
   vocabSize: number | undefined = tokenizer?.vocabSize,
+  /** Where the bound comes from, for the error, e.g. "the model's vocab_size". */
+  vocabName?: string,
 ): TokenizedDoc[] {
   return docs.map((doc) => {
     let ids: number[];
@@ -58,7 +60,7 @@ export function tokenizeDocuments(
       if (bad >= 0) {
         throw new FormatError(
           doc.where,
-          `token id ${ids[bad]} at position ${bad} is out of range for a vocabulary of ${vocabSize}`,
+          `token id ${ids[bad]} at position ${bad} is out of range for a vocabulary of ${vocabSize} (${vocabName ? `${vocabName}; ` : ''}ids 0..${vocabSize - 1})`,
         );
       }
     }
