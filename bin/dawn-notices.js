@@ -68,9 +68,13 @@ export async function relaunchFiltered() {
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...args], {
     stdio: ['inherit', 'inherit', 'pipe'],
     env: { ...process.env, [CHILD_MARK]: '1' },
+    // Its own process group: a terminal's Ctrl-C then reaches this process only, which
+    // passes it on once. (In the same group the child would get it twice, and a second
+    // SIGINT means "stop at once" to `peftc train`.)
+    detached: true,
   });
-  // A terminal's Ctrl-C reaches both processes; a signal sent to this one alone
-  // (a timeout, kill) is passed on so the child never outlives it.
+  // Every signal sent to this process (Ctrl-C, a timeout, kill) is passed on so the child
+  // never outlives it.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   const forward = (sig) => child.kill(sig);
   for (const sig of signals) process.on(sig, forward);

@@ -123,8 +123,11 @@ describe('peftc train --resume', () => {
       ...['train', '--model', 'tiny', '--recipe', recipe({ type: 'constant' }), '--tokens', tokens],
       ...['--out', out, '--steps', '100000', '--batch', '2', '--seq', '16', '--backend', 'cpu', '--no-plot'],
     ];
+    // In a process group of its own, so that the signal can go to the whole group as a
+    // terminal's Ctrl-C does: the launcher and the program behind it must see one SIGINT.
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+      detached: true,
     });
     let stdout = '';
     let stderr = '';
@@ -138,7 +141,7 @@ describe('peftc train --resume', () => {
         // The first progress line: training is under way.
         if (!sent && /step 1\/100000/.test(stdout)) {
           sent = true;
-          child.kill('SIGINT');
+          process.kill(-(child.pid as number), 'SIGINT');
         }
       });
       child.on('exit', (c) => resolve(c));
