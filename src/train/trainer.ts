@@ -21,7 +21,7 @@ import { TrainLog } from './log.ts';
 import { writeLossPlot } from './plot/index.ts';
 import { Progress, type ProgressStream } from './progress.ts';
 import { lrAt } from './schedule.ts';
-import { type PreparedRun, prepareRun } from './setup.ts';
+import { type PreparedRun, prepareRun, unsavedNote } from './setup.ts';
 
 export interface TrainOptions {
   readonly model: LoadedModel;
@@ -55,6 +55,8 @@ export interface TrainResult {
   readonly losses: readonly number[];
   readonly evalLosses: readonly { step: number; loss: number }[];
   readonly adapterDirs: readonly string[];
+  /** Set when a method of the recipe has no PEFT save format: what the run wrote instead. */
+  readonly unsavedNote?: string;
   readonly tokensPerSecond: number;
 }
 
@@ -140,6 +142,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   // QLoRA: bits per parameter of the stored 4-bit base, from the real buffers.
   const quantized = describeQuantizedBase(run.step, run.weights);
   if (quantized) progress.log(quantized);
+  const unsaved = run.unsaved.length ? unsavedNote(run.unsaved, checkpointPath(o.out, o.steps)) : undefined;
+  if (unsaved) progress.log(unsaved);
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
   const t0 = performance.now();
@@ -266,5 +270,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (o.plot !== false && losses.length > 0)
     await writeLossPlot(join(o.out, 'log.jsonl'), join(o.out, 'loss'));
   const seconds = (performance.now() - t0) / 1000;
-  return { steps: o.steps, losses, evalLosses, adapterDirs, tokensPerSecond: tokensSeen / seconds };
+  return {
+    steps: o.steps,
+    losses,
+    evalLosses,
+    adapterDirs,
+    unsavedNote: unsaved,
+    tokensPerSecond: tokensSeen / seconds,
+  };
 }

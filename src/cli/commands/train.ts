@@ -151,8 +151,10 @@ export function register(program: Command): void {
     const r = await runTrain(o);
     const first = r.evalLosses[0];
     const last = r.evalLosses[r.evalLosses.length - 1];
+    // "adapter in" only for an adapter the trainer actually wrote.
+    const saved = [r.adapterDirs.length ? `adapter in ${o.out}` : '', r.unsavedNote ?? ''].filter(Boolean);
     console.log(
-      `trained ${r.steps} steps at ${r.tokensPerSecond.toFixed(0)} tokens/s; eval loss ${first?.loss.toFixed(4)} -> ${last?.loss.toFixed(4)}; adapter in ${o.out}`,
+      `trained ${r.steps} steps at ${r.tokensPerSecond.toFixed(0)} tokens/s; eval loss ${first?.loss.toFixed(4)} -> ${last?.loss.toFixed(4)}; ${saved.join('; ')}`,
     );
   });
 }
