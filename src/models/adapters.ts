@@ -88,11 +88,14 @@ export function attachPeftAdapter(
       `has no tensors for ${missing.length} LoRA weight(s) the config targets, e.g. ${missing[0]}`,
     );
   }
-  // A tensor that binds to nothing would be dropped silently: the adapter then computes
-  // something else than it does in PEFT (its config and weights disagree, or it was made
-  // for a model with other modules).
+  // A LoRA or modules_to_save tensor that binds to nothing would be dropped silently: the
+  // adapter then computes something else than it does in PEFT (its config and weights
+  // disagree, or it was made for a model with other modules). Base-weight copies are left
+  // out: a tied lm_head's saved copy (lm_head.weight) is the embedding param, not its own.
   const bound = new Set(params);
-  const unbound = [...saved.weights.keys()].filter((n) => !bound.has(n));
+  const unbound = [...saved.weights.keys()].filter(
+    (n) => (isLoraParamOf(n, adapterName) || n.includes(`.modules_to_save.${adapterName}.`)) && !bound.has(n),
+  );
   if (unbound.length) {
     throw new FormatError(
       weightsFile,

@@ -84,4 +84,20 @@ describe('attaching an adapter: fields that change the math', () => {
       /adapter_model\.safetensors: 4 tensor\(s\) bind to no parameter .*v_proj\.lora_A\.default\.weight/,
     );
   });
+
+  it("a tied lm_head's saved base copy is not an unbound tensor", () => {
+    const tied = { ...c, tieWordEmbeddings: true };
+    const tg = buildLlama(tied, { batch: 1, seq: ids.length });
+    const tbase = randomLlamaWeights(tied, 2);
+    const o = loraOptions.parse({ r: 2, target_modules: ['lm_head', 'q_proj'], init_lora_weights: false });
+    const inj = injectLora(tg, o, tbase);
+    const w = bindParams(inj.graph, inj.weights!, 5);
+    const dir = mkdtempSync(join(tmpdir(), 'peftc-fields-'));
+    savePeftAdapter(dir, inj.graph, (n) => w.get(n)!, o, null);
+    const a = attachPeftAdapter(tg, tbase, dir);
+    expect(a.tensors.has('lm_head.weight')).toBe(true);
+    expect(runGraph(a.graph, feeds, a.weights).logits.data).toEqual(
+      runGraph(inj.graph, feeds, w).logits.data,
+    );
+  });
 });
