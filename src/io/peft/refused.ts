@@ -24,8 +24,12 @@ const CONVERT =
   'convert it to plain LoRA in PEFT (save_pretrained(..., path_initial_model_for_weight_conversion=<the saved initial adapter>)) or merge it there (merge_and_unload) and use the merged model';
 const MERGE = 'merge it in PEFT (merge_and_unload) and use the merged model instead of the adapter';
 
-/** init_lora_weights values whose adapter loads as plain LoRA: the init only set A and B, which the file overrides. */
-const PLAIN_INITS = new Set(['gaussian', 'orthogonal', 'mica']);
+/**
+ * init_lora_weights values whose adapter loads as plain LoRA: the init only set A and B,
+ * which the file overrides (MiCA only freezes B in training; its forward is LoRA's).
+ * Spelled as PEFT's update_layer compares them: "gaussian" and "mica" in any case.
+ */
+const plainInit = (v: string) => ['gaussian', 'mica'].includes(v.toLowerCase()) || v === 'orthogonal';
 
 function initRefusal(v: string): Refusal {
   const s = v.toLowerCase();
@@ -80,7 +84,7 @@ function isOff(v: unknown): boolean {
 /** field -> which values are refused and why. */
 export const REFUSED_FIELDS = {
   init_lora_weights: {
-    refuse: (v) => (typeof v !== 'string' || PLAIN_INITS.has(v.toLowerCase()) ? undefined : initRefusal(v)),
+    refuse: (v) => (typeof v !== 'string' || plainInit(v) ? undefined : initRefusal(v)),
   },
   use_dora: whenSet({
     what: 'DoRA (a learned magnitude per output row rescales W + s·B·A)',
