@@ -152,7 +152,7 @@ export function prepareRun(
 export function unsavedNote(methods: readonly string[], checkpoint: string): string {
   const which = methods.map((m) => `'${m}'`).join(', ');
   const [s, has, it, its] = methods.length > 1 ? ['s', 'have', 'them', 'their'] : ['', 'has', 'it', 'its'];
-  return `method${s} ${which} ${has} no PEFT save format: no adapter is written for ${it}; ${its} trained parameters are in ${checkpoint} (a peftc checkpoint, which --resume reads)`;
+  return `method${s} ${which} ${has} no PEFT save format: no adapter is written for ${it}; ${its} trained parameters are saved only in ${checkpoint} (a peftc checkpoint, which --resume reads)`;
 }
 
 const RESUME_TODO =

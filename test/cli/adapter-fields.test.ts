@@ -120,7 +120,7 @@ describe('saving asks the method', () => {
     const r = peftc(['--plugin', 'test/cli/no-peft-format-plugin.ts', ...trainArgs(out), '--recipe', r2]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const note = `method 'lora-unsaved' has no PEFT save format: no adapter is written for it; its trained parameters are in ${out}/checkpoint-2 (a peftc checkpoint`;
+    const note = `method 'lora-unsaved' has no PEFT save format: no adapter is written for it; its trained parameters are saved only in ${out}/checkpoint-2 (a peftc checkpoint`;
     const lines = r.stdout.trim().split('\n');
     expect(lines.filter((l) => l.includes(note))).toHaveLength(2);
     expect(lines[lines.length - 1]).toContain(note);
