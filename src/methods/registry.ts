@@ -1,7 +1,8 @@
 // The method registry. A method = options schema (keys as the reference implementation
 // names them) + apply (its rewrite rules) + merge rule + what it does to the optimizer's
-// param groups + the generic properties it promises, which the test suite checks on
-// every registered method (test/methods/generic-properties.test.ts).
+// param groups + how a trained run saves it (peftFormat) + the generic properties it
+// promises, which the test suite checks on every registered method
+// (test/methods/generic-properties.test.ts).
 // Registering a method also registers its passes: `<name>`, and `<name>-merge` /
 // `<name>-unmerge` when it has a merge rule.
 import type { z } from 'zod';
@@ -55,6 +56,14 @@ export interface MethodDef<O = unknown> {
   readonly unmerge?: (g: Graph, options: O, ctx: MethodContext) => PassResult;
   /** What the method does to the optimizer's param groups (LoRA+: B at a higher lr). Default: nothing. */
   readonly paramGroups?: (groups: readonly ParamGroup[], options: O) => ParamGroup[];
+  /**
+   * How a trained run saves this method's params for other tools. 'lora': a PEFT LoRA
+   * adapter (adapter_config.json + adapter_model.safetensors) written from the options,
+   * which must then be LoRA options (LoRA-style branches named as PEFT names them).
+   * Undefined: there is no PEFT format for it; a trained run keeps its params only in the
+   * peftc checkpoint and says so. Methods that add no trainable params need none.
+   */
+  readonly peftFormat?: 'lora';
   readonly properties: MethodProperties;
   readonly fixtures: MethodFixtures;
 }

@@ -2,7 +2,13 @@
 // attach a saved adapter (its config becomes LoRA options, its tensors bind by
 // name), and collect a trained adapter back into PEFT's format.
 import { FormatError } from '../io/errors.ts';
-import { type LoraAdapterConfig, readPeftAdapter, writePeftAdapter } from '../io/peft/index.ts';
+import {
+  checkImplemented,
+  type LoraAdapterConfig,
+  readPeftAdapter,
+  readPeftConfig,
+  writePeftAdapter,
+} from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
@@ -14,16 +20,16 @@ export interface AttachedAdapter {
   readonly weights: WeightStore;
   readonly adapterName: string;
   readonly config: LoraAdapterConfig;
+  /** The adapter's own tensors, by graph name (each one binds to a param of `graph`). */
+  readonly tensors: ReadonlyMap<string, Tensor>;
 }
 
 /** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
 export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
   if (c.peft_type !== 'LORA')
-    throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`);
-  if (c.use_dora)
-    throw new FormatError(file, 'DoRA adapters (use_dora: true) are not supported yet', 'use_dora');
-  if (c.fan_in_fan_out)
-    throw new FormatError(file, 'fan_in_fan_out (GPT-2 Conv1D layout) is not supported', 'fan_in_fan_out');
+    throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`, 'peft_type');
+  // A field that changes the math and is not implemented is refused, never ignored.
+  checkImplemented(c, file);
   if (c.target_modules === null) throw new FormatError(file, 'target_modules is missing', 'target_modules');
   const r = loraOptions.safeParse({
     r: c.r,
@@ -48,16 +54,24 @@ export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, f
   return r.data;
 }
 
-/** Adds the adapter saved in `dir` to the graph under `adapterName`; its tensors layer over `weights`. */
+/**
+ * Adds the adapter saved in `dir` to the graph under `adapterName`; its tensors layer over
+ * `weights`. Every check that loading makes (fields peftc implements, targets the model
+ * has, a tensor for every LoRA weight and a LoRA weight for every tensor) happens here,
+ * so every command that takes an adapter (logits, merge, train --init-adapter) makes them.
+ */
 export function attachPeftAdapter(
   g: Graph,
   weights: WeightStore,
   dir: string,
   adapterName = 'default',
 ): AttachedAdapter {
+  // The config is checked before the weights are read: an unimplemented variant's extra
+  // tensors would otherwise fail as "not a LoRA key" instead of naming the field.
+  const { config, file } = readPeftConfig(dir, adapterName);
+  const opts = loraOptionsFromPeft(config, adapterName, file);
   const saved = readPeftAdapter(dir, adapterName);
-  const file = `${saved.dir}/adapter_config.json`;
-  const opts = loraOptionsFromPeft(saved.config, adapterName, file);
+  const weightsFile = `${saved.dir}/adapter_model.safetensors`;
   const adapterStore = new MapWeightStore(saved.weights);
   const layered = new LayeredWeightStore([adapterStore, weights]);
   let injected: ReturnType<typeof injectLora>;
@@ -66,17 +80,36 @@ export function attachPeftAdapter(
   } catch (e) {
     throw new FormatError(file, (e as Error).message);
   }
-  const missing = injected.graph
-    .params()
-    .map((p) => String(p.attrs.name))
-    .filter((n) => isLoraParamOf(n, adapterName) && !adapterStore.has(n));
+  const params = injected.graph.params().map((p) => String(p.attrs.name));
+  const missing = params.filter((n) => isLoraParamOf(n, adapterName) && !adapterStore.has(n));
   if (missing.length) {
     throw new FormatError(
-      `${saved.dir}/adapter_model.safetensors`,
+      weightsFile,
       `has no tensors for ${missing.length} LoRA weight(s) the config targets, e.g. ${missing[0]}`,
     );
   }
-  return { graph: injected.graph, weights: injected.weights ?? layered, adapterName, config: saved.config };
+  // A LoRA or modules_to_save tensor that binds to nothing would be dropped silently: the
+  // adapter then computes something else than it does in PEFT (its config and weights
+  // disagree, or it was made for a model with other modules). Base-weight copies are left
+  // out: a tied lm_head's saved copy (lm_head.weight) is the embedding param, not its own.
+  const bound = new Set(params);
+  const unbound = [...saved.weights.keys()].filter(
+    (n) => (isLoraParamOf(n, adapterName) || n.includes(`.modules_to_save.${adapterName}.`)) && !bound.has(n),
+  );
+  if (unbound.length) {
+    throw new FormatError(
+      weightsFile,
+      `${unbound.length} tensor(s) bind to no parameter of the model with this config, e.g. ${unbound[0]} ` +
+        `(does target_modules name every module the file holds, and is it an adapter for this model?)`,
+    );
+  }
+  return {
+    graph: injected.graph,
+    weights: injected.weights ?? layered,
+    adapterName,
+    config: saved.config,
+    tensors: saved.weights,
+  };
 }
 
 /** A LoRA param of adapter `a`: `<m>.lora_X.<a>.weight` or, for embeddings, `<m>.lora_embedding_X.<a>`. */

@@ -2,7 +2,6 @@
 // methods applied to the forward graph, the train-step and eval graphs, and every
 // param bound (base weights, adapter init or --init-adapter, optimizer state).
 
-import { readPeftAdapter } from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import { formatShape, sameShape } from '../ir/shape.ts';
 import { bindParams, LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
@@ -14,6 +13,7 @@ import {
   recipePipeline,
 } from '../methods/index.ts';
 import type { LoraOptions } from '../methods/lora/index.ts';
+import { attachPeftAdapter } from '../models/adapters.ts';
 import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
 import {
   type PipelineOptions,
@@ -42,8 +42,10 @@ export interface PreparedRun {
   readonly weights: MapWeightStore;
   readonly trainable: readonly string[];
   readonly state: readonly string[];
-  /** LoRA adapters the recipe adds (saved in PEFT format). */
+  /** LoRA adapters the recipe adds, of the methods whose peftFormat is 'lora' (saved as PEFT adapters). */
   readonly adapters: readonly LoraOptions[];
+  /** Methods of the recipe that train params but have no PEFT save format (only the checkpoint holds them). */
+  readonly unsaved: readonly string[];
 }
 
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
@@ -139,7 +141,7 @@ export function prepareRun(
     layers.push(opts.resumeWeights);
   }
   if (opts.initAdapter) {
-    const init = initAdapterWeights(opts.initAdapter, trainable);
+    const init = initAdapterWeights(opts.initAdapter, base, trainable);
     checkShapes(
       step,
       init,
@@ -150,7 +152,16 @@ export function prepareRun(
   }
   layers.push(applied.weights ?? base.weights);
   const weights = bindParams(step, new LayeredWeightStore(layers), opts.seed);
-  const adapters = recipe.methods.filter((m) => m.method === 'lora').map((m) => m.options as LoraOptions);
+  // Saving asks each method how it saves (its registry entry), not its name.
+  const adapters = recipe.methods
+    .filter((m) => getMethod(m.method).peftFormat === 'lora')
+    .map((m) => m.options as LoraOptions);
+  const unsaved = recipe.methods
+    .filter((m) => {
+      const def = getMethod(m.method);
+      return def.peftFormat === undefined && def.properties.addsTrainableParams !== false;
+    })
+    .map((m) => m.method);
   return {
     forward,
     step,
@@ -161,7 +172,15 @@ export function prepareRun(
       .filter((p) => p.attrs.role === 'state')
       .map((p) => String(p.attrs.name)),
     adapters,
+    unsaved: [...new Set(unsaved)],
   };
+}
+
+/** What a run says for the methods it cannot save as PEFT adapters (`checkpoint`: where their params are). */
+export function unsavedNote(methods: readonly string[], checkpoint: string): string {
+  const which = methods.map((m) => `'${m}'`).join(', ');
+  const [s, has, it, its] = methods.length > 1 ? ['s', 'have', 'them', 'their'] : ['', 'has', 'it', 'its'];
+  return `method${s} ${which} ${has} no PEFT save format: no adapter is written for ${it}; ${its} trained parameters are saved only in ${checkpoint} (a peftc checkpoint, which --resume reads)`;
 }
 
 const RESUME_TODO =
@@ -203,10 +222,19 @@ function checkShapes(g: Graph, store: WeightStore, what: string, todo: string): 
   }
 }
 
-/** The adapter's tensors, which must cover every LoRA param the recipe creates. */
-function initAdapterWeights(dir: string, trainable: readonly string[]): MapWeightStore {
-  const saved = readPeftAdapter(dir);
-  const store = new MapWeightStore(saved.weights);
+/**
+ * The adapter's tensors, which must cover every LoRA param the recipe creates. The
+ * adapter is first attached to the base model exactly as `logits --adapter` attaches it,
+ * so it passes the same checks (implemented fields, targets the model has, no tensor
+ * left unbound) before any of its tensors seed the run.
+ */
+function initAdapterWeights(
+  dir: string,
+  base: { graph: Graph; weights: WeightStore },
+  trainable: readonly string[],
+): MapWeightStore {
+  const { tensors } = attachPeftAdapter(base.graph, base.weights, dir);
+  const store = new MapWeightStore(tensors);
   const missing = trainable.filter((n) => n.includes('.lora_') && !store.has(n));
   if (missing.length) {
     throw new UserError(

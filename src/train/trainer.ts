@@ -24,7 +24,7 @@ import { planRun, type ResumeState } from './plan.ts';
 import { writeLossPlot } from './plot/index.ts';
 import { Progress, type ProgressStream } from './progress.ts';
 import { lrAt } from './schedule.ts';
-import { type PreparedRun, prepareRun } from './setup.ts';
+import { type PreparedRun, prepareRun, unsavedNote } from './setup.ts';
 
 export interface TrainOptions {
   readonly model: LoadedModel;
@@ -72,6 +72,8 @@ export interface TrainResult {
   readonly losses: readonly number[];
   readonly evalLosses: readonly { step: number; loss: number }[];
   readonly adapterDirs: readonly string[];
+  /** Set when a method of the recipe has no PEFT save format: what the run wrote instead. */
+  readonly unsavedNote?: string;
   readonly tokensPerSecond: number;
   /** Set when the signal stopped the run: the last step done and its checkpoint (if any). */
   readonly interrupted?: { readonly step: number; readonly checkpoint?: string };
@@ -167,6 +169,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   // QLoRA: bits per parameter of the stored 4-bit base, from the real buffers.
   const quantized = describeQuantizedBase(run.step, run.weights);
   if (quantized) progress.log(quantized);
+  if (run.unsaved.length) progress.log(unsavedNote(run.unsaved, checkpointPath(o.out, steps)));
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
   // A resumed run keeps the step-0 baseline its first invocation measured.
@@ -326,6 +329,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     losses,
     evalLosses,
     adapterDirs,
+    // Named after the run: an interrupted run's checkpoint is not the planned last step's.
+    ...(run.unsaved.length && lastGood ? { unsavedNote: unsavedNote(run.unsaved, lastGood) } : {}),
     tokensPerSecond: tokensSeen / seconds,
     ...(interrupted ? { interrupted: { step: done, ...(lastGood ? { checkpoint: lastGood } : {}) } } : {}),
   };

@@ -55,7 +55,9 @@ describe('PEFT adapters on a LLaMA graph', () => {
     const cfg = join(dir, 'adapter_config.json');
     const json = JSON.parse(readFileSync(cfg, 'utf8'));
     writeFileSync(cfg, JSON.stringify({ ...json, use_dora: true }));
-    expect(() => attachPeftAdapter(g, base, dir)).toThrow(/adapter_config\.json: 'use_dora': DoRA adapters/);
+    expect(() => attachPeftAdapter(g, base, dir)).toThrow(
+      /adapter_config\.json: 'use_dora': true means DoRA .*, which is not supported yet/,
+    );
     writeFileSync(cfg, JSON.stringify({ ...json, target_modules: ['nonexistent_proj'] }));
     expect(() => attachPeftAdapter(g, base, dir)).toThrow(
       /adapter_config\.json: target modules \["nonexistent_proj"\] not found in the model/,

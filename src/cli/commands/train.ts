@@ -250,7 +250,9 @@ export function summary(r: TrainResult, out: string): string {
     : first && last
       ? `eval loss ${first.loss.toFixed(4)}${at(first)} -> ${last.loss.toFixed(4)}${at(last)}`
       : 'eval loss not finite';
-  return `trained ${ran} steps${span} at ${r.tokensPerSecond.toFixed(0)} tokens/s; ${evalText}; adapter in ${out}`;
+  // "adapter in" only for an adapter the trainer actually wrote.
+  const saved = [r.adapterDirs.length ? `adapter in ${out}` : '', r.unsavedNote ?? ''].filter(Boolean);
+  return `trained ${ran} steps${span} at ${r.tokensPerSecond.toFixed(0)} tokens/s; ${evalText}; ${saved.join('; ')}`;
 }
 
 const shellQuote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`);

@@ -18,5 +18,13 @@ export {
   parseFileKey,
   parseGraphName,
 } from './keys.ts';
-export { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFolder, type PeftAdapter, readPeftAdapter } from './read.ts';
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  adapterFolder,
+  type PeftAdapter,
+  readPeftAdapter,
+  readPeftConfig,
+} from './read.ts';
+export { checkImplemented, REFUSED_FIELDS, type RefusedField, refusedField } from './refused.ts';
 export { type WritePeftAdapterArgs, writePeftAdapter } from './write.ts';

@@ -26,7 +26,11 @@ export function adapterFolder(dir: string, adapterName: string): string {
   return dir;
 }
 
-export function readPeftAdapter(dir: string, adapterName = 'default'): PeftAdapter {
+/** The parsed adapter_config.json of adapter `adapterName` in `dir`, and the folder and file it came from. */
+export function readPeftConfig(
+  dir: string,
+  adapterName = 'default',
+): { config: LoraAdapterConfig; folder: string; file: string } {
   const folder = adapterFolder(dir, adapterName);
   const configPath = path.join(folder, ADAPTER_CONFIG);
   if (!fs.existsSync(configPath)) {
@@ -42,7 +46,15 @@ export function readPeftAdapter(dir: string, adapterName = 'default'): PeftAdapt
   } catch (e) {
     throw new FormatError(configPath, `not valid JSON (${(e as Error).message})`);
   }
-  const config = parseLoraConfig(json, configPath);
+  return { config: parseLoraConfig(json, configPath), folder, file: configPath };
+}
+
+/**
+ * Reads the adapter as PEFT saved it, every config field kept (see refused.ts for the
+ * fields a model may not load yet: checkImplemented).
+ */
+export function readPeftAdapter(dir: string, adapterName = 'default'): PeftAdapter {
+  const { config, folder } = readPeftConfig(dir, adapterName);
   const weightsPath = path.join(folder, ADAPTER_WEIGHTS);
   if (!fs.existsSync(weightsPath)) {
     const pickle = fs.existsSync(path.join(folder, 'adapter_model.bin'));

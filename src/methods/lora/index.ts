@@ -21,6 +21,7 @@ export const lora: MethodDef<LoraOptions> = {
   apply: (g, o, ctx) => injectLora(g, o, ctx.weights),
   merge: (g, o, ctx) => mergeLora(g, ctx.weights, [o.adapter_name]),
   unmerge: (g, o, ctx) => unmergeLora(g, o, ctx.weights),
+  peftFormat: 'lora',
   properties: { identityAtInit: true, mergeEqualsForward: true, mergeUnmergeIdentity: true },
   fixtures: {
     options: ({ r, alpha, init }) => ({

@@ -1,8 +1,21 @@
 // LoRA options: PEFT's LoraConfig keys (what a recipe's {"method": "lora", ...} holds),
 // with PEFT's defaults, plus `adapter_name` (PEFT passes it beside the config).
 import { z } from 'zod';
+import { REFUSED_FIELDS, type RefusedFieldName, refusedField } from '../../io/peft/refused.ts';
 
 const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
+
+/**
+ * LoraConfig fields peftc does not implement (DoRA, ...): a recipe may hold them "off"
+ * (null / false / empty, as in a LoraConfig copied from PEFT); any other value is refused
+ * by name below, not as an unknown key. init_lora_weights has its own schema here.
+ */
+type NotImplemented = Exclude<RefusedFieldName, 'init_lora_weights'>;
+const notImplemented = Object.fromEntries(
+  Object.keys(REFUSED_FIELDS)
+    .filter((k) => k !== 'init_lora_weights')
+    .map((k) => [k, z.unknown().optional()]),
+) as Record<NotImplemented, z.ZodOptional<z.ZodUnknown>>;
 
 export const loraOptions = z
   .strictObject({
@@ -42,8 +55,17 @@ export const loraOptions = z
       .default('default'),
     /** Accepted for PEFT compatibility; not used. */
     task_type: z.string().nullable().optional(),
+    ...notImplemented,
   })
   .superRefine((o, ctx) => {
+    const { init_lora_weights: _ownSchema, ...rest } = o;
+    const refused = refusedField(rest);
+    if (refused)
+      ctx.addIssue({
+        code: 'custom',
+        path: [refused.field],
+        message: `${refused.what} is not supported yet; remove it from the recipe or turn it off (false / null)`,
+      });
     // PEFT's LoraConfig.__post_init__ checks.
     // As in PEFT, this includes "all-linear" (a string until expanded).
     if (typeof o.target_modules === 'string') {
