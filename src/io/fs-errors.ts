@@ -182,7 +182,12 @@ export function checkOutputPath(
   target: string,
   o: { kind: 'file' | 'dir'; overwrite?: boolean },
 ): void {
-  const st = fs.statSync(target, { throwIfNoEntry: false });
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(target, { throwIfNoEntry: false });
+  } catch {
+    // ENOTDIR (a file on the way): there is nothing at `target`; said below.
+  }
   if (st) {
     const isDir = st.isDirectory();
     if (o.kind === 'file' && isDir)

@@ -25,7 +25,8 @@ function describeBnb(bnb: Bnb4bitModel): string {
   const key = bnb.weights.keys().find((k) => QUANT_STATE.test(k));
   let blocksize: unknown;
   try {
-    blocksize = key && JSON.parse(new TextDecoder().decode(bnb.weights.read(key).data as Uint8Array)).blocksize;
+    blocksize =
+      key && JSON.parse(new TextDecoder().decode(bnb.weights.read(key).data as Uint8Array)).blocksize;
   } catch {
     // Only for the description; loading the weights reports a malformed quant_state.
   }
