@@ -109,15 +109,20 @@ export function quantizeCheckpoint(
     .readdirSync(srcDir)
     .filter((f) => !skip.has(f) && !f.endsWith('.safetensors') && fs.statSync(path.join(srcDir, f)).isFile());
   const cfg = { ...rawConfig, quantization_config: bnbQuantizationConfig(o) };
-  writeDirAtomic(outDir, (dir) => {
-    writeSafetensors(path.join(dir, SINGLE_FILE), entries);
-    for (const f of extra) fs.copyFileSync(path.join(srcDir, f), path.join(dir, f));
-    writeFileAtomic(path.join(dir, 'config.json'), (fd) =>
-      writeAll(fd, new TextEncoder().encode(`${JSON.stringify(cfg, null, 2)}\n`)),
-    );
-    // config.json last: it announces the 4-bit layout.
-    return [SINGLE_FILE, ...extra, 'config.json'];
-  });
+  writeDirAtomic(
+    outDir,
+    (dir) => {
+      writeSafetensors(path.join(dir, SINGLE_FILE), entries);
+      for (const f of extra) fs.copyFileSync(path.join(srcDir, f), path.join(dir, f));
+      writeFileAtomic(path.join(dir, 'config.json'), (fd) =>
+        writeAll(fd, new TextEncoder().encode(`${JSON.stringify(cfg, null, 2)}\n`)),
+      );
+      // config.json last: it announces the 4-bit layout.
+      return [SINGLE_FILE, ...extra, 'config.json'];
+    },
+    // A whole model: an existing outDir is swapped, never mixed with its old (e.g. sharded) files.
+    { replace: true },
+  );
   return { quantized: [...states.keys()], states };
 }
 

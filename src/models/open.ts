@@ -2,8 +2,13 @@
 // directory, or a built-in preset. Lives above models/llama because reading a 4-bit
 // checkpoint needs the qlora method's graph rewrite.
 import { statSync } from 'node:fs';
-import { loadBnb4bitModel } from './bnb4bit.ts';
+import { type Bnb4bitModel, loadBnb4bitModel } from './bnb4bit.ts';
 import { ComputeF32View, type LoadedModel, loadModel } from './llama/index.ts';
+
+export interface OpenedModel extends LoadedModel {
+  /** A bitsandbytes 4-bit checkpoint: how it stores its weights, e.g. "bitsandbytes nf4, blocksize 64, double quant". */
+  readonly quantization?: string;
+}
 
 function isDir(p: string): boolean {
   try {
@@ -13,7 +18,26 @@ function isDir(p: string): boolean {
   }
 }
 
-export function openModel(spec: string, opts: { seed?: number } = {}): LoadedModel {
+const QUANT_STATE = /\.weight\.quant_state\.bitsandbytes__(nf4|fp4)$/;
+
+/** The storage of a 4-bit checkpoint in words; the blocksize from its first weight's quant_state JSON. */
+function describeBnb(bnb: Bnb4bitModel): string {
+  const key = bnb.weights.keys().find((k) => QUANT_STATE.test(k));
+  let blocksize: unknown;
+  try {
+    blocksize =
+      key && JSON.parse(new TextDecoder().decode(bnb.weights.read(key).data as Uint8Array)).blocksize;
+  } catch {
+    // Only for the description; loading the weights reports a malformed quant_state.
+  }
+  return [
+    `bitsandbytes ${bnb.qlora.quant_type}`,
+    ...(typeof blocksize === 'number' ? [`blocksize ${blocksize}`] : []),
+    ...(bnb.qlora.double_quant ? ['double quant'] : []),
+  ].join(', ');
+}
+
+export function openModel(spec: string, opts: { seed?: number } = {}): OpenedModel {
   const bnb = isDir(spec) ? loadBnb4bitModel(spec) : undefined;
   if (!bnb) return loadModel(spec, opts);
   const weights = new ComputeF32View(bnb.weights);
@@ -22,6 +46,7 @@ export function openModel(spec: string, opts: { seed?: number } = {}): LoadedMod
     weights,
     source: spec,
     dir: spec,
+    quantization: describeBnb(bnb),
     storage: (g) => {
       const r = bnb.transform(g);
       return { graph: r.graph, weights: new ComputeF32View(r.weights ?? weights) };

@@ -3,7 +3,7 @@
 import type { Graph } from '../ir/graph.ts';
 import type { WeightStore } from '../ir/weights.ts';
 import { loraBranches, mergeLora } from '../methods/lora/index.ts';
-import '../methods/qlora/index.ts'; // registers fuse-dequant, which the serve phase runs
+import { mergeQlora } from '../methods/qlora/index.ts'; // also registers fuse-dequant, which the serve phase runs
 import { phasePasses, runPipeline } from '../passes/index.ts';
 import { attachPeftAdapter } from './adapters.ts';
 import type { LlamaBuildOptions, LlamaShape } from './llama/build.ts';
@@ -43,15 +43,37 @@ export function prepareModel(
   opts: PrepareOptions = {},
 ): { graph: Graph; weights: WeightStore; merged: string[] } {
   let { graph, weights } = withAdapters(model, shape, opts.adapters, opts);
-  const mergedNames: string[] = [];
-  if (opts.merge && opts.adapters?.length) {
-    for (const br of loraBranches(graph)) mergedNames.push(String(graph.node(br.base.inputs[1]).attrs.name));
-    const merged = mergeLora(graph, weights);
-    graph = merged.graph;
-    weights = merged.weights ?? weights;
-  }
+  let merged: string[] = [];
+  if (opts.merge && opts.adapters?.length) ({ graph, weights, merged } = mergeAttached(graph, weights));
   // The serve phase (passes/phases.ts): 4-bit bases dequantize inside the matmul, never
   // into a full-precision weight; dropout off (an adapter's lora_dropout only acts in training).
   graph = runPipeline(graph, phasePasses('serve'), { weights }).graph;
-  return { graph, weights, merged: [...new Set(mergedNames)] };
+  return { graph, weights, merged };
+}
+
+/**
+ * Folds every attached adapter into its base weight (W + s B A) and drops the branches.
+ * On a 4-bit base (dequant_4bit weights) the adapted weights are dequantized and merged in
+ * full precision (qlora-merge, merge_into "float", as `peftc merge` writes them); adapters
+ * on weights that were never 4-bit then merge as plain LoRA. Returns the merged weight names.
+ */
+export function mergeAttached(
+  graph: Graph,
+  weights: WeightStore,
+): { graph: Graph; weights: WeightStore; merged: string[] } {
+  const names: string[] = [];
+  if (loraBranches(graph).some((br) => graph.node(br.base.inputs[1]).op !== 'param')) {
+    const q = mergeQlora(graph, { merge_into: 'float' }, weights);
+    names.push(...q.report.weights);
+    graph = q.graph;
+    weights = q.weights ?? weights;
+  }
+  const rest = loraBranches(graph);
+  if (rest.length) {
+    for (const br of rest) names.push(String(graph.node(br.base.inputs[1]).attrs.name));
+    const m = mergeLora(graph, weights);
+    graph = m.graph;
+    weights = m.weights ?? weights;
+  }
+  return { graph, weights, merged: [...new Set(names)] };
 }

@@ -1,15 +1,17 @@
 // `peftc merge --model <hf dir> --adapter <peft dir>... --out <dir>`: folds the adapters
 // into the base weights and writes an HF model directory that transformers loads:
 // config.json as it was, model.safetensors in the checkpoint's own dtype, and the
-// tokenizer/generation files copied. Written into a temp dir, then renamed.
+// tokenizer/generation files copied. Written into a temp dir, then renamed; an existing
+// --out is refused unless --overwrite (then swapped in whole once the new one is complete).
 // A bitsandbytes 4-bit base (QLoRA) merges `--merge-into float` (default: dequantize +
 // s B A, written in the config's bnb_4bit_compute_dtype without quantization_config)
 // or `--merge-into 4bit` (requantized in the same layout, with a warning stating the
 // rounding: the largest |change| of a merged weight).
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeDirAtomic } from '../../io/atomic.ts';
+import { asOutput, checkOutputPath } from '../../io/fs-errors.ts';
 import { openCheckpoint, writeSafetensors } from '../../io/safetensors/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
@@ -35,6 +37,8 @@ interface MergeOptions {
   readonly out: string;
   /** Only for bitsandbytes 4-bit bases. */
   readonly mergeInto?: string;
+  /** Replace an existing --out directory. */
+  readonly overwrite?: boolean;
 }
 
 export interface MergeResult {
@@ -45,9 +49,12 @@ export interface MergeResult {
 }
 
 export function mergeToDir(o: MergeOptions, log: (line: string) => void = () => {}): MergeResult {
-  // Never replace what is there (a previous merge, or something else entirely).
-  if (existsSync(o.out))
-    throw new UserError(`--out ${o.out} already exists; choose a new directory (or remove it first)`);
+  // Never replace what is there (a previous merge, or something else entirely) unless asked.
+  checkOutputPath('--out', o.out, { kind: 'dir', overwrite: o.overwrite });
+  if (resolve(o.out) === resolve(o.model))
+    throw new UserError(
+      `--out ${o.out} is the --model directory; choose a new directory for the merged model`,
+    );
   const model = openModel(o.model);
   if (!model.dir)
     throw new UserError(`--model ${o.model}: merge needs a Hugging Face model directory, not a preset`);
@@ -119,7 +126,7 @@ function writeModelDir(
   dtype?: 'f32' | 'f16' | 'bf16',
   editConfig?: (cfg: Record<string, unknown>) => void,
 ): void {
-  writeDirAtomic(outDir, (tmp) => {
+  const fill = (tmp: string) => {
     writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' }, { dtype });
     for (const f of COPIED) if (existsSync(join(srcDir, f))) copyFileSync(join(srcDir, f), join(tmp, f));
     if (editConfig) {
@@ -128,7 +135,9 @@ function writeModelDir(
       writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
     }
     return undefined;
-  });
+  };
+  // A whole model directory: an existing one (--overwrite) is swapped, never mixed with the new files.
+  asOutput('--out', outDir, () => writeDirAtomic(outDir, fill, { replace: true }));
 }
 
 export function register(program: Command): void {
@@ -141,6 +150,10 @@ export function register(program: Command): void {
     .option(
       '--merge-into <float|4bit>',
       'bitsandbytes 4-bit base only: write a full-precision model (float, default) or requantize into 4-bit',
+    )
+    .option(
+      '--overwrite',
+      'replace an existing --out directory (the old one stays until the new is complete)',
     )
     .action((o: MergeOptions) => {
       const r = mergeToDir(o, (line) => console.error(line));

@@ -3,10 +3,12 @@
 //   [--seq N] [--init-adapter <peft dir>] [--save-every N] [--resume] [--backend webgpu|cpu] [--seed N]`:
 // fine-tunes with the recipe and writes a PEFT adapter to <out>. Ctrl-C stops after the current
 // step with a resumable checkpoint (exit 130).
-import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
+import { makeDirs } from '../../io/atomic.ts';
+import { OutputError, outputError } from '../../io/fs-errors.ts';
 import { loadRecipe, parseRecipe, type Recipe, resolveRecipe } from '../../methods/index.ts';
-import { openModel } from '../../models/open.ts';
+import { type OpenedModel, openModel } from '../../models/open.ts';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
 import { latestCheckpoint } from '../../train/checkpoint/index.ts';
 import { loadDataset } from '../../train/data/index.ts';
@@ -104,19 +106,59 @@ export async function runTrain(
       'give at most one of --eval-data <file> (a separate eval set) and --eval-fraction <x> (held out from the data)',
     );
   checkOut(o);
-  // A run that fails before writing anything leaves no empty --out behind.
-  const created = !existsSync(o.out);
+  // Created here, one folder at a time, so an unwritable place fails now, named as --out.
+  const made = makeDirsAsOut(o.out);
   try {
     return await trainWith(o, stream, signal);
   } catch (e) {
-    if (created && existsSync(o.out) && readdirSync(o.out).length === 0) rmdirSync(o.out);
+    const failed = outputError(e, { target: o.out, temp: o.out });
+    if (failed instanceof OutputError) throw failedWrite(failed, o, made);
+    // A run that fails before writing anything leaves no empty --out behind.
+    if (made && existsSync(o.out) && readdirSync(o.out).length === 0) rmSync(made, { recursive: true });
     throw e;
   }
+}
+
+function makeDirsAsOut(out: string): string | undefined {
+  try {
+    return makeDirs(out);
+  } catch (e) {
+    throw e instanceof OutputError ? e.as(out, '--out') : e;
+  }
+}
+
+/**
+ * A write into --out failed (full disk, ...): every file in it is complete (the writers are
+ * atomic). A run this command started that kept nothing worth resuming is removed;
+ * otherwise the error says what is there to continue from.
+ */
+function failedWrite(e: OutputError, o: TrainCliOptions, made: string | undefined): UserError {
+  const said = e.as(o.out, '--out').message;
+  const ckpt = latestCheckpoint(o.out);
+  if (ckpt) return new UserError(`${said}. ${ckpt} is complete: continue from it with --resume`);
+  const adapters = existsSync(o.out)
+    ? readdirSync(o.out, { recursive: true }).filter((f) => String(f).endsWith('adapter_config.json'))
+    : [];
+  if (made && adapters.length === 0) {
+    rmSync(made, { recursive: true, force: true });
+    return new UserError(`${said}. The run had written nothing to keep; ${o.out} was removed`);
+  }
+  return new UserError(said);
+}
+
+/** A 4-bit --model is QLoRA's base already: a qlora entry would quantize it a second time. */
+function checkNotQuantizedTwice(o: TrainCliOptions, recipe: Recipe, model: OpenedModel): void {
+  const i = recipe.methods.findIndex((m) => m.method === 'qlora');
+  if (i >= 0 && model.quantization)
+    throw new UserError(
+      `--model ${o.model} is already 4-bit (${model.quantization}); remove the qlora entry (methods[${i}]) from the recipe ${o.recipe}: the other methods then train on the 4-bit base as QLoRA`,
+    );
 }
 
 async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream, signal?: AbortSignal) {
   const recipe = applyOverrides(loadRecipe(o.recipe), o);
   const model = openModel(o.model, { seed: recipe.seed });
+  checkNotQuantizedTwice(o, recipe, model);
   const seq = recipe.seq_len ?? 64;
   if (seq > model.config.maxPositionEmbeddings) {
     throw new UserError(

@@ -101,23 +101,27 @@ export function writeSafetensors(
   }
   const planned = plan(file, entries, opts);
   const header = headerBytes(planned, metadata);
-  writeFileAtomic(file, (fd) => {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setBigUint64(0, BigInt(header.length), true);
-    writeAll(fd, len);
-    writeAll(fd, header);
-    for (const p of planned) {
-      const n = numel(p.shape);
-      const { data } = p.tensor;
-      if (data.length !== n) {
-        throw new FormatError(
-          file,
-          `shape ${formatShape(p.shape)} needs ${n} elements, data has ${data.length}`,
-          p.name,
-        );
+  const bytes = 8 + header.length + (planned.length ? planned[planned.length - 1].end : 0);
+  writeFileAtomic(
+    file,
+    (fd) => {
+      const len = new Uint8Array(8);
+      new DataView(len.buffer).setBigUint64(0, BigInt(header.length), true);
+      writeAll(fd, len);
+      writeAll(fd, header);
+      for (const p of planned) {
+        const n = numel(p.shape);
+        const { data } = p.tensor;
+        if (data.length !== n) {
+          throw new FormatError(
+            file,
+            `shape ${formatShape(p.shape)} needs ${n} elements, data has ${data.length}`,
+            p.name,
+          );
+        }
+        writeAll(fd, encodeTensorBytes(data, p.st, { file, name: p.name }));
       }
-      const bytes = encodeTensorBytes(data, p.st, { file, name: p.name });
-      writeAll(fd, bytes);
-    }
-  });
+    },
+    { bytes },
+  );
 }

@@ -36,6 +36,12 @@ function sourceOf(w: WeightStore): string {
 /** The frozen f32 [out, in] weight param of a targeted linear, checked. */
 function weightParam(g: Graph, n: Node, users: Map<number, number[]>): Node {
   const w = g.node(n.inputs[1]);
+  if (w.op === 'dequant_4bit') {
+    const a = w.attrs as { quant_type?: string; blocksize?: number };
+    throw new QloraError(
+      `qlora: the weight of ${n.scope} is already 4-bit (bitsandbytes ${a.quant_type}, blocksize ${a.blocksize}): the model was loaded quantized; remove the qlora method from the recipe (the other methods then train on the 4-bit base as QLoRA)`,
+    );
+  }
   if (w.op !== 'param' || w.attrs.role !== 'frozen' || w.type.dtype !== 'f32') {
     throw new QloraError(
       `qlora: the weight of ${n.scope} is ${w.op === 'param' ? `a ${String(w.attrs.role)} ${w.type.dtype} param` : `computed by ${w.op}`}; only frozen f32 params can be quantized (run qlora before other methods)`,
