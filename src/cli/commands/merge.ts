@@ -14,6 +14,7 @@ import { writeDirAtomic } from '../../io/atomic.ts';
 import { asOutput, checkOutputPath } from '../../io/fs-errors.ts';
 import { openCheckpoint, writeSafetensors } from '../../io/safetensors/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
+import { loraBranches, mergeLora } from '../../methods/lora/index.ts';
 import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
 import { readBnb4bitConfig } from '../../models/bnb4bit.ts';
 import { type LoadedModel, storageDtype } from '../../models/llama/index.ts';
@@ -86,7 +87,11 @@ function mergeQloraToDir(
   if (into !== 'float' && into !== '4bit')
     throw new UserError(`--merge-into must be float or 4bit, got '${into}'`);
   const { graph, weights } = withAdapters(model, { batch: 1, seq: 2 }, o.adapter);
-  const m = mergeQlora(graph, { merge_into: into }, weights, log);
+  const q = mergeQlora(graph, { merge_into: into }, weights, log);
+  // Adapters on weights the checkpoint keeps in full precision (lm_head, embed_tokens: bnb
+  // quantizes only the decoder's linears) merge as plain LoRA; none is left unmerged.
+  const plainMerged = loraBranches(q.graph).map((br) => String(q.graph.node(br.base.inputs[1]).attrs.name));
+  const m = plainMerged.length ? { ...q, ...mergeLora(q.graph, q.weights!) } : q;
   const raw = openCheckpoint(dir);
   const tensors = new Map<string, Tensor>();
   const qc = readBnb4bitConfig(dir)!;
@@ -97,8 +102,13 @@ function mergeQloraToDir(
       const owner = merged.has(k) ? k : BNB_PART.exec(k)?.[1];
       tensors.set(k, owner && merged.has(owner) ? m.weights!.get(k)! : raw.read(k));
     }
+    for (const name of plainMerged) tensors.set(name, m.weights!.get(name)!);
     writeModelDir(o.out, dir, tensors);
-    return { tensors: tensors.size, changed: [...m.report.weights], maxAbsChange: m.report.maxAbsChange };
+    return {
+      tensors: tensors.size,
+      changed: [...new Set([...m.report.weights, ...plainMerged])],
+      maxAbsChange: m.report.maxAbsChange,
+    };
   }
   // Full precision: every 4-bit weight dequantized (merged ones carry s B A), its bnb tensors dropped.
   const full = dequantizeAll(m.graph, m.weights!);
@@ -108,6 +118,7 @@ function mergeQloraToDir(
     if (quantized.has(k)) tensors.set(k, full.get(k)!);
     else if (!quantized.has(BNB_PART.exec(k)?.[1] ?? '')) tensors.set(k, raw.read(k));
   }
+  for (const name of plainMerged) tensors.set(name, m.weights!.get(name)!);
   const dtype = storageDtype(String(qc.bnb_4bit_compute_dtype ?? 'float32'));
   const torchDtype = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' }[dtype];
   writeModelDir(o.out, dir, tensors, dtype, (cfg) => {
@@ -115,7 +126,7 @@ function mergeQloraToDir(
     cfg.torch_dtype = torchDtype;
     if ('dtype' in cfg) cfg.dtype = torchDtype;
   });
-  return { tensors: tensors.size, changed: [...m.report.weights] };
+  return { tensors: tensors.size, changed: [...new Set([...m.report.weights, ...plainMerged])] };
 }
 
 /** model.safetensors (+ config.json, optionally edited, and the tokenizer files) into `outDir`, atomically. */
