@@ -1,6 +1,8 @@
 // The WGSL QLoRA kernels against the CPU interpreter: the fused linear_4bit (GEMV and
-// tiled paths, x W^T and x W, several output tiles, bias, odd in_features, partial last blocks, blocksizes
-// 32..256, NF4/FP4, with and without double quantization), dequant_4bit, dequant_absmax.
+// tiled paths, x W^T and x W, several output tiles, bias, odd in_features, partial last
+// blocks, blocksizes 32..256, NF4/FP4, with and without double quantization),
+// dequant_4bit, dequant_absmax. Random sizes over a fixed set of kernel variants
+// (gpu-variants.ts), so the file compiles six linear_4bit pipelines, not one per draw.
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { runGraph } from '../../../src/backends/cpu/index.ts';
@@ -9,54 +11,42 @@ import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { emitDequant, settingsOf } from '../../../src/methods/qlora/index.ts';
 import { gpuSuite } from '../../backends/webgpu/gpu.ts';
 import { expectClose } from '../../ops/case.ts';
-import { build, type Problem, problemArb } from './cases.ts';
+import { build, type Problem } from './cases.ts';
+import { VARIANTS, variantOf, variantProblemArb } from './gpu-variants.ts';
 
-// One problem per kernel path (GEMV / tiled x W^T / tiled x W, whole words / elements), double quant.
-const pathExamples: Problem[] = [
-  [[3], 24, false],
-  [[3], 21, false],
-  [[70], 40, false],
-  [[70], 37, false],
-  [[2, 5], 48, true],
-  [[70], 19, true],
-].map(([rows, inF, transpose]) => ({
-  rows: rows as number[],
-  outF: 13,
-  inF: inF as number,
-  blocksize: 64,
-  quantType: 'nf4',
-  doubleQuant: true,
-  transpose: transpose as boolean,
-  bias: !transpose,
-  seed: 5,
-}));
-// More than one 64 x 512 output tile each way (row and column tile indexing, edges).
-const multiTile: Problem[] = [
-  [600, 16, false],
-  [16, 520, true],
-  [12, 517, true],
-].map(([outF, inF, transpose]) => ({
-  rows: [70],
-  outF: outF as number,
-  inF: inF as number,
-  blocksize: 64,
-  quantType: 'nf4',
-  doubleQuant: false,
-  transpose: transpose as boolean,
-  bias: !transpose,
-  seed: 7,
-}));
+// One example per variant (so every one runs, whatever the draw), and problems over
+// more than one 64 x 512 output tile each way (row and column tile indexing, edges).
+const examples: Problem[] = [
+  { rows: [70], outF: 13, inF: 24 },
+  { rows: [70], outF: 13, inF: 19 },
+  { rows: [2, 5], outF: 12, inF: 48 },
+  { rows: [70], outF: 13, inF: 21 },
+  { rows: [1], outF: 13, inF: 40 },
+  { rows: [3], outF: 13, inF: 37 },
+  { rows: [70], outF: 600, inF: 16 },
+  { rows: [70], outF: 16, inF: 520 },
+  { rows: [70], outF: 13, inF: 517 },
+].map((s, i) => {
+  const v = VARIANTS[[0, 1, 2, 3, 4, 5, 0, 2, 3][i]];
+  const { quantType, blocksize, doubleQuant, transpose, bias } = v;
+  return { ...s, quantType, blocksize, doubleQuant, transpose, bias, seed: 5 + i };
+});
 
 await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
   it('linear_4bit (fused dequant-matmul) on random shapes', async () => {
-    const paths = new Set<string>();
+    const seen = new Set<string>();
     await fc.assert(
-      fc.asyncProperty(problemArb, async (p) => {
+      fc.asyncProperty(variantProblemArb, async (p) => {
         const c = build(p);
+        const v = variantOf(p);
+        expect(v, `${JSON.stringify(p)} is none of the variants`).toBeDefined();
         const rows = p.rows.reduce((a, b) => a * b, 1);
-        paths.add(
-          `${linear4bitPath({ ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF }, rows)}:${p.transpose}:${p.inF % 8 === 0 ? 'words' : 'elements'}`,
+        const path = linear4bitPath(
+          { ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF },
+          rows,
         );
+        expect(path).toBe(v?.gemvRows === undefined ? 'tiled' : 'gemv');
+        seen.add(v?.name ?? '');
         const want = runGraph(c.fused, c.feeds, c.weights).out;
         const exe = await backend.compile(c.fused, c.weights);
         try {
@@ -66,22 +56,18 @@ await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
           exe.dispose();
         }
       }),
-      { numRuns: 24, examples: [...pathExamples, ...multiTile].map((e) => [e]) },
+      { numRuns: 24, examples: examples.map((e) => [e]) },
     );
-    // Every path was exercised, whole-word and per-element decoding.
-    expect([...paths].sort()).toEqual([
-      'gemv:false:elements',
-      'gemv:false:words',
-      'tiled:false:elements',
-      'tiled:false:words',
-      'tiled:true:elements',
-      'tiled:true:words',
-    ]);
+    // Every variant ran (and compiled one pipeline each; the shapes share it).
+    expect([...seen].sort()).toEqual(VARIANTS.map((v) => v.name).sort());
+    // A pipeline per variant: linear_4bit, and the dequant_4bit the fused graph keeps
+    // from emitDequant, plus the one dequant_absmax; more means a draw left the list.
+    expect(backend.cacheStats.pipelines).toBeLessThanOrEqual(2 * VARIANTS.length + 1);
   });
 
   it('dequant_4bit and dequant_absmax', async () => {
     await fc.assert(
-      fc.asyncProperty(problemArb, async (p) => {
+      fc.asyncProperty(variantProblemArb, async (p) => {
         const c = build(p);
         const b = new GraphBuilder();
         const w = emitDequant(b, 'm.weight', [p.outF, p.inF], settingsOf(c.state));
