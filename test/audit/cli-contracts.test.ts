@@ -120,4 +120,4 @@ describe('CLI contracts (audit, issues 5 and 7)', () => {
     expect(maxDiff(base, tuned)).toBeGreaterThan(0);
     expect(maxDiff(base, tuned)).toBeLessThan(1);
   });
-}, 240_000);
+});

@@ -84,8 +84,10 @@ const spread: Omit<Problem, 'outF' | 'inF' | 'seed'>[] = [
 const problems: Problem[] = spread.map((p, k) => ({ ...p, outF: 37, inF: 141, seed: 100 + k }));
 
 await gpuSuite('WGSL 4-bit kernels at blocksizes 512..4096 (audit, issue 7)', ({ backend }) => {
-  it('linear_4bit and dequant_4bit equal the CPU interpreter', async () => {
-    for (const p of problems) {
+  // One test per blocksize: each compiles its own pipelines (seconds each on a cold cache).
+  for (const p of problems) {
+    const path = `${p.rows.reduce((a, b) => a * b, 1) <= 8 && !p.transpose ? 'gemv' : 'tiled'}${p.transpose ? ' x W' : ''}`;
+    it(`blocksize ${p.blocksize} (${path}, ${p.quantType}${p.doubleQuant ? ' + double quant' : ''}): linear_4bit and dequant_4bit equal the CPU interpreter`, async () => {
       const c = build(p);
       const exe = await backend.compile(c.fused, c.weights);
       try {
@@ -114,6 +116,6 @@ await gpuSuite('WGSL 4-bit kernels at blocksizes 512..4096 (audit, issue 7)', ({
       } finally {
         dq.dispose();
       }
-    }
-  });
+    });
+  }
 });

@@ -156,7 +156,7 @@ beforeAll(async () => {
   mkdirSync(p('existing'));
   writeFileSync(p('existing/marker'), 'keep me\n');
   cpSync(run, p('run-copy'), { recursive: true });
-}, 60_000);
+});
 
 interface Case {
   readonly name: string;

@@ -12,57 +12,56 @@ import { emitDequant, settingsOf } from '../../../src/methods/qlora/index.ts';
 import { gpuSuite } from '../../backends/webgpu/gpu.ts';
 import { expectClose } from '../../ops/case.ts';
 import { build, type Problem } from './cases.ts';
-import { VARIANTS, variantOf, variantProblemArb } from './gpu-variants.ts';
+import { problemOf, VARIANTS, variantOf, variantProblemArb } from './gpu-variants.ts';
 
-// One example per variant (so every one runs, whatever the draw), and problems over
-// more than one 64 x 512 output tile each way (row and column tile indexing, edges).
-const examples: Problem[] = [
-  { rows: [70], outF: 13, inF: 24 },
-  { rows: [70], outF: 13, inF: 19 },
-  { rows: [2, 5], outF: 12, inF: 48 },
-  { rows: [70], outF: 13, inF: 21 },
-  { rows: [1], outF: 13, inF: 40 },
-  { rows: [3], outF: 13, inF: 37 },
-  { rows: [70], outF: 600, inF: 16 },
-  { rows: [70], outF: 16, inF: 520 },
-  { rows: [70], outF: 13, inF: 517 },
-].map((s, i) => {
-  const v = VARIANTS[[0, 1, 2, 3, 4, 5, 0, 2, 3][i]];
-  const { quantType, blocksize, doubleQuant, transpose, bias } = v;
-  return { ...s, quantType, blocksize, doubleQuant, transpose, bias, seed: 5 + i };
-});
+// Per variant (by index): an example with small odd sizes, and problems over more than
+// one 64 x 512 output tile each way (row and column tile indexing, edges).
+const examples: [number, Pick<Problem, 'rows' | 'outF' | 'inF'>][] = [
+  [0, { rows: [70], outF: 13, inF: 24 }],
+  [1, { rows: [70], outF: 13, inF: 19 }],
+  [2, { rows: [2, 5], outF: 12, inF: 48 }],
+  [3, { rows: [70], outF: 13, inF: 21 }],
+  [4, { rows: [1], outF: 13, inF: 40 }],
+  [5, { rows: [3], outF: 13, inF: 37 }],
+  [0, { rows: [70], outF: 600, inF: 16 }],
+  [2, { rows: [70], outF: 16, inF: 520 }],
+  [3, { rows: [70], outF: 13, inF: 517 }],
+];
 
 await gpuSuite('qlora WGSL kernels vs cpu', ({ backend }) => {
-  it('linear_4bit (fused dequant-matmul) on random shapes', async () => {
-    const seen = new Set<string>();
-    await fc.assert(
-      fc.asyncProperty(variantProblemArb, async (p) => {
-        const c = build(p);
-        const v = variantOf(p);
-        expect(v, `${JSON.stringify(p)} is none of the variants`).toBeDefined();
-        const rows = p.rows.reduce((a, b) => a * b, 1);
-        const path = linear4bitPath(
-          { ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF },
-          rows,
-        );
-        expect(path).toBe(v?.gemvRows === undefined ? 'tiled' : 'gemv');
-        seen.add(v?.name ?? '');
-        const want = runGraph(c.fused, c.feeds, c.weights).out;
-        const exe = await backend.compile(c.fused, c.weights);
-        try {
-          const got = (await exe.run({ feeds: c.feeds })).out;
-          expectClose(got, want, 2e-5, `linear_4bit ${JSON.stringify(p)}`);
-        } finally {
-          exe.dispose();
-        }
-      }),
-      { numRuns: 24, examples: examples.map((e) => [e]) },
-    );
-    // Every variant ran (and compiled one pipeline each; the shapes share it).
-    expect([...seen].sort()).toEqual(VARIANTS.map((v) => v.name).sort());
-    // A pipeline per variant: linear_4bit, and the dequant_4bit the fused graph keeps
-    // from emitDequant, plus the one dequant_absmax; more means a draw left the list.
-    expect(backend.cacheStats.pipelines).toBeLessThanOrEqual(2 * VARIANTS.length + 1);
+  // One property per variant (a test compiles one linear_4bit pipeline, seconds on a cold
+  // shader cache): 4 random sizes each, 24 in all, plus the examples.
+  VARIANTS.forEach((v, k) => {
+    it(`linear_4bit (fused dequant-matmul), ${v.name}, on random shapes`, async () => {
+      const { quantType, blocksize, doubleQuant, transpose, bias } = v;
+      const mine = examples
+        .filter(([i]) => i === k)
+        .map(([, e], j) => [{ ...e, quantType, blocksize, doubleQuant, transpose, bias, seed: 5 + j }]);
+      await fc.assert(
+        fc.asyncProperty(problemOf(v), async (p) => {
+          expect(variantOf(p)?.name, `${JSON.stringify(p)} left its variant`).toBe(v.name);
+          const rows = p.rows.reduce((a, b) => a * b, 1);
+          const path = linear4bitPath(
+            { ...p, quant_type: p.quantType, out_features: p.outF, in_features: p.inF },
+            rows,
+          );
+          expect(path).toBe(v.gemvRows === undefined ? 'tiled' : 'gemv');
+          const c = build(p);
+          const want = runGraph(c.fused, c.feeds, c.weights).out;
+          const exe = await backend.compile(c.fused, c.weights);
+          try {
+            const got = (await exe.run({ feeds: c.feeds })).out;
+            expectClose(got, want, 2e-5, `linear_4bit ${JSON.stringify(p)}`);
+          } finally {
+            exe.dispose();
+          }
+        }),
+        { numRuns: 4, examples: mine },
+      );
+      // A pipeline per variant so far: linear_4bit, and the dequant_4bit the fused graph
+      // keeps from emitDequant, plus the one dequant_absmax; more means a draw left the list.
+      expect(backend.cacheStats.pipelines).toBeLessThanOrEqual(2 * (k + 1) + 1);
+    });
   });
 
   it('dequant_4bit and dequant_absmax', async () => {
