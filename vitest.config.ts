@@ -6,8 +6,11 @@ export default defineConfig({
     setupFiles: ['test/setup.ts'],
     // Drops Dawn's known start-up notices from the workers' stderr (bin/dawn-notices.js).
     globalSetup: ['test/quiet-dawn.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Every test takes under 20 s on an idle 2-core machine (cold shader cache included);
+    // 30 s leaves room for a busy one and still fails a regression loudly. A test that
+    // needs more is too big: shrink its shapes or share its pipelines (test/methods/qlora/gpu-variants.ts).
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
     // WebGPU tests share one Dawn instance per worker; two cores, so keep the pool small.
     pool: 'forks',
     maxWorkers: 2,

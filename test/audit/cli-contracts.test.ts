@@ -13,7 +13,7 @@ import { bindParams } from '../../src/ir/weights.ts';
 import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
 import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
-import { peftc } from '../cli/run-cli.ts';
+import { cli } from '../cli/run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-audit-cli-'));
 const model = join(dir, 'model');
@@ -23,15 +23,15 @@ const seqs = [
   [256, 70, 80],
 ];
 
-function run(args: string[]) {
-  const r = peftc(args);
+async function run(args: string[]) {
+  const r = await cli(args);
   if (r.code !== 0) throw new Error(`peftc ${args.join(' ')} failed (${r.code}):\n${r.stderr}`);
   return r;
 }
 
-function logits(name: string, args: string[]): Float32Array[] {
+async function logits(name: string, args: string[]): Promise<Float32Array[]> {
   const out = join(dir, `${name}.safetensors`);
-  run(['logits', ...args, '--tokens', tokens, '--out', out, '--backend', 'cpu']);
+  await run(['logits', ...args, '--tokens', tokens, '--out', out, '--backend', 'cpu']);
   const f = SafetensorsFile.open(out);
   return seqs.map((s, i) => {
     const t = f.read(`logits.${i}`);
@@ -62,29 +62,29 @@ function adapter(name: string, targets: string[], seed: number): string {
 }
 
 describe('CLI contracts (audit, issues 5 and 7)', () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     const c = presetConfig('tiny');
     saveModelDir(model, c, randomLlamaWeights(c, 11));
     writeFileSync(tokens, JSON.stringify(seqs));
   });
 
-  it('logits with two --adapter: both apply, and --merge equals them unmerged', () => {
+  it('logits with two --adapter: both apply, and --merge equals them unmerged', async () => {
     const a = adapter('a', ['q_proj', 'v_proj'], 3);
     const b = adapter('b', ['v_proj', 'down_proj'], 5);
-    const one = logits('one', ['--model', model, '--adapter', a]);
-    const two = logits('two', ['--model', model, '--adapter', a, '--adapter', b]);
-    const merged = logits('two-merged', ['--model', model, '--adapter', a, '--adapter', b, '--merge']);
+    const one = await logits('one', ['--model', model, '--adapter', a]);
+    const two = await logits('two', ['--model', model, '--adapter', a, '--adapter', b]);
+    const merged = await logits('two-merged', ['--model', model, '--adapter', a, '--adapter', b, '--merge']);
     expect(maxDiff(one, two)).toBeGreaterThan(1e-2);
     expect(maxDiff(two, merged)).toBeLessThan(1e-4);
     // merge with both writes a model that gives the same logits.
     const mdir = join(dir, 'merged-model');
-    run(['merge', '--model', model, '--adapter', a, '--adapter', b, '--out', mdir]);
-    expect(maxDiff(two, logits('from-merged', ['--model', mdir]))).toBeLessThan(1e-4);
+    await run(['merge', '--model', model, '--adapter', a, '--adapter', b, '--out', mdir]);
+    expect(maxDiff(two, await logits('from-merged', ['--model', mdir]))).toBeLessThan(1e-4);
   });
 
-  it('a peftc quantize checkpoint trains with peftc train --model and serves peftc logits', () => {
+  it('a peftc quantize checkpoint trains with peftc train --model and serves peftc logits', async () => {
     const q = join(dir, 'q');
-    run(['quantize', '--model', model, '--out', q, '--double-quant']);
+    await run(['quantize', '--model', model, '--out', q, '--double-quant']);
     const data = join(dir, 'train-tokens.json');
     writeFileSync(
       data,
@@ -93,7 +93,7 @@ describe('CLI contracts (audit, issues 5 and 7)', () => {
       ),
     );
     const out = join(dir, 'run');
-    const r = run([
+    const r = await run([
       'train',
       '--model',
       q,
@@ -114,10 +114,10 @@ describe('CLI contracts (audit, issues 5 and 7)', () => {
       '--no-plot',
     ]);
     expect(r.stdout).toMatch(/trained 2 steps/);
-    const base = logits('q-base', ['--model', q]);
-    const tuned = logits('q-tuned', ['--model', q, '--adapter', out]);
+    const base = await logits('q-base', ['--model', q]);
+    const tuned = await logits('q-tuned', ['--model', q, '--adapter', out]);
     // lora.json's B starts at 0: after 2 AdamW steps the adapter is small but not zero.
     expect(maxDiff(base, tuned)).toBeGreaterThan(0);
     expect(maxDiff(base, tuned)).toBeLessThan(1);
   });
-}, 240_000);
+});

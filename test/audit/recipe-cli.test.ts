@@ -1,12 +1,12 @@
 // Audit (issue 3, "Bad recipes ... clear error, exit code non-zero"): recipe.test.ts
 // checks the messages through parseRecipe and the exit code for one typo only; here
-// each kind of bad recipe goes through the real `peftc ir` command. Also
+// each kind of bad recipe goes through the `peftc ir` command (in-process, runCli). Also
 // `--print-after all` prints the IR after each pass of the recipe's pipeline.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { peftc } from '../cli/run-cli.ts';
+import { cli } from '../cli/run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'audit-recipe-'));
 
@@ -36,10 +36,10 @@ const BAD: [string, unknown, RegExp][] = [
 describe('peftc ir on bad recipes', () => {
   it.each(BAD)(
     '%s: exit code 1, the file, JSON path and what was expected; no stack trace',
-    (name, json, pattern) => {
+    async (name, json, pattern) => {
       const f = join(dir, `${name.replace(/\W+/g, '-')}.json`);
       writeFileSync(f, JSON.stringify(json));
-      const r = peftc(['ir', '--model', 'tiny', '--recipe', f, '--seq', '2']);
+      const r = await cli(['ir', '--model', 'tiny', '--recipe', f, '--seq', '2']);
       expect(r.code).toBe(1);
       expect(r.stderr.startsWith(`peftc: error: ${f}: `)).toBe(true);
       expect(r.stderr).toMatch(pattern);
@@ -50,7 +50,7 @@ describe('peftc ir on bad recipes', () => {
 });
 
 describe('peftc ir --print-after all', () => {
-  it('prints the IR after every pass of the pipeline, then the final IR', () => {
+  it('prints the IR after every pass of the pipeline, then the final IR', async () => {
     const f = join(dir, 'two-adapters.json');
     writeFileSync(
       f,
@@ -61,7 +61,7 @@ describe('peftc ir --print-after all', () => {
         ],
       }),
     );
-    const r = peftc(['ir', '--model', 'tiny', '--recipe', f, '--seq', '2', '--print-after', 'all']);
+    const r = await cli(['ir', '--model', 'tiny', '--recipe', f, '--seq', '2', '--print-after', 'all']);
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const all = r.stdout + r.stderr;

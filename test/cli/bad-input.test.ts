@@ -1,7 +1,8 @@
 // A user's bad inputs across `peftc`: every case must end in one `peftc: error: ...`
 // naming the file/flag/key and what to do, exit 1 (runtime) or 2 (usage), no stack
-// trace, no half-written --out, and no existing output destroyed.
-import { execFile } from 'node:child_process';
+// trace, no half-written --out, and no existing output destroyed. The cases run
+// in-process (runCli, what bin/peftc.js calls); a few also run as the real command,
+// which must exit with the same code and write the same error.
 import {
   copyFileSync,
   cpSync,
@@ -16,10 +17,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, peftc } from './run-cli.ts';
+import { type CliResult, cli, peftc } from './run-cli.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'peftc.js');
 const M = join(ROOT, 'examples/models/tiny-llama');
 const R = join(ROOT, 'examples/recipes/lora-tiny.json');
 const D = join(ROOT, 'examples/data/tiny-instruct.jsonl');
@@ -31,25 +31,6 @@ const p = (name: string) => join(dir, name);
 /** The --out of a case: unique, and must not exist after a failed run. */
 const out = (name: string) => p(`out-${name}`);
 const run = p('run'); // a trained adapter + checkpoint-1 (resume, init-adapter, adapter fixtures)
-
-// Same env as run-cli.ts, but asynchronous so cases run side by side.
-function peftcAsync(args: readonly string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        encoding: 'utf8',
-        timeout: 60_000,
-        env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-      },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? null) : 0;
-        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-      },
-    );
-  });
-}
 
 /** `model.safetensors` repacked without one tensor (a consistent file, just incomplete). */
 function withoutTensor(src: string, dst: string, drop: string): void {
@@ -103,9 +84,9 @@ function recipeFile(name: string, edit: (r: typeof recipe) => void): void {
   writeFileSync(p(name), JSON.stringify(r));
 }
 
-beforeAll(() => {
-  // One real training run: an adapter and a checkpoint to resume.
-  const t = peftc(['train', '--model', M, '--recipe', R, '--data', D, '--out', run, ...T]);
+beforeAll(async () => {
+  // One training run: an adapter and a checkpoint to resume.
+  const t = await cli(['train', '--model', M, '--recipe', R, '--data', D, '--out', run, ...T]);
   expect(t.stderr, t.stdout).not.toMatch(/error/);
   expect(t.code).toBe(0);
 
@@ -175,7 +156,7 @@ beforeAll(() => {
   mkdirSync(p('existing'));
   writeFileSync(p('existing/marker'), 'keep me\n');
   cpSync(run, p('run-copy'), { recursive: true });
-}, 60_000);
+});
 
 interface Case {
   readonly name: string;
@@ -622,34 +603,53 @@ const snapshot = (d: string) =>
     .sort()
     .map((f) => `${f}:${statSync(join(d, f)).size}`);
 
-describe.concurrent('peftc on bad input', () => {
+/** Runs a case and checks everything a bad input must give. */
+async function check(c: Case, run: (args: string[]) => Promise<CliResult>): Promise<CliResult> {
+  const before = { run: snapshot(p('run-copy')), existing: snapshot(p('existing')) };
+  const args = c.args();
+  // A failed command leaves no --out it did not find.
+  const outArg = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
+  const outExisted = outArg !== undefined && existsSync(outArg);
+  const r = await run(args);
+  expect(r.code, r.stderr).toBe(c.code);
+  expect(r.stderr).toMatch(/^peftc: error: /);
+  expect(r.stderr.match(/peftc: error:/g)).toHaveLength(1);
+  expect(r.stderr).toMatch(c.says);
+  // Our own error classes, not a bug (a TypeError would ask for PEFTC_DEBUG) or a trace.
+  expect(r.stderr).not.toMatch(/^ {4}at /m);
+  expect(r.stderr).not.toMatch(/PEFTC_DEBUG/);
+  if (outArg && !outExisted) expect(existsSync(outArg), `${outArg} was left behind`).toBe(false);
+  // Existing outputs are untouched.
+  expect(readFileSync(p('a-file'), 'utf8')).toBe('keep me\n');
+  expect(readFileSync(p('existing/marker'), 'utf8')).toBe('keep me\n');
+  expect(snapshot(p('existing'))).toEqual(before.existing);
+  expect(snapshot(p('run-copy'))).toEqual(before.run);
+  return r;
+}
+
+describe('peftc on bad input', () => {
   it.each(cases)('$name', async (c) => {
-    const before = { run: snapshot(p('run-copy')), existing: snapshot(p('existing')) };
-    const args = c.args();
-    // A failed command leaves no --out it did not find.
-    const outArg = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
-    const outExisted = outArg !== undefined && existsSync(outArg);
-    const r = await peftcAsync(args);
-    expect(r.code, r.stderr).toBe(c.code);
-    expect(r.stderr).toMatch(/^peftc: error: /);
-    expect(r.stderr.match(/peftc: error:/g)).toHaveLength(1);
-    expect(r.stderr).toMatch(c.says);
-    // Our own error classes, not a bug (a TypeError would ask for PEFTC_DEBUG) or a trace.
-    expect(r.stderr).not.toMatch(/^ {4}at /m);
-    expect(r.stderr).not.toMatch(/PEFTC_DEBUG/);
-    if (outArg && !outExisted) expect(existsSync(outArg), `${outArg} was left behind`).toBe(false);
-    // Existing outputs are untouched.
-    expect(readFileSync(p('a-file'), 'utf8')).toBe('keep me\n');
-    expect(readFileSync(p('existing/marker'), 'utf8')).toBe('keep me\n');
-    expect(snapshot(p('existing'))).toEqual(before.existing);
-    expect(snapshot(p('run-copy'))).toEqual(before.run);
+    await check(c, cli);
+  });
+});
+
+// What only a process shows: the status the shell sees for a runtime error (1), a
+// commander parse error (2) and our own usage error (2), and the same stderr as in-process.
+describe('the real command on bad input', () => {
+  const names = ['train --model missing', 'unknown option', 'quantize bad --blocksize'];
+  const real = cases.filter((c) => names.includes(c.name));
+  if (real.length !== names.length) throw new Error(`spawned cases: some of ${names} were renamed`);
+  it.each(real)('$name', async (c) => {
+    const spawned = await check(c, async (args) => peftc(args));
+    const inProcess = await cli(c.args());
+    expect(spawned).toEqual(inProcess);
   });
 });
 
 describe('peftc logits --out', () => {
-  it('creates the folders of a new --out file', () => {
+  it('creates the folders of a new --out file', async () => {
     const f = join(dir, 'new', 'sub', 'logits.safetensors');
-    const r = peftc(logits('ok', { '--out': f })());
+    const r = await cli(logits('ok', { '--out': f })());
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(existsSync(f)).toBe(true);

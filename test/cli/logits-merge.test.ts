@@ -1,4 +1,5 @@
-// `peftc logits` and `peftc merge` end to end on a small HF-format model and a PEFT adapter.
+// `peftc logits` and `peftc merge` end to end on a small HF-format model and a PEFT adapter
+// (in-process through runCli; the WebGPU case as the real command, which must exit).
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { bindParams } from '../../src/ir/weights.ts';
 import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
 import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
-import { peftc } from './run-cli.ts';
+import { type CliResult, cli, peftc } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-cli-'));
 const model = join(dir, 'model');
@@ -36,8 +37,9 @@ function maxDiff(a: Float32Array[], b: Float32Array[]): number {
   return m;
 }
 
-function run(args: string[]) {
-  const r = peftc(args);
+/** In-process by default; `spawn` runs the real command (a process that must exit once done). */
+async function run(args: string[], spawn = false): Promise<CliResult> {
+  const r = spawn ? peftc(args) : await cli(args);
   if (r.code !== 0) throw new Error(`peftc ${args.join(' ')} failed (${r.code}):\n${r.stderr}`);
   return r;
 }
@@ -63,10 +65,10 @@ describe('peftc logits / merge', () => {
     writeFileSync(tokens, JSON.stringify(seqs));
   });
 
-  it('--merge gives the logits of the unmerged adapter; merge writes a model that gives them too', () => {
+  it('--merge gives the logits of the unmerged adapter; merge writes a model that gives them too', async () => {
     const out = (n: string) => join(dir, `${n}.safetensors`);
-    run(['logits', '--model', model, '--tokens', tokens, '--out', out('base'), '--backend', 'cpu']);
-    run([
+    await run(['logits', '--model', model, '--tokens', tokens, '--out', out('base'), '--backend', 'cpu']);
+    await run([
       'logits',
       '--model',
       model,
@@ -79,7 +81,7 @@ describe('peftc logits / merge', () => {
       '--backend',
       'cpu',
     ]);
-    run([
+    await run([
       'logits',
       '--model',
       model,
@@ -100,7 +102,7 @@ describe('peftc logits / merge', () => {
     expect(maxDiff(lora, logitsOf(out('merged')))).toBeLessThan(1e-4);
 
     const merged = join(dir, 'merged-model');
-    const m = run(['merge', '--model', model, '--adapter', adapter, '--out', merged]);
+    const m = await run(['merge', '--model', model, '--adapter', adapter, '--out', merged]);
     expect(m.stdout).toMatch(/merged 6 weight\(s\)/);
     const cfg = JSON.parse(readFileSync(join(merged, 'config.json'), 'utf8'));
     expect(cfg.torch_dtype).toBe('bfloat16');
@@ -108,14 +110,24 @@ describe('peftc logits / merge', () => {
       SafetensorsFile.open(join(merged, 'model.safetensors')).info('model.layers.0.self_attn.q_proj.weight')
         .fileDtype,
     ).toBe('BF16');
-    run(['logits', '--model', merged, '--tokens', tokens, '--out', out('from-merged'), '--backend', 'cpu']);
+    await run([
+      'logits',
+      '--model',
+      merged,
+      '--tokens',
+      tokens,
+      '--out',
+      out('from-merged'),
+      '--backend',
+      'cpu',
+    ]);
     // The merged weights are stored in bf16 like the base: bf16 rounding of W + sBA.
     expect(maxDiff(lora, logitsOf(out('from-merged')))).toBeLessThan(5e-2);
   });
 
-  it('webgpu logits equal cpu logits', () => {
+  it('webgpu logits equal cpu logits (the real command: it exits after disposing the device)', async () => {
     const out = (n: string) => join(dir, `${n}.safetensors`);
-    run([
+    await run([
       'logits',
       '--model',
       model,
@@ -128,26 +140,29 @@ describe('peftc logits / merge', () => {
       '--backend',
       'cpu',
     ]);
-    run([
-      'logits',
-      '--model',
-      model,
-      '--adapter',
-      adapter,
-      '--tokens',
-      tokens,
-      '--out',
-      out('gpu'),
-      '--backend',
-      'webgpu',
-    ]);
+    await run(
+      [
+        'logits',
+        '--model',
+        model,
+        '--adapter',
+        adapter,
+        '--tokens',
+        tokens,
+        '--out',
+        out('gpu'),
+        '--backend',
+        'webgpu',
+      ],
+      true,
+    );
     expect(maxDiff(logitsOf(out('cpu')), logitsOf(out('gpu')))).toBeLessThan(1e-3);
   });
 
-  it('bad tokens and bad paths fail with a clear message and exit code 1', () => {
+  it('bad tokens and bad paths fail with a clear message and exit code 1', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify([[1, 2, 999]]));
-    const r = peftc([
+    const r = await cli([
       'logits',
       '--model',
       model,
@@ -160,10 +175,18 @@ describe('peftc logits / merge', () => {
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('bad.json: [0][2] = 999 is not a token id in [0, 259)');
-    const r2 = peftc(['merge', '--model', join(dir, 'nope'), '--adapter', adapter, '--out', join(dir, 'm2')]);
+    const r2 = await cli([
+      'merge',
+      '--model',
+      join(dir, 'nope'),
+      '--adapter',
+      adapter,
+      '--out',
+      join(dir, 'm2'),
+    ]);
     expect(r2.code).toBe(1);
     expect(r2.stderr).toMatch(/nope: not a model directory and not a preset/);
-    const r3 = peftc(['logits', '--model', model, '--tokens', tokens]);
+    const r3 = await cli(['logits', '--model', model, '--tokens', tokens]);
     expect(r3.code).toBe(2);
     expect(r3.stderr).toMatch(/required option '--out <file>' not specified/);
   });

@@ -10,7 +10,7 @@ import { bindParams } from '../../src/ir/weights.ts';
 import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
 import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
-import { peftc } from './run-cli.ts';
+import { cli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-qmerge-'));
 const plain = join(dir, 'plain');
@@ -23,24 +23,24 @@ const seqs = [
 ];
 const Q = 'model.layers.0.self_attn.q_proj.weight';
 
-function run(args: string[]) {
-  const r = peftc(args);
+async function run(args: string[]) {
+  const r = await cli(args);
   if (r.code !== 0) throw new Error(`peftc ${args.join(' ')} failed (${r.code}):\n${r.stderr}`);
   return r;
 }
 
-function logits(model: string, name: string, extra: string[] = []): Float32Array[] {
+async function logits(model: string, name: string, extra: string[] = []): Promise<Float32Array[]> {
   const file = join(dir, `${name}.safetensors`);
-  run(['logits', '--model', model, ...extra, '--tokens', tokens, '--out', file, '--backend', 'cpu']);
+  await run(['logits', '--model', model, ...extra, '--tokens', tokens, '--out', file, '--backend', 'cpu']);
   const f = SafetensorsFile.open(file);
   return seqs.map((_, i) => f.read(`logits.${i}`).data as Float32Array);
 }
 
 /** The float-merged model (written once; both tests use it). */
-function mergedFloat(): { dir: string; stdout: string } {
+async function mergedFloat(): Promise<{ dir: string; stdout: string }> {
   const out = join(dir, 'merged-float');
   if (existsSync(out)) return { dir: out, stdout: '' };
-  const r = run(['merge', '--model', bnb, '--adapter', adapter, '--out', out, '--merge-into', 'float']);
+  const r = await run(['merge', '--model', bnb, '--adapter', adapter, '--out', out, '--merge-into', 'float']);
   return { dir: out, stdout: r.stdout };
 }
 
@@ -53,11 +53,11 @@ function maxDiff(a: Float32Array[], b: Float32Array[]): number {
 }
 
 describe('peftc merge on a bitsandbytes 4-bit base', () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     const c = presetConfig('tiny');
     const base = randomLlamaWeights(c, 11);
     saveModelDir(plain, c, base);
-    run(['quantize', '--model', plain, '--out', bnb, '--double-quant']);
+    await run(['quantize', '--model', plain, '--out', bnb, '--double-quant']);
     const o = loraOptions.parse({
       r: 4,
       lora_alpha: 16,
@@ -72,10 +72,10 @@ describe('peftc merge on a bitsandbytes 4-bit base', () => {
     writeFileSync(tokens, JSON.stringify(seqs));
   });
 
-  it('--merge-into float: a full-precision model giving the unmerged QLoRA logits', () => {
-    const unmerged = logits(bnb, 'qlora', ['--adapter', adapter]);
-    expect(maxDiff(unmerged, logits(bnb, 'qbase'))).toBeGreaterThan(1e-2);
-    const { dir: out, stdout } = mergedFloat();
+  it('--merge-into float: a full-precision model giving the unmerged QLoRA logits', async () => {
+    const unmerged = await logits(bnb, 'qlora', ['--adapter', adapter]);
+    expect(maxDiff(unmerged, await logits(bnb, 'qbase'))).toBeGreaterThan(1e-2);
+    const { dir: out, stdout } = await mergedFloat();
     expect(stdout).toMatch(/merged 6 weight\(s\)/);
     const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(cfg.quantization_config).toBeUndefined();
@@ -86,19 +86,29 @@ describe('peftc merge on a bitsandbytes 4-bit base', () => {
     expect(st.read(Q).dtype).toBe('f32');
     expect(st.read(Q).shape).toEqual([64, 64]);
     // dequantize + s B A in f32: agreement to f32 rounding.
-    expect(maxDiff(unmerged, logits(out, 'from-float'))).toBeLessThan(1e-4);
+    expect(maxDiff(unmerged, await logits(out, 'from-float'))).toBeLessThan(1e-4);
   });
 
-  it('--merge-into 4bit: the 4-bit layout again, within the requantization rounding, with a warning', () => {
-    const unmerged = logits(bnb, 'qlora4', ['--adapter', adapter]);
+  it('--merge-into 4bit: the 4-bit layout again, within the requantization rounding, with a warning', async () => {
+    const unmerged = await logits(bnb, 'qlora4', ['--adapter', adapter]);
     const out = join(dir, 'merged-4bit');
-    const r = run(['merge', '--model', bnb, '--adapter', adapter, '--out', out, '--merge-into', '4bit']);
+    const r = await run([
+      'merge',
+      '--model',
+      bnb,
+      '--adapter',
+      adapter,
+      '--out',
+      out,
+      '--merge-into',
+      '4bit',
+    ]);
     const m = /warning: .*requantizes 6 weight\(s\).*max \|change\| = ([0-9.e+-]+)/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     const change = Number(m![1]);
     // Requantizing rounds to the nearest NF4 code: at most half the widest gap (0.139) of a
     // block's absmax (double-quant absmax slightly above max |W|).
-    const merged = openCheckpoint(mergedFloat().dir).read(Q).data;
+    const merged = openCheckpoint((await mergedFloat()).dir).read(Q).data;
     const maxW = Math.max(...Array.from(merged, Math.abs));
     expect(change).toBeGreaterThan(0);
     expect(change).toBeLessThan(0.14 * maxW * 1.01);
@@ -113,20 +123,20 @@ describe('peftc merge on a bitsandbytes 4-bit base', () => {
     expect(Array.from(st.read(k).data)).toEqual(Array.from(openCheckpoint(bnb).read(k).data));
     // The requantized weights are exactly what quantizing the float-merged model gives.
     const requant = join(dir, 'requant');
-    run(['quantize', '--model', mergedFloat().dir, '--out', requant, '--double-quant']);
+    await run(['quantize', '--model', (await mergedFloat()).dir, '--out', requant, '--double-quant']);
     for (const key of [Q, `${Q}.absmax`, `${Q}.nested_absmax`])
       expect(Array.from(st.read(key).data)).toEqual(Array.from(openCheckpoint(requant).read(key).data));
     // Stated bound: the merged-4bit logits are no farther from the unmerged QLoRA logits than
     // quantizing the whole float-merged model moves its logits (that rounds these 6 weights
     // identically, and 8 more).
-    const d4 = maxDiff(unmerged, logits(out, 'from-4bit'));
-    const dq = maxDiff(logits(mergedFloat().dir, 'mf'), logits(requant, 'rq'));
+    const d4 = maxDiff(unmerged, await logits(out, 'from-4bit'));
+    const dq = maxDiff(await logits((await mergedFloat()).dir, 'mf'), await logits(requant, 'rq'));
     expect(d4).toBeGreaterThan(0);
     expect(d4).toBeLessThan(1.5 * dq);
   });
 
-  it('refuses a bad --merge-into, and --merge-into on a full-precision model', () => {
-    const r = peftc([
+  it('refuses a bad --merge-into, and --merge-into on a full-precision model', async () => {
+    const r = await cli([
       'merge',
       '--model',
       bnb,
@@ -139,7 +149,7 @@ describe('peftc merge on a bitsandbytes 4-bit base', () => {
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--merge-into must be float or 4bit, got '8bit'/);
-    const r2 = peftc([
+    const r2 = await cli([
       'merge',
       '--model',
       plain,

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +11,8 @@ import {
   registerConflict,
   resolveRecipe,
 } from '../../src/methods/index.ts';
+
+import { cli } from '../cli/run-cli.ts';
 
 const root = join(import.meta.dirname, '../..');
 
@@ -173,11 +174,13 @@ describe('recipes', () => {
 });
 
 describe('peftc ir', () => {
-  const peftc = (...args: string[]) =>
-    spawnSync(process.execPath, [join(root, 'bin/peftc.js'), ...args], { encoding: 'utf8', timeout: 60_000 });
+  const peftc = async (...args: string[]) => {
+    const r = await cli(args);
+    return { ...r, status: r.code };
+  };
 
-  it('prints the IR after the recipe', () => {
-    const r = peftc(
+  it('prints the IR after the recipe', async () => {
+    const r = await peftc(
       'ir',
       '--model',
       'tiny',
@@ -194,14 +197,14 @@ describe('peftc ir', () => {
     expect(r.stdout).toMatch(/: i32\[1,2\]/);
   });
 
-  it('exits non-zero with the message on a bad recipe', () => {
+  it('exits non-zero with the message on a bad recipe', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'recipe-'));
     const f = join(dir, 'typo.json');
     writeFileSync(f, JSON.stringify({ methods: [{ method: 'lora', rnak: 8 }] }));
-    const r = peftc('ir', '--model', 'tiny', '--recipe', f);
+    const r = await peftc('ir', '--model', 'tiny', '--recipe', f);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`peftc: error: ${f}: methods[0].rnak: unknown key; did you mean r?`);
-    const r2 = peftc('ir', '--model', 'nope');
+    const r2 = await peftc('ir', '--model', 'nope');
     expect(r2.status).toBe(1);
     expect(r2.stderr).toMatch(/--model 'nope' is neither a preset \(.*tiny.*\) nor a model directory/);
   });

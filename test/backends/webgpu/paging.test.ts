@@ -196,5 +196,5 @@ await gpuSuite('paged optimizer state on WebGPU', ({ backend }) => {
       // to the end of the step: at least the state bytes are saved.
       expect(saved).toBeGreaterThanOrEqual(resident.states);
     }
-  }, 120_000);
+  });
 });

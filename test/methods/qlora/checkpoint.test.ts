@@ -16,7 +16,7 @@ import { loadBnb4bitModel, quantizeCheckpoint } from '../../../src/models/bnb4bi
 import { buildLlama, PRESETS, randomLlamaWeights, toHfConfig } from '../../../src/models/llama/index.ts';
 import { runPipeline } from '../../../src/passes/pipeline.ts';
 import { dequantizeWeight, quantizeWeight } from '../../../src/quant/quant-state.ts';
-import { peftc } from '../../cli/run-cli.ts';
+import { cli } from '../../cli/run-cli.ts';
 import { useTmpDirs } from '../../io/tmp.ts';
 import { expectClose } from '../../ops/case.ts';
 
@@ -34,11 +34,11 @@ function writeTiny(dir: string) {
 const Q = 'model.layers.1.mlp.down_proj.weight';
 
 describe('peftc quantize and loading bitsandbytes 4-bit checkpoints', () => {
-  it('writes the bnb layout; reading it back gives the same dequantized weights and outputs', () => {
+  it('writes the bnb layout; reading it back gives the same dequantized weights and outputs', async () => {
     const src = tmp();
     const w = writeTiny(src);
     const out = path.join(tmp(), 'q');
-    const r = peftc(['quantize', '--model', src, '--out', out, '--quant-type', 'nf4', '--double-quant']);
+    const r = await cli(['quantize', '--model', src, '--out', out, '--quant-type', 'nf4', '--double-quant']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     // Bits per parameter measured on the written buffers: ~4.127 with double quant (+ the
@@ -46,7 +46,7 @@ describe('peftc quantize and loading bitsandbytes 4-bit checkpoints', () => {
     expect(r.stdout).toMatch(
       /quantized 14 linear weights .* to nf4 \+ double quant, blocksize 64; wrote .*\n4-bit base: 14 weights, \d+ params, \d+ bytes = 4\.1[2-9]\d bits\/param/,
     );
-    const plain = peftc(['quantize', '--model', src, '--out', path.join(tmp(), 'p')]);
+    const plain = await cli(['quantize', '--model', src, '--out', path.join(tmp(), 'p')]);
     expect(plain.stdout).toMatch(/4-bit base: 14 weights, \d+ params, \d+ bytes = 4\.500 bits\/param/);
 
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
@@ -100,13 +100,13 @@ describe('peftc quantize and loading bitsandbytes 4-bit checkpoints', () => {
     expect(loadBnb4bitModel(src)).toBeUndefined();
   });
 
-  it('fails on bad flags and existing output with clear messages', () => {
+  it('fails on bad flags and existing output with clear messages', async () => {
     const src = tmp();
     writeTiny(src);
-    const r1 = peftc(['quantize', '--model', src, '--out', path.join(tmp(), 'x'), '--blocksize', '48']);
+    const r1 = await cli(['quantize', '--model', src, '--out', path.join(tmp(), 'x'), '--blocksize', '48']);
     expect(r1.code).toBe(2); // a usage error
     expect(r1.stderr).toMatch(/--blocksize must be one of 32, 64/);
-    const r2 = peftc(['quantize', '--model', src, '--out', src]);
+    const r2 = await cli(['quantize', '--model', src, '--out', src]);
     expect(r2.stderr).toMatch(/already exists/);
   });
 
