@@ -7,11 +7,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
-import { bindParams } from '../../src/ir/weights.ts';
-import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
-import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { maxDiff, writeRandomAdapter } from './fixtures.ts';
 import { peftc } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-4bit-'));
@@ -35,14 +33,6 @@ async function logits(name: string, model: string, extra: { adapter?: string[]; 
   return read(out);
 }
 
-function maxDiff(a: Float32Array[], b: Float32Array[]): number {
-  let m = 0;
-  a.forEach((x, k) => {
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - b[k][i]));
-  });
-  return m;
-}
-
 describe('4-bit bases all the way', () => {
   beforeAll(() => {
     const c = presetConfig('tiny');
@@ -50,18 +40,14 @@ describe('4-bit bases all the way', () => {
     saveModelDir(plain, c, base);
     // What `peftc quantize --double-quant` runs.
     quantizeCheckpoint(plain, bnb, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
-    const o = loraOptions.parse({
-      r: 4,
-      lora_alpha: 16,
-      target_modules: ['q_proj', 'v_proj'],
-      init_lora_weights: false,
-    });
-    const inj = injectLora(buildLlama(c, { batch: 1, seq: 4 }), o, base);
-    const w = bindParams(inj.graph, inj.weights!, 3);
-    // Scale B up so the adapter visibly changes the logits.
-    for (const n of w.names())
-      if (n.includes('lora_B')) w.get(n)!.data.forEach((_, i, a) => void (a[i] *= 20));
-    savePeftAdapter(adapter, inj.graph, (n) => w.get(n)!, o, bnb);
+    // B scaled up so that the adapter visibly changes the logits.
+    writeRandomAdapter(
+      adapter,
+      buildLlama(c, { batch: 1, seq: 4 }),
+      base,
+      { r: 4, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] },
+      bnb,
+    );
     writeFileSync(tokens, JSON.stringify(seqs));
   });
 

@@ -5,10 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
-import { bindParams } from '../../src/ir/weights.ts';
-import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
-import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { maxDiff, writeRandomAdapter } from './fixtures.ts';
 import { type CliResult, cli, peftc } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-cli-'));
@@ -29,14 +27,6 @@ function logitsOf(file: string): Float32Array[] {
   });
 }
 
-function maxDiff(a: Float32Array[], b: Float32Array[]): number {
-  let m = 0;
-  a.forEach((x, k) => {
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - b[k][i]));
-  });
-  return m;
-}
-
 /** In-process by default; `spawn` runs the real command (a process that must exit once done). */
 async function run(args: string[], spawn = false): Promise<CliResult> {
   const r = spawn ? peftc(args) : await cli(args);
@@ -50,18 +40,14 @@ describe('peftc logits / merge', () => {
     const base = randomLlamaWeights(c, 11);
     saveModelDir(model, c, base);
     const g = buildLlama(c, { batch: 1, seq: 4 });
-    const o = loraOptions.parse({
-      r: 4,
-      lora_alpha: 16,
-      target_modules: ['q_proj', 'v_proj', 'up_proj'],
-      init_lora_weights: false,
-    });
-    const inj = injectLora(g, o, base);
-    const w = bindParams(inj.graph, inj.weights!, 3);
-    // Scale B up so the adapter visibly changes the logits.
-    for (const n of w.names())
-      if (n.includes('lora_B')) w.get(n)!.data.forEach((_, i, a) => void (a[i] *= 20));
-    savePeftAdapter(adapter, inj.graph, (n) => w.get(n)!, o, model);
+    // B scaled up so that the adapter visibly changes the logits.
+    writeRandomAdapter(
+      adapter,
+      g,
+      base,
+      { r: 4, lora_alpha: 16, target_modules: ['q_proj', 'v_proj', 'up_proj'] },
+      model,
+    );
     writeFileSync(tokens, JSON.stringify(seqs));
   });
 

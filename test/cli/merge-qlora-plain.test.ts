@@ -7,11 +7,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeToDir } from '../../src/cli/commands/merge.ts';
 import { openCheckpoint } from '../../src/io/safetensors/index.ts';
-import { bindParams } from '../../src/ir/weights.ts';
-import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
-import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { writeRandomAdapter } from './fixtures.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-qmerge-plain-'));
 const plain = join(dir, 'plain');
@@ -26,15 +24,13 @@ describe('peftc merge on a 4-bit base: adapters on full-precision weights', () =
     const base = randomLlamaWeights(c, 5);
     saveModelDir(plain, c, base);
     quantizeCheckpoint(plain, bnb, { quantType: 'nf4', doubleQuant: true });
-    const o = loraOptions.parse({
-      r: 2,
-      lora_alpha: 8,
-      target_modules: ['q_proj', 'lm_head'],
-      init_lora_weights: false,
-    });
-    const inj = injectLora(buildLlama(c, { batch: 1, seq: 4 }), o, base);
-    const w = bindParams(inj.graph, inj.weights!, 3);
-    savePeftAdapter(adapter, inj.graph, (n) => w.get(n)!, o, bnb);
+    const { weights: w } = writeRandomAdapter(
+      adapter,
+      buildLlama(c, { batch: 1, seq: 4 }),
+      base,
+      { r: 2, lora_alpha: 8, target_modules: ['q_proj', 'lm_head'], scaleB: 1 },
+      bnb,
+    );
     // W + s B A for the head, from the adapter's own tensors (s = alpha / r = 4).
     const W = openCheckpoint(bnb).read(HEAD);
     const A = w.get('lm_head.lora_A.default.weight')!;

@@ -6,10 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openCheckpoint, SafetensorsFile } from '../../src/io/safetensors/index.ts';
-import { bindParams } from '../../src/ir/weights.ts';
-import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
-import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { maxDiff, writeRandomAdapter } from './fixtures.ts';
 import { cli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-qmerge-'));
@@ -44,31 +42,20 @@ async function mergedFloat(): Promise<{ dir: string; stdout: string }> {
   return { dir: out, stdout: r.stdout };
 }
 
-function maxDiff(a: Float32Array[], b: Float32Array[]): number {
-  let m = 0;
-  a.forEach((x, k) => {
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - b[k][i]));
-  });
-  return m;
-}
-
 describe('peftc merge on a bitsandbytes 4-bit base', () => {
   beforeAll(async () => {
     const c = presetConfig('tiny');
     const base = randomLlamaWeights(c, 11);
     saveModelDir(plain, c, base);
     await run(['quantize', '--model', plain, '--out', bnb, '--double-quant']);
-    const o = loraOptions.parse({
-      r: 4,
-      lora_alpha: 16,
-      target_modules: ['q_proj', 'v_proj', 'up_proj'],
-      init_lora_weights: false,
-    });
-    const inj = injectLora(buildLlama(c, { batch: 1, seq: 4 }), o, base);
-    const w = bindParams(inj.graph, inj.weights!, 3);
-    for (const n of w.names())
-      if (n.includes('lora_B')) w.get(n)!.data.forEach((_, i, a) => void (a[i] *= 20));
-    savePeftAdapter(adapter, inj.graph, (n) => w.get(n)!, o, bnb);
+    // B scaled up so that the adapter visibly changes the logits.
+    writeRandomAdapter(
+      adapter,
+      buildLlama(c, { batch: 1, seq: 4 }),
+      base,
+      { r: 4, lora_alpha: 16, target_modules: ['q_proj', 'v_proj', 'up_proj'] },
+      bnb,
+    );
     writeFileSync(tokens, JSON.stringify(seqs));
   });
 

@@ -2,12 +2,13 @@
 // tokenizer (ids are checked against the model's vocab_size), and the eval split is the
 // user's (--eval-fraction, recipe eval_fraction, --eval-data; too little data trains on
 // every row with a notice; the step-0 eval is logged; evals reach the console).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runTrain, summary, type TrainCliOptions } from '../../src/cli/commands/train.ts';
+import type { TrainCliOptions } from '../../src/cli/commands/train.ts';
 import { presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { trainCaptured, trainLogOf } from './fixtures.ts';
 import { peftc } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-train-data-'));
@@ -48,37 +49,17 @@ const args = (model: string, data: string, out: string, extra: string[] = []) =>
   ...['--steps', '2', '--batch', '2', '--seq', '16', '--backend', 'cpu', '--no-plot', ...extra],
 ];
 
-/** runTrain in-process with its progress output captured. */
-async function trainIn(o: Partial<TrainCliOptions>) {
-  let text = '';
-  const stream = {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    isTTY: false,
-  };
-  const opts: TrainCliOptions = {
-    model: 'tiny',
-    recipe: recipe(),
-    tokens,
+/** runTrain in-process with its progress output captured (test/cli/fixtures.ts). */
+const trainIn = (o: Partial<TrainCliOptions>) =>
+  trainCaptured({
     out: mkdtempSync(join(dir, 'out-')),
     steps: 2,
-    batch: 2,
-    seq: 16,
-    backend: 'cpu',
-    plot: false,
+    recipe: recipe(),
+    tokens,
     ...o,
-  };
-  const r = await runTrain(opts, stream as never);
-  return { r, text, out: opts.out, line: summary(r, opts.out) };
-}
+  });
 
-const logOf = (out: string) =>
-  readFileSync(join(out, 'log.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
+const logOf = trainLogOf;
 
 describe('--tokens needs no tokenizer (item 1)', () => {
   it('trains a vocab_size-256 model without tokenizer files from token ids', () => {

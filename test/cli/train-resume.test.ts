@@ -8,8 +8,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runTrain, summary, type TrainCliOptions } from '../../src/cli/commands/train.ts';
+import type { TrainCliOptions } from '../../src/cli/commands/train.ts';
 import { lrAt } from '../../src/train/schedule.ts';
+import { trainCaptured, trainLogOf } from './fixtures.ts';
 import { peftc } from './run-cli.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'peftc.js');
@@ -38,35 +39,16 @@ const recipe = (schedule: Record<string, unknown>) => {
 };
 const cosine = recipe({ type: 'cosine', warmup_steps: 0 });
 
-async function trainIn(o: Partial<TrainCliOptions>) {
-  let text = '';
-  const stream = {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    isTTY: false,
-  };
-  const opts: TrainCliOptions = {
-    model: 'tiny',
+/** runTrain in-process with its progress output captured (test/cli/fixtures.ts). */
+const trainIn = (o: Partial<TrainCliOptions>) =>
+  trainCaptured({
+    out: join(dir, 'run'),
     recipe: cosine,
     tokens,
-    out: join(dir, 'run'),
-    batch: 2,
-    seq: 16,
-    backend: 'cpu',
-    plot: false,
     ...o,
-  };
-  const r = await runTrain(opts, stream as never);
-  return { r, text, line: summary(r, opts.out) };
-}
+  });
 
-const logOf = (out: string) =>
-  readFileSync(join(out, 'log.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l));
+const logOf = trainLogOf;
 
 describe('peftc train --resume', () => {
   it('refuses to re-stretch a cosine schedule unless --schedule-steps restates it; the summary counts this run', async () => {
