@@ -3,6 +3,7 @@
 import '../passes/builtin.ts';
 import './lora/index.ts';
 import './qlora/index.ts';
+import './loraplus/index.ts';
 
 export * from './conflicts.ts';
 export * from './recipe.ts';

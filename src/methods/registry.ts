@@ -33,6 +33,20 @@ export interface MethodProperties {
   readonly mergeUnmergeIdentity: boolean;
   /** The method adds trainable params (adapters do; a base rewrite like qlora does not). Default true. */
   readonly addsTrainableParams?: boolean;
+  /**
+   * The method rewrites the graph (default true). False for a method that acts on the
+   * optimizer only (LoRA+): its apply returns the graph unchanged, which the tests check.
+   */
+  readonly changesGraph?: boolean;
+}
+
+/** What a method's paramGroups hook may know besides the groups: shapes and the optimizer's settings. */
+export interface ParamGroupContext {
+  /** Shape of a trainable param, by name. */
+  readonly shapeOf: (name: string) => readonly number[];
+  /** The optimizer's lr and weight decay (a group without its own uses these). */
+  readonly lr: number;
+  readonly weightDecay: number;
 }
 
 export interface MethodFixtures {
@@ -55,7 +69,7 @@ export interface MethodDef<O = unknown> {
   /** Undo merge: restore the adapter from the store and subtract it from the base weights. */
   readonly unmerge?: (g: Graph, options: O, ctx: MethodContext) => PassResult;
   /** What the method does to the optimizer's param groups (LoRA+: B at a higher lr). Default: nothing. */
-  readonly paramGroups?: (groups: readonly ParamGroup[], options: O) => ParamGroup[];
+  readonly paramGroups?: (groups: readonly ParamGroup[], options: O, ctx: ParamGroupContext) => ParamGroup[];
   /**
    * How a trained run saves this method's params for other tools. 'lora': a PEFT LoRA
    * adapter (adapter_config.json + adapter_model.safetensors) written from the options,

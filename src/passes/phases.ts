@@ -24,7 +24,10 @@ export interface TrainSettings {
    * optimizer pass receives, in graph order); called when that pass runs, since the
    * recipe's methods make those params. Default: one group (the optimizer's lr and decay).
    */
-  readonly groups?: (trainable: readonly string[]) => readonly ParamGroupSpec[];
+  readonly groups?: (
+    trainable: readonly string[],
+    shapeOf: (name: string) => readonly number[],
+  ) => readonly ParamGroupSpec[];
 }
 
 export interface PhaseContext {
@@ -63,6 +66,16 @@ export function phasePasses(name: string, ctx: PhaseContext = {}): PipelineStep[
   return getPhase(name).passes(ctx);
 }
 
+/** Shape of a param of `g` by name (for param-group rules that look at a param's rank). */
+function paramShapes(g: Graph): (name: string) => readonly number[] {
+  const shapes = new Map(g.params().map((p) => [String(p.attrs.name), p.type.shape]));
+  return (name) => {
+    const s = shapes.get(name);
+    if (!s) throw new PassError(`no param named '${name}' in the graph`);
+    return s;
+  };
+}
+
 export function trainableNames(g: Graph): string[] {
   return g
     .params()
@@ -86,7 +99,7 @@ builtin.push({
       name: 'optimizer',
       resolve: (g): OptimizerStepOptions => ({
         optimizer: train.optimizer,
-        groups: train.groups ? [...train.groups(trainableNames(g))] : [],
+        groups: train.groups ? [...train.groups(trainableNames(g), paramShapes(g))] : [],
         maxGradNorm: train.maxGradNorm,
         accumulate: train.accumulate,
       }),

@@ -49,11 +49,20 @@ export interface PreparedRun {
 }
 
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
-function paramGroups(recipe: Recipe, trainable: readonly string[]): ParamGroupSpec[] {
+function paramGroups(
+  recipe: Recipe,
+  trainable: readonly string[],
+  shapeOf: (name: string) => readonly number[],
+): ParamGroupSpec[] {
   let groups: MethodParamGroup[] = [{ name: 'default', params: [...trainable] }];
   for (const m of recipe.methods) {
     const def = getMethod(m.method);
-    if (def.paramGroups) groups = def.paramGroups(groups, m.options as never);
+    if (def.paramGroups)
+      groups = def.paramGroups(groups, m.options as never, {
+        shapeOf,
+        lr: recipe.optimizer.lr,
+        weightDecay: recipe.optimizer.weight_decay,
+      });
   }
   // The recipe's own groups take their params out of whatever group held them.
   const claimed = new Set<string>();
@@ -93,9 +102,9 @@ export function trainSettings(recipe: Recipe): TrainSettings {
     maxGradNorm: recipe.max_grad_norm ?? undefined,
     checkpointing: recipe.checkpointing,
     accumulate: recipe.gradient_accumulation_steps,
-    groups: (trainable) => {
+    groups: (trainable, shapeOf) => {
       requireTrainable(trainable);
-      return paramGroups(recipe, trainable);
+      return paramGroups(recipe, trainable, shapeOf);
     },
   };
 }

@@ -1,0 +1,141 @@
+// LoRA+ as PEFT's create_loraplus_optimizer builds its groups (src/methods/loraplus): every
+// trainable param of a LLaMA model with its lr and weight decay; the rules on synthetic
+// names (bias -> no decay, 1-D -> B side); the embedding group that PEFT's code never fills;
+// recipe order and a missing adapter as errors; and qlora + lora + loraplus training.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runTrain } from '../../src/cli/commands/train.ts';
+import { parseRecipe, type RecipeInput } from '../../src/methods/index.ts';
+import { loraplusGroups, loraplusOptions } from '../../src/methods/loraplus/index.ts';
+import { buildLlama, presetConfig } from '../../src/models/llama/index.ts';
+import { runPipeline } from '../../src/passes/index.ts';
+import { trainableNames } from '../../src/passes/phases.ts';
+import { runPipelines, trainSettings } from '../../src/train/setup.ts';
+
+/** name -> [lr, weight_decay] of every trainable param, as the optimizer pass will get them. */
+function lrTable(input: RecipeInput): Record<string, [number, number]> {
+  const recipe = parseRecipe(input);
+  const g = buildLlama(presetConfig('tiny'), { batch: 1, seq: 4 }, { loss: true });
+  const applied = runPipeline(g, runPipelines(recipe).methods, { log: () => {} }).graph;
+  const shapes = new Map(applied.params().map((p) => [String(p.attrs.name), p.type.shape]));
+  const groups = trainSettings(recipe).groups!(trainableNames(applied), (n) => shapes.get(n)!);
+  const out: Record<string, [number, number]> = {};
+  for (const gr of groups)
+    for (const n of gr.params) out[n] = [gr.lrScale * recipe.optimizer.lr, gr.weightDecay];
+  return out;
+}
+
+const lora = {
+  method: 'lora',
+  r: 2,
+  lora_alpha: 4,
+  target_modules: ['q_proj', 'v_proj', 'embed_tokens'],
+  modules_to_save: ['norm', 'lm_head'],
+};
+
+describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
+  it('lists every trainable param of a LLaMA model with its lr and weight decay', () => {
+    const t = lrTable({
+      methods: [lora, { method: 'loraplus', loraplus_lr_ratio: 16, loraplus_lr_embedding: 1e-6 }],
+      optimizer: { type: 'adamw', lr: 1e-3, weight_decay: 0.05 },
+    });
+    const A: [number, number] = [1e-3, 0.05];
+    const B: [number, number] = [16e-3, 0.05];
+    const layer = (i: number) => ({
+      [`model.layers.${i}.input_layernorm.modules_to_save.default.weight`]: B,
+      [`model.layers.${i}.post_attention_layernorm.modules_to_save.default.weight`]: B,
+      [`model.layers.${i}.self_attn.q_proj.lora_A.default.weight`]: A,
+      [`model.layers.${i}.self_attn.q_proj.lora_B.default.weight`]: B,
+      [`model.layers.${i}.self_attn.v_proj.lora_A.default.weight`]: A,
+      [`model.layers.${i}.self_attn.v_proj.lora_B.default.weight`]: B,
+    });
+    expect(t).toEqual({
+      // PEFT's embedding group never fills (its isinstance check sees the parameter, not
+      // the layer) and "lora_embedding_B" does not contain "lora_B": both at lr, as there.
+      'model.embed_tokens.lora_embedding_A.default': A,
+      'model.embed_tokens.lora_embedding_B.default': A,
+      ...layer(0),
+      ...layer(1),
+      // 1-D (the final norm) -> B side, with decay (RMSNorm is not nn.LayerNorm); 2-D copy -> A.
+      'model.norm.modules_to_save.default.weight': B,
+      'lm_head.modules_to_save.default.weight': A,
+    });
+  });
+
+  it('splits by name and rank exactly as PEFT: lora_B or 1-D -> lr * ratio; "bias" there -> no decay', () => {
+    const shapes: Record<string, number[]> = {
+      'm.q.lora_A.default.weight': [2, 8],
+      'm.q.lora_B.default.weight': [8, 2],
+      'm.q.bias': [8],
+      'm.norm.weight': [8],
+      'm.e.lora_embedding_B.default': [8, 2],
+      'm.head.weight': [4, 8],
+    };
+    const groups = loraplusGroups(Object.keys(shapes), loraplusOptions.parse({ loraplus_lr_ratio: 4 }), {
+      shapeOf: (n) => shapes[n],
+      lr: 0.5,
+      weightDecay: 0.1,
+    });
+    expect(groups).toEqual([
+      {
+        name: 'loraplus_A',
+        params: ['m.q.lora_A.default.weight', 'm.e.lora_embedding_B.default', 'm.head.weight'],
+        lr: 0.5,
+        weight_decay: 0.1,
+      },
+      {
+        name: 'loraplus_B',
+        params: ['m.q.lora_B.default.weight', 'm.norm.weight'],
+        lr: 2,
+        weight_decay: 0.1,
+      },
+      { name: 'loraplus_B_no_decay', params: ['m.q.bias'], lr: 2, weight_decay: 0 },
+    ]);
+  });
+
+  it('recipe errors: ratio required, loraplus before lora, no adapter to regroup', () => {
+    expect(() => parseRecipe({ methods: [lora, { method: 'loraplus' }] })).toThrow(
+      /methods\[1\]\.loraplus_lr_ratio/,
+    );
+    expect(() => parseRecipe({ methods: [{ method: 'loraplus', loraplus_lr_ratio: 16 }, lora] })).toThrow(
+      /loraplus regroups the params of the adapters before it/,
+    );
+    expect(() =>
+      lrTable({
+        methods: [{ method: 'loraplus', loraplus_lr_ratio: 16 }],
+        optimizer: { type: 'adamw', lr: 1e-3 },
+        // The model's own weights trainable, but no LoRA param among them.
+        param_groups: [],
+      }),
+    ).toThrow(/loraplus: no trainable LoRA param to regroup|no trainable parameter/);
+  });
+
+  it('qlora + lora + loraplus trains on the bundled model (cpu) and lowers the eval loss', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peftc-loraplus-'));
+    const tokens = join(dir, 'tokens.json');
+    // Byte-level rows of the bundled vocabulary (BOS 256), repeated text the model can fit.
+    const row = [256, ...Array.from(Buffer.from('the cat sat on the mat. '.repeat(3)))].slice(0, 33);
+    writeFileSync(tokens, JSON.stringify(Array.from({ length: 12 }, () => row)));
+    const r = await runTrain(
+      {
+        model: 'examples/models/tiny-llama',
+        recipe: 'examples/recipes/qlora-loraplus-tiny.json',
+        tokens,
+        out: join(dir, 'run'),
+        steps: 8,
+        batch: 2,
+        seq: 32,
+        backend: 'cpu',
+        plot: false,
+        evalEvery: 8,
+      },
+      { write: () => true, isTTY: false } as never,
+    );
+    const first = r.evalLosses[0].loss;
+    const last = r.evalLosses[r.evalLosses.length - 1].loss;
+    expect(last).toBeLessThan(first);
+    expect(r.adapterDirs.length).toBe(1);
+  });
+});
