@@ -1,8 +1,8 @@
 // LoRA+ as PEFT's create_loraplus_optimizer builds its groups (src/methods/loraplus): every
-// trainable param of a LLaMA model with its lr and weight decay; the rules on synthetic
-// names (bias -> no decay, 1-D -> B side); the embedding group that PEFT's code never fills;
-// recipe order and a missing adapter as errors; and qlora + lora + loraplus training.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+// trainable param of a LLaMA model with its lr and weight decay, equal to what PEFT 0.21
+// built (golden fixture); the rules on synthetic names (embedding LoRA, bias -> no decay,
+// 1-D -> B side); recipe order and a missing adapter as errors; qlora + lora + loraplus trains.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -38,11 +38,21 @@ const lora = {
 describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
   it('lists every trainable param of a LLaMA model with its lr and weight decay', () => {
     const t = lrTable({
-      methods: [lora, { method: 'loraplus', loraplus_lr_ratio: 16, loraplus_lr_embedding: 1e-6 }],
-      optimizer: { type: 'adamw', lr: 1e-3, weight_decay: 0.05 },
+      methods: [
+        lora,
+        {
+          method: 'loraplus',
+          loraplus_lr_ratio: 16,
+          loraplus_lr_embedding: 1e-6,
+          loraplus_weight_decay: 0.05,
+        },
+      ],
+      // The optimizer's own weight decay is not used: PEFT sets one per group.
+      optimizer: { type: 'adamw', lr: 1e-3, weight_decay: 0.01 },
     });
     const A: [number, number] = [1e-3, 0.05];
     const B: [number, number] = [16e-3, 0.05];
+    const E: [number, number] = [1e-6, 0.05];
     const layer = (i: number) => ({
       [`model.layers.${i}.input_layernorm.modules_to_save.default.weight`]: B,
       [`model.layers.${i}.post_attention_layernorm.modules_to_save.default.weight`]: B,
@@ -52,10 +62,9 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
       [`model.layers.${i}.self_attn.v_proj.lora_B.default.weight`]: B,
     });
     expect(t).toEqual({
-      // PEFT's embedding group never fills (its isinstance check sees the parameter, not
-      // the layer) and "lora_embedding_B" does not contain "lora_B": both at lr, as there.
-      'model.embed_tokens.lora_embedding_A.default': A,
-      'model.embed_tokens.lora_embedding_B.default': A,
+      // The LoRA params of an embedding layer, B included, at loraplus_lr_embedding.
+      'model.embed_tokens.lora_embedding_A.default': E,
+      'model.embed_tokens.lora_embedding_B.default': E,
       ...layer(0),
       ...layer(1),
       // 1-D (the final norm) -> B side, with decay (RMSNorm is not nn.LayerNorm); 2-D copy -> A.
@@ -64,7 +73,33 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
     });
   });
 
-  it('splits by name and rank exactly as PEFT: lora_B or 1-D -> lr * ratio; "bias" there -> no decay', () => {
+  it('equals the groups PEFT 0.21 builds (test/fixtures/peft/loraplus-groups.json, scripts/reference)', () => {
+    const fx = JSON.parse(
+      readFileSync(join(import.meta.dirname, '../fixtures/peft/loraplus-groups.json'), 'utf8'),
+    ) as {
+      lora_config: Record<string, unknown>;
+      optimizer: { lr: number; weight_decay: number };
+      loraplus: Record<string, number>;
+      groups: { lr: number; weight_decay: number; params: string[] }[];
+    };
+    const t = lrTable({
+      methods: [
+        { method: 'lora', ...fx.lora_config },
+        { method: 'loraplus', ...fx.loraplus },
+      ],
+      optimizer: { type: 'adamw', ...fx.optimizer },
+    });
+    const peft: Record<string, [number, number]> = {};
+    for (const g of fx.groups)
+      for (const n of g.params) peft[n.replace(/^base_model\.model\./, '')] = [g.lr, g.weight_decay];
+    expect(Object.keys(t).sort()).toEqual(Object.keys(peft).sort());
+    for (const [n, [lr, wd]] of Object.entries(peft)) {
+      expect(t[n][0], n).toBeCloseTo(lr, 12);
+      expect(t[n][1], n).toBe(wd);
+    }
+  });
+
+  it('splits by name and rank exactly as PEFT: embedding LoRA; lora_B or 1-D -> lr * ratio; "bias" there -> no decay', () => {
     const shapes: Record<string, number[]> = {
       'm.q.lora_A.default.weight': [2, 8],
       'm.q.lora_B.default.weight': [8, 2],
@@ -73,18 +108,20 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
       'm.e.lora_embedding_B.default': [8, 2],
       'm.head.weight': [4, 8],
     };
-    const groups = loraplusGroups(Object.keys(shapes), loraplusOptions.parse({ loraplus_lr_ratio: 4 }), {
+    const o = loraplusOptions.parse({ loraplus_lr_ratio: 4, loraplus_weight_decay: 0.1 });
+    const groups = loraplusGroups(Object.keys(shapes), o, {
       shapeOf: (n) => shapes[n],
       lr: 0.5,
-      weightDecay: 0.1,
+      weightDecay: 0.3,
     });
     expect(groups).toEqual([
       {
         name: 'loraplus_A',
-        params: ['m.q.lora_A.default.weight', 'm.e.lora_embedding_B.default', 'm.head.weight'],
+        params: ['m.q.lora_A.default.weight', 'm.head.weight'],
         lr: 0.5,
         weight_decay: 0.1,
       },
+      { name: 'loraplus_embedding', params: ['m.e.lora_embedding_B.default'], lr: 1e-6, weight_decay: 0.1 },
       {
         name: 'loraplus_B',
         params: ['m.q.lora_B.default.weight', 'm.norm.weight'],

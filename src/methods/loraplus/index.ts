@@ -1,18 +1,17 @@
-// LoRA+ (Hayou et al. 2024) as PEFT implements it: no graph rewrite, only the optimizer's
+// LoRA+ (Hayou et al. 2024) as PEFT 0.21 implements it: no graph rewrite, only the optimizer's
 // param groups of `create_loraplus_optimizer` (peft/optimizers/loraplus.py). Recipe entry
-// {"method": "loraplus", "loraplus_lr_ratio": 16, "loraplus_lr_embedding": 1e-6}, after the
-// adapter entries whose params it regroups. What PEFT's code does, rule by rule:
-// - a trainable param goes to the B side if "lora_B" is in its name or it is 1-D (biases,
-//   norms, DoRA magnitudes): lr * ratio. On that side, a name without "bias" keeps the
-//   optimizer's weight decay ("groupB"; get_parameter_names excludes only nn.LayerNorm
-//   params, and LLaMA's norms are RMSNorm), one with "bias" gets 0 ("groupB_no_decay").
-// - everything else (lora_A, the LoRA embedding matrices, 2-D modules_to_save copies) is
-//   "groupA" at lr with the optimizer's weight decay.
-// - the "embedding" group at loraplus_lr_embedding never fills in PEFT: it tests
-//   isinstance(attrgetter(name)(model), Embedding), and attrgetter of a parameter's name
-//   returns the parameter, not its layer. `lora_embedding_B` does not contain "lora_B",
-//   so embedding LoRA trains at lr in groupA. We do the same (a test says so) and keep
-//   the key so recipes written for PEFT load.
+// {"method": "loraplus", "loraplus_lr_ratio": 16, "loraplus_lr_embedding": 1e-6,
+// "loraplus_weight_decay": 0.0}, after the adapter entries whose params it regroups.
+// What PEFT's code does, rule by rule (checked against a PEFT run: scripts/reference/
+// loraplus_groups.py -> test/fixtures/peft/loraplus-groups.json):
+// - params held by a LoRA Embedding layer (lora_embedding_A/B) -> "embedding", at
+//   loraplus_lr_embedding;
+// - else "lora_B" in the name or a 1-D param (biases, norms, DoRA magnitudes) -> lr * ratio:
+//   "groupB", or "groupB_no_decay" (decay 0) when the name holds "bias" (get_parameter_names
+//   excludes only nn.LayerNorm params, and LLaMA's norms are RMSNorm);
+// - everything else (lora_A, 2-D modules_to_save copies) -> "groupA" at lr.
+// Every group but groupB_no_decay takes loraplus_weight_decay (default 0), never the
+// optimizer's own weight decay: PEFT sets it per group.
 import { z } from 'zod';
 import { registerConflict } from '../conflicts.ts';
 import {
@@ -27,8 +26,10 @@ import {
 export const loraplusOptions = z.strictObject({
   /** lr of the B side over the optimizer's lr; required, as in PEFT (16 is the usual choice). */
   loraplus_lr_ratio: z.number().positive(),
-  /** PEFT's embedding-group lr (its group stays empty there and here; see above). */
+  /** lr of the LoRA params of embedding layers. */
   loraplus_lr_embedding: z.number().positive().default(1e-6),
+  /** Weight decay of every group but the B-side biases (PEFT's default 0, whatever the optimizer's). */
+  loraplus_weight_decay: z.number().nonnegative().default(0),
 });
 export type LoraplusOptions = z.output<typeof loraplusOptions>;
 
@@ -43,16 +44,20 @@ export function loraplusGroups(
       'loraplus: no trainable LoRA param to regroup; put the loraplus entry after the lora entry it applies to',
     );
   const a: string[] = [];
+  const emb: string[] = [];
   const b: string[] = [];
   const bNoDecay: string[] = [];
   for (const n of params) {
-    if (n.includes('lora_B') || ctx.shapeOf(n).length === 1) (n.includes('bias') ? bNoDecay : b).push(n);
+    if (n.includes('.lora_embedding_')) emb.push(n);
+    else if (n.includes('lora_B') || ctx.shapeOf(n).length === 1) (n.includes('bias') ? bNoDecay : b).push(n);
     else a.push(n);
   }
   const high = ctx.lr * o.loraplus_lr_ratio;
+  const wd = o.loraplus_weight_decay;
   const groups: ParamGroup[] = [
-    { name: 'loraplus_A', params: a, lr: ctx.lr, weight_decay: ctx.weightDecay },
-    { name: 'loraplus_B', params: b, lr: high, weight_decay: ctx.weightDecay },
+    { name: 'loraplus_A', params: a, lr: ctx.lr, weight_decay: wd },
+    { name: 'loraplus_embedding', params: emb, lr: o.loraplus_lr_embedding, weight_decay: wd },
+    { name: 'loraplus_B', params: b, lr: high, weight_decay: wd },
     { name: 'loraplus_B_no_decay', params: bNoDecay, lr: high, weight_decay: 0 },
   ];
   return groups.filter((g) => g.params.length > 0);
