@@ -9,7 +9,7 @@ It builds a randomly initialised LlamaForCausalLM from examples/models/tiny-llam
 (only names and shapes matter), adds LoRA on q_proj, v_proj and embed_tokens with the norms
 and lm_head as modules_to_save, calls create_loraplus_optimizer and writes, for each param
 group in PEFT's order, its lr, weight decay and param names to
-test/fixtures/peft/loraplus-groups.json. test/methods/loraplus-peft.test.ts compares
+test/fixtures/peft/loraplus-groups.json. test/methods/loraplus.test.ts compares
 peftc's groups with it, so CI needs no Python.
 """
 

@@ -21,6 +21,7 @@ import {
   phasePasses,
   runPipeline,
   type TrainSettings,
+  trainableNames,
 } from '../passes/index.ts';
 import type { ParamGroupSpec } from '../passes/optimizer/pass.ts';
 import { UserError } from '../util/errors.ts';
@@ -46,6 +47,8 @@ export interface PreparedRun {
   readonly adapters: readonly LoraOptions[];
   /** Methods of the recipe that train params but have no PEFT save format (only the checkpoint holds them). */
   readonly unsaved: readonly string[];
+  /** The optimizer's param groups, as the train phase's optimizer pass gets them (same function, same params). */
+  readonly groups: readonly ParamGroupSpec[];
 }
 
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
@@ -144,6 +147,12 @@ export function prepareRun(
   // Before the train phase: autodiff would fail first, with a less useful message.
   requireTrainable(trainable);
   const step = runPipeline(applied.graph, pipelines.train, quiet).graph;
+  const shapes = new Map(applied.graph.params().map((p) => [String(p.attrs.name), p.type.shape]));
+  const groups = paramGroups(recipe, trainableNames(applied.graph), (n) => {
+    const s = shapes.get(n);
+    if (!s) throw new Error(`prepareRun: no param named '${n}' in the graph`);
+    return s;
+  });
   const layers: WeightStore[] = [];
   if (opts.resumeWeights) {
     checkResumable(step, opts.resumeWeights);
@@ -182,7 +191,23 @@ export function prepareRun(
       .map((p) => String(p.attrs.name)),
     adapters,
     unsaved: [...new Set(unsaved)],
+    groups,
   };
+}
+
+/**
+ * One line per optimizer group (name, peak lr, weight decay, #params), for a run whose
+ * methods or recipe define groups; none for the single default group. The schedule scales
+ * every group's lr alike, so the peak lr is what tells the groups apart.
+ */
+export function describeGroups(groups: readonly ParamGroupSpec[], lr: number): string[] {
+  if (groups.length === 1 && groups[0].name === 'default') return [];
+  const num = (x: number) => String(Number(x.toPrecision(6)));
+  return groups.map((g) => {
+    const scale = g.lrScale === 1 ? '' : ` (${num(g.lrScale)} x ${num(lr)})`;
+    const n = g.params.length;
+    return `optimizer group ${g.name}: lr ${num(g.lrScale * lr)}${scale}, weight_decay ${num(g.weightDecay)}, ${n} param${n === 1 ? '' : 's'}`;
+  });
 }
 
 /** What a run says for the methods it cannot save as PEFT adapters (`checkpoint`: where their params are). */

@@ -24,7 +24,7 @@ import { planRun, type ResumeState } from './plan.ts';
 import { writeLossPlot } from './plot/index.ts';
 import { Progress, type ProgressStream } from './progress.ts';
 import { lrAt } from './schedule.ts';
-import { type PreparedRun, prepareRun, unsavedNote } from './setup.ts';
+import { describeGroups, type PreparedRun, prepareRun, unsavedNote } from './setup.ts';
 
 export interface TrainOptions {
   readonly model: LoadedModel;
@@ -74,6 +74,13 @@ export interface TrainResult {
   readonly adapterDirs: readonly string[];
   /** Set when a method of the recipe has no PEFT save format: what the run wrote instead. */
   readonly unsavedNote?: string;
+  /** The optimizer's param groups: name, peak lr (before the schedule), weight decay, params. */
+  readonly groups: readonly {
+    readonly name: string;
+    readonly lr: number;
+    readonly weightDecay: number;
+    readonly params: readonly string[];
+  }[];
   readonly tokensPerSecond: number;
   /** Set when the signal stopped the run: the last step done and its checkpoint (if any). */
   readonly interrupted?: { readonly step: number; readonly checkpoint?: string };
@@ -170,6 +177,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const quantized = describeQuantizedBase(run.step, run.weights);
   if (quantized) progress.log(quantized);
   if (run.unsaved.length) progress.log(unsavedNote(run.unsaved, checkpointPath(o.out, steps)));
+  // LoRA+ or recipe param_groups: which lr and decay each group trains with.
+  for (const line of describeGroups(run.groups, recipe.optimizer.lr)) progress.log(line);
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
   // A resumed run keeps the step-0 baseline its first invocation measured.
@@ -332,6 +341,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     // Named after the run: an interrupted run's checkpoint is not the planned last step's.
     ...(run.unsaved.length && lastGood ? { unsavedNote: unsavedNote(run.unsaved, lastGood) } : {}),
     tokensPerSecond: tokensSeen / seconds,
+    groups: run.groups.map((g) => ({
+      name: g.name,
+      lr: g.lrScale * recipe.optimizer.lr,
+      weightDecay: g.weightDecay,
+      params: g.params,
+    })),
     ...(interrupted ? { interrupted: { step: done, ...(lastGood ? { checkpoint: lastGood } : {}) } } : {}),
   };
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runTrain } from '../../src/cli/commands/train.ts';
+import type { Graph } from '../../src/ir/graph.ts';
 import { parseRecipe, type RecipeInput } from '../../src/methods/index.ts';
 import { loraplusGroups, loraplusOptions } from '../../src/methods/loraplus/index.ts';
 import { buildLlama, presetConfig } from '../../src/models/llama/index.ts';
@@ -14,16 +15,46 @@ import { runPipeline } from '../../src/passes/index.ts';
 import { trainableNames } from '../../src/passes/phases.ts';
 import { runPipelines, trainSettings } from '../../src/train/setup.ts';
 
-/** name -> [lr, weight_decay] of every trainable param, as the optimizer pass will get them. */
-function lrTable(input: RecipeInput): Record<string, [number, number]> {
+function applyMethods(input: RecipeInput) {
   const recipe = parseRecipe(input);
   const g = buildLlama(presetConfig('tiny'), { batch: 1, seq: 4 }, { loss: true });
-  const applied = runPipeline(g, runPipelines(recipe).methods, { log: () => {} }).graph;
+  return { recipe, applied: runPipeline(g, runPipelines(recipe).methods, { log: () => {} }).graph };
+}
+
+/** name -> [lr, weight_decay] of every trainable param, as the optimizer pass will get them. */
+function lrTable(input: RecipeInput): Record<string, [number, number]> {
+  const { recipe, applied } = applyMethods(input);
   const shapes = new Map(applied.params().map((p) => [String(p.attrs.name), p.type.shape]));
   const groups = trainSettings(recipe).groups!(trainableNames(applied), (n) => shapes.get(n)!);
   const out: Record<string, [number, number]> = {};
   for (const gr of groups)
     for (const n of gr.params) out[n] = [gr.lrScale * recipe.optimizer.lr, gr.weightDecay];
+  return out;
+}
+
+/**
+ * name -> the factors by which the compiled train step scales its `lr` input on the way to
+ * that param's update (read from the graph: `scale` nodes on `lr` among the ancestors of
+ * `assign:<param>`); [] = the optimizer's lr itself.
+ */
+function lrFactorsInGraph(step: Graph, params: readonly string[]): Record<string, number[]> {
+  const lr = step.inputs().find((n) => n.attrs.name === 'lr')!;
+  const byId = new Map(step.nodes.map((n) => [n.id, n]));
+  const out: Record<string, number[]> = {};
+  for (const name of params) {
+    const o = step.outputs.find((x) => x.name === `assign:${name}`)!;
+    const seen = new Set<number>();
+    const todo = [o.id];
+    const factors = new Set<number>();
+    while (todo.length) {
+      const n = byId.get(todo.pop()!)!;
+      if (seen.has(n.id)) continue;
+      seen.add(n.id);
+      if (n.op === 'scale' && n.inputs[0] === lr.id) factors.add(Number(n.attrs.factor));
+      todo.push(...n.inputs);
+    }
+    out[name] = [...factors];
+  }
   return out;
 }
 
@@ -99,6 +130,25 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
     }
   });
 
+  it('the compiled train step updates each param at its group lr (read from the graph)', () => {
+    // Decay 0, so that the only scales of `lr` in the graph are the groups' lr factors.
+    const input: RecipeInput = {
+      methods: [lora, { method: 'loraplus', loraplus_lr_ratio: 16, loraplus_lr_embedding: 1e-6 }],
+      optimizer: { type: 'adamw', lr: 1e-3, weight_decay: 0 },
+    };
+    const { recipe, applied } = applyMethods(input);
+    const step = runPipeline(applied, runPipelines(recipe).train, { log: () => {} }).graph;
+    const table = lrTable(input);
+    const factors = lrFactorsInGraph(step, Object.keys(table));
+    for (const [name, [lr]] of Object.entries(table)) {
+      const f = factors[name];
+      expect(f.length, name).toBeLessThanOrEqual(1);
+      expect((f[0] ?? 1) * 1e-3, name).toBeCloseTo(lr, 12);
+    }
+    // All three lrs occur: A (x1), B (x16), embedding (1e-6 / 1e-3).
+    expect(new Set(Object.values(factors).map((f) => f[0] ?? 1))).toEqual(new Set([1, 16, 1e-6 / 1e-3]));
+  });
+
   it('splits by name and rank exactly as PEFT: embedding LoRA; lora_B or 1-D -> lr * ratio; "bias" there -> no decay', () => {
     const shapes: Record<string, number[]> = {
       'm.q.lora_A.default.weight': [2, 8],
@@ -155,6 +205,14 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
     // Byte-level rows of the bundled vocabulary (BOS 256), repeated text the model can fit.
     const row = [256, ...Array.from(Buffer.from('the cat sat on the mat. '.repeat(3)))].slice(0, 33);
     writeFileSync(tokens, JSON.stringify(Array.from({ length: 12 }, () => row)));
+    let text = '';
+    const stream = {
+      write: (x: string) => {
+        text += x;
+        return true;
+      },
+      isTTY: false,
+    };
     const r = await runTrain(
       {
         model: 'examples/models/tiny-llama',
@@ -168,11 +226,21 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
         plot: false,
         evalEvery: 8,
       },
-      { write: () => true, isTTY: false } as never,
+      stream as never,
     );
     const first = r.evalLosses[0].loss;
     const last = r.evalLosses[r.evalLosses.length - 1].loss;
     expect(last).toBeLessThan(first);
+    // The groups the run trained with: lora_A at the recipe's lr 5e-4, lora_B at 16 x that
+    // (LLaMA has no biases and lora adds no 1-D param; 7 target modules x 2 layers each).
+    expect(r.groups.map((g) => [g.name, g.lr, g.weightDecay, g.params.length])).toEqual([
+      ['loraplus_A', 5e-4, 0, 14],
+      ['loraplus_B', 8e-3, 0, 14],
+    ]);
+    expect(r.groups[0].params.every((n) => n.includes('.lora_A.'))).toBe(true);
+    expect(r.groups[1].params.every((n) => n.includes('.lora_B.'))).toBe(true);
+    expect(text).toContain('optimizer group loraplus_A: lr 0.0005, weight_decay 0, 14 params\n');
+    expect(text).toContain('optimizer group loraplus_B: lr 0.008 (16 x 0.0005), weight_decay 0, 14 params\n');
     expect(r.adapterDirs.length).toBe(1);
   });
 });

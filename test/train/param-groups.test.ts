@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRecipe } from '../../src/methods/index.ts';
 import { loadModel } from '../../src/models/llama/index.ts';
-import { prepareRun } from '../../src/train/setup.ts';
+import { describeGroups, prepareRun } from '../../src/train/setup.ts';
 
 const model = loadModel('examples/models/tiny-llama');
 
@@ -41,6 +41,22 @@ describe('recipe param_groups', () => {
     // Weight decay: the default group decays (lr * 0.01), the B group does not.
     const wd = run.step.nodes.filter((n) => n.op === 'scale' && Number(n.attrs.factor) === 0.01);
     expect(wd.length).toBeGreaterThan(0);
+  });
+
+  it('the run lists its groups, one trainer log line each; none for the single default group', () => {
+    const run = prepareRun(
+      model,
+      recipe([{ name: 'B', params: '.*lora_B.*', lr: 1.6e-2, weight_decay: 0 }]),
+      { batch: 1, seq: 8 },
+      { seed: 0 },
+    );
+    expect(describeGroups(run.groups, 1e-3)).toEqual([
+      'optimizer group B: lr 0.016 (16 x 0.001), weight_decay 0, 4 params',
+      'optimizer group default: lr 0.001, weight_decay 0.01, 4 params',
+    ]);
+    const plain = prepareRun(model, recipe([]), { batch: 1, seq: 8 }, { seed: 0 });
+    expect(plain.groups.map((g) => [g.name, g.params.length])).toEqual([['default', 8]]);
+    expect(describeGroups(plain.groups, 1e-3)).toEqual([]);
   });
 
   it('rejects a group that matches nothing, naming it', () => {
