@@ -14,6 +14,7 @@ import { buildLlama, presetConfig } from '../../src/models/llama/index.ts';
 import { runPipeline } from '../../src/passes/index.ts';
 import { trainableNames } from '../../src/passes/phases.ts';
 import { runPipelines, trainSettings } from '../../src/train/setup.ts';
+import { peftc } from '../cli/run-cli.ts';
 
 function applyMethods(input: RecipeInput) {
   const recipe = parseRecipe(input);
@@ -242,5 +243,48 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
     expect(text).toContain('optimizer group loraplus_A: lr 0.0005, weight_decay 0, 14 params\n');
     expect(text).toContain('optimizer group loraplus_B: lr 0.008 (16 x 0.0005), weight_decay 0, 14 params\n');
     expect(r.adapterDirs.length).toBe(1);
+  });
+
+  it('peftc train (real CLI): the order error names the recipe file; a run logs its groups', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peftc-loraplus-cli-'));
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ methods: [{ method: 'loraplus', loraplus_lr_ratio: 16 }, lora] }));
+    const e = peftc(['train', '--model', 'tiny', '--recipe', bad, '--tokens', 'x.json', '--out', dir]);
+    expect(e.code).toBe(1);
+    expect(e.stderr).toContain(`${bad}: methods[1]: 'lora' conflicts with methods[0] 'loraplus'`);
+    expect(e.stderr).toContain('move the loraplus entry after it');
+    const tokens = join(dir, 'tokens.json');
+    writeFileSync(
+      tokens,
+      JSON.stringify(Array.from({ length: 4 }, (_, i) => [256, ...Array(16).fill(97 + i)])),
+    );
+    const r = peftc([
+      'train',
+      '--model',
+      'examples/models/tiny-llama',
+      '--recipe',
+      'examples/recipes/qlora-loraplus-tiny.json',
+      '--tokens',
+      tokens,
+      '--out',
+      join(dir, 'run'),
+      '--steps',
+      '1',
+      '--batch',
+      '2',
+      '--seq',
+      '16',
+      '--eval-fraction',
+      '0',
+      '--backend',
+      'cpu',
+      '--no-plot',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = (r.stdout + r.stderr).split('\n').filter((l) => l.startsWith('optimizer group'));
+    expect(lines).toEqual([
+      'optimizer group loraplus_A: lr 0.0005, weight_decay 0, 14 params',
+      'optimizer group loraplus_B: lr 0.008 (16 x 0.0005), weight_decay 0, 14 params',
+    ]);
   });
 });
