@@ -3,7 +3,7 @@
 // ship, added from outside src/ as LoRA's rewrite plus one rule, through the public
 // registries. Merge is LoRA's (the math is the same); unmerge re-adds the branch, so it
 // must freeze A again (the generic merge-unmerge property test caught exactly that).
-// Saving is LoRA's too (peftFormat 'lora', kept by the spread): the file is a PEFT LoRA
+// Saving is LoRA's too (LoRA's `peft` hooks, kept by the spread): the file is a PEFT LoRA
 // adapter with the frozen A beside the trained B.
 import {
   injectLora,

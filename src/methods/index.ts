@@ -5,6 +5,7 @@ import './lora/index.ts';
 import './qlora/index.ts';
 import './loraplus/index.ts';
 
+export * from './adapters/index.ts';
 export * from './conflicts.ts';
 export * from './recipe.ts';
 export * from './registry.ts';

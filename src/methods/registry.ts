@@ -1,13 +1,18 @@
 // The method registry. A method = options schema (keys as the reference implementation
 // names them) + apply (its rewrite rules) + merge rule + what it does to the optimizer's
-// param groups + how a trained run saves it (peftFormat) + the generic properties it
-// promises, which the test suite checks on every registered method
-// (test/methods/generic-properties.test.ts).
+// param groups (lr, decay, its own update rule) + how its adapters are read from and
+// written to PEFT's format (peft) + the generic properties it promises, which the test
+// suite checks on every registered method (test/methods/generic-properties.test.ts).
+// The adapters a method adds are found by the structure it registers
+// (adapters/sites.ts), which merge, disable and save go through.
 // Registering a method also registers its passes: `<name>`, and `<name>-merge` /
 // `<name>-unmerge` when it has a merge rule.
 import type { z } from 'zod';
+import type { LoraAdapterConfig } from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
+import type { Tensor } from '../ir/tensor.ts';
 import type { WeightStore } from '../ir/weights.ts';
+import type { UpdateRule } from '../passes/optimizer/types.ts';
 import type { PassResult } from '../passes/pass.ts';
 import { hasPass, registerPass } from '../passes/pass.ts';
 
@@ -22,6 +27,34 @@ export interface ParamGroup {
   readonly params: readonly string[];
   readonly lr?: number;
   readonly weight_decay?: number;
+  /** An update of its own for these params (GaLore's projected AdamW); default: the recipe optimizer's. */
+  readonly rule?: UpdateRule;
+}
+
+/** One adapter as PEFT saves it: config fields and tensors by graph name (io/peft maps the names). */
+export interface PeftAdapterData {
+  readonly adapterName: string;
+  readonly config: Partial<LoraAdapterConfig> & Record<string, unknown>;
+  readonly weights: Map<string, Tensor>;
+}
+
+/** How a method's adapters are read from and written to PEFT's format. */
+export interface PeftFormat<O> {
+  /** PEFT's peft_type of the adapters (adapter_config.json). */
+  readonly peftType: 'LORA';
+  /**
+   * The options that rebuild a saved adapter on a model (its tensors then bind by name;
+   * init 'given'), from its adapter_config.json; errors name `file` and the field.
+   * Absent: adapters of this type load through another method.
+   */
+  readonly fromConfig?: (config: LoraAdapterConfig, adapterName: string, file: string) => O;
+  /** The PEFT adapter a trained graph holds for these options. */
+  readonly toAdapter: (
+    g: Graph,
+    options: O,
+    read: (name: string) => Tensor,
+    baseModel: string | null,
+  ) => PeftAdapterData;
 }
 
 export interface MethodProperties {
@@ -71,13 +104,11 @@ export interface MethodDef<O = unknown> {
   /** What the method does to the optimizer's param groups (LoRA+: B at a higher lr). Default: nothing. */
   readonly paramGroups?: (groups: readonly ParamGroup[], options: O, ctx: ParamGroupContext) => ParamGroup[];
   /**
-   * How a trained run saves this method's params for other tools. 'lora': a PEFT LoRA
-   * adapter (adapter_config.json + adapter_model.safetensors) written from the options,
-   * which must then be LoRA options (LoRA-style branches named as PEFT names them).
+   * How this method's adapters are saved for other tools and loaded back (PEFT's format).
    * Undefined: there is no PEFT format for it; a trained run keeps its params only in the
    * peftc checkpoint and says so. Methods that add no trainable params need none.
    */
-  readonly peftFormat?: 'lora';
+  readonly peft?: PeftFormat<O>;
   readonly properties: MethodProperties;
   readonly fixtures: MethodFixtures;
 }
@@ -130,4 +161,9 @@ export function methodNames(): string[] {
 
 export function methods(): MethodDef[] {
   return [...registry.values()];
+}
+
+/** The method that loads PEFT adapters of `peftType` (the first registered one with a fromConfig). */
+export function peftLoader(peftType: string): MethodDef | undefined {
+  return methods().find((m) => m.peft?.peftType === peftType && m.peft.fromConfig);
 }

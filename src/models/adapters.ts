@@ -1,9 +1,9 @@
-// The bridge between PEFT adapter folders and LoRA branches in a model graph:
-// attach a saved adapter (its config becomes LoRA options, its tensors bind by
-// name), and collect a trained adapter back into PEFT's format.
+// The bridge between PEFT adapter folders and a model graph: attach a saved adapter
+// (the method that reads its peft_type turns its config into options and applies them;
+// its tensors bind by name), and write a trained adapter back in PEFT's format (the
+// method's own `peft.toAdapter`).
 import { FormatError } from '../io/errors.ts';
 import {
-  checkImplemented,
   type LoraAdapterConfig,
   readPeftAdapter,
   readPeftConfig,
@@ -12,8 +12,9 @@ import {
 import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
-import { injectLora, type LoraOptions, loraBranches, loraOptions } from '../methods/lora/index.ts';
-import { ALL_LINEAR, fullMatch, outputHeads, savedTargetModules } from '../methods/targets.ts';
+import { getMethod, peftLoader } from '../methods/index.ts';
+import type { LoraOptions } from '../methods/lora/index.ts';
+import { UserError } from '../util/errors.ts';
 
 export interface AttachedAdapter {
   readonly graph: Graph;
@@ -22,36 +23,6 @@ export interface AttachedAdapter {
   readonly config: LoraAdapterConfig;
   /** The adapter's own tensors, by graph name (each one binds to a param of `graph`). */
   readonly tensors: ReadonlyMap<string, Tensor>;
-}
-
-/** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
-export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
-  if (c.peft_type !== 'LORA')
-    throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`, 'peft_type');
-  // A field that changes the math and is not implemented is refused, never ignored.
-  checkImplemented(c, file);
-  if (c.target_modules === null) throw new FormatError(file, 'target_modules is missing', 'target_modules');
-  const r = loraOptions.safeParse({
-    r: c.r,
-    lora_alpha: c.lora_alpha,
-    lora_dropout: c.lora_dropout,
-    target_modules: c.target_modules,
-    exclude_modules: c.exclude_modules,
-    bias: c.bias,
-    use_rslora: c.use_rslora,
-    init_lora_weights: 'given',
-    rank_pattern: c.rank_pattern ?? {},
-    alpha_pattern: c.alpha_pattern ?? {},
-    layers_to_transform: c.layers_to_transform,
-    layers_pattern: c.layers_pattern,
-    modules_to_save: c.modules_to_save,
-    adapter_name: adapterName,
-  });
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new FormatError(file, issue.message, issue.path.join('.'));
-  }
-  return r.data;
 }
 
 /**
@@ -69,32 +40,44 @@ export function attachPeftAdapter(
   // The config is checked before the weights are read: an unimplemented variant's extra
   // tensors would otherwise fail as "not a LoRA key" instead of naming the field.
   const { config, file } = readPeftConfig(dir, adapterName);
-  const opts = loraOptionsFromPeft(config, adapterName, file);
+  const method = peftLoader(config.peft_type);
+  if (!method?.peft?.fromConfig)
+    throw new FormatError(file, `peft_type '${config.peft_type}' is not supported`, 'peft_type');
+  const opts = method.peft.fromConfig(config, adapterName, file);
   const saved = readPeftAdapter(dir, adapterName);
   const weightsFile = `${saved.dir}/adapter_model.safetensors`;
   const adapterStore = new MapWeightStore(saved.weights);
   const layered = new LayeredWeightStore([adapterStore, weights]);
-  let injected: ReturnType<typeof injectLora>;
+  const before = new Set(g.params().map((p) => String(p.attrs.name)));
+  let injected: { graph: Graph; weights?: WeightStore };
   try {
-    injected = injectLora(g, opts, layered);
+    injected = method.apply(g, opts, { weights: layered, log: () => {} });
   } catch (e) {
     throw new FormatError(file, (e as Error).message);
   }
+  const result = injected.weights ?? layered;
   const params = injected.graph.params().map((p) => String(p.attrs.name));
-  const missing = params.filter((n) => isLoraParamOf(n, adapterName) && !adapterStore.has(n));
-  if (missing.length) {
+  // Every param the adapter adds must come from the file, unless the method derived it
+  // from the base weights (DoRA's frozen row norms, PiSSA's residual).
+  const added = params.filter((n) => !before.has(n));
+  const missing = added.filter((n) => !adapterStore.has(n) && !result.has(n));
+  const derivedOnly = added.filter(
+    (n) => !adapterStore.has(n) && result.has(n) && isTrainable(injected.graph, n),
+  );
+  if (missing.length || derivedOnly.length) {
+    const m = missing.length ? missing : derivedOnly;
     throw new FormatError(
       weightsFile,
-      `has no tensors for ${missing.length} LoRA weight(s) the config targets, e.g. ${missing[0]}`,
+      `has no tensors for ${m.length} adapter weight(s) the config targets, e.g. ${m[0]}`,
     );
   }
-  // A LoRA or modules_to_save tensor that binds to nothing would be dropped silently: the
-  // adapter then computes something else than it does in PEFT (its config and weights
-  // disagree, or it was made for a model with other modules). Base-weight copies are left
-  // out: a tied lm_head's saved copy (lm_head.weight) is the embedding param, not its own.
+  // A tensor that binds to nothing would be dropped silently: the adapter then computes
+  // something else than it does in PEFT (its config and weights disagree, or it was made
+  // for a model with other modules). Base-weight copies are left out: a tied lm_head's
+  // saved copy (lm_head.weight) is the embedding param, not its own.
   const bound = new Set(params);
   const unbound = [...saved.weights.keys()].filter(
-    (n) => (isLoraParamOf(n, adapterName) || n.includes(`.modules_to_save.${adapterName}.`)) && !bound.has(n),
+    (n) => ADAPTER_TENSOR.test(n) && !bound.has(n) && !before.has(n),
   );
   if (unbound.length) {
     throw new FormatError(
@@ -105,102 +88,36 @@ export function attachPeftAdapter(
   }
   return {
     graph: injected.graph,
-    weights: injected.weights ?? layered,
+    weights: result,
     adapterName,
     config: saved.config,
     tensors: saved.weights,
   };
 }
 
-/** A LoRA param of adapter `a`: `<m>.lora_X.<a>.weight` or, for embeddings, `<m>.lora_embedding_X.<a>`. */
-function isLoraParamOf(name: string, a: string): boolean {
-  return (
-    /\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\./.test(name) &&
-    (name.includes(`.${a}.`) || name.endsWith(`.${a}`))
-  );
+/** Tensors an adapter file holds for the adapter itself (not base-weight copies PEFT saves beside it). */
+const ADAPTER_TENSOR = /\.(lora_[A-Za-z_]+|modules_to_save)(\.|$)/;
+
+function isTrainable(g: Graph, name: string): boolean {
+  return g.params().some((p) => p.attrs.name === name && p.attrs.role === 'trainable');
 }
 
-/**
- * PEFT config fields for LoRA options, as PEFT writes them for a causal LM. With the
- * graph the adapter was injected into, `target_modules` is what PEFT saves after
- * injection ("all-linear" expanded, long lists condensed; see savedTargetModules).
- */
-export function peftConfigFor(
-  o: LoraOptions,
-  baseModel: string | null,
-  g?: Graph,
-): Partial<LoraAdapterConfig> & Record<string, unknown> {
-  return {
-    peft_type: 'LORA',
-    task_type: o.task_type === undefined ? 'CAUSAL_LM' : o.task_type,
-    base_model_name_or_path: baseModel,
-    r: o.r,
-    lora_alpha: o.lora_alpha,
-    lora_dropout: o.lora_dropout,
-    target_modules: g ? savedTargetModules(g, o) : o.target_modules,
-    exclude_modules: o.exclude_modules,
-    bias: o.bias,
-    use_rslora: o.use_rslora,
-    use_dora: false,
-    init_lora_weights: o.init_lora_weights === 'given' ? true : o.init_lora_weights,
-    rank_pattern: o.rank_pattern,
-    alpha_pattern: o.alpha_pattern,
-    layers_to_transform: o.layers_to_transform,
-    layers_pattern: o.layers_pattern,
-    modules_to_save: o.modules_to_save,
-    inference_mode: true,
-  };
-}
-
-/** The tensors of one adapter from a graph's params (LoRA A/B, trainable biases, modules_to_save copies). */
-export function adapterTensors(
+/** Writes a method's trained adapter as PEFT saves it; returns the folder written. */
+export function saveMethodAdapter(
+  dir: string,
   g: Graph,
   read: (name: string) => Tensor,
-  adapterName: string,
-): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  for (const p of g.params()) {
-    const name = String(p.attrs.name);
-    const isLora = isLoraParamOf(name, adapterName);
-    const isSaved = name.includes(`.modules_to_save.${adapterName}.`);
-    const isBias = p.attrs.role === 'trainable' && name.endsWith('.bias');
-    if (isLora || isSaved || isBias) out.set(name, read(name));
-  }
-  return out;
+  method: string,
+  options: unknown,
+  baseModel: string | null,
+): string {
+  const def = getMethod(method);
+  if (!def.peft) throw new UserError(`method '${method}' has no PEFT save format`);
+  const a = def.peft.toAdapter(g, options, read, baseModel);
+  return writePeftAdapter(dir, { config: a.config, weights: a.weights, adapterName: a.adapterName });
 }
 
-const EMBEDDING_LAYER_NAMES = ['embed_tokens', 'lm_head'];
-
-/**
- * PEFT's get_peft_model_state_dict with save_embedding_layers="auto" (save_and_load.py):
- * when an embedding layer is targeted (a list naming embed_tokens or lm_head exactly, or
- * a regex other than all-linear matching a module ending in one of them), the base weight
- * of every input/output embedding that carries LoRA is saved too, as
- * `<m>.base_layer.weight`. Returns those tensors under `<m>.weight`.
- */
-function embeddingBaseTensors(g: Graph, read: (name: string) => Tensor, o: LoraOptions): Map<string, Tensor> {
-  const out = new Map<string, Tensor>();
-  const t = o.target_modules;
-  const targeted =
-    typeof t === 'string'
-      ? t.toLowerCase() !== ALL_LINEAR &&
-        g.nodes.some(
-          (n) => EMBEDDING_LAYER_NAMES.includes(n.scope.split('.').pop() ?? '') && fullMatch(t, n.scope),
-        )
-      : t.some((e) => EMBEDDING_LAYER_NAMES.includes(e));
-  if (!targeted) return out;
-  const embeddingModules = new Set([...g.ofOp('embedding').map((n) => n.scope), ...outputHeads(g)]);
-  for (const br of loraBranches(g)) {
-    if (!embeddingModules.has(br.module)) continue;
-    const w = g.node(br.kind === 'linear' ? br.base.inputs[1] : br.base.inputs[0]);
-    // A reader of trainable params only (the trainer's) has no base weights: PEFT loads
-    // the adapter without them, so the file then just lacks this copy.
-    const v = w.op === 'param' ? (read(String(w.attrs.name)) as Tensor | undefined) : undefined;
-    if (v) out.set(`${br.module}.weight`, v);
-  }
-  return out;
-}
-
+/** A LoRA adapter (lora method options) saved as PEFT saves it. */
 export function savePeftAdapter(
   dir: string,
   g: Graph,
@@ -208,11 +125,5 @@ export function savePeftAdapter(
   o: LoraOptions,
   baseModel: string | null,
 ): string {
-  const weights = adapterTensors(g, read, o.adapter_name);
-  for (const [k, v] of embeddingBaseTensors(g, read, o)) weights.set(k, v);
-  return writePeftAdapter(dir, {
-    config: peftConfigFor(o, baseModel, g),
-    weights,
-    adapterName: o.adapter_name,
-  });
+  return saveMethodAdapter(dir, g, read, 'lora', o, baseModel);
 }

@@ -2,7 +2,7 @@
 // (each under its own adapter name) and optionally merged into the base weights.
 import type { Graph } from '../ir/graph.ts';
 import type { WeightStore } from '../ir/weights.ts';
-import { loraBranches, mergeLora } from '../methods/lora/index.ts';
+import { adapterSites, baseWeightNode, mergeAdapters } from '../methods/index.ts';
 import { mergeQlora } from '../methods/qlora/index.ts'; // also registers fuse-dequant, which the serve phase runs
 import { phasePasses, runPipeline } from '../passes/index.ts';
 import { attachPeftAdapter } from './adapters.ts';
@@ -62,16 +62,15 @@ export function mergeAttached(
   weights: WeightStore,
 ): { graph: Graph; weights: WeightStore; merged: string[] } {
   const names: string[] = [];
-  if (loraBranches(graph).some((br) => graph.node(br.base.inputs[1]).op !== 'param')) {
+  if (adapterSites(graph).some((s) => baseWeightNode(graph, s).op !== 'param')) {
     const q = mergeQlora(graph, { merge_into: 'float' }, weights);
     names.push(...q.report.weights);
     graph = q.graph;
     weights = q.weights ?? weights;
   }
-  const rest = loraBranches(graph);
-  if (rest.length) {
-    for (const br of rest) names.push(String(graph.node(br.base.inputs[1]).attrs.name));
-    const m = mergeLora(graph, weights);
+  if (adapterSites(graph).length) {
+    const m = mergeAdapters(graph, weights);
+    names.push(...m.merged);
     graph = m.graph;
     weights = m.weights ?? weights;
   }

@@ -12,7 +12,6 @@ import {
   type Recipe,
   recipePipeline,
 } from '../methods/index.ts';
-import type { LoraOptions } from '../methods/lora/index.ts';
 import { attachPeftAdapter } from '../models/adapters.ts';
 import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
 import {
@@ -43,8 +42,8 @@ export interface PreparedRun {
   readonly weights: MapWeightStore;
   readonly trainable: readonly string[];
   readonly state: readonly string[];
-  /** LoRA adapters the recipe adds, of the methods whose peftFormat is 'lora' (saved as PEFT adapters). */
-  readonly adapters: readonly LoraOptions[];
+  /** The recipe's methods that save PEFT adapters (their `peft` hook), with their options. */
+  readonly saves: readonly { method: string; options: unknown }[];
   /** Methods of the recipe that train params but have no PEFT save format (only the checkpoint holds them). */
   readonly unsaved: readonly string[];
   /** The optimizer's param groups, as the train phase's optimizer pass gets them (same function, same params). */
@@ -90,6 +89,7 @@ function paramGroups(
     lrScale: (g.lr ?? base) / base,
     weightDecay: g.weight_decay ?? wd,
     params: [...g.params],
+    ...(g.rule ? { rule: g.rule } : {}),
   }));
 }
 
@@ -171,13 +171,13 @@ export function prepareRun(
   layers.push(applied.weights ?? base.weights);
   const weights = bindParams(step, new LayeredWeightStore(layers), opts.seed);
   // Saving asks each method how it saves (its registry entry), not its name.
-  const adapters = recipe.methods
-    .filter((m) => getMethod(m.method).peftFormat === 'lora')
-    .map((m) => m.options as LoraOptions);
+  const saves = recipe.methods
+    .filter((m) => getMethod(m.method).peft)
+    .map((m) => ({ method: m.method, options: m.options }));
   const unsaved = recipe.methods
     .filter((m) => {
       const def = getMethod(m.method);
-      return def.peftFormat === undefined && def.properties.addsTrainableParams !== false;
+      return def.peft === undefined && def.properties.addsTrainableParams !== false;
     })
     .map((m) => m.method);
   return {
@@ -189,7 +189,7 @@ export function prepareRun(
       .params()
       .filter((p) => p.attrs.role === 'state')
       .map((p) => String(p.attrs.name)),
-    adapters,
+    saves,
     unsaved: [...new Set(unsaved)],
     groups,
   };

@@ -13,7 +13,7 @@ import { type Tensor, tensor } from '../ir/tensor.ts';
 import { MapWeightStore } from '../ir/weights.ts';
 import { type Recipe, resolveRecipe } from '../methods/index.ts';
 import { describeQuantizedBase } from '../methods/qlora/index.ts';
-import { savePeftAdapter } from '../models/adapters.ts';
+import { saveMethodAdapter } from '../models/adapters.ts';
 import type { LoadedModel } from '../models/llama/index.ts';
 import type { Tokenizer } from '../models/tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
@@ -198,14 +198,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
   const saveAdapters = async (dir: string) => {
     const params = await readAll(trainExe, run.trainable);
-    for (const a of run.adapters) {
+    for (const a of run.saves) {
       adapterDirs.push(
         // Frozen tensors PEFT saves beside the adapter (a targeted embedding's base weight) come from the store.
-        savePeftAdapter(
+        saveMethodAdapter(
           dir,
           run.forward,
           (n) => params.get(n) ?? run.weights.get(n)!,
-          a,
+          a.method,
+          a.options,
           o.model.dir ?? o.model.source,
         ),
       );

@@ -1,5 +1,5 @@
 // A --plugin for test/cli/adapter-fields.test.ts: a method that trains params but has
-// no PEFT save format (LoRA's rewrite registered without `peftFormat`).
+// no PEFT save format (LoRA's rewrite registered without `peft`).
 import { lora } from '../../src/methods/lora/index.ts';
 import { hasMethod, registerMethod } from '../../src/methods/registry.ts';
 
@@ -8,5 +8,5 @@ if (!hasMethod('lora-unsaved'))
     ...lora,
     name: 'lora-unsaved',
     description: 'LoRA without a PEFT save format (a test of the no-format path)',
-    peftFormat: undefined,
+    peft: undefined,
   });

@@ -14,7 +14,7 @@ import { writeDirAtomic } from '../../io/atomic.ts';
 import { asOutput, checkOutputPath } from '../../io/fs-errors.ts';
 import { openCheckpoint, writeSafetensors } from '../../io/safetensors/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
-import { loraBranches, mergeLora } from '../../methods/lora/index.ts';
+import { adapterSites, baseWeightNode, mergeAdapters } from '../../methods/index.ts';
 import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
 import { readBnb4bitConfig } from '../../models/bnb4bit.ts';
 import { type LoadedModel, storageDtype } from '../../models/llama/index.ts';
@@ -90,8 +90,8 @@ function mergeQloraToDir(
   const q = mergeQlora(graph, { merge_into: into }, weights, log);
   // Adapters on weights the checkpoint keeps in full precision (lm_head, embed_tokens: bnb
   // quantizes only the decoder's linears) merge as plain LoRA; none is left unmerged.
-  const plainMerged = loraBranches(q.graph).map((br) => String(q.graph.node(br.base.inputs[1]).attrs.name));
-  const m = plainMerged.length ? { ...q, ...mergeLora(q.graph, q.weights!) } : q;
+  const plainMerged = adapterSites(q.graph).map((s) => String(baseWeightNode(q.graph, s).attrs.name));
+  const m = plainMerged.length ? { ...q, ...mergeAdapters(q.graph, q.weights!) } : q;
   const raw = openCheckpoint(dir);
   const tensors = new Map<string, Tensor>();
   const qc = readBnb4bitConfig(dir)!;

@@ -1,22 +1,17 @@
-// Finding LoRA branches in a graph. A branch is the structure inject.ts builds:
+// LoRA's adapter structure (methods/adapters/sites.ts). A branch is what inject.ts builds:
 //   add(base, scale(linear(linear(dropout?(x), A), B)))         (linear modules)
 //   add(base, scale(linear(embedding(transpose(A), ids), B)))   (embedding modules)
 // identified by B's param name `<module>.lora_B.<adapter>.weight` (or
 // `<module>.lora_embedding_B.<adapter>`). The scale may be gone (s = 1 after
-// canonicalize). `base` may itself be another adapter's add: adapters stack.
+// canonicalize). `base` may itself be another adapter's output: adapters stack.
 import type { Graph, Node } from '../../ir/graph.ts';
+import type { AdapterSite, AdapterStructure, Reader, SiteMatch } from '../adapters/sites.ts';
 
-export interface LoraBranch {
-  /** The add joining base and branch. */
-  readonly add: Node;
-  readonly module: string;
-  readonly adapter: string;
-  readonly kind: 'linear' | 'embedding';
+/** What LoRA's fold needs from a branch. */
+export interface LoraData {
   readonly A: Node;
   readonly B: Node;
   readonly scale: number;
-  /** The module's own op (linear / embedding), under any stacked adapters. */
-  readonly base: Node;
 }
 
 const B_NAME = /^(.*)\.lora_(embedding_)?B\.([A-Za-z0-9_-]+)(\.weight)?$/;
@@ -27,10 +22,14 @@ export function loraParamNames(module: string, adapter: string, kind: 'linear' |
     : { A: `${module}.lora_embedding_A.${adapter}`, B: `${module}.lora_embedding_B.${adapter}` };
 }
 
-/** The branch whose add is `n`, or undefined. */
-export function branchAt(g: Graph, n: Node): LoraBranch | undefined {
-  if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
-  let y = g.node(n.inputs[1]);
+/**
+ * The low-rank product `s * B(A(x))` whose scale (or, with s = 1, its linear) is `y`:
+ * module, adapter, kind, A, B and s, or undefined. DoRA's structure reuses it.
+ */
+export function lowRankAt(
+  g: Graph,
+  y: Node,
+): { module: string; adapter: string; kind: 'linear' | 'embedding'; data: LoraData } | undefined {
   let scale = 1;
   if (y.op === 'scale') {
     scale = Number(y.attrs.factor);
@@ -50,21 +49,44 @@ export function branchAt(g: Graph, n: Node): LoraBranch | undefined {
   }
   const kind = emb ? 'embedding' : 'linear';
   if (A?.op !== 'param' || A.attrs.name !== loraParamNames(module, adapter, kind).A) return undefined;
-  let base = g.node(n.inputs[0]);
-  while (base.op === 'add' && branchAt(g, base)) base = g.node(base.inputs[0]);
-  return { add: n, module, adapter, kind, A, B, scale, base };
+  return { module, adapter, kind, data: { A, B, scale } };
 }
 
-export function loraBranches(g: Graph): LoraBranch[] {
-  const out: LoraBranch[] = [];
-  for (const n of g.nodes) {
-    const b = branchAt(g, n);
-    if (b) out.push(b);
-  }
-  return out;
+function at(g: Graph, n: Node): SiteMatch | undefined {
+  if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
+  const lr = lowRankAt(g, g.node(n.inputs[1]));
+  if (!lr) return undefined;
+  const { A, B } = lr.data;
+  return { ...lr, below: g.node(n.inputs[0]), params: [String(A.attrs.name), String(B.attrs.name)] };
 }
 
-/** Adapter names present in the graph, in order of first appearance. */
-export function adapterNames(g: Graph): string[] {
-  return [...new Set(loraBranches(g).map((b) => b.adapter))];
+/**
+ * W += k * delta with delta = B A (linear, W [out, in]) or (B A)^T (embedding, W [vocab,
+ * dim]), in f64. DoRA's fold uses it too.
+ */
+export function addLowRank(site: AdapterSite, W: Float64Array, read: Reader, k: number): void {
+  const { A: An, B: Bn } = site.data as LoraData;
+  const A = read(String(An.attrs.name));
+  const B = read(String(Bn.attrs.name));
+  const [r, aCols] = A.shape;
+  const outF = B.shape[0];
+  const cols = site.kind === 'linear' ? aCols : outF;
+  // linear: W[o, i] += k * sum_j B[o, j] A[j, i]; embedding: T[v, d] += k * sum_j B[d, j] A[j, v].
+  for (let o = 0; o < outF; o++)
+    for (let i = 0; i < aCols; i++) {
+      let acc = 0;
+      for (let j = 0; j < r; j++) acc += B.data[o * r + j] * A.data[j * aCols + i];
+      const at = site.kind === 'linear' ? o * cols + i : i * cols + o;
+      W[at] += k * acc;
+    }
 }
+
+export const loraStructure: AdapterStructure = {
+  name: 'lora',
+  at,
+  fold: (site, W, read) => {
+    addLowRank(site, W, read, (site.data as LoraData).scale);
+    return undefined;
+  },
+  unfold: (site, W, read) => addLowRank(site, W, read, -(site.data as LoraData).scale),
+};

@@ -2,17 +2,22 @@
 // multi-adapter passes: lora-merge-adapters, lora-set-active, lora-disable.
 import { z } from 'zod';
 import { hasPass, registerPass } from '../../passes/pass.ts';
+import { disableAdapters, setActiveAdapters } from '../adapters/active.ts';
+import { registerStructure } from '../adapters/sites.ts';
 import { hasMethod, type MethodDef, registerMethod } from '../registry.ts';
-import { disableAdapters, setActiveAdapters } from './adapters.ts';
+import { loraStructure } from './branch.ts';
 import { injectLora } from './inject.ts';
 import { mergeLora, unmergeLora } from './merge.ts';
 import { type LoraOptions, loraOptions } from './options.ts';
+import { loraOptionsFromPeft, loraPeftAdapter } from './peft.ts';
 
-export { disableAdapters, setActiveAdapters } from './adapters.ts';
-export { adapterNames, branchAt, type LoraBranch, loraBranches, loraParamNames } from './branch.ts';
+export { disableAdapters, setActiveAdapters } from '../adapters/active.ts';
+export { adapterNames } from '../adapters/sites.ts';
+export { addLowRank, type LoraData, loraParamNames, loraStructure, lowRankAt } from './branch.ts';
 export { type InjectResult, injectLora, isLoraTarget, LoraError, loraRules, seedOf } from './inject.ts';
 export { mergeLora, unmergeLora } from './merge.ts';
 export { type LoraOptions, type LoraOptionsInput, loraOptions, loraScale } from './options.ts';
+export { adapterTensors, loraOptionsFromPeft, loraPeftAdapter, peftConfigFor } from './peft.ts';
 
 export const lora: MethodDef<LoraOptions> = {
   name: 'lora',
@@ -21,7 +26,7 @@ export const lora: MethodDef<LoraOptions> = {
   apply: (g, o, ctx) => injectLora(g, o, ctx.weights),
   merge: (g, o, ctx) => mergeLora(g, ctx.weights, [o.adapter_name]),
   unmerge: (g, o, ctx) => unmergeLora(g, o, ctx.weights),
-  peftFormat: 'lora',
+  peft: { peftType: 'LORA', fromConfig: loraOptionsFromPeft, toAdapter: loraPeftAdapter },
   properties: { identityAtInit: true, mergeEqualsForward: true, mergeUnmergeIdentity: true },
   fixtures: {
     options: ({ r, alpha, init }) => ({
@@ -36,6 +41,7 @@ export const lora: MethodDef<LoraOptions> = {
 const adapterList = z.array(z.string().min(1)).min(1);
 
 if (!hasMethod('lora')) {
+  registerStructure(loraStructure);
   registerMethod(lora);
   if (!hasPass('lora-merge-adapters')) {
     registerPass({

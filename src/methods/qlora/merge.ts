@@ -11,15 +11,15 @@ import type { PassResult } from '../../passes/pass.ts';
 import { rewrite } from '../../passes/rewrite/engine.ts';
 import { quantMap4bit } from '../../quant/blockwise4.ts';
 import { dequantizeWeight, type QuantState, quantizeWeight } from '../../quant/quant-state.ts';
-import { type LoraBranch, loraBranches } from '../lora/branch.ts';
+import { type AdapterSite, baseWeightNode, checkAdapters } from '../adapters/sites.ts';
 import type { Dequant4bitAttrs, DequantAbsmaxAttrs } from './ops.ts';
 import type { QloraOptions } from './options.ts';
 import { type DequantSettings, emitDequant, QloraError, settingsOf } from './quantize.ts';
 
-/** The dequant_4bit node of a branch's base module, when it is 4-bit. */
-function dequantNode(g: Graph, br: LoraBranch): Node | undefined {
-  if (br.kind !== 'linear' || br.base.op !== 'linear') return undefined;
-  const w = g.node(br.base.inputs[1]);
+/** The dequant_4bit node of an adapter's base module, when it is 4-bit. */
+function dequantNode(g: Graph, site: AdapterSite): Node | undefined {
+  if (site.kind !== 'linear' || site.base.op !== 'linear') return undefined;
+  const w = baseWeightNode(g, site);
   return w.op === 'dequant_4bit' ? w : undefined;
 }
 
@@ -92,7 +92,7 @@ export function mergeQlora(
   log: (line: string) => void = () => {},
 ): PassResult & { report: MergeReport } {
   if (!weights) throw new QloraError('qlora-merge needs the weights (4-bit base and adapters)');
-  const branches = loraBranches(g).filter((br) => dequantNode(g, br));
+  const branches = checkAdapters(g, 'qlora-merge').filter((site) => dequantNode(g, site));
   if (branches.length === 0)
     throw new QloraError('qlora-merge: no LoRA adapter on a 4-bit linear in the graph');
   const changed = new MapWeightStore();
@@ -101,23 +101,17 @@ export function mergeQlora(
     { name: string; shape: number[]; old: QuantState; settings?: DequantSettings }
   >();
   const w32 = new Map<number, Float64Array>();
-  for (const br of branches) {
-    const dq = dequantNode(g, br)!;
+  const read = (n: string) => changed.get(n) ?? need(weights, n);
+  for (const site of branches) {
+    const dq = dequantNode(g, site)!;
     const name = String(g.node(dq.inputs[0]).attrs.name);
-    const base = br.base.id;
-    if (!w32.has(base)) w32.set(base, Float64Array.from(dequantizeWeight(stateFromGraph(g, dq, weights))));
-    const W = w32.get(base)!;
-    const A = need(weights, String(br.A.attrs.name));
-    const B = need(weights, String(br.B.attrs.name));
-    const [r, inF] = A.shape;
-    const outF = B.shape[0];
-    for (let i = 0; i < outF; i++)
-      for (let j = 0; j < inF; j++) {
-        let acc = 0;
-        for (let q = 0; q < r; q++) acc += B.data[i * r + q] * A.data[q * inF + j];
-        W[i * inF + j] += br.scale * acc;
-      }
-    merged.set(base, { name, shape: [outF, inF], old: stateFromGraph(g, dq, weights) });
+    const base = site.base.id;
+    const old = stateFromGraph(g, dq, weights);
+    if (!w32.has(base)) w32.set(base, Float64Array.from(dequantizeWeight(old)));
+    // The adapter's own fold (LoRA: + s B A; DoRA: rescaled rows), in f64.
+    const extras = site.structure.fold(site, w32.get(base)!, read);
+    for (const [k, t] of extras ?? []) changed.set(k, t);
+    merged.set(base, { name, shape: [...old.shape], old });
   }
   let maxAbsChange = 0;
   for (const [base, m] of merged) {
@@ -147,7 +141,7 @@ export function mergeQlora(
         `max |change| = ${maxAbsChange.toExponential(3)}; merge_into "float" keeps them exact`,
     );
   }
-  const adds = new Set(branches.map((b) => b.add.id));
+  const outs = new Map(branches.map((b) => [b.out.id, b.out.inputs.indexOf(b.below.id)]));
   const { graph } = rewrite(
     g,
     [
@@ -163,7 +157,7 @@ export function mergeQlora(
         },
         'qlora-merge-base',
       ],
-      [{ op: 'add', where: (n) => adds.has(n.id) }, (mt) => mt.inputs[0], 'qlora-merge-branch'],
+      [{ where: (n) => outs.has(n.id) }, (mt) => mt.inputs[outs.get(mt.node.id)!], 'qlora-merge-branch'],
     ],
     { once: true },
   );

@@ -1,0 +1,142 @@
+// LoRA's PEFT format (the `peft` hooks of the lora method, methods/registry.ts): the
+// LoRA options an adapter_config.json stands for, and the config and tensors PEFT's
+// save_pretrained writes for a trained LoRA adapter (use_dora included).
+import { FormatError } from '../../io/errors.ts';
+import { checkImplemented, type LoraAdapterConfig } from '../../io/peft/index.ts';
+import type { Graph } from '../../ir/graph.ts';
+import type { Tensor } from '../../ir/tensor.ts';
+import { adapterSites } from '../adapters/sites.ts';
+import type { PeftAdapterData } from '../registry.ts';
+import { ALL_LINEAR, fullMatch, outputHeads, savedTargetModules } from '../targets.ts';
+import { type LoraOptions, loraOptions } from './options.ts';
+
+/** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
+export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
+  if (c.peft_type !== 'LORA')
+    throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`, 'peft_type');
+  // A field that changes the math and is not implemented is refused, never ignored.
+  checkImplemented(c, file);
+  if (c.target_modules === null) throw new FormatError(file, 'target_modules is missing', 'target_modules');
+  const r = loraOptions.safeParse({
+    r: c.r,
+    lora_alpha: c.lora_alpha,
+    lora_dropout: c.lora_dropout,
+    target_modules: c.target_modules,
+    exclude_modules: c.exclude_modules,
+    bias: c.bias,
+    use_rslora: c.use_rslora,
+    init_lora_weights: 'given',
+    rank_pattern: c.rank_pattern ?? {},
+    alpha_pattern: c.alpha_pattern ?? {},
+    layers_to_transform: c.layers_to_transform,
+    layers_pattern: c.layers_pattern,
+    modules_to_save: c.modules_to_save,
+    adapter_name: adapterName,
+  });
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new FormatError(file, issue.message, issue.path.join('.'));
+  }
+  return r.data;
+}
+
+/** A LoRA param of adapter `a`: `<m>.lora_X.<a>.weight` or, for embeddings, `<m>.lora_embedding_X.<a>`. */
+function isLoraParamOf(name: string, a: string): boolean {
+  return (
+    /\.lora_(A|B|embedding_A|embedding_B|magnitude_vector)\./.test(name) &&
+    (name.includes(`.${a}.`) || name.endsWith(`.${a}`))
+  );
+}
+
+/**
+ * PEFT config fields for LoRA options, as PEFT writes them for a causal LM. With the
+ * graph the adapter was injected into, `target_modules` is what PEFT saves after
+ * injection ("all-linear" expanded, long lists condensed; see savedTargetModules).
+ */
+export function peftConfigFor(
+  o: LoraOptions,
+  baseModel: string | null,
+  g?: Graph,
+): Partial<LoraAdapterConfig> & Record<string, unknown> {
+  return {
+    peft_type: 'LORA',
+    task_type: o.task_type === undefined ? 'CAUSAL_LM' : o.task_type,
+    base_model_name_or_path: baseModel,
+    r: o.r,
+    lora_alpha: o.lora_alpha,
+    lora_dropout: o.lora_dropout,
+    target_modules: g ? savedTargetModules(g, o) : o.target_modules,
+    exclude_modules: o.exclude_modules,
+    bias: o.bias,
+    use_rslora: o.use_rslora,
+    use_dora: false,
+    init_lora_weights: o.init_lora_weights === 'given' ? true : o.init_lora_weights,
+    rank_pattern: o.rank_pattern,
+    alpha_pattern: o.alpha_pattern,
+    layers_to_transform: o.layers_to_transform,
+    layers_pattern: o.layers_pattern,
+    modules_to_save: o.modules_to_save,
+    inference_mode: true,
+  };
+}
+
+/** The tensors of one adapter from a graph's params (LoRA A/B, trainable biases, modules_to_save copies). */
+export function adapterTensors(
+  g: Graph,
+  read: (name: string) => Tensor,
+  adapterName: string,
+): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const p of g.params()) {
+    const name = String(p.attrs.name);
+    const isLora = isLoraParamOf(name, adapterName);
+    const isSaved = name.includes(`.modules_to_save.${adapterName}.`);
+    const isBias = p.attrs.role === 'trainable' && name.endsWith('.bias');
+    if (isLora || isSaved || isBias) out.set(name, read(name));
+  }
+  return out;
+}
+
+const EMBEDDING_LAYER_NAMES = ['embed_tokens', 'lm_head'];
+
+/**
+ * PEFT's get_peft_model_state_dict with save_embedding_layers="auto" (save_and_load.py):
+ * when an embedding layer is targeted (a list naming embed_tokens or lm_head exactly, or
+ * a regex other than all-linear matching a module ending in one of them), the base weight
+ * of every input/output embedding that carries LoRA is saved too, as
+ * `<m>.base_layer.weight`. Returns those tensors under `<m>.weight`.
+ */
+function embeddingBaseTensors(g: Graph, read: (name: string) => Tensor, o: LoraOptions): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  const t = o.target_modules;
+  const targeted =
+    typeof t === 'string'
+      ? t.toLowerCase() !== ALL_LINEAR &&
+        g.nodes.some(
+          (n) => EMBEDDING_LAYER_NAMES.includes(n.scope.split('.').pop() ?? '') && fullMatch(t, n.scope),
+        )
+      : t.some((e) => EMBEDDING_LAYER_NAMES.includes(e));
+  if (!targeted) return out;
+  const embeddingModules = new Set([...g.ofOp('embedding').map((n) => n.scope), ...outputHeads(g)]);
+  for (const br of adapterSites(g)) {
+    if (br.adapter !== o.adapter_name || !embeddingModules.has(br.module)) continue;
+    const w = g.node(br.kind === 'linear' ? br.base.inputs[1] : br.base.inputs[0]);
+    // A reader of trainable params only (the trainer's) has no base weights: PEFT loads
+    // the adapter without them, so the file then just lacks this copy.
+    const v = w.op === 'param' ? (read(String(w.attrs.name)) as Tensor | undefined) : undefined;
+    if (v) out.set(`${br.module}.weight`, v);
+  }
+  return out;
+}
+
+/** PEFT's adapter (config fields and tensors by graph name) for a trained LoRA adapter. */
+export function loraPeftAdapter(
+  g: Graph,
+  o: LoraOptions,
+  read: (name: string) => Tensor,
+  baseModel: string | null,
+): PeftAdapterData {
+  const weights = adapterTensors(g, read, o.adapter_name);
+  for (const [k, v] of embeddingBaseTensors(g, read, o)) weights.set(k, v);
+  return { adapterName: o.adapter_name, config: peftConfigFor(o, baseModel, g), weights };
+}
