@@ -3,6 +3,7 @@
 import '../passes/builtin.ts';
 import './lora/index.ts';
 import './qlora/index.ts';
+import './dora/index.ts';
 import './loraplus/index.ts';
 
 export * from './adapters/index.ts';

@@ -42,3 +42,10 @@ export function hash32(seed: number, counter: number): number {
   h = Math.imul(h ^ (h >>> 15), 0x846ca68b) >>> 0;
   return (h ^ (h >>> 16)) >>> 0;
 }
+
+/** A stable 31-bit seed from a string (FNV-1a): per-module seeds that do not depend on order. */
+export function seedOf(label: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193) >>> 0;
+  return h & 0x7fffffff;
+}

@@ -13,8 +13,8 @@ const dir = mkdtempSync(join(tmpdir(), 'audit-recipe-'));
 const BAD: [string, unknown, RegExp][] = [
   [
     'unknown method',
-    { methods: [{ method: 'dora' }] },
-    /methods\[0\]\.method: unknown method 'dora'.*known: .*lora/,
+    { methods: [{ method: 'vera' }] },
+    /methods\[0\]\.method: unknown method 'vera'.*known: .*lora/,
   ],
   [
     'wrong type',

@@ -1,6 +1,6 @@
 // Issue 17 item 3 through the real CLI: an adapter field that changes the math is refused
 // by logits, merge and train --init-adapter alike (one line: file, field, value);
-// train --init-adapter validates the adapter as logits does; a recipe's use_dora says
+// train --init-adapter validates the adapter as logits does; a recipe's lora_bias says
 // "not supported yet"; a method with no PEFT save format says so instead of claiming an
 // adapter, and one that has one (the LoRA-FA example, LoRA's format) writes it.
 // Kept to one spawn per behaviour; the rest runs in process.
@@ -95,12 +95,12 @@ describe('adapter fields that change the math', () => {
     failsWith([...trainArgs(join(dir, 'run-lacks')), '--recipe', recipe, '--init-adapter', lacks], says);
   });
 
-  it('a recipe with use_dora: true says "not supported yet", not "unknown key"', () => {
-    const dora = join(dir, 'dora.json');
-    writeFileSync(dora, JSON.stringify({ methods: [{ method: 'lora', use_dora: true }] }));
+  it('a recipe with lora_bias: true says "not supported yet", not "unknown key"', () => {
+    const bias = join(dir, 'lora-bias.json');
+    writeFileSync(bias, JSON.stringify({ methods: [{ method: 'lora', lora_bias: true }] }));
     failsWith(
-      ['ir', '--model', 'tiny', '--recipe', dora, '--seq', '2'],
-      /methods\[0\]\.use_dora: DoRA .* is not supported yet/,
+      ['ir', '--model', 'tiny', '--recipe', bias, '--seq', '2'],
+      /methods\[0\]\.lora_bias: a bias on lora_B .* is not supported yet/,
     );
     // Off, as in a LoraConfig copied from PEFT: accepted.
     expect(

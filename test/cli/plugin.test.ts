@@ -40,7 +40,9 @@ describe('--plugin', () => {
   it('without the plugin the method is unknown; a missing plugin is named', () => {
     const r = peftc(['ir', '--model', 'tiny', '--recipe', recipe]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("methods[0].method: unknown method 'lora-fa' (known: lora, loraplus, qlora)");
+    expect(r.stderr).toContain(
+      "methods[0].method: unknown method 'lora-fa' (known: dora, lora, loraplus, qlora)",
+    );
     const m = peftc(['ir', '--model', 'tiny', '--plugin', join(dir, 'nope.ts')]);
     expect(m.code).toBe(1);
     expect(m.stderr).toMatch(/--plugin .*nope\.ts: no such file/);

@@ -41,7 +41,7 @@ describe('attaching an adapter: fields that change the math', () => {
     [{ init_lora_weights: 'pissa' }, /'init_lora_weights': "pissa" means PiSSA .*residual/],
     [{ init_lora_weights: 'pissa_niter_16' }, /'init_lora_weights': "pissa_niter_16" means PiSSA/],
     [{ init_lora_weights: 'loftq' }, /'init_lora_weights': "loftq" means LoftQ/],
-    [{ use_dora: true }, /'use_dora': true means DoRA .*not supported yet/],
+    [{ lora_bias: true }, /'lora_bias': true means a bias on lora_B/],
     [{ fan_in_fan_out: true }, /'fan_in_fan_out': true means/],
     [{ layer_replication: [[0, 1]] }, /'layer_replication': \[\[0,1\]\] means layer replication/],
     [{ peft_type: 'LOHA' }, /'peft_type': peft_type 'LOHA' is not supported/],

@@ -86,10 +86,6 @@ export const REFUSED_FIELDS = {
   init_lora_weights: {
     refuse: (v) => (typeof v !== 'string' || plainInit(v) ? undefined : initRefusal(v)),
   },
-  use_dora: whenSet({
-    what: 'DoRA (a learned magnitude per output row rescales W + s·B·A)',
-    todo: MERGE,
-  }),
   fan_in_fan_out: whenSet({
     what: 'weights stored as (in, out) (GPT-2 Conv1D layers); peftc loads LLaMA-style nn.Linear models',
     todo: 'use an adapter for a LLaMA-architecture model',

@@ -6,6 +6,7 @@ import { disableAdapters, setActiveAdapters } from '../adapters/active.ts';
 import { registerStructure } from '../adapters/sites.ts';
 import { hasMethod, type MethodDef, registerMethod } from '../registry.ts';
 import { loraStructure } from './branch.ts';
+import { doraStructure } from './dora.ts';
 import { injectLora } from './inject.ts';
 import { mergeLora, unmergeLora } from './merge.ts';
 import { type LoraOptions, loraOptions } from './options.ts';
@@ -14,6 +15,7 @@ import { loraOptionsFromPeft, loraPeftAdapter } from './peft.ts';
 export { disableAdapters, setActiveAdapters } from '../adapters/active.ts';
 export { adapterNames } from '../adapters/sites.ts';
 export { addLowRank, type LoraData, loraParamNames, loraStructure, lowRankAt } from './branch.ts';
+export { type DoraNorm, doraDerived, doraParamNames, doraStructure, rowNorms } from './dora.ts';
 export { type InjectResult, injectLora, isLoraTarget, LoraError, loraRules, seedOf } from './inject.ts';
 export { mergeLora, unmergeLora } from './merge.ts';
 export { type LoraOptions, type LoraOptionsInput, loraOptions, loraScale } from './options.ts';
@@ -42,6 +44,7 @@ const adapterList = z.array(z.string().min(1)).min(1);
 
 if (!hasMethod('lora')) {
   registerStructure(loraStructure);
+  registerStructure(doraStructure);
   registerMethod(lora);
   if (!hasPass('lora-merge-adapters')) {
     registerPass({

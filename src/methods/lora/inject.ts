@@ -10,6 +10,7 @@ import type { Graph, Node } from '../../ir/graph.ts';
 import type { InitSpec } from '../../ir/ops/index.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import { type Match, type Rule, rewrite } from '../../passes/rewrite/engine.ts';
+import { seedOf } from '../../util/rng.ts';
 import {
   expandTargets,
   isAdapterScope,
@@ -19,18 +20,15 @@ import {
   selectTargets,
 } from '../targets.ts';
 import { loraParamNames } from './branch.ts';
+import { doraBranch, doraDerived } from './dora.ts';
 import { type LoraOptions, loraScale } from './options.ts';
 
 export class LoraError extends Error {
   override name = 'LoraError';
 }
 
-/** A stable 31-bit seed from a string (FNV-1a): the dropout seed of a module's branch. */
-export function seedOf(label: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193) >>> 0;
-  return h & 0x7fffffff;
-}
+/** The dropout seed of a module's branch. */
+export { seedOf };
 
 const KAIMING: InitSpec = { kind: 'kaiming_uniform', a: Math.sqrt(5) };
 
@@ -110,13 +108,26 @@ function linearBranch(p: Plan, m: Match, b: GraphBuilder): Value {
           b.dropout(x, o.lora_dropout, seedOf(`${M}.lora_dropout.${a}`), p.step && m.value(p.step)),
         )
       : x;
-  const h = b.atScope(`${M}.lora_A.${a}`, () =>
-    b.linear(xd, b.param(names.A, dtype, [r, inF], 'trainable', initA)),
-  );
-  const y = b.atScope(`${M}.lora_B.${a}`, () =>
-    b.scale(b.linear(h, b.param(names.B, dtype, [outF, r], 'trainable', initB)), s),
-  );
-  return b.add(base, y);
+  const A = b.atScope(`${M}.lora_A.${a}`, () => b.param(names.A, dtype, [r, inF], 'trainable', initA));
+  const h = b.atScope(`${M}.lora_A.${a}`, () => b.linear(xd, A));
+  const B = b.atScope(`${M}.lora_B.${a}`, () => b.param(names.B, dtype, [outF, r], 'trainable', initB));
+  const y = b.atScope(`${M}.lora_B.${a}`, () => b.scale(b.linear(h, B), s));
+  if (!o.use_dora) return b.add(base, y);
+  return doraBranch(b, {
+    module: M,
+    adapter: a,
+    norm: o.dora_norm,
+    below: base,
+    x,
+    xd,
+    weight: inputs[1],
+    hasBias: inputs.length > 2,
+    dropout: o.lora_dropout > 0,
+    lora: y,
+    A,
+    B,
+    scale: s,
+  });
 }
 
 function embeddingBranch(p: Plan, m: Match, b: GraphBuilder): Value {
@@ -127,6 +138,10 @@ function embeddingBranch(p: Plan, m: Match, b: GraphBuilder): Value {
   const [table, ids] = inputs;
   const [vocab, dim] = table.type.shape;
   const { r, s } = rankAlpha(o, M);
+  if (o.use_dora)
+    throw new LoraError(
+      `use_dora: DoRA on the embedding module ${M} is not supported yet; leave it out of target_modules (or exclude_modules it)`,
+    );
   const [initA, initB] = embeddingInits(o.init_lora_weights);
   const names = loraParamNames(M, a, 'embedding');
   const base = b.copy(m.node, inputs);
@@ -256,9 +271,15 @@ export function injectLora(g: Graph, o: LoraOptions, weights?: WeightStore): Inj
       }
     }
   }
+  // DoRA's magnitudes and frozen row norms come from the base weights (modules_to_save copies included).
+  const withCopies = weights && copies.map.size ? new LayeredWeightStore([copies, weights]) : weights;
+  const derived = o.use_dora && withCopies ? doraDerived(graph, withCopies) : undefined;
   return {
     graph,
-    weights: weights && copies.map.size ? new LayeredWeightStore([copies, weights]) : weights,
+    weights:
+      derived?.size && withCopies
+        ? new LayeredWeightStore([new MapWeightStore(derived), withCopies])
+        : withCopies,
     modules,
   };
 }

@@ -4,9 +4,10 @@
 // options (its tensors read from the store) and unfolds it. A DoRA adapter (use_dora)
 // merges through DoRA's own fold the same way.
 import type { Graph } from '../../ir/graph.ts';
-import { LayeredWeightStore, type WeightStore } from '../../ir/weights.ts';
+import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import type { PassResult } from '../../passes/pass.ts';
 import { foldSites, mergeAdapters, selectSites } from '../adapters/merge.ts';
+import { doraDerived } from './dora.ts';
 import { injectLora } from './inject.ts';
 import type { LoraOptions } from './options.ts';
 
@@ -25,5 +26,12 @@ export function unmergeLora(g: Graph, o: LoraOptions, weights: WeightStore | und
   const { graph } = injectLora(g, o);
   const sites = selectSites(graph, [o.adapter_name], 'lora-unmerge');
   const changed = foldSites(graph, sites, weights, -1, 'lora-unmerge');
-  return { graph, weights: weights ? new LayeredWeightStore([changed, weights]) : undefined };
+  if (!weights) return { graph, weights: undefined };
+  const restored = new LayeredWeightStore([changed, weights]);
+  // DoRA's frozen ||W||^2_row buffers follow the restored base weights.
+  const derived = o.use_dora ? doraDerived(graph, restored) : new Map();
+  return {
+    graph,
+    weights: derived.size ? new LayeredWeightStore([new MapWeightStore(derived), restored]) : restored,
+  };
 }

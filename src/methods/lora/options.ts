@@ -35,6 +35,14 @@ export const loraOptions = z
     exclude_modules: names.nullable().default(null),
     bias: z.enum(['none', 'all', 'lora_only']).default('none'),
     use_rslora: z.boolean().default(false),
+    /** DoRA: a trained magnitude per output row rescales W + s B A (PEFT's spelling). */
+    use_dora: z.boolean().default(false),
+    /**
+     * How DoRA takes ||W + s B A||_row each step (peftc's option; PEFT has one form):
+     * 'factored' from a frozen ||W||^2_row and [out, r], [r, r] products, never holding
+     * W + s B A; 'dense' materialises it as PEFT does. Same values (a property test).
+     */
+    dora_norm: z.enum(['factored', 'dense']).default('factored'),
     /** true: kaiming-uniform A, zero B; 'gaussian': A ~ N(0, 1/r), zero B; false: both random (tests);
      * 'given': both must come from the weight store (loading an adapter). */
     init_lora_weights: z.union([z.boolean(), z.enum(['gaussian', 'given'])]).default(true),

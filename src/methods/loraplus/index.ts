@@ -88,10 +88,10 @@ export const loraplus: MethodDef<LoraplusOptions> = {
 
 if (!hasMethod('loraplus')) {
   registerMethod(loraplus);
-  registerConflict({
-    first: 'loraplus',
-    later: 'lora',
-    reason:
-      'loraplus regroups the params of the adapters before it, so the lora entry must come first; move the loraplus entry after it',
-  });
+  for (const later of ['lora', 'dora'])
+    registerConflict({
+      first: 'loraplus',
+      later,
+      reason: `loraplus regroups the params of the adapters before it, so the ${later} entry must come first; move the loraplus entry after it`,
+    });
 }

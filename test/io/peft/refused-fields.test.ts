@@ -14,7 +14,6 @@ const REFUSED: ReadonlyArray<readonly [string, unknown]> = [
   ['init_lora_weights', 'loftq'],
   ['init_lora_weights', 'lora_ga'],
   ['init_lora_weights', 'no_such_init'],
-  ['use_dora', true],
   ['fan_in_fan_out', true],
   ['lora_bias', true],
   ['layer_replication', [[0, 1]]],

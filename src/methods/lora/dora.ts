@@ -1,0 +1,232 @@
+// DoRA (Liu et al. 2024; PEFT's `use_dora`): the adapted weight is rescaled per output
+// row to a trained magnitude m, y = (m / ||W + s B A||_row) * (W + s B A) x + b, with the
+// row norm detached in backward as PEFT does. As PEFT computes it (lora/layer.py
+// Linear.forward + dora.py DoraLinearLayer.forward), the adapter adds to the module's
+// output, so it stacks and disables like any adapter:
+//   y = base + (k - 1) * (W x~) + k * s * B A x~,   k = m / stop_gradient(||W + s B A||_row)
+// with x~ = dropout(x) (W x~ re-uses the base product when there is no dropout and no bias).
+//
+// The row norm comes in two forms (option `dora_norm`):
+//   'dense'    : PEFT's, ||W + s B A||_row from the materialised [out, in] weight every step;
+//   'factored' : ||W||^2_row + 2 s <B_i, (W A^T)_i> + s^2 B_i (A A^T) B_i^T, with ||W||^2_row
+//                a frozen buffer computed once from the base (4-bit bases dequantized once),
+//                so the step only holds [out, r] and [r, r] products, never W + s B A.
+// The magnitude starts as the row norms of W (B = 0 at PEFT's init), computed from the
+// base weights when the pass has them; a loaded adapter brings its own.
+import { runGraph } from '../../backends/cpu/index.ts';
+import type { GraphBuilder, Value } from '../../ir/builder.ts';
+import type { Graph, Node } from '../../ir/graph.ts';
+import { type Tensor, tensor } from '../../ir/tensor.ts';
+import { initTensor, type WeightStore } from '../../ir/weights.ts';
+import { stopGradient } from '../../passes/autodiff/stop-gradient.ts';
+import { Rng, seedOf } from '../../util/rng.ts';
+import {
+  type AdapterSite,
+  type AdapterStructure,
+  adapterSites,
+  baseWeightNode,
+  type Reader,
+  type SiteMatch,
+} from '../adapters/sites.ts';
+import { addLowRank, type LoraData, lowRankAt } from './branch.ts';
+
+export type DoraNorm = 'factored' | 'dense';
+
+export interface DoraData extends LoraData {
+  /** The magnitude param (`<m>.lora_magnitude_vector.<a>.weight`, [out]). */
+  readonly magnitude: string;
+}
+
+export function doraParamNames(module: string, adapter: string) {
+  return {
+    magnitude: `${module}.lora_magnitude_vector.${adapter}.weight`,
+    // Not a `lora_*` name: a derived frozen buffer, never saved with the adapter.
+    weightSqNorm: `${module}.dora_weight_sq_norm.${adapter}`,
+  };
+}
+
+/** Where merge keeps the row norms it divided by, so unmerge can undo the rescale (PEFT caches them too). */
+const mergedNormName = (module: string, adapter: string) => `${module}.dora_merged_norm.${adapter}`;
+
+export interface DoraBranchArgs {
+  readonly module: string;
+  readonly adapter: string;
+  readonly norm: DoraNorm;
+  /** The module's output (below this adapter), its input, the dropped-out input and the weight value. */
+  readonly below: Value;
+  readonly x: Value;
+  readonly xd: Value;
+  readonly weight: Value;
+  readonly hasBias: boolean;
+  readonly dropout: boolean;
+  /** The low-rank branch s * B(A(x~)) ([..., out]), and A, B, s. */
+  readonly lora: Value;
+  readonly A: Value;
+  readonly B: Value;
+  readonly scale: number;
+}
+
+/** ||W + s B A||_row ([out]) in the chosen form. */
+function rowNorm(b: GraphBuilder, a: DoraBranchArgs): Value {
+  const { A, B, scale: s, weight: W } = a;
+  const out = W.type.shape[0];
+  if (a.norm === 'dense') {
+    const V = b.add(W, b.scale(b.linear(B, b.transpose(A, 0, 1)), s));
+    return b.unary('sqrt', b.sum(b.mul(V, V), [1]));
+  }
+  const wsq = b.param(doraParamNames(a.module, a.adapter).weightSqNorm, 'f32', [out], 'frozen', {
+    kind: 'given',
+  });
+  const WAt = b.transpose(b.linear(A, W), 0, 1); // W A^T [out, r]
+  const AAt = b.linear(A, A); // A A^T [r, r]
+  const cross = b.sum(b.mul(B, WAt), [1]);
+  const quad = b.sum(b.mul(b.linear(B, AAt), B), [1]);
+  const sq = b.add(b.add(wsq, b.scale(cross, 2 * s)), b.scale(quad, s * s));
+  // Rounding may take a zero row's square a hair below 0.
+  return b.unary('sqrt', b.maximum(sq, b.const(0)));
+}
+
+/** The DoRA adapter's output: below + (k - 1) * W x~ + k * s B A x~. */
+export function doraBranch(b: GraphBuilder, a: DoraBranchArgs): Value {
+  const { magnitude } = doraParamNames(a.module, a.adapter);
+  return b.atScope(`${a.module}.lora_magnitude_vector.${a.adapter}`, () => {
+    const out = a.weight.type.shape[0];
+    const m = b.param(magnitude, 'f32', [out], 'trainable', { kind: 'given' });
+    const k = b.div(m, stopGradient(b, rowNorm(b, a)));
+    // W x~: the base product itself when it is exactly that (no dropout, no bias).
+    const wx = a.dropout || a.hasBias ? b.linear(a.xd, a.weight) : a.below;
+    const contribution = b.add(b.mul(b.sub(k, b.const(1)), wx), b.mul(k, a.lora));
+    return b.add(a.below, contribution);
+  });
+}
+
+/** The DoRA site of `k * lora` inside a contribution `add(...)`, if `c` is one. */
+function doraIn(g: Graph, c: Node): { lr: NonNullable<ReturnType<typeof lowRankAt>>; m: Node } | undefined {
+  if (c.op !== 'add') return undefined;
+  for (const pid of c.inputs) {
+    const p = g.node(pid);
+    if (p.op !== 'mul') continue;
+    for (const [ki, yi] of [
+      [0, 1],
+      [1, 0],
+    ]) {
+      const lr = lowRankAt(g, g.node(p.inputs[yi]));
+      const k = g.node(p.inputs[ki]);
+      if (!lr || k.op !== 'div') continue;
+      const m = g.node(k.inputs[0]);
+      if (m.op === 'param' && m.attrs.name === doraParamNames(lr.module, lr.adapter).magnitude)
+        return { lr, m };
+    }
+  }
+  return undefined;
+}
+
+function at(g: Graph, n: Node): SiteMatch | undefined {
+  if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
+  for (const [bi, ci] of [
+    [0, 1],
+    [1, 0],
+  ]) {
+    const hit = doraIn(g, g.node(n.inputs[ci]));
+    if (!hit) continue;
+    const { lr, m } = hit;
+    const magnitude = String(m.attrs.name);
+    const { weightSqNorm } = doraParamNames(lr.module, lr.adapter);
+    const params = [String(lr.data.A.attrs.name), String(lr.data.B.attrs.name), magnitude];
+    if (g.params().some((p) => p.attrs.name === weightSqNorm)) params.push(weightSqNorm);
+    const data: DoraData = { ...lr.data, magnitude };
+    return {
+      module: lr.module,
+      adapter: lr.adapter,
+      kind: lr.kind,
+      below: g.node(n.inputs[bi]),
+      params,
+      data,
+    };
+  }
+  return undefined;
+}
+
+/** Row norms of a [rows, cols] matrix, in f64. */
+export function rowNorms(W: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let acc = 0;
+    for (let j = 0; j < cols; j++) acc += W[i * cols + j] ** 2;
+    out[i] = Math.sqrt(acc);
+  }
+  return out;
+}
+
+function rows(site: AdapterSite, W: Float64Array, read: Reader): { out: number; inF: number; m: Tensor } {
+  const m = read((site.data as DoraData).magnitude);
+  return { out: m.shape[0], inF: W.length / m.shape[0], m };
+}
+
+export const doraStructure: AdapterStructure = {
+  name: 'dora',
+  at,
+  // PEFT's merge: W' = (m / ||W + s B A||_row) (W + s B A); the norms are kept for unmerge.
+  fold: (site, W, read) => {
+    addLowRank(site, W, read, (site.data as DoraData).scale);
+    const { out, inF, m } = rows(site, W, read);
+    const norm = rowNorms(W, out, inF);
+    for (let i = 0; i < out; i++) for (let j = 0; j < inF; j++) W[i * inF + j] *= m.data[i] / norm[i];
+    return new Map([[mergedNormName(site.module, site.adapter), tensor('f32', [out], norm)]]);
+  },
+  unfold: (site, W, read) => {
+    const { out, inF, m } = rows(site, W, read);
+    const norm = read(mergedNormName(site.module, site.adapter));
+    for (let i = 0; i < out; i++) for (let j = 0; j < inF; j++) W[i * inF + j] *= norm.data[i] / m.data[i];
+    addLowRank(site, W, read, -(site.data as DoraData).scale);
+  },
+};
+
+/**
+ * The tensors DoRA derives from the base weights of `g`'s DoRA adapters: the frozen
+ * ||W||^2_row buffers (factored norm) and, where the store has none, the magnitudes' init
+ * ||W||_row. The weights are evaluated as the graph computes them (a 4-bit base is
+ * dequantized once, here).
+ */
+export function doraDerived(g: Graph, weights: WeightStore): Map<string, Tensor> {
+  const sites = adapterSites(g).filter((s) => s.structure === doraStructure);
+  const out = new Map<string, Tensor>();
+  if (sites.length === 0) return out;
+  const probe = g.with(
+    g.nodes,
+    sites.map((s, i) => ({ name: `dora_weight_${i}`, id: baseWeightNode(g, s).id })),
+  );
+  const values = runGraph(probe, {}, weights, { precision: 'f64' });
+  sites.forEach((site, i) => {
+    const W = values[`dora_weight_${i}`];
+    const [rowsN, cols] = W.shape;
+    const names = doraParamNames(site.module, site.adapter);
+    if (site.params.includes(names.weightSqNorm)) {
+      const norms = rowNorms(W.data, rowsN, cols);
+      out.set(
+        names.weightSqNorm,
+        tensor(
+          'f32',
+          [rowsN],
+          norms.map((v) => v * v),
+        ),
+      );
+    }
+    if (weights.has(names.magnitude)) return;
+    // PEFT initialises m = ||W + s B A||_row. With B = 0 (the default inits) that is
+    // ||W||_row; with random A and B (init_lora_weights false, a testing mode) they are
+    // drawn here, seeded by the module, so m can match them.
+    const { A, B } = site.data as DoraData;
+    const read = (n: string) => out.get(n) ?? weights.get(n);
+    for (const p of [A, B]) {
+      const name = String(p.attrs.name);
+      const init = (p.attrs.init as { kind?: string } | undefined)?.kind;
+      if (!read(name) && init !== 'zeros' && init !== 'given')
+        out.set(name, initTensor(p, new Rng(seedOf(name))));
+    }
+    const V = Float64Array.from(W.data);
+    if (read(String(B.attrs.name))) addLowRank(site, V, (n) => read(n)!, (site.data as DoraData).scale);
+    out.set(names.magnitude, tensor('f32', [rowsN], rowNorms(V, rowsN, cols)));
+  });
+  return out;
+}
