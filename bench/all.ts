@@ -10,6 +10,7 @@ const BENCHES = [
   { name: 'kernels', file: 'bench/run.ts' },
   { name: 'quant4', file: 'bench/quant4.ts' },
   { name: 'train', file: 'bench/train.ts' },
+  { name: 'dora', file: 'bench/dora.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });

@@ -219,6 +219,8 @@ describe('DoRA', () => {
 
   it('merge keeps unmerge exact: merged weight rows have norm m; unmerge restores W', () => {
     const { g, w } = doraModel({ layers: 1, dim: 4, hidden: 3, seq: 1, bias: false }, 2, 4, 9, 'factored');
+    // One site per module, each DoRA's (its LoRA-shaped inner sum is not a second adapter).
+    expect(adapterSites(g).map((s) => s.structure.name)).toEqual(['dora', 'dora', 'dora']);
     const merged = mergeAdapters(g, w);
     const W2 = merged.weights!.get(`${Q}.weight`)!.data;
     const m = w.get(`${Q}.lora_magnitude_vector.default.weight`)!.data;

@@ -39,8 +39,8 @@ export function selectSites(g: Graph, adapters: readonly string[] | undefined, w
 
 /** The graph with each site's output replaced by the output below it (the adapters gone). */
 export function removeSites(g: Graph, sites: readonly AdapterSite[], rule: string): Graph {
-  const below = new Map(sites.map((s) => [s.out.id, s.out.inputs.indexOf(s.below.id)]));
-  return rewrite(g, [[{ where: (n) => below.has(n.id) }, (m) => m.inputs[below.get(m.node.id)!], rule]], {
+  const below = new Map(sites.map((s) => [s.out.id, s.below]));
+  return rewrite(g, [[{ where: (n) => below.has(n.id) }, (m) => m.value(below.get(m.node.id)!), rule]], {
     once: true,
   }).graph;
 }

@@ -15,7 +15,10 @@ export interface SiteMatch {
   readonly adapter: string;
   /** The module's op the adapter sits on. */
   readonly kind: 'linear' | 'embedding';
-  /** The module's output without this adapter: `out` is replaced by it when the adapter goes. */
+  /**
+   * The module's output without this adapter (an ancestor of `out`, not necessarily its
+   * input): `out` is replaced by it when the adapter goes.
+   */
   readonly below: Node;
   /** Names of the params the adapter owns (trainable ones and any frozen buffers it made). */
   readonly params: readonly string[];

@@ -52,10 +52,21 @@ export function lowRankAt(
   return { module, adapter, kind, data: { A, B, scale } };
 }
 
+const paramNameSets = new WeakMap<Graph, Set<string>>();
+
+/** The graph's param names (cached per graph: graphs are immutable values). */
+export function paramNameSet(g: Graph): Set<string> {
+  let s = paramNameSets.get(g);
+  if (!s) paramNameSets.set(g, (s = new Set(g.params().map((p) => String(p.attrs.name)))));
+  return s;
+}
+
 function at(g: Graph, n: Node): SiteMatch | undefined {
   if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
   const lr = lowRankAt(g, g.node(n.inputs[1]));
   if (!lr) return undefined;
+  // A branch with a magnitude vector is DoRA's (lora/dora.ts), whose structure contains this shape.
+  if (paramNameSet(g).has(`${lr.module}.lora_magnitude_vector.${lr.adapter}.weight`)) return undefined;
   const { A, B } = lr.data;
   return { ...lr, below: g.node(n.inputs[0]), params: [String(A.attrs.name), String(B.attrs.name)] };
 }

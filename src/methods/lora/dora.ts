@@ -28,7 +28,7 @@ import {
   type Reader,
   type SiteMatch,
 } from '../adapters/sites.ts';
-import { addLowRank, type LoraData, lowRankAt } from './branch.ts';
+import { addLowRank, type LoraData, lowRankAt, paramNameSet } from './branch.ts';
 
 export type DoraNorm = 'factored' | 'dense';
 
@@ -58,6 +58,7 @@ export interface DoraBranchArgs {
   readonly xd: Value;
   readonly weight: Value;
   readonly hasBias: boolean;
+  readonly bias?: Value;
   readonly dropout: boolean;
   /** The low-rank branch s * B(A(x~)) ([..., out]), and A, B, s. */
   readonly lora: Value;
@@ -93,56 +94,76 @@ export function doraBranch(b: GraphBuilder, a: DoraBranchArgs): Value {
     const out = a.weight.type.shape[0];
     const m = b.param(magnitude, 'f32', [out], 'trainable', { kind: 'given' });
     const k = b.div(m, stopGradient(b, rowNorm(b, a)));
-    // W x~: the base product itself when it is exactly that (no dropout, no bias).
-    const wx = a.dropout || a.hasBias ? b.linear(a.xd, a.weight) : a.below;
+    // No dropout, no bias: W x~ is the module's output itself (PEFT passes it as
+    // base_result), and below + (k - 1) W x + k s B A x = k (below + s B A x): two ops.
+    if (!a.dropout && !a.hasBias) return b.mul(k, b.add(a.below, a.lora));
+    // PEFT's dropout form: W x~ needs its own product, x~ = dropout(x); with a bias and
+    // no dropout PEFT subtracts the bias from the module's output instead.
+    const wx = a.dropout ? b.linear(a.xd, a.weight) : b.sub(a.below, a.bias!);
     const contribution = b.add(b.mul(b.sub(k, b.const(1)), wx), b.mul(k, a.lora));
     return b.add(a.below, contribution);
   });
 }
 
+type LowRank = NonNullable<ReturnType<typeof lowRankAt>>;
+const ORDERS = [
+  [0, 1],
+  [1, 0],
+] as const;
+
+/** `k = m / ...` with m the magnitude of the low-rank branch `lr`, or undefined. */
+function magnitudeOf(g: Graph, k: Node, lr: LowRank): Node | undefined {
+  if (k.op !== 'div') return undefined;
+  const m = g.node(k.inputs[0]);
+  return m.op === 'param' && m.attrs.name === doraParamNames(lr.module, lr.adapter).magnitude ? m : undefined;
+}
+
 /** The DoRA site of `k * lora` inside a contribution `add(...)`, if `c` is one. */
-function doraIn(g: Graph, c: Node): { lr: NonNullable<ReturnType<typeof lowRankAt>>; m: Node } | undefined {
+function doraIn(g: Graph, c: Node): { lr: LowRank; m: Node } | undefined {
   if (c.op !== 'add') return undefined;
   for (const pid of c.inputs) {
     const p = g.node(pid);
     if (p.op !== 'mul') continue;
-    for (const [ki, yi] of [
-      [0, 1],
-      [1, 0],
-    ]) {
+    for (const [ki, yi] of ORDERS) {
       const lr = lowRankAt(g, g.node(p.inputs[yi]));
-      const k = g.node(p.inputs[ki]);
-      if (!lr || k.op !== 'div') continue;
-      const m = g.node(k.inputs[0]);
-      if (m.op === 'param' && m.attrs.name === doraParamNames(lr.module, lr.adapter).magnitude)
-        return { lr, m };
+      const m = lr && magnitudeOf(g, g.node(p.inputs[ki]), lr);
+      if (lr && m) return { lr, m };
     }
   }
   return undefined;
 }
 
+/** The compact form `k * (below + lora)`: its low-rank branch, magnitude and below, if `n` is one. */
+function compactAt(g: Graph, n: Node): { lr: LowRank; m: Node; below: Node } | undefined {
+  if (n.op !== 'mul') return undefined;
+  for (const [ki, si] of ORDERS) {
+    const sum = g.node(n.inputs[si]);
+    if (sum.op !== 'add') continue;
+    for (const [bi, yi] of ORDERS) {
+      const lr = lowRankAt(g, g.node(sum.inputs[yi]));
+      const m = lr && magnitudeOf(g, g.node(n.inputs[ki]), lr);
+      if (lr && m) return { lr, m, below: g.node(sum.inputs[bi]) };
+    }
+  }
+  return undefined;
+}
+
+function siteOf(g: Graph, lr: LowRank, m: Node, below: Node): SiteMatch {
+  const magnitude = String(m.attrs.name);
+  const { weightSqNorm } = doraParamNames(lr.module, lr.adapter);
+  const params = [String(lr.data.A.attrs.name), String(lr.data.B.attrs.name), magnitude];
+  if (paramNameSet(g).has(weightSqNorm)) params.push(weightSqNorm);
+  const data: DoraData = { ...lr.data, magnitude };
+  return { module: lr.module, adapter: lr.adapter, kind: lr.kind, below, params, data };
+}
+
 function at(g: Graph, n: Node): SiteMatch | undefined {
+  const c = compactAt(g, n);
+  if (c) return siteOf(g, c.lr, c.m, c.below);
   if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
-  for (const [bi, ci] of [
-    [0, 1],
-    [1, 0],
-  ]) {
+  for (const [bi, ci] of ORDERS) {
     const hit = doraIn(g, g.node(n.inputs[ci]));
-    if (!hit) continue;
-    const { lr, m } = hit;
-    const magnitude = String(m.attrs.name);
-    const { weightSqNorm } = doraParamNames(lr.module, lr.adapter);
-    const params = [String(lr.data.A.attrs.name), String(lr.data.B.attrs.name), magnitude];
-    if (g.params().some((p) => p.attrs.name === weightSqNorm)) params.push(weightSqNorm);
-    const data: DoraData = { ...lr.data, magnitude };
-    return {
-      module: lr.module,
-      adapter: lr.adapter,
-      kind: lr.kind,
-      below: g.node(n.inputs[bi]),
-      params,
-      data,
-    };
+    if (hit) return siteOf(g, hit.lr, hit.m, g.node(n.inputs[bi]));
   }
   return undefined;
 }

@@ -122,6 +122,7 @@ function linearBranch(p: Plan, m: Match, b: GraphBuilder): Value {
     xd,
     weight: inputs[1],
     hasBias: inputs.length > 2,
+    bias: inputs[2],
     dropout: o.lora_dropout > 0,
     lora: y,
     A,

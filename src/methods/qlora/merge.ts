@@ -141,7 +141,7 @@ export function mergeQlora(
         `max |change| = ${maxAbsChange.toExponential(3)}; merge_into "float" keeps them exact`,
     );
   }
-  const outs = new Map(branches.map((b) => [b.out.id, b.out.inputs.indexOf(b.below.id)]));
+  const outs = new Map(branches.map((b) => [b.out.id, b.below]));
   const { graph } = rewrite(
     g,
     [
@@ -157,7 +157,7 @@ export function mergeQlora(
         },
         'qlora-merge-base',
       ],
-      [{ where: (n) => outs.has(n.id) }, (mt) => mt.inputs[outs.get(mt.node.id)!], 'qlora-merge-branch'],
+      [{ where: (n) => outs.has(n.id) }, (mt) => mt.value(outs.get(mt.node.id)!), 'qlora-merge-branch'],
     ],
     { once: true },
   );
