@@ -103,4 +103,32 @@ describe('qlora + dora + loraplus in one recipe', () => {
     for (let i = 0; i < trained.length; i++) mw = Math.max(mw, Math.abs(trained[i] - merged[i]));
     expect(mw).toBeLessThan(1e-4);
   });
+
+  it('train --init-adapter starts a DoRA run from the saved DoRA adapter (its magnitudes, A and B)', async () => {
+    const out = join(dir, 'run-init');
+    const r = await runTrain(
+      {
+        model: MODEL,
+        recipe: RECIPE,
+        tokens,
+        out,
+        steps: 1,
+        batch: 2,
+        seq: 32,
+        backend: 'cpu',
+        plot: false,
+        initAdapter: cpuOut,
+      },
+      quiet as never,
+    );
+    // The step-0 eval of the new run is the trained adapter's, not a fresh init's.
+    const trainedLast = JSON.parse(
+      readFileSync(join(cpuOut, 'log.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes('eval_loss'))
+        .at(-1)!,
+    ).eval_loss as number;
+    expect(Math.abs(r.evalLosses[0].loss - trainedLast)).toBeLessThan(1e-4);
+  });
 });
