@@ -1,7 +1,8 @@
 // Recipe `param_groups`: params matched by a group train with that group's lr and
 // weight decay (torch.optim param groups), others with the optimizer's.
 import { describe, expect, it } from 'vitest';
-import { parseRecipe } from '../../src/methods/index.ts';
+import { hasMethod, parseRecipe, registerMethod } from '../../src/methods/index.ts';
+import { lora } from '../../src/methods/lora/index.ts';
 import { loadModel } from '../../src/models/llama/index.ts';
 import { describeGroups, prepareRun } from '../../src/train/setup.ts';
 
@@ -70,5 +71,49 @@ describe('recipe param_groups', () => {
     expect(() => recipe([{ params: 'x', lrr: 1 }])).toThrow(
       /param_groups\[0\]\.lrr: unknown key; did you mean lr\?/,
     );
+  });
+});
+
+describe('a method param group with its own update rule', () => {
+  it('the optimizer pass updates that group with the method rule, the rest with the recipe optimizer', () => {
+    // A method (LoRA's rewrite) whose paramGroups moves lora_B to a group with a rule of its
+    // own: plain SGD without moments, marked by a scale the test can find.
+    if (!hasMethod('test-rule-lora'))
+      registerMethod({
+        ...lora,
+        name: 'test-rule-lora',
+        paramGroups: (groups) => {
+          const all = groups.flatMap((g) => g.params);
+          return [
+            {
+              name: 'own-rule',
+              params: all.filter((n) => n.includes('.lora_B.')),
+              rule: ({ b, value, grad }) => b.sub(value, b.scale(grad, 0.125)),
+            },
+            { name: 'rest', params: all.filter((n) => !n.includes('.lora_B.')) },
+          ];
+        },
+      });
+    const run = prepareRun(
+      model,
+      parseRecipe({
+        methods: [{ method: 'test-rule-lora', r: 2, target_modules: ['q_proj'] }],
+        optimizer: { type: 'adamw', lr: 1e-3 },
+      }),
+      { batch: 1, seq: 8 },
+      { seed: 0 },
+    );
+    expect(run.groups.map((g) => [g.name, g.params.length, typeof g.rule])).toEqual([
+      ['own-rule', 2, 'function'],
+      ['rest', 2, 'undefined'],
+    ]);
+    const states = run.step
+      .params()
+      .filter((p) => p.attrs.role === 'state')
+      .map((p) => String(p.attrs.name));
+    // AdamW moments for lora_A only; the rule's group keeps none.
+    expect(states.some((n) => n.includes('.lora_A.'))).toBe(true);
+    expect(states.some((n) => n.includes('.lora_B.'))).toBe(false);
+    expect(run.step.nodes.filter((n) => n.op === 'scale' && n.attrs.factor === 0.125)).toHaveLength(2);
   });
 });
