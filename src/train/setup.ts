@@ -40,6 +40,8 @@ export interface PreparedRun {
   readonly step: Graph;
   /** Every param of `step`, bound. */
   readonly weights: MapWeightStore;
+  /** What the recipe's methods computed besides params (PiSSA's initial A0, B0), for saving. */
+  readonly methodWeights: WeightStore;
   readonly trainable: readonly string[];
   readonly state: readonly string[];
   /** The recipe's methods that save PEFT adapters (their `peft` hook), with their options. */
@@ -184,6 +186,7 @@ export function prepareRun(
     forward,
     step,
     weights,
+    methodWeights: applied.weights ?? base.weights,
     trainable,
     state: step
       .params()

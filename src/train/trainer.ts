@@ -204,7 +204,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         saveMethodAdapter(
           dir,
           run.forward,
-          (n) => params.get(n) ?? run.weights.get(n)!,
+          (n) => params.get(n) ?? run.weights.get(n) ?? run.methodWeights.get(n)!,
           a.method,
           a.options,
           o.model.dir ?? o.model.source,

@@ -70,21 +70,21 @@ beforeAll(() => {
 
 describe('adapter fields that change the math', () => {
   // One line naming file, field and value, from each command that takes an adapter.
-  const pissaSays = () =>
+  const cordaSays = () =>
     new RegExp(
-      `^peftc: error: ${join(dir, 'pissa')}/adapter_config\\.json: 'init_lora_weights': "pissa" means PiSSA .* is not supported yet; `,
+      `^peftc: error: ${join(dir, 'corda')}/adapter_config\\.json: 'init_lora_weights': "corda" means CorDA .* is not supported yet; `,
     );
-  const pissa = () => patched('pissa', { init_lora_weights: 'pissa' });
-  it('logits --adapter refuses init_lora_weights "pissa"', () => {
-    failsWith(logitsArgs(pissa()), pissaSays());
+  const corda = () => patched('corda', { init_lora_weights: 'corda' });
+  it('logits --adapter refuses init_lora_weights "corda"', () => {
+    failsWith(logitsArgs(corda()), cordaSays());
   });
   it('merge --adapter refuses it', () => {
-    failsWith(['merge', '--model', model, '--adapter', pissa(), '--out', join(dir, 'merged')], pissaSays());
+    failsWith(['merge', '--model', model, '--adapter', corda(), '--out', join(dir, 'merged')], cordaSays());
   });
   it('train --init-adapter refuses it', () => {
     failsWith(
-      [...trainArgs(join(dir, 'run-pissa')), '--recipe', recipe, '--init-adapter', pissa()],
-      pissaSays(),
+      [...trainArgs(join(dir, 'run-corda')), '--recipe', recipe, '--init-adapter', corda()],
+      cordaSays(),
     );
   });
 

@@ -38,8 +38,7 @@ function patched(fields: Record<string, unknown>): string {
 
 describe('attaching an adapter: fields that change the math', () => {
   it.each([
-    [{ init_lora_weights: 'pissa' }, /'init_lora_weights': "pissa" means PiSSA .*residual/],
-    [{ init_lora_weights: 'pissa_niter_16' }, /'init_lora_weights': "pissa_niter_16" means PiSSA/],
+    [{ init_lora_weights: 'corda' }, /'init_lora_weights': "corda" means CorDA .*residual/],
     [{ init_lora_weights: 'loftq' }, /'init_lora_weights': "loftq" means LoftQ/],
     [{ lora_bias: true }, /'lora_bias': true means a bias on lora_B/],
     [{ fan_in_fan_out: true }, /'fan_in_fan_out': true means/],

@@ -26,5 +26,11 @@ export {
   readPeftAdapter,
   readPeftConfig,
 } from './read.ts';
-export { checkImplemented, REFUSED_FIELDS, type RefusedField, refusedField } from './refused.ts';
+export {
+  checkImplemented,
+  REFUSED_FIELDS,
+  type RefusedField,
+  refusedField,
+  residualInit,
+} from './refused.ts';
 export { type WritePeftAdapterArgs, writePeftAdapter } from './write.ts';

@@ -31,18 +31,16 @@ const MERGE = 'merge it in PEFT (merge_and_unload) and use the merged model inst
  */
 const plainInit = (v: string) => ['gaussian', 'mica'].includes(v.toLowerCase()) || v === 'orthogonal';
 
+/**
+ * Inits that replace the base weight by a residual, which peftc recomputes on load as
+ * PEFT does (methods/lora/residual-init.ts). Spelled as PEFT's update_layer compares them:
+ * startswith("pissa") (pissa, pissa_niter_<N>) and "olora" in any case.
+ */
+export const residualInit = (v: string) =>
+  v === 'pissa' || /^pissa_niter_[0-9]+$/.test(v) || v.toLowerCase() === 'olora';
+
 function initRefusal(v: string): Refusal {
   const s = v.toLowerCase();
-  if (s === 'pissa' || s.startsWith('pissa_niter_'))
-    return {
-      what: 'PiSSA (PEFT replaces each targeted base weight by the residual W - s·B·A of its SVD on load)',
-      todo: CONVERT,
-    };
-  if (s === 'olora')
-    return {
-      what: 'OLoRA (PEFT replaces each targeted base weight by W - s·B·A of its QR on load)',
-      todo: CONVERT,
-    };
   if (s === 'corda')
     return { what: 'CorDA (PEFT replaces each targeted base weight by a residual on load)', todo: CONVERT };
   if (s === 'loftq')
@@ -84,7 +82,7 @@ function isOff(v: unknown): boolean {
 /** field -> which values are refused and why. */
 export const REFUSED_FIELDS = {
   init_lora_weights: {
-    refuse: (v) => (typeof v !== 'string' || plainInit(v) ? undefined : initRefusal(v)),
+    refuse: (v) => (typeof v !== 'string' || plainInit(v) || residualInit(v) ? undefined : initRefusal(v)),
   },
   fan_in_fan_out: whenSet({
     what: 'weights stored as (in, out) (GPT-2 Conv1D layers); peftc loads LLaMA-style nn.Linear models',

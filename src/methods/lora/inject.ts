@@ -22,6 +22,7 @@ import {
 import { loraParamNames } from './branch.ts';
 import { doraBranch, doraDerived } from './dora.ts';
 import { type LoraOptions, loraScale } from './options.ts';
+import { isResidualInit, residualInit } from './residual-init.ts';
 
 export class LoraError extends Error {
   override name = 'LoraError';
@@ -33,7 +34,8 @@ export { seedOf };
 const KAIMING: InitSpec = { kind: 'kaiming_uniform', a: Math.sqrt(5) };
 
 function linearInits(init: LoraOptions['init_lora_weights'], r: number): [InitSpec, InitSpec] {
-  if (init === 'given') return [{ kind: 'given' }, { kind: 'given' }];
+  // PiSSA / OLoRA: A and B come from the base weight (residual-init.ts).
+  if (init === 'given' || isResidualInit(init)) return [{ kind: 'given' }, { kind: 'given' }];
   if (init === false) return [KAIMING, KAIMING];
   if (init === 'gaussian') return [{ kind: 'normal', std: 1 / r }, { kind: 'zeros' }];
   return [KAIMING, { kind: 'zeros' }];
@@ -272,8 +274,14 @@ export function injectLora(g: Graph, o: LoraOptions, weights?: WeightStore): Inj
       }
     }
   }
+  let withCopies: WeightStore | undefined =
+    weights && copies.map.size ? new LayeredWeightStore([copies, weights]) : weights;
+  // PiSSA / OLoRA: the residuals shadow the base weights; A0 and B0 lie below any given A and B.
+  if (withCopies && isResidualInit(o.init_lora_weights)) {
+    const { residuals, inits } = residualInit(graph, o, withCopies);
+    withCopies = new LayeredWeightStore([residuals, withCopies, inits]);
+  }
   // DoRA's magnitudes and frozen row norms come from the base weights (modules_to_save copies included).
-  const withCopies = weights && copies.map.size ? new LayeredWeightStore([copies, weights]) : weights;
   const derived = o.use_dora && withCopies ? doraDerived(graph, withCopies) : undefined;
   return {
     graph,

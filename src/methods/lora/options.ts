@@ -44,8 +44,24 @@ export const loraOptions = z
      */
     dora_norm: z.enum(['factored', 'dense']).default('factored'),
     /** true: kaiming-uniform A, zero B; 'gaussian': A ~ N(0, 1/r), zero B; false: both random (tests);
-     * 'given': both must come from the weight store (loading an adapter). */
-    init_lora_weights: z.union([z.boolean(), z.enum(['gaussian', 'given'])]).default(true),
+     * 'given': both must come from the weight store (loading an adapter);
+     * 'pissa' / 'pissa_niter_<N>' / 'olora': A and B from the SVD / QR of the base weight,
+     * which the residual W - s B A replaces (lora/residual-init.ts). */
+    init_lora_weights: z
+      .union([
+        z.boolean(),
+        z.enum(['gaussian', 'given', 'pissa', 'olora']),
+        z.string().regex(/^pissa_niter_[0-9]+$/, 'pissa_niter_<N> takes a whole number of iterations'),
+      ])
+      .default(true),
+    /**
+     * How a trained PiSSA / OLoRA adapter is saved. 'lora' (default): converted to plain
+     * LoRA for the ORIGINAL base weights (rank 2r; PEFT's
+     * path_initial_model_for_weight_conversion), which PEFT loads on the untouched model;
+     * 'residual': as trained, with its init in the config, so the loader recomputes the
+     * residual as PEFT does.
+     */
+    save_as: z.enum(['lora', 'residual']).default('lora'),
     rank_pattern: z.record(z.string(), z.number().int().positive()).default({}),
     alpha_pattern: z.record(z.string(), z.number().positive()).default({}),
     layers_to_transform: z
@@ -74,6 +90,32 @@ export const loraOptions = z
         path: [refused.field],
         message: `${refused.what} is not supported yet; remove it from the recipe or turn it off (false / null)`,
       });
+    // Saving a PiSSA / OLoRA adapter converted to plain LoRA keeps lora_A and lora_B only
+    // (as PEFT's conversion does): refuse what would be lost or mis-scaled.
+    const residual =
+      typeof o.init_lora_weights === 'string' &&
+      (o.init_lora_weights === 'pissa' ||
+        o.init_lora_weights === 'olora' ||
+        o.init_lora_weights.startsWith('pissa_niter_'));
+    if (residual && o.save_as === 'lora') {
+      const lost: Array<[string, boolean, string]> = [
+        ['use_dora', o.use_dora, 'the DoRA magnitudes'],
+        ['modules_to_save', (o.modules_to_save?.length ?? 0) > 0, 'the modules_to_save copies'],
+        ['bias', o.bias !== 'none', 'the trained biases'],
+        [
+          'use_rslora',
+          o.use_rslora && (Object.keys(o.rank_pattern).length > 0 || Object.keys(o.alpha_pattern).length > 0),
+          'the per-module scale (PEFT doubles alpha_pattern, which is wrong with rsLoRA)',
+        ],
+      ];
+      for (const [field, hit, what] of lost)
+        if (hit)
+          ctx.addIssue({
+            code: 'custom',
+            path: [field],
+            message: `with init_lora_weights "${o.init_lora_weights}", saving as plain LoRA (save_as "lora", PEFT's conversion) would drop ${what}; set "save_as": "residual" or turn this off`,
+          });
+    }
     // PEFT's LoraConfig.__post_init__ checks.
     // As in PEFT, this includes "all-linear" (a string until expanded).
     if (typeof o.target_modules === 'string') {

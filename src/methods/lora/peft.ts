@@ -2,13 +2,14 @@
 // LoRA options an adapter_config.json stands for, and the config and tensors PEFT's
 // save_pretrained writes for a trained LoRA adapter (use_dora included).
 import { FormatError } from '../../io/errors.ts';
-import { checkImplemented, type LoraAdapterConfig } from '../../io/peft/index.ts';
+import { checkImplemented, type LoraAdapterConfig, residualInit } from '../../io/peft/index.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { Tensor } from '../../ir/tensor.ts';
+import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { adapterSites } from '../adapters/sites.ts';
 import type { PeftAdapterData } from '../registry.ts';
 import { ALL_LINEAR, fullMatch, outputHeads, savedTargetModules } from '../targets.ts';
 import { type LoraOptions, loraOptions } from './options.ts';
+import { initialName, isResidualInit } from './residual-init.ts';
 
 /** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
 export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
@@ -26,7 +27,14 @@ export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, f
     bias: c.bias,
     use_rslora: c.use_rslora,
     use_dora: c.use_dora,
-    init_lora_weights: 'given',
+    // A residual init (PiSSA, OLoRA) is recomputed on load, as PEFT does; the file's A and B
+    // then replace the init's. Any other init only set A and B, which the file holds.
+    init_lora_weights:
+      typeof c.init_lora_weights === 'string' && residualInit(c.init_lora_weights)
+        ? c.init_lora_weights.toLowerCase() === 'olora'
+          ? 'olora'
+          : c.init_lora_weights
+        : 'given',
     rank_pattern: c.rank_pattern ?? {},
     alpha_pattern: c.alpha_pattern ?? {},
     layers_to_transform: c.layers_to_transform,
@@ -139,5 +147,60 @@ export function loraPeftAdapter(
 ): PeftAdapterData {
   const weights = adapterTensors(g, read, o.adapter_name);
   for (const [k, v] of embeddingBaseTensors(g, read, o)) weights.set(k, v);
-  return { adapterName: o.adapter_name, config: peftConfigFor(o, baseModel, g), weights };
+  const config = peftConfigFor(o, baseModel, g);
+  if (isResidualInit(o.init_lora_weights) && o.save_as === 'lora')
+    return { adapterName: o.adapter_name, ...convertedToPlainLora(config, weights, read, o) };
+  return { adapterName: o.adapter_name, config, weights };
+}
+
+/**
+ * A trained PiSSA / OLoRA adapter as plain LoRA for the ORIGINAL base weights, as PEFT's
+ * save_pretrained(path_initial_model_for_weight_conversion=...) writes it
+ * (peft_model.py, LoraModel.subtract_mutated_init): W + dW = W_res + s B A and
+ * W = W_res + s B0 A0 give dW = s (B A - B0 A0) = s [B, -B0] [A; A0]: lora_A gets A0's
+ * rows appended, lora_B gets -B0's columns; r and every rank_pattern value double; so do
+ * lora_alpha and alpha_pattern (alpha * sqrt(2) with rsLoRA), keeping s; the init becomes
+ * true. Like PEFT, only lora_A / lora_B tensors are written (options.ts refuses the
+ * settings whose other tensors PEFT would drop).
+ */
+function convertedToPlainLora(
+  config: PeftAdapterData['config'],
+  weights: Map<string, Tensor>,
+  read: (name: string) => Tensor,
+  o: LoraOptions,
+): Pick<PeftAdapterData, 'config' | 'weights'> {
+  const out = new Map<string, Tensor>();
+  for (const [name, t] of weights) {
+    const isA = /\.lora_A\./.test(name);
+    if (!isA && !/\.lora_B\./.test(name)) continue;
+    const t0 = read(initialName(name));
+    const [rows, cols] = t.shape;
+    if (isA) {
+      const data = new Float32Array(2 * rows * cols);
+      data.set(t.data as ArrayLike<number>, 0);
+      data.set(t0.data as ArrayLike<number>, rows * cols);
+      out.set(name, tensor('f32', [2 * rows, cols], data));
+    } else {
+      const data = new Float32Array(rows * 2 * cols);
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < cols; j++) {
+          data[i * 2 * cols + j] = t.data[i * cols + j];
+          data[i * 2 * cols + cols + j] = -t0.data[i * cols + j];
+        }
+      out.set(name, tensor('f32', [rows, 2 * cols], data));
+    }
+  }
+  const double = (p: Record<string, number>) =>
+    Object.fromEntries(Object.entries(p).map(([k, v]) => [k, 2 * v]));
+  return {
+    config: {
+      ...config,
+      init_lora_weights: true,
+      r: 2 * o.r,
+      lora_alpha: o.use_rslora ? o.lora_alpha * 2 ** 0.5 : 2 * o.lora_alpha,
+      rank_pattern: double(o.rank_pattern),
+      alpha_pattern: double(o.alpha_pattern),
+    },
+    weights: out,
+  };
 }

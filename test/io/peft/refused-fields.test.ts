@@ -6,9 +6,6 @@ import { checkImplemented, loraConfig, refusedField } from '../../../src/io/peft
 
 /** Every value the issue names, and the other LoraConfig fields that change the math. */
 const REFUSED: ReadonlyArray<readonly [string, unknown]> = [
-  ['init_lora_weights', 'pissa'],
-  ['init_lora_weights', 'pissa_niter_4'],
-  ['init_lora_weights', 'olora'],
   ['init_lora_weights', 'corda'],
   ['init_lora_weights', 'eva'],
   ['init_lora_weights', 'loftq'],
@@ -30,6 +27,10 @@ const REFUSED: ReadonlyArray<readonly [string, unknown]> = [
 ];
 
 const ACCEPTED: ReadonlyArray<readonly [string, unknown]> = [
+  // Implemented: the residual is recomputed on load (methods/lora/residual-init.ts).
+  ['init_lora_weights', 'pissa'],
+  ['init_lora_weights', 'pissa_niter_4'],
+  ['init_lora_weights', 'olora'],
   ['init_lora_weights', true],
   ['init_lora_weights', false],
   ['init_lora_weights', 'gaussian'],
