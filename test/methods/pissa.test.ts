@@ -214,5 +214,33 @@ describe('PiSSA / OLoRA inits', () => {
     const att = attachPeftAdapter(base.graph, base.weights, out);
     const got = runGraph(att.graph, feeds, att.weights).logits.data;
     expect(maxDiff(Array.from(want), Array.from(got))).toBeLessThan(1e-5);
+    // --init-adapter takes the converted adapter (plain LoRA, rank 2r) as a starting point:
+    // the new run's step-0 eval is the trained model's last one.
+    const again = join(dir, 'again.json');
+    writeFileSync(
+      again,
+      JSON.stringify({
+        ...recipeJson,
+        methods: [
+          { method: 'lora', r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj', 'down_proj'] },
+        ],
+      }),
+    );
+    const r2 = await runTrain(
+      {
+        model: MODEL,
+        recipe: again,
+        tokens,
+        out: join(dir, 'run2'),
+        steps: 1,
+        batch: 2,
+        seq: 32,
+        backend: 'cpu',
+        plot: false,
+        initAdapter: out,
+      },
+      { write: () => true, isTTY: false } as never,
+    );
+    expect(Math.abs(r2.evalLosses[0].loss - r.evalLosses.at(-1)!.loss)).toBeLessThan(1e-4);
   });
 });
