@@ -2,7 +2,12 @@
 // LoRA options an adapter_config.json stands for, and the config and tensors PEFT's
 // save_pretrained writes for a trained LoRA adapter (use_dora included).
 import { FormatError } from '../../io/errors.ts';
-import { checkImplemented, type LoraAdapterConfig } from '../../io/peft/index.ts';
+import {
+  checkImplemented,
+  isAdaLoraConfig,
+  type LoraAdapterConfig,
+  type PeftAdapterConfig,
+} from '../../io/peft/index.ts';
 import type { Graph } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { adapterSites } from '../adapters/sites.ts';
@@ -11,8 +16,8 @@ import { ALL_LINEAR, fullMatch, outputHeads, savedTargetModules } from '../targe
 import { type LoraOptions, loraOptions } from './options.ts';
 
 /** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
-export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
-  if (c.peft_type !== 'LORA')
+export function loraOptionsFromPeft(c: PeftAdapterConfig, adapterName: string, file: string): LoraOptions {
+  if (isAdaLoraConfig(c) || c.peft_type !== 'LORA')
     throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`, 'peft_type');
   // A field that changes the math and is not implemented is refused, never ignored.
   checkImplemented(c, file);
