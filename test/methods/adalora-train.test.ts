@@ -16,7 +16,7 @@ import { attachPeftAdapter } from '../../src/models/adapters.ts';
 import { loadModel, modelGraph } from '../../src/models/llama/index.ts';
 import { phasePasses, runPipeline } from '../../src/passes/index.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
-import { peftc } from '../cli/run-cli.ts';
+import { cli, peftc } from '../cli/run-cli.ts';
 
 const RECIPE = 'examples/recipes/adalora-tiny.json';
 const MODEL = 'examples/models/tiny-llama';
@@ -105,6 +105,44 @@ describe('adalora on the bundled model', () => {
     }
     expect(worst).toBeLessThan(1e-5);
     expect(worstMerged).toBeLessThan(1e-4);
+  });
+
+  it('composes: qlora, then adalora, then loraplus (E in the A group, as PEFT groups a 2-D lora_E) trains', async () => {
+    const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
+    recipe.methods = [
+      { method: 'qlora', quant_type: 'nf4', blocksize: 64 },
+      ...recipe.methods,
+      { method: 'loraplus', loraplus_lr_ratio: 16 },
+    ];
+    const file = join(dir, 'composed.json');
+    writeFileSync(file, JSON.stringify(recipe));
+    const out = join(dir, 'composed');
+    const r = await runTrain(
+      { model: MODEL, recipe: file, tokens, out, steps: 5, batch: 2, seq: 32, backend: 'cpu', plot: false },
+      quiet as never,
+    );
+    expect(r.evalLosses.at(-1)!.loss).toBeLessThan(r.evalLosses[0].loss);
+    expect(r.groups.map((g) => [g.name, g.params.length])).toEqual([
+      ['loraplus_A', 28],
+      ['loraplus_B', 14],
+    ]);
+    expect(JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8')).peft_type).toBe('ADALORA');
+  });
+
+  it('refuses adalora with use_dora, naming the recipe and the reason (CLI)', async () => {
+    const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
+    recipe.methods[0].use_dora = true;
+    const file = join(dir, 'dora.json');
+    writeFileSync(file, JSON.stringify(recipe));
+    const r = await cli(
+      `train --model ${MODEL} --recipe ${file} --tokens ${tokens} --out ${join(dir, 'no')} --steps 1 --backend cpu`.split(
+        ' ',
+      ),
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /dora\.json.*methods\[0\]\.use_dora: AdaLoRA cannot be combined with DoRA: PEFT refuses it/s,
+    );
   });
 
   it('peftc logits --adapter and train --init-adapter take the AdaLoRA adapter (real CLI)', async () => {

@@ -46,12 +46,14 @@ export function importanceObserver(o: AdaLoraOptions): UpdateObserver {
     const u = b.where(live, u1, u0);
     assignState(EXP_AVG_IPT, e);
     assignState(EXP_AVG_UNC, u);
-    const s = b.mul(e, u);
+    const s = b.mul(e1, u1);
     const [r] = which.part === 'B' ? [param.type.shape[1]] : [param.type.shape[0]];
     const score: Value =
       which.part === 'A' ? b.mean(s, [1]) : which.part === 'B' ? b.mean(s, [0]) : b.reshape(s, [r]);
-    state(TRIPLET_SCORE, [r]);
-    assignState(TRIPLET_SCORE, score);
+    // Frozen with the EMAs. (Reading the old score also keeps the state a param that passes
+    // after the optimizer see used: a write-only state is dropped by the rewrite engine's
+    // dead-code removal, e.g. under qlora's fuse-dequant.)
+    assignState(TRIPLET_SCORE, b.where(live, score, state(TRIPLET_SCORE, [r])));
   };
 }
 
