@@ -17,7 +17,7 @@ import {
   injectAdaLora,
   startAllocation,
 } from '../../src/methods/adalora/index.ts';
-import { checkAdapters, findConflict, parseRecipe } from '../../src/methods/index.ts';
+import { checkAdapters, disableAdapters, findConflict, parseRecipe } from '../../src/methods/index.ts';
 import { loraStructure } from '../../src/methods/lora/index.ts';
 import { appendOptimizer, sgd, stateName } from '../../src/passes/optimizer/index.ts';
 import { randomWeights } from '../arbitrary/graphs.ts';
@@ -48,6 +48,16 @@ describe('adalora structure', () => {
       'model.layers.0.self_attn.q_proj.lora_B.default',
     ]);
     expect(g.nodes.filter((n) => adaloraStructure.at(g, n))).toHaveLength(2);
+  });
+
+  it('disables through the generic code: the base model again', () => {
+    const base = testModel(shape);
+    const g = injectAdaLora(base, opts({ init_lora_weights: false })).graph;
+    const w = bindParams(g, randomWeights(base, 2), 2);
+    const feeds = { x: tensor('f32', [1, 2, 3], [0.3, -0.1, 0.2, 0.5, 0.4, -0.6]) };
+    const y = (h: Graph) => [...runGraph(h, feeds, w, { precision: 'f64' }).y.data];
+    expect(y(g)).not.toEqual(y(base));
+    expect(y(disableAdapters(g))).toEqual(y(base));
   });
 });
 

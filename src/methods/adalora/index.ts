@@ -27,7 +27,11 @@ export const adalora: MethodDef<AdaLoraOptions> = {
   description:
     'AdaLoRA: y = W x + b + B (A * E) dropout(x) * lora_alpha / (init_r + 1e-5), ranks pruned by importance (PEFT AdaLoraConfig keys)',
   options: adaloraOptions,
-  apply: (g, o, ctx) => injectAdaLora(g, o, ctx.weights),
+  apply: (g, o, ctx) => {
+    // AdaLoraConfig.__post_init__ warns the same way.
+    if (o.r !== 8) ctx.log(`note: adalora ignores r (${o.r}); init_r (${o.init_r}) is the initial rank`);
+    return injectAdaLora(g, o, ctx.weights);
+  },
   merge: (g, o, ctx) => {
     const { graph, weights } = mergeAdapters(g, ctx.weights, [o.adapter_name], 'adalora-merge');
     return { graph, weights };
