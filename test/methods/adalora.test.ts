@@ -17,7 +17,13 @@ import {
   injectAdaLora,
   startAllocation,
 } from '../../src/methods/adalora/index.ts';
-import { checkAdapters, disableAdapters, findConflict, parseRecipe } from '../../src/methods/index.ts';
+import {
+  checkAdapters,
+  disableAdapters,
+  findConflict,
+  mergeAdapters,
+  parseRecipe,
+} from '../../src/methods/index.ts';
 import { loraStructure } from '../../src/methods/lora/index.ts';
 import { appendOptimizer, sgd, stateName } from '../../src/passes/optimizer/index.ts';
 import { randomWeights } from '../arbitrary/graphs.ts';
@@ -315,6 +321,14 @@ describe('adalora orthogonality penalty (AdaLoraModel.forward)', () => {
       sum += fro(AAt) + fro(BtB);
     }
     expect(withReg.loss - plain.loss).toBeCloseTo((0.7 * sum) / 4, 9);
+    // Merged or disabled, the adapter's penalty goes with it (PEFT's merge_and_unload leaves no
+    // lora_A / lora_B to regularize): the loss is the base model's again, no adapter param left.
+    const g = injectAdaLora(base, opts({ orth_reg_weight: 0.7, init_lora_weights: false })).graph;
+    const baseNames = base.params().map((p) => p.attrs.name);
+    for (const gone of [mergeAdapters(g, withReg.weights).graph, disableAdapters(g)]) {
+      expect(gone.params().map((p) => p.attrs.name)).toEqual(baseNames);
+      expect(gone.ofOp('sqrt')).toHaveLength(0);
+    }
   });
 });
 

@@ -18,7 +18,7 @@ import { seedOf } from '../../util/rng.ts';
 import { MethodError } from '../registry.ts';
 import { expandTargets, selectTargets } from '../targets.ts';
 import { type AdaLoraOptions, adaloraScale } from './options.ts';
-import { adaloraParamNames } from './structure.ts';
+import { adaloraParamNames, orthRegScope } from './structure.ts';
 
 /** reset_lora_parameters: E = 0, A and B ~ N(0, 0.02); without it (init false), torch.randn for all three. */
 function inits(init: AdaLoraOptions['init_lora_weights']): { A: InitSpec; E: InitSpec; B: InitSpec } {
@@ -110,7 +110,9 @@ function withOrthPenalty(g: Graph, o: AdaLoraOptions, modules: readonly string[]
   const params = new Map(g.params().map((p) => [String(p.attrs.name), p]));
   const R = o.init_r;
   const eye = Array.from({ length: R * R }, (_, i) => (i % (R + 1) === 0 ? 1 : 0));
-  const penalty = b.atScope(`adalora.orth_reg.${o.adapter_name}`, () => {
+  const lossValue = b.value(loss.id);
+  // In its own scope: the structure's release finds it there to drop it with the adapter.
+  const penalty = b.atScope(orthRegScope(o.adapter_name), () => {
     const I = b.const(eye, [R, R]);
     const fro = (P: Value) => {
       const d = b.sub(P, I);
@@ -123,16 +125,13 @@ function withOrthPenalty(g: Graph, o: AdaLoraOptions, modules: readonly string[]
       const Bt = b.transpose(b.value(params.get(names.B)!.id), 0, 1);
       terms.push(fro(b.linear(A, A)), fro(b.linear(Bt, Bt)));
     }
-    const total = terms.reduce((s, t) => b.add(s, t));
-    return b.scale(total, o.orth_reg_weight / terms.length);
+    const total = b.scale(
+      terms.reduce((s, t) => b.add(s, t)),
+      o.orth_reg_weight / terms.length,
+    );
+    return lossValue.type.shape.length ? b.reshape(total, [...lossValue.type.shape]) : total;
   });
-  const lossValue = b.value(loss.id);
-  const sum = b.add(
-    lossValue,
-    penalty.type.shape.length === lossValue.type.shape.length
-      ? penalty
-      : b.reshape(penalty, [...lossValue.type.shape]),
-  );
+  const sum = b.add(lossValue, penalty);
   return b.build(g.outputs.map((x) => [x.name, x.name === 'loss' ? sum : b.value(x.id)] as const));
 }
 

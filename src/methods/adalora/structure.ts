@@ -6,6 +6,7 @@
 // it: its A must be a param feeding the inner linear, here it is mul(A, E) (a test checks).
 // The scale may be gone (s = 1 after canonicalize).
 import type { Graph, Node } from '../../ir/graph.ts';
+import { removeDead } from '../../passes/rewrite/rebuild.ts';
 import type { AdapterSite, AdapterStructure, Reader, SiteMatch } from '../adapters/sites.ts';
 
 export interface AdaLoraData {
@@ -73,9 +74,31 @@ function addDelta(site: AdapterSite, W: Float64Array, read: Reader, k: number): 
     }
 }
 
+/** The scope of an adapter's orthogonality penalty (inject.ts). */
+export const orthRegScope = (adapter: string) => `adalora.orth_reg.${adapter}`;
+
+/**
+ * With an adapter removed, its penalty leaves `loss` too (loss = add(loss, penalty), as
+ * inject.ts builds it): PEFT's merge_and_unload leaves no AdaLoRA params to regularize.
+ */
+function release(g: Graph, removed: readonly AdapterSite[]): Graph {
+  let out = g;
+  for (const a of new Set(removed.map((s) => s.adapter))) {
+    const loss = out.outputs.find((o) => o.name === 'loss');
+    const n = loss && out.node(loss.id);
+    if (n?.op !== 'add' || out.node(n.inputs[1]).scope !== orthRegScope(a)) continue;
+    out = out.with(
+      out.nodes,
+      out.outputs.map((o) => (o.name === 'loss' ? { ...o, id: n.inputs[0] } : o)),
+    );
+  }
+  return out === g ? g : removeDead(out);
+}
+
 export const adaloraStructure: AdapterStructure = {
   name: 'adalora',
   at,
+  release,
   fold: (site, W, read) => {
     addDelta(site, W, read, (site.data as AdaLoraData).scale);
     return undefined;
