@@ -107,6 +107,34 @@ describe('adalora on the bundled model', () => {
     expect(worstMerged).toBeLessThan(1e-4);
   });
 
+  it('a resumed run keeps the allocation (the session state rides in the checkpoint)', async () => {
+    const out = join(dir, 'resumed');
+    const run = (steps: number, resume: boolean) =>
+      runTrain(
+        {
+          model: MODEL,
+          recipe: RECIPE,
+          tokens,
+          out,
+          steps,
+          batch: 2,
+          seq: 32,
+          backend: 'cpu',
+          plot: false,
+          resume,
+        },
+        quiet as never,
+      );
+    // Step 11 makes the final allocation; step 12, after the resume, re-applies it from the checkpoint.
+    await run(11, false);
+    await run(12, true);
+    const cfg = (d: string) => JSON.parse(readFileSync(join(d, 'adapter_config.json'), 'utf8'));
+    expect(cfg(out).rank_pattern).toEqual(cfg(cpuOut).rank_pattern);
+    const st = (d: string) => SafetensorsFile.open(join(d, 'adapter_model.safetensors'));
+    const key = `base_model.model.model.layers.0.self_attn.q_proj.lora_E`;
+    expect([...st(out).read(key).data]).toEqual([...st(cpuOut).read(key).data]);
+  });
+
   it('composes: qlora, then adalora, then loraplus (E in the A group, as PEFT groups a 2-D lora_E) trains', async () => {
     const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
     recipe.methods = [
