@@ -5,6 +5,7 @@ import './lora/index.ts';
 import './qlora/index.ts';
 import './dora/index.ts';
 import './loraplus/index.ts';
+import './adalora/index.ts';
 
 export * from './adapters/index.ts';
 export * from './conflicts.ts';

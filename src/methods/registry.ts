@@ -8,11 +8,11 @@
 // Registering a method also registers its passes: `<name>`, and `<name>-merge` /
 // `<name>-unmerge` when it has a merge rule.
 import type { z } from 'zod';
-import type { LoraAdapterConfig } from '../io/peft/index.ts';
+import type { PeftAdapterConfig } from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import type { WeightStore } from '../ir/weights.ts';
-import type { UpdateRule } from '../passes/optimizer/types.ts';
+import type { UpdateObserver, UpdateRule } from '../passes/optimizer/types.ts';
 import type { PassResult } from '../passes/pass.ts';
 import { hasPass, registerPass } from '../passes/pass.ts';
 
@@ -34,20 +34,21 @@ export interface ParamGroup {
 /** One adapter as PEFT saves it: config fields and tensors by graph name (io/peft maps the names). */
 export interface PeftAdapterData {
   readonly adapterName: string;
-  readonly config: Partial<LoraAdapterConfig> & Record<string, unknown>;
+  /** adapter_config.json fields (defaults of its peft_type's config are filled in on write). */
+  readonly config: Readonly<Record<string, unknown>>;
   readonly weights: Map<string, Tensor>;
 }
 
 /** How a method's adapters are read from and written to PEFT's format. */
 export interface PeftFormat<O> {
-  /** PEFT's peft_type of the adapters (adapter_config.json). */
-  readonly peftType: 'LORA';
+  /** PEFT's peft_type of the adapters (adapter_config.json): 'LORA', 'ADALORA'. */
+  readonly peftType: string;
   /**
    * The options that rebuild a saved adapter on a model (its tensors then bind by name;
    * init 'given'), from its adapter_config.json; errors name `file` and the field.
    * Absent: adapters of this type load through another method.
    */
-  readonly fromConfig?: (config: LoraAdapterConfig, adapterName: string, file: string) => O;
+  readonly fromConfig?: (config: PeftAdapterConfig, adapterName: string, file: string) => O;
   /** The PEFT adapter a trained graph holds for these options. */
   readonly toAdapter: (
     g: Graph,
@@ -92,6 +93,49 @@ export interface MethodFixtures {
   readonly options: (p: { r: number; alpha: number; init: 'identity' | 'random' }) => Record<string, unknown>;
 }
 
+/** What a method's host-side hook sees after each optimizer step of a training run. */
+export interface StepContext {
+  /** The optimizer step just taken, 1-based. */
+  readonly step: number;
+  readonly readParam: (name: string) => Promise<Tensor>;
+  readonly writeParam: (name: string, value: Tensor) => Promise<void>;
+  /** A line for the run's progress output. */
+  readonly log: (line: string) => void;
+}
+
+/** A method's host-side part of one training run (AdaLoRA's budget and masking). */
+export interface MethodSession<O> {
+  /**
+   * Runs after every optimizer step, before the next (PEFT's update_and_allocate place:
+   * after optimizer.step(), before zero_grad()). Returns numbers for the step's log record.
+   */
+  readonly afterStep: (ctx: StepContext) => Promise<Record<string, number> | undefined>;
+  /** JSON that the run's checkpoints keep; `start` gets it back on resume. */
+  readonly state: () => Record<string, unknown>;
+  /** The options the adapter is saved with at this point of the run (default: the recipe's). */
+  readonly saveOptions?: () => O;
+}
+
+/** What a method adds to a training run besides its graph rewrite and param groups. */
+export interface MethodTraining<O> {
+  /**
+   * Watches every trainable param's update inside the compiled step (the optimizer pass
+   * calls it with the gradient the update used and the param's new value), e.g. to keep
+   * state tensors of its own. The observer picks its params by name.
+   */
+  readonly observe?: (options: O) => UpdateObserver;
+  /** Starts the host-side part for a run of `steps` optimizer steps over `graph` (the forward graph). */
+  readonly start?: (
+    graph: Graph,
+    options: O,
+    ctx: {
+      readonly steps: number;
+      readonly state?: Record<string, unknown>;
+      readonly log: (line: string) => void;
+    },
+  ) => MethodSession<O>;
+}
+
 export interface MethodDef<O = unknown> {
   readonly name: string;
   readonly description: string;
@@ -109,6 +153,8 @@ export interface MethodDef<O = unknown> {
    * peftc checkpoint and says so. Methods that add no trainable params need none.
    */
   readonly peft?: PeftFormat<O>;
+  /** Training-time hooks (observers in the step graph, a host-side session). */
+  readonly train?: MethodTraining<O>;
   readonly properties: MethodProperties;
   readonly fixtures: MethodFixtures;
 }

@@ -4,7 +4,7 @@
 // method's own `peft.toAdapter`).
 import { FormatError } from '../io/errors.ts';
 import {
-  type LoraAdapterConfig,
+  type PeftAdapterConfig,
   readPeftAdapter,
   readPeftConfig,
   writePeftAdapter,
@@ -20,7 +20,7 @@ export interface AttachedAdapter {
   readonly graph: Graph;
   readonly weights: WeightStore;
   readonly adapterName: string;
-  readonly config: LoraAdapterConfig;
+  readonly config: PeftAdapterConfig;
   /** The adapter's own tensors, by graph name (each one binds to a param of `graph`). */
   readonly tensors: ReadonlyMap<string, Tensor>;
 }

@@ -9,6 +9,7 @@
 // the qlora method).
 import type { Graph } from '../ir/graph.ts';
 import type { OptimizerSpec, OptimizerStepOptions, ParamGroupSpec } from './optimizer/pass.ts';
+import type { UpdateObserver } from './optimizer/types.ts';
 import { PassError } from './pass.ts';
 import type { PipelineStep } from './pipeline.ts';
 
@@ -24,6 +25,8 @@ export interface TrainSettings {
    * optimizer pass receives, in graph order); called when that pass runs, since the
    * recipe's methods make those params. Default: one group (the optimizer's lr and decay).
    */
+  /** Observers of each param's update in the step (the recipe's methods' MethodTraining.observe). */
+  readonly observers?: readonly UpdateObserver[];
   readonly groups?: (
     trainable: readonly string[],
     shapeOf: (name: string) => readonly number[],
@@ -102,6 +105,7 @@ builtin.push({
         groups: train.groups ? [...train.groups(trainableNames(g), paramShapes(g))] : [],
         maxGradNorm: train.maxGradNorm,
         accumulate: train.accumulate,
+        ...(train.observers?.length ? { observers: [...train.observers] } : {}),
       }),
     };
     return [

@@ -17,6 +17,8 @@ export interface ResumeState {
   /** The eval loss before training (step 0), so a resumed run's summary keeps its baseline. */
   readonly eval_baseline?: number;
   readonly recipe?: { readonly steps?: number };
+  /** Host-side state of the recipe's methods (MethodSession.state), by recipe entry index. */
+  readonly methods?: Record<string, Record<string, unknown>>;
 }
 
 /** The default step count when neither --steps nor the recipe gives one. */

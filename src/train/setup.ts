@@ -44,8 +44,8 @@ export interface PreparedRun {
   readonly methodWeights: WeightStore;
   readonly trainable: readonly string[];
   readonly state: readonly string[];
-  /** The recipe's methods that save PEFT adapters (their `peft` hook), with their options. */
-  readonly saves: readonly { method: string; options: unknown }[];
+  /** The recipe's methods that save PEFT adapters (their `peft` hook), with their options and recipe entry index. */
+  readonly saves: readonly { method: string; options: unknown; entry: number }[];
   /** Methods of the recipe that train params but have no PEFT save format (only the checkpoint holds them). */
   readonly unsaved: readonly string[];
   /** The optimizer's param groups, as the train phase's optimizer pass gets them (same function, same params). */
@@ -107,6 +107,11 @@ export function trainSettings(recipe: Recipe): TrainSettings {
     maxGradNorm: recipe.max_grad_norm ?? undefined,
     checkpointing: recipe.checkpointing,
     accumulate: recipe.gradient_accumulation_steps,
+    // Methods that watch each update in the step (AdaLoRA's importance EMAs).
+    observers: recipe.methods.flatMap((m) => {
+      const observe = getMethod(m.method).train?.observe;
+      return observe ? [observe(m.options as never)] : [];
+    }),
     groups: (trainable, shapeOf) => {
       requireTrainable(trainable);
       return paramGroups(recipe, trainable, shapeOf);
@@ -174,8 +179,8 @@ export function prepareRun(
   const weights = bindParams(step, new LayeredWeightStore(layers), opts.seed);
   // Saving asks each method how it saves (its registry entry), not its name.
   const saves = recipe.methods
-    .filter((m) => getMethod(m.method).peft)
-    .map((m) => ({ method: m.method, options: m.options }));
+    .map((m, entry) => ({ method: m.method, options: m.options, entry }))
+    .filter((m) => getMethod(m.method).peft);
   const unsaved = recipe.methods
     .filter((m) => {
       const def = getMethod(m.method);
@@ -270,8 +275,11 @@ function initAdapterWeights(
   base: { graph: Graph; weights: WeightStore },
   trainable: readonly string[],
 ): MapWeightStore {
-  const { tensors } = attachPeftAdapter(base.graph, base.weights, dir);
-  const store = new MapWeightStore(tensors);
+  const attached = attachPeftAdapter(base.graph, base.weights, dir);
+  const store = new MapWeightStore(attached.tensors);
+  // What the method bound for them (its own load transform: AdaLoRA puts its kept triplets back among init_r).
+  for (const n of trainable)
+    if (store.has(n) && attached.weights.has(n)) store.set(n, attached.weights.get(n)!);
   const missing = trainable.filter((n) => n.includes('.lora_') && !store.has(n));
   if (missing.length) {
     throw new UserError(

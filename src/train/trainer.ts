@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Backend, Executable } from '../backends/backend.ts';
 import { type Tensor, tensor } from '../ir/tensor.ts';
 import { MapWeightStore } from '../ir/weights.ts';
-import { type Recipe, resolveRecipe } from '../methods/index.ts';
+import { getMethod, type MethodSession, type Recipe, resolveRecipe } from '../methods/index.ts';
 import { describeQuantizedBase } from '../methods/qlora/index.ts';
 import { saveMethodAdapter } from '../models/adapters.ts';
 import type { LoadedModel } from '../models/llama/index.ts';
@@ -179,6 +179,34 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (run.unsaved.length) progress.log(unsavedNote(run.unsaved, checkpointPath(o.out, steps)));
   // LoRA+ or recipe param_groups: which lr and decay each group trains with.
   for (const line of describeGroups(run.groups, recipe.optimizer.lr)) progress.log(line);
+  // Methods with a host-side part (AdaLoRA's rank allocation), resumed from the checkpoint's state.
+  const sessions = new Map<number, MethodSession<unknown>>();
+  recipe.methods.forEach((m, entry) => {
+    const start = getMethod(m.method).train?.start;
+    if (start)
+      sessions.set(
+        entry,
+        start(run.forward, m.options, {
+          steps,
+          state: saved?.methods?.[String(entry)],
+          log: (line) => progress.log(line),
+        }),
+      );
+  });
+  const afterStep = async (step: number): Promise<Record<string, number>> => {
+    const metrics: Record<string, number> = {};
+    for (const s of sessions.values())
+      Object.assign(
+        metrics,
+        await s.afterStep({
+          step,
+          readParam: (n) => trainExe.readParam(n),
+          writeParam: (n, t) => trainExe.writeParam(n, t),
+          log: (line) => progress.log(line),
+        }),
+      );
+    return metrics;
+  };
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
   // A resumed run keeps the step-0 baseline its first invocation measured.
@@ -206,7 +234,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           run.forward,
           (n) => params.get(n) ?? run.weights.get(n) ?? run.methodWeights.get(n)!,
           a.method,
-          a.options,
+          // A method with a host-side part may save other options than the recipe's (AdaLoRA's rank_pattern).
+          sessions.get(a.entry)?.saveOptions?.() ?? a.options,
           o.model.dir ?? o.model.source,
         ),
       );
@@ -230,6 +259,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         planned_steps: steps,
         schedule_steps: plan.scheduleSteps,
         ...(baseline !== undefined ? { eval_baseline: baseline } : {}),
+        ...(sessions.size
+          ? { methods: Object.fromEntries([...sessions].map(([entry, s]) => [String(entry), s.state()])) }
+          : {}),
       } satisfies ResumeState as unknown as Record<string, unknown>,
     });
     // Keep only the newest checkpoint once the new one is complete.
@@ -291,6 +323,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       if (!Number.isFinite(loss)) {
         throw diverged(done, `the loss is ${loss}`);
       }
+      // PEFT's update_and_allocate place: after the optimizer step, before the next step's gradients.
+      const metrics = await afterStep(done);
       losses.push(loss);
       progress.update({ step: done, loss, lr, tokens });
       let evalLoss: number | undefined;
@@ -306,6 +340,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         lr,
         ...(evalLoss !== undefined ? { eval_loss: evalLoss } : {}),
         ...(gradNorm !== undefined ? { grad_norm: gradNorm } : {}),
+        ...metrics,
         tokens_per_s: progress.rates().tokensPerS,
         time: (performance.now() - t0) / 1000,
       });

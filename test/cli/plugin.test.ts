@@ -41,7 +41,7 @@ describe('--plugin', () => {
     const r = peftc(['ir', '--model', 'tiny', '--recipe', recipe]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      "methods[0].method: unknown method 'lora-fa' (known: dora, lora, loraplus, qlora)",
+      "methods[0].method: unknown method 'lora-fa' (known: adalora, dora, lora, loraplus, qlora)",
     );
     const m = peftc(['ir', '--model', 'tiny', '--plugin', join(dir, 'nope.ts')]);
     expect(m.code).toBe(1);

@@ -36,7 +36,7 @@ export const loraConfigSchema = z.looseObject({
 
 export type LoraAdapterConfig = z.infer<typeof loraConfigSchema>;
 
-/** Validates a parsed adapter_config.json object; `file` is named in errors. */
+/** Validates a parsed LoRA adapter_config.json object; `file` is named in errors. */
 export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): LoraAdapterConfig {
   const r = loraConfigSchema.safeParse(json);
   if (!r.success) {
@@ -46,7 +46,7 @@ export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): Lo
   if (r.data.peft_type !== 'LORA') {
     throw new FormatError(
       file,
-      `peft_type '${r.data.peft_type}' is not supported (only LORA adapters)`,
+      `peft_type '${r.data.peft_type}' is not supported (peftc reads LORA and ADALORA adapters)`,
       'peft_type',
     );
   }
@@ -123,6 +123,6 @@ function sortKeysDeep(v: unknown): unknown {
 }
 
 /** JSON text as PEFT writes it: `json.dumps(config, indent=2, sort_keys=True)`. */
-export function formatLoraConfig(config: LoraAdapterConfig): string {
+export function formatLoraConfig(config: object): string {
   return JSON.stringify(sortKeysDeep(config), null, 2);
 }

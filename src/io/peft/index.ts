@@ -1,4 +1,11 @@
 export {
+  type AdaLoraAdapterConfig,
+  adaloraConfigSchema,
+  adaloraMask,
+  adaloraRankFor,
+  parseAdaLoraConfig,
+} from './adalora.ts';
+export {
   alphaFor,
   formatLoraConfig,
   type LoraAdapterConfig,
@@ -17,7 +24,9 @@ export {
   PEFT_PREFIX,
   parseFileKey,
   parseGraphName,
+  type SvdPart,
 } from './keys.ts';
+export { isAdaLoraConfig, type PeftAdapterConfig, parsePeftConfig } from './parse.ts';
 export {
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,

@@ -8,6 +8,7 @@
 //   <m>.lora_B.<a>.weight|bias                <->  base_model.model.<m>.lora_B.weight|bias
 //   <m>.lora_magnitude_vector.<a>.weight      <->  base_model.model.<m>.lora_magnitude_vector
 //   <m>.lora_embedding_A.<a>                  <->  base_model.model.<m>.lora_embedding_A
+//   <m>.lora_A|lora_B|lora_E.<a> (AdaLoRA)    <->  base_model.model.<m>.lora_A|lora_B|lora_E
 //   <m>.modules_to_save.<a>.<param>           <->  base_model.model.<m>.<param>
 //   <m>.<param> (bias / saved embedding)      <->  base_model.model.<m>[.base_layer].<param>
 
@@ -20,9 +21,16 @@ export type LoraPart =
   | 'lora_embedding_A'
   | 'lora_embedding_B';
 
+/**
+ * AdaLoRA's parameters (nn.ParameterDict entries, so no `.weight`: tuners/adalora/layer.py).
+ * PEFT 0.21 never saves `ranknum` (always init_r); an older file's copy is read and ignored.
+ */
+export type SvdPart = 'lora_A' | 'lora_B' | 'lora_E' | 'ranknum';
+
 /** What one tensor of an adapter is. */
 export type AdapterKey =
   | { kind: 'lora'; module: string; part: LoraPart; param: 'weight' | 'bias' }
+  | { kind: 'svd'; module: string; part: SvdPart }
   | { kind: 'modules_to_save'; module: string; param: string }
   | { kind: 'base'; module: string; param: string };
 
@@ -32,6 +40,7 @@ const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 export function graphName(k: AdapterKey, adapter: string): string {
   if (k.kind === 'modules_to_save') return `${k.module}.modules_to_save.${adapter}.${k.param}`;
   if (k.kind === 'base') return `${k.module}.${k.param}`;
+  if (k.kind === 'svd') return `${k.module}.${k.part}.${adapter}`;
   if (k.part === 'lora_embedding_A' || k.part === 'lora_embedding_B')
     return `${k.module}.${k.part}.${adapter}`;
   return `${k.module}.${k.part}.${adapter}.${k.param}`;
@@ -48,6 +57,8 @@ export function parseGraphName(name: string, adapter: string): AdapterKey | unde
   if (m) return { kind: 'lora', module: m[1], part: m[2] as LoraPart, param: 'weight' };
   m = new RegExp(`^(.+)\\.modules_to_save\\.${a}\\.(.+)$`).exec(name);
   if (m) return { kind: 'modules_to_save', module: m[1], param: m[2] };
+  m = new RegExp(`^(.+)\\.(lora_A|lora_B|lora_E|ranknum)\\.${a}$`).exec(name);
+  if (m) return { kind: 'svd', module: m[1], part: m[2] as SvdPart };
   return undefined;
 }
 
@@ -55,6 +66,7 @@ export function parseGraphName(name: string, adapter: string): AdapterKey | unde
 export function fileKey(k: AdapterKey, wrapped: boolean): string {
   if (k.kind === 'modules_to_save') return `${PEFT_PREFIX}${k.module}.${k.param}`;
   if (k.kind === 'base') return `${PEFT_PREFIX}${k.module}${wrapped ? '.base_layer' : ''}.${k.param}`;
+  if (k.kind === 'svd') return `${PEFT_PREFIX}${k.module}.${k.part}`;
   if (k.part === 'lora_magnitude_vector' || k.part === 'lora_embedding_A' || k.part === 'lora_embedding_B') {
     return `${PEFT_PREFIX}${k.module}.${k.part}`;
   }
@@ -79,6 +91,9 @@ export function parseFileKey(
   if (m) return { kind: 'lora', module: m[1], part: 'lora_magnitude_vector', param: 'weight' };
   m = /^(.+)\.(lora_embedding_A|lora_embedding_B)$/.exec(rest);
   if (m) return { kind: 'lora', module: m[1], part: m[2] as LoraPart, param: 'weight' };
+  // AdaLoRA's parameters: no `.weight` (checkAdapterShapes refuses them in a LoRA config).
+  m = /^(.+)\.(lora_A|lora_B|lora_E|ranknum)$/.exec(rest);
+  if (m) return { kind: 'svd', module: m[1], part: m[2] as SvdPart };
   // The in-memory form `<m>.modules_to_save.<adapter>.<param>` (some tools write it).
   m = new RegExp(`^(.+)\\.modules_to_save\\.${esc(adapter)}\\.(.+)$`).exec(rest);
   if (m) return { kind: 'modules_to_save', module: m[1], param: m[2] };
@@ -87,7 +102,7 @@ export function parseFileKey(
     return {
       problem:
         'not a LoRA key PEFT writes (expected <module>.lora_A.weight, .lora_B.weight, .lora_magnitude_vector, ' +
-        '.lora_embedding_A or .lora_embedding_B, with the adapter name removed)',
+        ".lora_embedding_A or .lora_embedding_B, or AdaLoRA's .lora_A, .lora_B, .lora_E, with the adapter name removed)",
     };
   }
   // Shortest module prefix that PEFT's modules_to_save matching (name.endswith(entry)) selects.

@@ -1,18 +1,18 @@
-// Reading a PEFT LoRA adapter folder into graph-named f32 tensors.
+// Reading a PEFT LoRA (or AdaLoRA) adapter folder into graph-named f32 tensors.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tensor } from '../../ir/tensor.ts';
 import { FormatError } from '../errors.ts';
 import { SafetensorsFile } from '../safetensors/file.ts';
-import { type LoraAdapterConfig, parseLoraConfig } from './config.ts';
 import { graphName, parseFileKey } from './keys.ts';
+import { type PeftAdapterConfig, parsePeftConfig } from './parse.ts';
 import { checkAdapterShapes, type KeyedTensor } from './validate.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
 export interface PeftAdapter {
-  config: LoraAdapterConfig;
+  config: PeftAdapterConfig;
   /** Graph names (see keys.ts) -> f32 tensors. */
   weights: Map<string, Tensor>;
   /** The folder actually read (a subfolder for a non-default adapter saved by PEFT). */
@@ -30,7 +30,7 @@ export function adapterFolder(dir: string, adapterName: string): string {
 export function readPeftConfig(
   dir: string,
   adapterName = 'default',
-): { config: LoraAdapterConfig; folder: string; file: string } {
+): { config: PeftAdapterConfig; folder: string; file: string } {
   const folder = adapterFolder(dir, adapterName);
   const configPath = path.join(folder, ADAPTER_CONFIG);
   if (!fs.existsSync(configPath)) {
@@ -46,7 +46,7 @@ export function readPeftConfig(
   } catch (e) {
     throw new FormatError(configPath, `not valid JSON (${(e as Error).message})`);
   }
-  return { config: parseLoraConfig(json, configPath), folder, file: configPath };
+  return { config: parsePeftConfig(json, configPath), folder, file: configPath };
 }
 
 /**

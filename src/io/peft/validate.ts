@@ -4,8 +4,10 @@
 import { formatShape } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { FormatError } from '../errors.ts';
-import { type LoraAdapterConfig, matchPatternKey, rankFor } from './config.ts';
-import type { AdapterKey, LoraPart } from './keys.ts';
+import { adaloraRankFor } from './adalora.ts';
+import { matchPatternKey, rankFor } from './config.ts';
+import type { AdapterKey, LoraPart, SvdPart } from './keys.ts';
+import { isAdaLoraConfig, type PeftAdapterConfig } from './parse.ts';
 
 export interface KeyedTensor {
   key: AdapterKey;
@@ -18,9 +20,23 @@ type Slot = LoraPart | 'lora_B.bias';
 
 export function checkAdapterShapes(
   file: string,
-  config: LoraAdapterConfig,
+  config: PeftAdapterConfig,
   entries: readonly KeyedTensor[],
 ): void {
+  // A key of the other format means the config and weights disagree: PEFT would not load it.
+  const alien = entries.find((e) => e.key.kind === (isAdaLoraConfig(config) ? 'lora' : 'svd'));
+  if (alien)
+    throw new FormatError(
+      file,
+      isAdaLoraConfig(config)
+        ? 'a LoRA tensor (with .weight) in an ADALORA adapter, whose lora_A / lora_B / lora_E keys have no .weight'
+        : "an AdaLoRA tensor (lora_A / lora_B / lora_E without .weight) in a LORA adapter; is its peft_type 'ADALORA'?",
+      alien.name,
+    );
+  if (isAdaLoraConfig(config)) {
+    checkSvdShapes(file, (m) => adaloraRankFor(config, m), entries);
+    return;
+  }
   const modules = new Map<string, Map<Slot, KeyedTensor>>();
   for (const e of entries) {
     if (e.key.kind !== 'lora') continue;
@@ -77,5 +93,52 @@ export function checkAdapterShapes(
         );
       }
     }
+  }
+}
+
+/**
+ * AdaLoRA's triplets: lora_A [r, in], lora_E [r, 1], lora_B [out, r] on each module, r its
+ * rank in the config (the kept entries of its rank_pattern mask, else init_r); all three or
+ * none. An old file's `ranknum` must be one number.
+ */
+function checkSvdShapes(
+  file: string,
+  rankOf: (module: string) => { r: number; why: string },
+  entries: readonly KeyedTensor[],
+): void {
+  const modules = new Map<string, Map<SvdPart, KeyedTensor>>();
+  for (const e of entries) {
+    if (e.key.kind !== 'svd') continue;
+    let m = modules.get(e.key.module);
+    if (!m) modules.set(e.key.module, (m = new Map()));
+    m.set(e.key.part, e);
+  }
+  for (const [module, parts] of modules) {
+    const { r, why } = rankOf(module);
+    const fail = (e: KeyedTensor, problem: string): never => {
+      throw new FormatError(file, problem, e.name);
+    };
+    const rn = parts.get('ranknum');
+    if (rn && rn.tensor.data.length !== 1)
+      fail(rn, `ranknum must hold one number, got ${formatShape(rn.tensor.shape)}`);
+    const have = (['lora_A', 'lora_E', 'lora_B'] as const).filter((p) => parts.has(p));
+    if (have.length === 0) continue;
+    if (have.length < 3) {
+      const lacking = (['lora_A', 'lora_E', 'lora_B'] as const).filter((p) => !parts.has(p));
+      fail(parts.get(have[0])!, `has no matching ${lacking.join(' / ')} for module '${module}'`);
+    }
+    const [A, E, B] = [parts.get('lora_A')!, parts.get('lora_E')!, parts.get('lora_B')!];
+    for (const e of [A, E, B])
+      if (e.tensor.shape.length !== 2) fail(e, `must have 2 dims, got ${formatShape(e.tensor.shape)}`);
+    const rankIssue = (e: KeyedTensor, got: number) =>
+      got !== r &&
+      fail(
+        e,
+        `has rank ${got} (shape ${formatShape(e.tensor.shape)}) but the config gives ${why} for module '${module}'`,
+      );
+    rankIssue(A, A.tensor.shape[0]);
+    rankIssue(E, E.tensor.shape[0]);
+    rankIssue(B, B.tensor.shape[1]);
+    if (E.tensor.shape[1] !== 1) fail(E, `must have shape [${r}, 1], got ${formatShape(E.tensor.shape)}`);
   }
 }

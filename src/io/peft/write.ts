@@ -8,14 +8,15 @@ import type { Tensor } from '../../ir/tensor.ts';
 import { writeDirAtomic } from '../atomic.ts';
 import { FormatError } from '../errors.ts';
 import { writeSafetensors } from '../safetensors/write.ts';
-import { formatLoraConfig, type LoraAdapterConfig, parseLoraConfig } from './config.ts';
+import { formatLoraConfig } from './config.ts';
 import { type AdapterKey, fileKey, parseGraphName } from './keys.ts';
+import { parsePeftConfig } from './parse.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from './read.ts';
 import { checkAdapterShapes, type KeyedTensor } from './validate.ts';
 
 export interface WritePeftAdapterArgs {
-  /** Parsed (or partial) config; defaults are filled as PEFT's LoraConfig. */
-  config: Partial<LoraAdapterConfig> & Record<string, unknown>;
+  /** Parsed (or partial) config; defaults are filled as PEFT's LoraConfig (AdaLoraConfig for peft_type ADALORA). */
+  config: Readonly<Record<string, unknown>>;
   /** Graph-named tensors of this adapter (see keys.ts). */
   weights: Map<string, Tensor> | Record<string, Tensor>;
   adapterName?: string;
@@ -43,8 +44,8 @@ export function writePeftAdapter(dir: string, args: WritePeftAdapterArgs): strin
   const target = adapter === 'default' ? dir : path.join(dir, adapter);
   // Validate against the config as it will be read back: sorted keys change which
   // rank_pattern key matches first when several do (as with PEFT's own sort_keys=True).
-  const configText = formatLoraConfig(parseLoraConfig(args.config, path.join(target, ADAPTER_CONFIG)));
-  const config = parseLoraConfig(JSON.parse(configText), path.join(target, ADAPTER_CONFIG));
+  const configText = formatLoraConfig(parsePeftConfig(args.config, path.join(target, ADAPTER_CONFIG)));
+  const config = parsePeftConfig(JSON.parse(configText), path.join(target, ADAPTER_CONFIG));
   const named = args.weights instanceof Map ? [...args.weights] : Object.entries(args.weights);
   const entries: KeyedTensor[] = named.map(([name, t]) => {
     if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') {
@@ -54,7 +55,9 @@ export function writePeftAdapter(dir: string, args: WritePeftAdapterArgs): strin
     return { key: keyOf(name, adapter), name, tensor: { dtype: 'f32', shape: t.shape, data: t.data } };
   });
   checkAdapterShapes(path.join(target, ADAPTER_WEIGHTS), config, entries);
-  const wrapped = new Set(entries.flatMap((e) => (e.key.kind === 'lora' ? [e.key.module] : [])));
+  const wrapped = new Set(
+    entries.flatMap((e) => (e.key.kind === 'lora' || e.key.kind === 'svd' ? [e.key.module] : [])),
+  );
   const out = new Map<string, Tensor>();
   for (const e of entries) {
     const k = fileKey(e.key, wrapped.has(e.key.module));

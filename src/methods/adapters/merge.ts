@@ -40,9 +40,16 @@ export function selectSites(g: Graph, adapters: readonly string[] | undefined, w
 /** The graph with each site's output replaced by the output below it (the adapters gone). */
 export function removeSites(g: Graph, sites: readonly AdapterSite[], rule: string): Graph {
   const below = new Map(sites.map((s) => [s.out.id, s.below]));
-  return rewrite(g, [[{ where: (n) => below.has(n.id) }, (m) => m.value(below.get(m.node.id)!), rule]], {
+  let out = rewrite(g, [[{ where: (n) => below.has(n.id) }, (m) => m.value(below.get(m.node.id)!), rule]], {
     once: true,
   }).graph;
+  for (const structure of new Set(sites.map((s) => s.structure)))
+    if (structure.release)
+      out = structure.release(
+        out,
+        sites.filter((s) => s.structure === structure),
+      );
+  return out;
 }
 
 function weightParam(g: Graph, site: AdapterSite, what: string): Node {

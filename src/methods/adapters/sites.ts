@@ -49,6 +49,11 @@ export interface AdapterStructure {
   readonly fold: (site: AdapterSite, W: Float64Array, read: Reader) => Map<string, Tensor> | undefined;
   /** Undoes fold, in place (the adapter's own tensors and fold's extras come from `read`). */
   readonly unfold: (site: AdapterSite, W: Float64Array, read: Reader) => void;
+  /**
+   * After merge / disable removed these sites' outputs: drops whatever else of theirs the
+   * graph still uses (AdaLoRA's orthogonality penalty in `loss`), so their params go too.
+   */
+  readonly release?: (g: Graph, removed: readonly AdapterSite[]) => Graph;
 }
 
 const structures: AdapterStructure[] = [];

@@ -2,7 +2,13 @@
 // LoRA options an adapter_config.json stands for, and the config and tensors PEFT's
 // save_pretrained writes for a trained LoRA adapter (use_dora included).
 import { FormatError } from '../../io/errors.ts';
-import { checkImplemented, type LoraAdapterConfig, residualInit } from '../../io/peft/index.ts';
+import {
+  checkImplemented,
+  isAdaLoraConfig,
+  type LoraAdapterConfig,
+  type PeftAdapterConfig,
+  residualInit,
+} from '../../io/peft/index.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { adapterSites } from '../adapters/sites.ts';
@@ -12,8 +18,8 @@ import { type LoraOptions, loraOptions } from './options.ts';
 import { initialName, isResidualInit } from './residual-init.ts';
 
 /** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
-export function loraOptionsFromPeft(c: LoraAdapterConfig, adapterName: string, file: string): LoraOptions {
-  if (c.peft_type !== 'LORA')
+export function loraOptionsFromPeft(c: PeftAdapterConfig, adapterName: string, file: string): LoraOptions {
+  if (isAdaLoraConfig(c) || c.peft_type !== 'LORA')
     throw new FormatError(file, `peft_type '${c.peft_type}' is not supported (only LORA)`, 'peft_type');
   // A field that changes the math and is not implemented is refused, never ignored.
   checkImplemented(c, file);

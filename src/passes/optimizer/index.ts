@@ -12,6 +12,8 @@ import {
   OPT_STEP_INPUT,
   type ParamGroup,
   stateName,
+  type UpdateContext,
+  type UpdateObserver,
   type UpdateRule,
 } from './types.ts';
 
@@ -40,6 +42,8 @@ export interface OptimizerPassOptions {
    * to zero there.
    */
   readonly accumulate?: number;
+  /** Called for every param after its update (methods that watch updates, e.g. AdaLoRA's importance EMAs). */
+  readonly observers?: readonly UpdateObserver[];
 }
 
 export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
@@ -135,7 +139,7 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
       const glr = group.lrScale === 1 ? lr : shared(`lr*${group.lrScale}`, () => b.scale(lr, group.lrScale));
       const states = new Map<string, Value>();
       const value = b.value(param.id);
-      const next = rule({
+      const ctx: UpdateContext = {
         b,
         param,
         value,
@@ -160,7 +164,9 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
             throw new Error(`optimizer pass: '${sn}' is assigned but was never declared with state()`);
           out(`${ASSIGN_PREFIX}${sn}`, old ? gated(nextState, old) : nextState);
         },
-      });
+      };
+      const next = rule(ctx);
+      for (const observe of opts.observers ?? []) observe({ ...ctx, next });
       return gated(next, value);
     });
     out(`${ASSIGN_PREFIX}${name}`, next);

@@ -6,7 +6,7 @@ import type { PassDef } from '../pass.ts';
 import { adamw8bit, paged } from './adamw8bit.ts';
 import { appendOptimizer } from './index.ts';
 import { adamw, sgd } from './rules.ts';
-import type { UpdateRule } from './types.ts';
+import type { UpdateObserver, UpdateRule } from './types.ts';
 
 export const optimizerSpecSchema = z.strictObject({
   type: z.enum(['adamw', 'sgd', 'adamw8bit', 'paged_adamw', 'paged_adamw8bit']),
@@ -58,6 +58,10 @@ const options = z.strictObject({
   maxGradNorm: z.number().positive().optional(),
   accumulate: z.number().int().positive().default(1),
   keepGrads: z.boolean().default(false),
+  /** Methods that watch each param's update (MethodTraining.observe); code, like a group's rule. */
+  observers: z
+    .array(z.custom<UpdateObserver>((v) => typeof v === 'function', 'an update observer function'))
+    .default([]),
 });
 
 export type OptimizerStepOptions = z.input<typeof options>;
@@ -78,5 +82,6 @@ export const optimizerPass: PassDef<z.infer<typeof options>> = {
       maxGradNorm: o.maxGradNorm,
       accumulate: o.accumulate,
       keepGrads: o.keepGrads,
+      observers: o.observers,
     }),
 };

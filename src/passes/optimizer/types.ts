@@ -45,6 +45,13 @@ export interface UpdateContext {
 /** One optimizer's update rule: returns the param's next value. */
 export type UpdateRule = (ctx: UpdateContext) => Value;
 
+/**
+ * Watches one param's update (after its rule ran): `next` is the param's new value and
+ * `grad` the gradient the rule used (clipped, and the accumulated mean when accumulating).
+ * It may keep states of its own (state / assignState, gated like the optimizer's).
+ */
+export type UpdateObserver = (ctx: UpdateContext & { readonly next: Value }) => void;
+
 export const GRAD_PREFIX = 'grad:';
 
 export function stateName(kind: string, param: string): string {
