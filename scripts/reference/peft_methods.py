@@ -3,7 +3,7 @@
 Run from the repository root with torch, transformers and peft installed (a virtual
 environment; the versions land in each fixture's "versions" field):
 
-    python scripts/reference/peft_methods.py
+    PYTHONHASHSEED=0 python scripts/reference/peft_methods.py   # fixed hash seed: PEFT writes target_modules in set order
 
 For each case it writes test/fixtures/peft/<case>/ with
   adapter/        what save_pretrained writes (adapter_config.json, adapter_model.safetensors)
@@ -12,7 +12,9 @@ For each case it writes test/fixtures/peft/<case>/ with
   expected.json   input_ids [2, 8]; base_logits; logits (PeftModel.from_pretrained of adapter/
                   on a fresh base, model.eval()); merged_logits (merge_and_unload); for
                   PiSSA / OLoRA converted_logits (converted/ on a fresh base); for dora a
-                  short AdamW training record and first-step gradients.
+                  short AdamW training record and first-step gradients; for adalora
+                  (scripts/reference/peft_adalora.py) the saved rank_pattern and a
+                  step-by-step SGD record of PEFT's RankAllocator.
 Logits are [2, 8, 259] f32, flattened. The model is examples/models/tiny-llama in float32
 (peftc upcasts its bf16 weights to f32 the same way). The adapters are set to seeded
 random non-zero values, so they change the logits clearly. test/methods/peft-golden.test.ts
@@ -207,6 +209,10 @@ def main():
     write("pissa", residual_case("pissa", "pissa", 4))
     write("olora", residual_case("olora", "olora", 5))
     write("pissa-niter", residual_case("pissa-niter", "pissa_niter_4", 6))
+    # AdaLoRA (test/fixtures/peft/adalora): its own module, with PEFT's documented loop.
+    from peft_adalora import adalora_cases
+
+    adalora_cases()
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ const CASES: Array<{
   { name: 'olora', adapter: 'adapter', want: 'logits', merged: true },
   { name: 'olora', adapter: 'converted', want: 'converted_logits', merged: false },
   { name: 'pissa-niter', adapter: 'converted', want: 'converted_logits', merged: false },
+  // AdaLoRA after 4 AdamW steps with update_and_allocate: masks in rank_pattern, tensors cut
+  // to the kept ranks (the q_proj modules at rank 0: zero-size tensors).
+  { name: 'adalora', adapter: 'adapter', want: 'logits', merged: true },
 ];
 
 describe('adapters saved by PEFT 0.21 give PEFT logits', () => {
