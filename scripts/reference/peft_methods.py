@@ -206,6 +206,10 @@ def main():
     )
     dora["train"] = dora_training(OUT / "dora" / "adapter")
     write("dora", dora)
+    write(
+        "dora-embedding",
+        plain_case("dora-embedding", LoraConfig(r=4, lora_alpha=8, use_dora=True, target_modules=["embed_tokens"]), 7, magnitude=True),
+    )
     write("pissa", residual_case("pissa", "pissa", 4))
     write("olora", residual_case("olora", "olora", 5))
     write("pissa-niter", residual_case("pissa-niter", "pissa_niter_4", 6))

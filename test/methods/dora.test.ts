@@ -228,11 +228,33 @@ describe('DoRA', () => {
       expect(Math.hypot(...Array.from(W2.slice(o * 4, o * 4 + 4)))).toBeCloseTo(m[o], 5);
   });
 
-  it('is refused on an embedding module, naming it', () => {
-    const o = loraOptions.parse({ target_modules: ['embed_tokens', 'q_proj'], use_dora: true });
-    const g = buildLlama(presetConfig('tiny'), { batch: 1, seq: 2 });
-    expect(() => injectLora(g, o)).toThrow(
-      /use_dora: DoRA on the embedding module model\.embed_tokens is not supported yet/,
-    );
+  it("on an embedding (PEFT's DoraEmbeddingVariant): both norm forms agree, merge equals forward, unmerge restores", () => {
+    const g0 = buildLlama(presetConfig('tiny'), { batch: 1, seq: 3 });
+    const w0 = randomWeights(g0, 2);
+    const ids = { input_ids: tensor('i32', [1, 3], [5, 17, 200]) };
+    const run = (norm: 'factored' | 'dense') => {
+      const o = loraOptions.parse({
+        r: 2,
+        target_modules: ['embed_tokens', 'q_proj'],
+        init_lora_weights: false,
+        use_dora: true,
+        dora_norm: norm,
+      });
+      const inj = injectLora(g0, o, w0);
+      return { g: inj.graph, w: bindParams(inj.graph, inj.weights!, 2), o };
+    };
+    const f = run('factored');
+    const d = run('dense');
+    const logits = (g: Graph, w: WeightStore) =>
+      Array.from(runGraph(g, ids, w, { precision: 'f64' }).logits.data);
+    const yf = logits(f.g, f.w);
+    expect(maxDiff(logits(g0, w0), yf)).toBeGreaterThan(1e-6);
+    expect(maxDiff(yf, logits(d.g, d.w))).toBeLessThan(1e-9);
+    expect(adapterSites(f.g).map((s) => [s.structure.name, s.kind])[0]).toEqual(['dora', 'embedding']);
+    const merged = mergeAdapters(f.g, f.w);
+    expect(maxDiff(yf, logits(merged.graph, merged.weights!))).toBeLessThan(1e-5);
+    const back = getMethod('lora').unmerge!(merged.graph, f.o, { weights: merged.weights, log: () => {} });
+    const T = 'model.embed_tokens.weight';
+    expect(maxDiff(Array.from(f.w.get(T)!.data), Array.from(back.weights!.get(T)!.data))).toBeLessThan(1e-5);
   });
 });

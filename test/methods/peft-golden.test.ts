@@ -61,6 +61,7 @@ const CASES: Array<{
   { name: 'lora', adapter: 'adapter', want: 'logits', merged: true },
   { name: 'lora-rslora-pattern', adapter: 'adapter', want: 'logits', merged: true },
   { name: 'dora', adapter: 'adapter', want: 'logits', merged: true },
+  { name: 'dora-embedding', adapter: 'adapter', want: 'logits', merged: true },
   { name: 'pissa', adapter: 'adapter', want: 'logits', merged: true },
   { name: 'pissa', adapter: 'converted', want: 'converted_logits', merged: false },
   { name: 'olora', adapter: 'adapter', want: 'logits', merged: true },

@@ -79,13 +79,16 @@ export function checkAdapterShapes(
         );
       return eb;
     };
+    // The output size: lora_B's rows, or lora_embedding_B's (the embedding dim, which a DoRA
+    // magnitude on an embedding has).
     const b = pair('lora_A', 'lora_B');
-    pair('lora_embedding_A', 'lora_embedding_B');
-    const out = b?.tensor.shape[0];
+    const eb = pair('lora_embedding_A', 'lora_embedding_B');
+    const out = (b ?? eb)?.tensor.shape[0];
     for (const slot of ['lora_magnitude_vector', 'lora_B.bias'] as const) {
       const e = slots.get(slot);
       if (!e) continue;
-      if (out === undefined) fail(e, `${slot} without lora_A/lora_B for module '${module}'`);
+      if (out === undefined)
+        fail(e, `${slot} without lora_A/lora_B (or lora_embedding_A/B) for module '${module}'`);
       if (e.tensor.shape.length !== 1 || e.tensor.shape[0] !== out) {
         fail(
           e,

@@ -57,6 +57,8 @@ export interface DoraBranchArgs {
   readonly x: Value;
   readonly xd: Value;
   readonly weight: Value;
+  /** An embedding's DoRA normalises per embedding dim over the vocabulary: its "W" is the table transposed. */
+  readonly kind: 'linear' | 'embedding';
   readonly hasBias: boolean;
   readonly bias?: Value;
   readonly dropout: boolean;
@@ -67,18 +69,24 @@ export interface DoraBranchArgs {
   readonly scale: number;
 }
 
-/** ||W + s B A||_row ([out]) in the chosen form. */
+/** Rows DoRA normalises: out_features of a linear, the embedding dim of an embedding. */
+const outSize = (a: Pick<DoraBranchArgs, 'kind' | 'weight'>) =>
+  a.weight.type.shape[a.kind === 'linear' ? 0 : 1];
+
+/** ||W + s B A||_row ([out]) in the chosen form (W: an embedding's table transposed, [dim, vocab]). */
 function rowNorm(b: GraphBuilder, a: DoraBranchArgs): Value {
-  const { A, B, scale: s, weight: W } = a;
-  const out = W.type.shape[0];
+  const { A, B, scale: s, weight } = a;
+  const out = outSize(a);
   if (a.norm === 'dense') {
+    const W = a.kind === 'linear' ? weight : b.transpose(weight, 0, 1);
     const V = b.add(W, b.scale(b.linear(B, b.transpose(A, 0, 1)), s));
     return b.unary('sqrt', b.sum(b.mul(V, V), [1]));
   }
   const wsq = b.param(doraParamNames(a.module, a.adapter).weightSqNorm, 'f32', [out], 'frozen', {
     kind: 'given',
   });
-  const WAt = b.transpose(b.linear(A, W), 0, 1); // W A^T [out, r]
+  // W A^T [out, r]; for a table T [vocab, dim], W = T^T and W A^T = (A T)^T.
+  const WAt = b.transpose(a.kind === 'linear' ? b.linear(A, weight) : b.matmul(A, weight), 0, 1);
   const AAt = b.linear(A, A); // A A^T [r, r]
   const cross = b.sum(b.mul(B, WAt), [1]);
   const quad = b.sum(b.mul(b.linear(B, AAt), B), [1]);
@@ -91,8 +99,7 @@ function rowNorm(b: GraphBuilder, a: DoraBranchArgs): Value {
 export function doraBranch(b: GraphBuilder, a: DoraBranchArgs): Value {
   const { magnitude } = doraParamNames(a.module, a.adapter);
   return b.atScope(`${a.module}.lora_magnitude_vector.${a.adapter}`, () => {
-    const out = a.weight.type.shape[0];
-    const m = b.param(magnitude, 'f32', [out], 'trainable', { kind: 'given' });
+    const m = b.param(magnitude, 'f32', [outSize(a)], 'trainable', { kind: 'given' });
     const k = b.div(m, stopGradient(b, rowNorm(b, a)));
     // No dropout, no bias: W x~ is the module's output itself (PEFT passes it as
     // base_result), and below + (k - 1) W x + k s B A x = k (below + s B A x): two ops.
@@ -179,9 +186,42 @@ export function rowNorms(W: ArrayLike<number>, rows: number, cols: number): Floa
   return out;
 }
 
-function rows(site: AdapterSite, W: Float64Array, read: Reader): { out: number; inF: number; m: Tensor } {
+/**
+ * DoRA's norms of a module weight W in f64: per row of a linear's [out, in], per column
+ * (embedding dim, over the vocabulary) of an embedding table [vocab, dim].
+ */
+export function doraNorms(
+  kind: 'linear' | 'embedding',
+  W: ArrayLike<number>,
+  rows: number,
+  cols: number,
+): Float64Array {
+  if (kind === 'linear') return rowNorms(W, rows, cols);
+  const out = new Float64Array(cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j] += W[i * cols + j] ** 2;
+  return out.map(Math.sqrt);
+}
+
+/** W scaled per DoRA row (linear: rows; embedding: columns) by f[row], in place. */
+function scaleRows(
+  kind: 'linear' | 'embedding',
+  W: Float64Array,
+  rows: number,
+  cols: number,
+  f: (i: number) => number,
+) {
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < cols; j++) W[i * cols + j] *= f(kind === 'linear' ? i : j);
+}
+
+function shapeOf(
+  site: AdapterSite,
+  W: Float64Array,
+  read: Reader,
+): { rows: number; cols: number; m: Tensor } {
   const m = read((site.data as DoraData).magnitude);
-  return { out: m.shape[0], inF: W.length / m.shape[0], m };
+  const n = m.shape[0];
+  return site.kind === 'linear' ? { rows: n, cols: W.length / n, m } : { rows: W.length / n, cols: n, m };
 }
 
 export const doraStructure: AdapterStructure = {
@@ -190,15 +230,15 @@ export const doraStructure: AdapterStructure = {
   // PEFT's merge: W' = (m / ||W + s B A||_row) (W + s B A); the norms are kept for unmerge.
   fold: (site, W, read) => {
     addLowRank(site, W, read, (site.data as DoraData).scale);
-    const { out, inF, m } = rows(site, W, read);
-    const norm = rowNorms(W, out, inF);
-    for (let i = 0; i < out; i++) for (let j = 0; j < inF; j++) W[i * inF + j] *= m.data[i] / norm[i];
-    return new Map([[mergedNormName(site.module, site.adapter), tensor('f32', [out], norm)]]);
+    const { rows, cols, m } = shapeOf(site, W, read);
+    const norm = doraNorms(site.kind, W, rows, cols);
+    scaleRows(site.kind, W, rows, cols, (i) => m.data[i] / norm[i]);
+    return new Map([[mergedNormName(site.module, site.adapter), tensor('f32', [norm.length], norm)]]);
   },
   unfold: (site, W, read) => {
-    const { out, inF, m } = rows(site, W, read);
+    const { rows, cols, m } = shapeOf(site, W, read);
     const norm = read(mergedNormName(site.module, site.adapter));
-    for (let i = 0; i < out; i++) for (let j = 0; j < inF; j++) W[i * inF + j] *= norm.data[i] / m.data[i];
+    scaleRows(site.kind, W, rows, cols, (i) => norm.data[i] / m.data[i]);
     addLowRank(site, W, read, -(site.data as DoraData).scale);
   },
 };
@@ -223,12 +263,12 @@ export function doraDerived(g: Graph, weights: WeightStore): Map<string, Tensor>
     const [rowsN, cols] = W.shape;
     const names = doraParamNames(site.module, site.adapter);
     if (site.params.includes(names.weightSqNorm)) {
-      const norms = rowNorms(W.data, rowsN, cols);
+      const norms = doraNorms(site.kind, W.data, rowsN, cols);
       out.set(
         names.weightSqNorm,
         tensor(
           'f32',
-          [rowsN],
+          [norms.length],
           norms.map((v) => v * v),
         ),
       );
@@ -239,15 +279,19 @@ export function doraDerived(g: Graph, weights: WeightStore): Map<string, Tensor>
     // drawn here, seeded by the module, so m can match them.
     const { A, B } = site.data as DoraData;
     const read = (n: string) => out.get(n) ?? weights.get(n);
-    for (const p of [A, B]) {
-      const name = String(p.attrs.name);
-      const init = (p.attrs.init as { kind?: string } | undefined)?.kind;
-      if (!read(name) && init !== 'zeros' && init !== 'given')
-        out.set(name, initTensor(p, new Rng(seedOf(name))));
-    }
+    const initOf = (p: Node) => (p.attrs.init as { kind?: string } | undefined)?.kind;
+    // B A = 0 when either starts at zeros: nothing to draw.
+    const random = [A, B].every((p) => initOf(p) !== 'zeros' && initOf(p) !== 'given');
+    if (random)
+      for (const p of [A, B]) {
+        const name = String(p.attrs.name);
+        if (!read(name)) out.set(name, initTensor(p, new Rng(seedOf(name))));
+      }
     const V = Float64Array.from(W.data);
-    if (read(String(B.attrs.name))) addLowRank(site, V, (n) => read(n)!, (site.data as DoraData).scale);
-    out.set(names.magnitude, tensor('f32', [rowsN], rowNorms(V, rowsN, cols)));
+    if (read(String(A.attrs.name)) && read(String(B.attrs.name)))
+      addLowRank(site, V, (n) => read(n)!, (site.data as DoraData).scale);
+    const m = doraNorms(site.kind, V, rowsN, cols);
+    out.set(names.magnitude, tensor('f32', [m.length], m));
   });
   return out;
 }

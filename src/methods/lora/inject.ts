@@ -118,6 +118,7 @@ function linearBranch(p: Plan, m: Match, b: GraphBuilder): Value {
   return doraBranch(b, {
     module: M,
     adapter: a,
+    kind: 'linear',
     norm: o.dora_norm,
     below: base,
     x,
@@ -141,21 +142,35 @@ function embeddingBranch(p: Plan, m: Match, b: GraphBuilder): Value {
   const [table, ids] = inputs;
   const [vocab, dim] = table.type.shape;
   const { r, s } = rankAlpha(o, M);
-  if (o.use_dora)
-    throw new LoraError(
-      `use_dora: DoRA on the embedding module ${M} is not supported yet; leave it out of target_modules (or exclude_modules it)`,
-    );
   const [initA, initB] = embeddingInits(o.init_lora_weights);
   const names = loraParamNames(M, a, 'embedding');
   const base = b.copy(m.node, inputs);
-  const h = b.atScope(`${M}.lora_embedding_A.${a}`, () => {
-    const A = b.param(names.A, table.type.dtype, [r, vocab], 'trainable', initA);
-    return b.embedding(b.transpose(A, 0, 1), ids);
-  });
-  const y = b.atScope(`${M}.lora_embedding_B.${a}`, () =>
-    b.scale(b.linear(h, b.param(names.B, table.type.dtype, [dim, r], 'trainable', initB)), s),
+  const A = b.atScope(`${M}.lora_embedding_A.${a}`, () =>
+    b.param(names.A, table.type.dtype, [r, vocab], 'trainable', initA),
   );
-  return b.add(base, y);
+  const h = b.atScope(`${M}.lora_embedding_A.${a}`, () => b.embedding(b.transpose(A, 0, 1), ids));
+  const B = b.atScope(`${M}.lora_embedding_B.${a}`, () =>
+    b.param(names.B, table.type.dtype, [dim, r], 'trainable', initB),
+  );
+  const y = b.atScope(`${M}.lora_embedding_B.${a}`, () => b.scale(b.linear(h, B), s));
+  if (!o.use_dora) return b.add(base, y);
+  // PEFT's DoraEmbeddingVariant: k (T[ids] + s A^T[ids] B^T), per embedding dim (no dropout on embeddings).
+  return doraBranch(b, {
+    module: M,
+    adapter: a,
+    kind: 'embedding',
+    norm: o.dora_norm,
+    below: base,
+    x: ids,
+    xd: ids,
+    weight: table,
+    hasBias: false,
+    dropout: false,
+    lora: y,
+    A,
+    B,
+    scale: s,
+  });
 }
 
 function withRole(b: GraphBuilder, n: Node, attrs: Record<string, unknown>): Value {
