@@ -4,6 +4,7 @@ import '../passes/builtin.ts';
 import './lora/index.ts';
 import './qlora/index.ts';
 import './dora/index.ts';
+import './longlora/index.ts';
 import './loraplus/index.ts';
 import './adalora/index.ts';
 

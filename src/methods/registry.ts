@@ -6,7 +6,8 @@
 // The adapters a method adds are found by the structure it registers
 // (adapters/sites.ts), which merge, disable and save go through.
 // Registering a method also registers its passes: `<name>`, and `<name>-merge` /
-// `<name>-unmerge` when it has a merge rule.
+// `<name>-unmerge` when it has a merge rule, `<name>-train` when it rewrites the training
+// graph only (the train phase runs it before autodiff).
 import type { z } from 'zod';
 import type { PeftAdapterConfig } from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
@@ -124,6 +125,12 @@ export interface MethodTraining<O> {
    * state tensors of its own. The observer picks its params by name.
    */
   readonly observe?: (options: O) => UpdateObserver;
+  /**
+   * Rewrites the training graph only (the train phase runs it before autodiff); the eval
+   * and serve graphs keep the method's plain forward (LongLoRA's S2-Attn: full attention
+   * at inference).
+   */
+  readonly rewrite?: (g: Graph, options: O) => Graph;
   /** Starts the host-side part for a run of `steps` optimizer steps over `graph` (the forward graph). */
   readonly start?: (
     graph: Graph,
@@ -176,6 +183,13 @@ export function registerMethod<O>(def: MethodDef<O>): MethodDef<O> {
     [`${def.name}-merge`, `merge ${def.name} into the base weights`, d.merge],
     [`${def.name}-unmerge`, `undo ${def.name}-merge`, d.unmerge],
   ];
+  const trainRewrite = d.train?.rewrite;
+  if (trainRewrite)
+    passes.push([
+      `${def.name}-train`,
+      `${def.name}'s rewrite of the training graph`,
+      (g, o) => ({ graph: trainRewrite(g, o) }),
+    ]);
   for (const [name] of passes)
     if (hasPass(name)) throw new MethodError(`method '${def.name}': a pass named '${name}' already exists`);
   registry.set(def.name, d);

@@ -27,6 +27,8 @@ export interface TrainSettings {
    */
   /** Observers of each param's update in the step (the recipe's methods' MethodTraining.observe). */
   readonly observers?: readonly UpdateObserver[];
+  /** Passes that rewrite the training graph only, run before autodiff (methods' `<name>-train` passes). */
+  readonly rewrites?: readonly PipelineStep[];
   readonly groups?: (
     trainable: readonly string[],
     shapeOf: (name: string) => readonly number[],
@@ -109,6 +111,7 @@ builtin.push({
       }),
     };
     return [
+      ...(train.rewrites ?? []),
       { name: 'autodiff', options: { loss: 'loss' } },
       ...(train.checkpointing ? [{ name: 'checkpoint', options: { loss: 'loss' } }] : []),
       optimizer,

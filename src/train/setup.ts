@@ -107,6 +107,10 @@ export function trainSettings(recipe: Recipe): TrainSettings {
     maxGradNorm: recipe.max_grad_norm ?? undefined,
     checkpointing: recipe.checkpointing,
     accumulate: recipe.gradient_accumulation_steps,
+    // Methods that rewrite the training graph only (LongLoRA's S2-Attn).
+    rewrites: recipe.methods
+      .filter((m) => getMethod(m.method).train?.rewrite)
+      .map((m) => ({ name: `${m.method}-train`, options: m.options })),
     // Methods that watch each update in the step (AdaLoRA's importance EMAs).
     observers: recipe.methods.flatMap((m) => {
       const observe = getMethod(m.method).train?.observe;

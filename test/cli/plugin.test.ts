@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { methodNames } from '../../src/methods/index.ts';
 import { peftc } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-plugin-'));
@@ -41,7 +42,7 @@ describe('--plugin', () => {
     const r = peftc(['ir', '--model', 'tiny', '--recipe', recipe]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      "methods[0].method: unknown method 'lora-fa' (known: adalora, dora, lora, loraplus, qlora)",
+      `methods[0].method: unknown method 'lora-fa' (known: ${methodNames().join(', ')})`,
     );
     const m = peftc(['ir', '--model', 'tiny', '--plugin', join(dir, 'nope.ts')]);
     expect(m.code).toBe(1);

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   defineRecipe,
   loadRecipe,
+  methodNames,
   parseRecipe,
   RecipeError,
   recipePipeline,
@@ -81,7 +82,7 @@ describe('recipes', () => {
     const e = errorOf({ methods: [{ method: 'lorra' }] });
     expect(e.path).toBe('methods[0].method');
     expect(e.message).toBe(
-      "methods[0].method: unknown method 'lorra'; did you mean lora? (known: adalora, dora, lora, loraplus, qlora)",
+      `methods[0].method: unknown method 'lorra'; did you mean lora? (known: ${methodNames().join(', ')})`,
     );
   });
 
