@@ -4,6 +4,7 @@
 // group the unshifted half is full causal attention; no_wrap never attends across the
 // sequence ends while roll does (its last group wraps); gradients by finite differences;
 // WebGPU equals the CPU interpreter.
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../src/backends/cpu/index.ts';
@@ -117,6 +118,21 @@ describe('S2-Attn', () => {
       }),
       { numRuns: 60 },
     );
+  });
+
+  it('equals the official code (test/fixtures/longlora/s2attn.json from scripts/reference/longlora_s2attn.py)', () => {
+    const f = JSON.parse(readFileSync('test/fixtures/longlora/s2attn.json', 'utf8'));
+    const t = (x: { shape: number[]; data: number[] }) => tensor('f32', x.shape, x.data);
+    for (const variant of ['roll', 'no_wrap'] as const) {
+      const b = new GraphBuilder();
+      const [q, k, v] = (['q', 'k', 'v'] as const).map((n) => b.input(n, 'f32', f[n].shape));
+      const y = s2Attention(b, q, k, v, { groupSizeRatio: f.group_size_ratio, variant, scale: null });
+      const got = runGraph(b.build({ y }), { q: t(f.q), k: t(f.k), v: t(f.v) }, new MapWeightStore()).y.data;
+      const want: number[] = f[variant].data;
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+      expect(worst, variant).toBeLessThan(1e-5);
+    }
   });
 
   it('with one group, the unshifted half of the heads is full causal attention', () => {
