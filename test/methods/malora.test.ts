@@ -244,7 +244,7 @@ describe('malora errors', () => {
   it('refuses a budget below the minimum, naming it and the minimum', () => {
     // q 64 + 64, k 64 + 32, v 64 + 32, o 64 + 64 per layer, 2 layers: 896 at r_min 1.
     expect(() => maloraAllocation(base, opts({ granularity: 'matrix', budget: 100 }))).toThrow(
-      /budget 100 is below the 896 parameters that r_min 1 on every unit \(8\) needs/,
+      /"budget" 100 is below the 896 parameters that r_min 1 on every unit \(8\) needs/,
     );
   });
   it('refuses a per-head importance list of the wrong length, or on a matrix', () => {

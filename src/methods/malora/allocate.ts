@@ -101,7 +101,7 @@ export function allocateRanks(
   const minimum = units.reduce((s, u) => s + o.r_min * u.cost, 0);
   if (minimum > o.budget)
     throw new MethodError(
-      `${what}: budget ${o.budget} is below the ${minimum} parameters that r_min ${o.r_min} on every unit (${units.length}) needs; raise budget or target fewer modules`,
+      `${what}: "budget" ${o.budget} is below the ${minimum} parameters that r_min ${o.r_min} on every unit (${units.length}) needs; raise budget (or r_min lower, or target fewer modules)`,
     );
   let left = o.budget - minimum;
   for (;;) {
