@@ -81,7 +81,7 @@ describe('recipes', () => {
     const e = errorOf({ methods: [{ method: 'lorra' }] });
     expect(e.path).toBe('methods[0].method');
     expect(e.message).toBe(
-      "methods[0].method: unknown method 'lorra'; did you mean lora? (known: adalora, dora, lora, loraplus, qlora)",
+      "methods[0].method: unknown method 'lorra'; did you mean lora? (known: adalora, dora, lora, loraplus, malora, qlora)",
     );
   });
 
