@@ -1,5 +1,5 @@
 // examples/recipes/malora-tiny.json (rank per head under a parameter budget) on the bundled
-// model: `peftc train` (in-process, cpu) lowers the eval loss and saves a plain PEFT LoRA
+// model: `peftc train` (in-process, cpu and webgpu) lowers the eval loss and saves a plain PEFT LoRA
 // adapter (rank_pattern = the heads' rank sums, alpha_pattern keeping lora_alpha / r, the
 // off-block zeros written) that peftc's own loader reloads to the trained logits, merged
 // too; the real CLI refuses a budget below the minimum, naming the key.
@@ -29,22 +29,26 @@ const quiet = { write: () => true, isTTY: false };
 const out = join(dir, 'run');
 
 describe('malora on the bundled model', () => {
-  it('trains (cpu), lowers the eval loss, saves plain PEFT LoRA within the budget', async () => {
-    const r = await runTrain(
-      {
-        model: MODEL,
-        recipe: RECIPE,
-        tokens,
-        out,
-        batch: 2,
-        seq: 32,
-        backend: 'cpu',
-        plot: false,
-        evalEvery: 12,
-      },
-      quiet as never,
-    );
-    expect(r.evalLosses.at(-1)!.loss).toBeLessThan(r.evalLosses[0].loss);
+  it('trains (cpu and webgpu, same eval loss), lowers the eval loss, saves plain PEFT LoRA within the budget', async () => {
+    const train = (backend: 'cpu' | 'webgpu') =>
+      runTrain(
+        {
+          model: MODEL,
+          recipe: RECIPE,
+          tokens,
+          out: backend === 'cpu' ? out : join(dir, backend),
+          batch: 2,
+          seq: 32,
+          backend,
+          plot: false,
+          evalEvery: 12,
+        },
+        quiet as never,
+      );
+    const r = await train('cpu');
+    const gpu = await train('webgpu');
+    for (const x of [r, gpu]) expect(x.evalLosses.at(-1)!.loss).toBeLessThan(x.evalLosses[0].loss);
+    expect(Math.abs(gpu.evalLosses.at(-1)!.loss - r.evalLosses.at(-1)!.loss)).toBeLessThan(2e-3);
     const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
     expect(cfg).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 16 });
     const model = loadModel(MODEL);
