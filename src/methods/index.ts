@@ -7,6 +7,7 @@ import './dora/index.ts';
 import './longlora/index.ts';
 import './loraplus/index.ts';
 import './adalora/index.ts';
+import './malora/index.ts';
 
 export * from './adapters/index.ts';
 export * from './conflicts.ts';
