@@ -3,27 +3,17 @@
 // lowers the eval loss, groups DoRA's magnitudes with lora_B as PEFT's LoRA+ does, saves
 // a PEFT DoRA adapter that reloads (on the same 4-bit base) to the trained model's logits,
 // and merges.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runGraph } from '../../src/backends/cpu/index.ts';
 import { runTrain } from '../../src/cli/commands/train.ts';
-import { LayeredWeightStore, MapWeightStore } from '../../src/ir/weights.ts';
 import { loadRecipe, mergeAdapters, recipePipeline } from '../../src/methods/index.ts';
 import { mergeQlora } from '../../src/methods/qlora/index.ts';
-import { attachPeftAdapter } from '../../src/models/adapters.ts';
-import { loadModel, modelGraph } from '../../src/models/llama/index.ts';
-import { phasePasses, runPipeline } from '../../src/passes/index.ts';
-import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
+import { runPipeline } from '../../src/passes/index.ts';
+import { MODEL, maxAbsDiff, quiet, tokensFile, trainedAndReloaded } from './trained-model.ts';
 
 const RECIPE = 'examples/recipes/qlora-dora-loraplus.json';
-const MODEL = 'examples/models/tiny-llama';
-const dir = mkdtempSync(join(tmpdir(), 'peftc-composed-'));
-const tokens = join(dir, 'tokens.json');
-const row = [256, ...Array.from(Buffer.from('the cat sat on the mat. '.repeat(3)))].slice(0, 33);
-writeFileSync(tokens, JSON.stringify(Array.from({ length: 12 }, () => row)));
-const quiet = { write: () => true, isTTY: false };
+const { dir, tokens } = tokensFile('peftc-composed-');
 
 async function train(backend: 'cpu' | 'webgpu') {
   const out = join(dir, `run-${backend}`);
@@ -40,7 +30,7 @@ async function train(backend: 'cpu' | 'webgpu') {
       plot: false,
       evalEvery: 8,
     },
-    quiet as never,
+    quiet,
   );
   return { r, out, log: readFileSync(join(out, 'log.jsonl'), 'utf8') };
 }
@@ -73,35 +63,21 @@ describe('qlora + dora + loraplus in one recipe', () => {
   });
 
   it('the saved adapter reloads on the 4-bit base to the logits of the trained graph; merging keeps them', () => {
-    const model = loadModel(MODEL);
-    const shape = { batch: 1, seq: 12 };
-    const base = modelGraph(model, shape, { loss: false, logits: true });
     const recipe = loadRecipe(RECIPE);
     const [qlora] = recipePipeline(recipe);
-    const ids = { dtype: 'i32' as const, shape: [1, 12], data: Int32Array.from(row.slice(0, 12)) };
-    const feeds = { input_ids: ids };
-    // The trained model: the recipe's methods on the base, the checkpoint's params.
-    const applied = runPipeline(base.graph, recipePipeline(recipe), { weights: base.weights, log: () => {} });
-    const ckpt = loadCheckpoint(join(cpuOut, 'checkpoint-8'));
-    const trainedW = new LayeredWeightStore([new MapWeightStore(ckpt.params), applied.weights!]);
-    // Inference as `peftc logits` runs it (the serve phase: dropout off, 4-bit fused).
-    const serve = (g: typeof base.graph) => runPipeline(g, phasePasses('serve'), { log: () => {} }).graph;
-    const trained = runGraph(serve(applied.graph), feeds, trainedW).logits.data;
-    // The saved adapter, attached to the same 4-bit base as `peftc logits --adapter` attaches it.
-    const q = runPipeline(base.graph, [qlora], { weights: base.weights, log: () => {} });
-    const att = attachPeftAdapter(q.graph, q.weights!, cpuOut);
-    const reloaded = runGraph(serve(att.graph), feeds, att.weights).logits.data;
-    let worst = 0;
-    for (let i = 0; i < trained.length; i++) worst = Math.max(worst, Math.abs(trained[i] - reloaded[i]));
-    expect(worst).toBeLessThan(1e-5);
+    // The saved adapter on the same 4-bit base, as `peftc logits --adapter` attaches it.
+    const t = trainedAndReloaded(recipe, join(cpuOut, 'checkpoint-8'), cpuOut, (b) => {
+      const q = runPipeline(b.graph, [qlora], { weights: b.weights, log: () => {} });
+      return { graph: q.graph, weights: q.weights! };
+    });
+    const trained = t.trained;
+    expect(maxAbsDiff(trained, t.reloaded)).toBeLessThan(1e-5);
+    const att = t.attached;
     // Merged into float (dequantize, fold DoRA), the same logits up to the f32 rounding of W'.
     const m = mergeQlora(att.graph, { merge_into: 'float' }, att.weights);
     const rest = mergeAdapters(m.graph, m.weights);
-    const merged = runGraph(serve(rest.graph), feeds, rest.weights!).logits.data;
     expect(rest.graph.ofOp('stop_gradient')).toHaveLength(0);
-    let mw = 0;
-    for (let i = 0; i < trained.length; i++) mw = Math.max(mw, Math.abs(trained[i] - merged[i]));
-    expect(mw).toBeLessThan(1e-4);
+    expect(maxAbsDiff(trained, t.logits(rest.graph, rest.weights!))).toBeLessThan(1e-4);
   });
 
   it('train --init-adapter starts a DoRA run from the saved DoRA adapter (its magnitudes, A and B)', async () => {
@@ -119,7 +95,7 @@ describe('qlora + dora + loraplus in one recipe', () => {
         plot: false,
         initAdapter: cpuOut,
       },
-      quiet as never,
+      quiet,
     );
     // The step-0 eval of the new run is the trained adapter's, not a fresh init's.
     const trainedLast = JSON.parse(

@@ -2,24 +2,16 @@
 // eval/serve graphs; embeddings and norms trainable as modules_to_save; the recipe trains
 // the bundled model on cpu and webgpu with the same losses and lowers the eval loss; the
 // saved adapter (PEFT LoRA with modules_to_save) reloads to the trained model's logits.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runGraph } from '../../src/backends/cpu/index.ts';
 import { runTrain } from '../../src/cli/commands/train.ts';
-import { tensor } from '../../src/ir/tensor.ts';
-import { LayeredWeightStore, MapWeightStore } from '../../src/ir/weights.ts';
-import { loadRecipe, parseRecipe, recipePipeline } from '../../src/methods/index.ts';
-import { attachPeftAdapter } from '../../src/models/adapters.ts';
-import { loadModel, modelGraph } from '../../src/models/llama/index.ts';
-import { phasePasses, runPipeline } from '../../src/passes/index.ts';
-import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
+import { loadRecipe, parseRecipe } from '../../src/methods/index.ts';
+import { loadModel } from '../../src/models/llama/index.ts';
 import { prepareRun } from '../../src/train/setup.ts';
+import { MODEL, maxAbsDiff, quiet, tokensFile, trainedAndReloaded } from './trained-model.ts';
 
-const MODEL = 'examples/models/tiny-llama';
 const RECIPE = 'examples/recipes/longlora-tiny.json';
-const quiet = { write: () => true, isTTY: false } as never;
 
 describe('longlora', () => {
   it('S2-Attn in the train step only; embeddings and norms trainable; LongLoRA defaults', () => {
@@ -51,10 +43,7 @@ describe('longlora', () => {
   });
 
   it('trains on cpu and webgpu (same losses, eval loss down); the adapter reloads to the trained logits', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'peftc-longlora-'));
-    const tokens = join(dir, 'tokens.json');
-    const row = [256, ...Array.from(Buffer.from('the cat sat on the mat. '.repeat(3)))].slice(0, 33);
-    writeFileSync(tokens, JSON.stringify(Array.from({ length: 12 }, () => row)));
+    const { dir, tokens } = tokensFile('peftc-longlora-');
     const losses: number[][] = [];
     for (const backend of ['cpu', 'webgpu'] as const) {
       const out = join(dir, backend);
@@ -91,24 +80,7 @@ describe('longlora', () => {
       r: 8,
     });
     // Trained model (recipe + checkpoint) vs the saved adapter on the base, both full attention.
-    const model = loadModel(MODEL);
-    const base = modelGraph(model, { batch: 1, seq: 12 }, { loss: false, logits: true });
-    const serve = (g: typeof base.graph) => runPipeline(g, phasePasses('serve'), { log: () => {} }).graph;
-    const applied = runPipeline(base.graph, recipePipeline(loadRecipe(RECIPE)), {
-      weights: base.weights,
-      log: () => {},
-    });
-    const ckpt = loadCheckpoint(join(out, 'checkpoint-6'));
-    const feeds = { input_ids: tensor('i32', [1, 12], row.slice(0, 12)) };
-    const want = runGraph(
-      serve(applied.graph),
-      feeds,
-      new LayeredWeightStore([new MapWeightStore(ckpt.params), applied.weights!]),
-    ).logits.data;
-    const att = attachPeftAdapter(base.graph, base.weights, out);
-    const got = runGraph(serve(att.graph), feeds, att.weights).logits.data;
-    let worst = 0;
-    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(want[i] - got[i]));
-    expect(worst).toBeLessThan(1e-5);
+    const t = trainedAndReloaded(loadRecipe(RECIPE), join(out, 'checkpoint-6'), out);
+    expect(maxAbsDiff(t.trained, t.reloaded)).toBeLessThan(1e-5);
   });
 });

@@ -2,6 +2,7 @@
 // defaults, the LoraConfig keys it inherits that peftc implements for it, plus
 // `adapter_name`. What PEFT refuses is refused here with its reason.
 import { z } from 'zod';
+import { adapterKeys } from '../lora/adapter-keys.ts';
 
 const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
 const int = (min: number) =>
@@ -99,15 +100,7 @@ export const adaloraOptions = z
       }),
     modules_to_save: off(z.array(z.string()).nullable(), 'modules_to_save'),
     fan_in_fan_out: off(z.boolean(), 'fan_in_fan_out'),
-    adapter_name: z
-      .string()
-      .regex(
-        /^[A-Za-z0-9_-]+$/,
-        'adapter names are letters, digits, _ and - (they become part of param names)',
-      )
-      .default('default'),
-    /** Accepted for PEFT compatibility; not used. */
-    task_type: z.string().nullable().optional(),
+    ...adapterKeys,
     inference_mode: z.boolean().optional(),
   })
   .superRefine((o, ctx) => {

@@ -2,6 +2,7 @@
 // with PEFT's defaults, plus `adapter_name` (PEFT passes it beside the config).
 import { z } from 'zod';
 import { REFUSED_FIELDS, type RefusedFieldName, refusedField } from '../../io/peft/refused.ts';
+import { adapterKeys } from './adapter-keys.ts';
 
 const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
 
@@ -70,15 +71,7 @@ export const loraOptions = z
       .default(null),
     layers_pattern: names.nullable().default(null),
     modules_to_save: z.array(z.string().min(1)).nullable().default(null),
-    adapter_name: z
-      .string()
-      .regex(
-        /^[A-Za-z0-9_-]+$/,
-        'adapter names are letters, digits, _ and - (they become part of param names)',
-      )
-      .default('default'),
-    /** Accepted for PEFT compatibility; not used. */
-    task_type: z.string().nullable().optional(),
+    ...adapterKeys,
     ...notImplemented,
   })
   .superRefine((o, ctx) => {

@@ -2,6 +2,7 @@
 // is allocated per attention head or per weight matrix, from a rule or a parameter budget.
 // The LoRA keys keep PEFT's names and defaults; the allocation keys are peftc's own.
 import { z } from 'zod';
+import { adapterKeys } from '../lora/adapter-keys.ts';
 
 const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
 const posInt = (what: string) =>
@@ -53,15 +54,7 @@ export const maloraOptions = z
     r_max: posInt('a positive integer').nullable().default(null),
     /** Size of one head; null: read from the graph's attention op (the q input's last dim). */
     head_dim: posInt('a positive integer').nullable().default(null),
-    adapter_name: z
-      .string()
-      .regex(
-        /^[A-Za-z0-9_-]+$/,
-        'adapter names are letters, digits, _ and - (they become part of param names)',
-      )
-      .default('default'),
-    /** Accepted for PEFT compatibility; not used. */
-    task_type: z.string().nullable().optional(),
+    ...adapterKeys,
   })
   .superRefine((o, ctx) => {
     if (o.r_max !== null && o.r_max < o.r_min)
