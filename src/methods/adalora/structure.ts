@@ -7,7 +7,13 @@
 // The scale may be gone (s = 1 after canonicalize).
 import type { Graph, Node } from '../../ir/graph.ts';
 import { removeDead } from '../../passes/rewrite/rebuild.ts';
-import type { AdapterSite, AdapterStructure, Reader, SiteMatch } from '../adapters/sites.ts';
+import {
+  type AdapterSite,
+  type AdapterStructure,
+  type Reader,
+  type SiteMatch,
+  twoFactorBranch,
+} from '../adapters/sites.ts';
 
 export interface AdaLoraData {
   readonly A: Node;
@@ -27,21 +33,12 @@ export function adaloraParamNames(module: string, adapter: string) {
 }
 
 function at(g: Graph, n: Node): SiteMatch | undefined {
-  if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
-  let y = g.node(n.inputs[1]);
-  let scale = 1;
-  if (y.op === 'scale') {
-    scale = Number(y.attrs.factor);
-    y = g.node(y.inputs[0]);
-  }
-  if (y.op !== 'linear' || y.inputs.length !== 2) return undefined;
-  const B = g.node(y.inputs[1]);
+  const br = twoFactorBranch(g, n);
+  if (!br) return undefined;
+  const { b: B, a: ae, scale } = br;
   const m = B.op === 'param' ? B_NAME.exec(String(B.attrs.name)) : null;
   if (!m) return undefined;
   const [, module, adapter] = m;
-  const h = g.node(y.inputs[0]);
-  if (h.op !== 'linear' || h.inputs.length !== 2) return undefined;
-  const ae = g.node(h.inputs[1]);
   if (ae.op !== 'mul') return undefined;
   const [A, E] = ae.inputs.map((id) => g.node(id));
   const names = adaloraParamNames(module, adapter);
@@ -52,7 +49,7 @@ function at(g: Graph, n: Node): SiteMatch | undefined {
     module,
     adapter,
     kind: 'linear',
-    below: g.node(n.inputs[0]),
+    below: br.below,
     params: [names.A, names.E, names.B],
     data,
   };

@@ -97,6 +97,29 @@ export function adapterNames(g: Graph): string[] {
   return [...new Set(adapterSites(g).map((s) => s.adapter))];
 }
 
+/**
+ * The shape most additive adapters share: `add(below, scale?(linear(linear(x, a), b)))`
+ * (the scale gone when canonicalize folded s = 1). Returns below, the factor inputs a and b
+ * (params, or whatever the method puts there: AdaLoRA's A * E, MaLoRA's masked factors)
+ * and the scale; each structure then checks its own names.
+ */
+export function twoFactorBranch(
+  g: Graph,
+  n: Node,
+): { below: Node; a: Node; b: Node; scale: number } | undefined {
+  if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
+  let y = g.node(n.inputs[1]);
+  let scale = 1;
+  if (y.op === 'scale') {
+    scale = Number(y.attrs.factor);
+    y = g.node(y.inputs[0]);
+  }
+  if (y.op !== 'linear' || y.inputs.length !== 2) return undefined;
+  const h = g.node(y.inputs[0]);
+  if (h.op !== 'linear' || h.inputs.length !== 2) return undefined;
+  return { below: g.node(n.inputs[0]), a: g.node(h.inputs[1]), b: g.node(y.inputs[1]), scale };
+}
+
 /** The param feeding a site's base module its weight (linear: input 1, embedding: the table). */
 export function baseWeightNode(g: Graph, site: AdapterSite): Node {
   return g.node(site.kind === 'linear' ? site.base.inputs[1] : site.base.inputs[0]);

@@ -10,7 +10,13 @@ import { GraphBuilder, type Value } from '../../ir/builder.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { MapWeightStore } from '../../ir/weights.ts';
-import type { AdapterSite, AdapterStructure, Reader, SiteMatch } from '../adapters/sites.ts';
+import {
+  type AdapterSite,
+  type AdapterStructure,
+  type Reader,
+  type SiteMatch,
+  twoFactorBranch,
+} from '../adapters/sites.ts';
 import { loraParamNames } from '../lora/branch.ts';
 import { MethodError } from '../registry.ts';
 
@@ -52,33 +58,26 @@ function sameShape(a: Node, b: Node): boolean {
 }
 
 function at(g: Graph, n: Node): SiteMatch | undefined {
-  if (n.op !== 'add' || n.inputs.length !== 2) return undefined;
-  let y = g.node(n.inputs[1]);
-  let scale = 1;
-  if (y.op === 'scale') {
-    scale = Number(y.attrs.factor);
-    y = g.node(y.inputs[0]);
-  }
-  if (y.op !== 'linear' || y.inputs.length !== 2) return undefined;
+  const br = twoFactorBranch(g, n);
+  if (!br) return undefined;
+  const { scale } = br;
   let module = '';
   let adapter = '';
-  const b = maskedFactor(g, g.node(y.inputs[1]), (name) => {
+  const b = maskedFactor(g, br.b, (name) => {
     const m = B_NAME.exec(name);
     if (m) [, module, adapter] = m;
     return !!m;
   });
   if (!b) return undefined;
-  const h = g.node(y.inputs[0]);
-  if (h.op !== 'linear' || h.inputs.length !== 2) return undefined;
   const names = loraParamNames(module, adapter, 'linear');
-  const a = maskedFactor(g, g.node(h.inputs[1]), (name) => name === names.A);
+  const a = maskedFactor(g, br.a, (name) => name === names.A);
   if (!a || (!a[1] && !b[1])) return undefined;
   const data: MaskedLoraData = { A: a[0], B: b[0], maskA: a[1], maskB: b[1], scale, graph: g };
   return {
     module,
     adapter,
     kind: 'linear',
-    below: g.node(n.inputs[0]),
+    below: br.below,
     params: [names.A, names.B],
     data,
   };
