@@ -14,12 +14,14 @@ import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import type { WeightStore } from '../ir/weights.ts';
 import type { UpdateObserver, UpdateRule } from '../passes/optimizer/types.ts';
-import type { PassResult } from '../passes/pass.ts';
+import type { ModelInfo, PassResult } from '../passes/pass.ts';
 import { hasPass, registerPass } from '../passes/pass.ts';
 
 export interface MethodContext {
   readonly weights?: WeightStore;
   readonly log: (line: string) => void;
+  /** Facts about the model (its trained context length), when the caller gave them. */
+  readonly model?: ModelInfo;
 }
 
 /** One optimizer param group (torch.optim style); `params` are param names. */
@@ -199,7 +201,7 @@ export function registerMethod<O>(def: MethodDef<O>): MethodDef<O> {
       name,
       description,
       options: d.options,
-      run: (g, ctx) => fn(g, ctx.options, { weights: ctx.weights, log: ctx.log }),
+      run: (g, ctx) => fn(g, ctx.options, { weights: ctx.weights, log: ctx.log, model: ctx.model }),
     });
   }
   return def;

@@ -13,6 +13,7 @@ import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
 import { getMethod, peftLoader } from '../methods/index.ts';
+import { parseRopeScaling, withRopeScaling } from '../methods/longlora/index.ts';
 import type { LoraOptions } from '../methods/lora/index.ts';
 import { UserError } from '../util/errors.ts';
 
@@ -54,6 +55,19 @@ export function attachPeftAdapter(
     injected = method.apply(g, opts, { weights: layered, log: () => {} });
   } catch (e) {
     throw new FormatError(file, (e as Error).message);
+  }
+  // A context extension the adapter was trained with (LongLoRA's model_max_length): the
+  // model computes with the same RoPE interpolation.
+  const rope = (config as Record<string, unknown>).rope_scaling;
+  if (rope !== undefined && rope !== null) {
+    const scaling = parseRopeScaling(rope);
+    if (!scaling)
+      throw new FormatError(
+        file,
+        `rope_scaling ${JSON.stringify(rope)} is not linear RoPE scaling (the only kind LongLoRA writes)`,
+        'rope_scaling',
+      );
+    injected = { ...injected, graph: withRopeScaling(injected.graph, scaling.factor) };
   }
   const result = injected.weights ?? layered;
   const params = injected.graph.params().map((p) => String(p.attrs.name));

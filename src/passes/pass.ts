@@ -16,6 +16,13 @@ export interface PassContext<O = unknown> {
   readonly log: (line: string) => void;
   /** Log every rewrite step by rule name. */
   readonly trace: boolean;
+  /** Facts about the model the graph was built from, when the caller knows them. */
+  readonly model?: ModelInfo;
+}
+
+/** What a pass may need to know of the model beyond its graph (LongLoRA: the trained context length). */
+export interface ModelInfo {
+  readonly maxPositionEmbeddings: number;
 }
 
 export interface PassResult {

@@ -7,7 +7,7 @@ import { printGraph } from '../ir/printer.ts';
 import { contextAround, findProblems } from '../ir/verify.ts';
 import type { WeightStore } from '../ir/weights.ts';
 import { diffGraphs, isEmptyDiff, printDiff } from './graph-diff.ts';
-import { asResult, getPass, PassError } from './pass.ts';
+import { asResult, getPass, type ModelInfo, PassError } from './pass.ts';
 
 export interface PipelineStep {
   readonly name: string;
@@ -47,6 +47,8 @@ export interface PipelineOptions {
   readonly trace?: boolean;
   /** Where printAfter, timings and trace lines go (default: stderr). */
   readonly log?: (s: string) => void;
+  /** Facts about the model the graph came from (PassContext.model). */
+  readonly model?: ModelInfo;
   readonly weights?: WeightStore;
 }
 
@@ -127,7 +129,10 @@ export function runPipeline(
     const t0 = performance.now();
     let out: ReturnType<typeof asResult>;
     try {
-      out = asResult(def.run(current, { options, weights, log, trace: opts.trace ?? false }), weights);
+      out = asResult(
+        def.run(current, { options, weights, log, trace: opts.trace ?? false, model: opts.model }),
+        weights,
+      );
     } catch (e) {
       throw new PipelineError(`${where} failed: ${(e as Error).message}`, step.name, { cause: e });
     }

@@ -149,7 +149,11 @@ export function prepareRun(
   const base = modelGraph(model, shape, { loss: true, logits: false });
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
-  const applied = runPipeline(base.graph, pipelines.methods, { ...quiet, weights: base.weights });
+  const applied = runPipeline(base.graph, pipelines.methods, {
+    ...quiet,
+    weights: base.weights,
+    model: { maxPositionEmbeddings: model.config.maxPositionEmbeddings },
+  });
   const forward = runPipeline(applied.graph, pipelines.eval, quiet).graph;
   const trainable = forward
     .params()

@@ -2,7 +2,7 @@
 // eval/serve graphs; embeddings and norms trainable as modules_to_save; the recipe trains
 // the bundled model on cpu and webgpu with the same losses and lowers the eval loss; the
 // saved adapter (PEFT LoRA with modules_to_save) reloads to the trained model's logits.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runTrain } from '../../src/cli/commands/train.ts';
@@ -30,10 +30,26 @@ describe('longlora', () => {
     expect([o.r, o.lora_alpha, o.modules_to_save]).toEqual([8, 16, ['embed_tokens', 'norm']]);
   });
 
-  it('refuses what it does not do yet and recipes that mix it with lora, naming the path', () => {
-    expect(() => parseRecipe({ methods: [{ method: 'longlora', model_max_length: 2048 }] })).toThrow(
-      /methods\[0\]\.model_max_length: context extension .* is not supported yet/,
-    );
+  it('model_max_length above max_position_embeddings: linear RoPE interpolation, factor ceil(ratio), in every graph', () => {
+    const model = loadModel(MODEL);
+    const factors = (mml: number) => {
+      const run = prepareRun(
+        model,
+        parseRecipe({ methods: [{ method: 'longlora', model_max_length: mml }] }),
+        { batch: 1, seq: 32 },
+        { seed: 0 },
+      );
+      return [run.forward, run.step].map((g) => [
+        ...new Set(g.ofOp('rope').map((n) => n.attrs.scaling_factor)),
+      ]);
+    };
+    // tiny-llama: max_position_embeddings 512.
+    expect(factors(2048)).toEqual([[4], [4]]);
+    expect(factors(1100)).toEqual([[3], [3]]);
+    expect(factors(512)).toEqual([[1], [1]]);
+  });
+
+  it('refuses bad values and recipes that mix it with lora, naming the path', () => {
     expect(() => parseRecipe({ methods: [{ method: 'longlora', variant: 'wrap' }] })).toThrow(
       /methods\[0\]\.variant/,
     );
@@ -82,5 +98,43 @@ describe('longlora', () => {
     // Trained model (recipe + checkpoint) vs the saved adapter on the base, both full attention.
     const t = trainedAndReloaded(loadRecipe(RECIPE), join(out, 'checkpoint-6'), out);
     expect(maxAbsDiff(t.trained, t.reloaded)).toBeLessThan(1e-5);
+  });
+
+  it('a run with model_max_length saves rope_scaling in adapter_config.json; the loader applies it (trained logits)', async () => {
+    const { dir, tokens } = tokensFile('peftc-longlora-ctx-');
+    const recipeFile = join(dir, 'ctx.json');
+    const json = {
+      methods: [{ method: 'longlora', model_max_length: 1024 }],
+      optimizer: { type: 'adamw', lr: 2e-3 },
+    };
+    writeFileSync(recipeFile, JSON.stringify(json));
+    const out = join(dir, 'run');
+    await runTrain(
+      {
+        model: MODEL,
+        recipe: recipeFile,
+        tokens,
+        out,
+        steps: 2,
+        batch: 2,
+        seq: 32,
+        backend: 'cpu',
+        plot: false,
+      },
+      quiet,
+    );
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg.rope_scaling).toEqual({ type: 'linear', factor: 2 });
+    const t = trainedAndReloaded(parseRecipe(json), join(out, 'checkpoint-2'), out);
+    expect(maxAbsDiff(t.trained, t.reloaded)).toBeLessThan(1e-5);
+    expect(t.attached.graph.ofOp('rope').every((n) => n.attrs.scaling_factor === 2)).toBe(true);
+    // A rope_scaling peftc cannot apply is refused, naming the file and key.
+    writeFileSync(
+      join(out, 'adapter_config.json'),
+      JSON.stringify({ ...cfg, rope_scaling: { type: 'yarn', factor: 2 } }),
+    );
+    expect(() => trainedAndReloaded(parseRecipe(json), join(out, 'checkpoint-2'), out)).toThrow(
+      /adapter_config\.json: .*rope_scaling.*not linear RoPE scaling/,
+    );
   });
 });

@@ -47,11 +47,16 @@ export function trainedAndReloaded(
   adapter: string,
   onto: (base: { graph: Graph; weights: WeightStore }) => { graph: Graph; weights: WeightStore } = (b) => b,
 ): TrainedAndReloaded {
-  const base = modelGraph(loadModel(MODEL), { batch: 1, seq: 12 }, { loss: false, logits: true });
+  const model = loadModel(MODEL);
+  const base = modelGraph(model, { batch: 1, seq: 12 }, { loss: false, logits: true });
   const feeds = { input_ids: tensor('i32', [1, 12], ROW.slice(0, 12)) };
   const logits = (g: Graph, w: WeightStore) =>
     runGraph(runPipeline(g, phasePasses('serve'), { log: () => {} }).graph, feeds, w).logits.data;
-  const applied = runPipeline(base.graph, recipePipeline(recipe), { weights: base.weights, log: () => {} });
+  const applied = runPipeline(base.graph, recipePipeline(recipe), {
+    weights: base.weights,
+    log: () => {},
+    model: { maxPositionEmbeddings: model.config.maxPositionEmbeddings },
+  });
   const ckpt = loadCheckpoint(checkpoint);
   const trained = logits(
     applied.graph,

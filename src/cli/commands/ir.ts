@@ -11,7 +11,7 @@ import { printGraph } from '../../ir/printer.ts';
 import type { WeightStore } from '../../ir/weights.ts';
 import { loadRecipe, recipePipeline } from '../../methods/index.ts';
 import { buildLlama, loadModel, modelGraph, PRESETS, presetConfig } from '../../models/llama/index.ts';
-import { type PipelineStep, phasePasses, runPipeline } from '../../passes/index.ts';
+import { type ModelInfo, type PipelineStep, phasePasses, runPipeline } from '../../passes/index.ts';
 import { runPipelines } from '../../train/setup.ts';
 import { UsageError, UserError } from '../errors.ts';
 import { positiveInt } from '../options.ts';
@@ -51,7 +51,7 @@ function parsePrintAfter(o: IrOptions): PrintAfter | undefined {
 }
 
 /** The model graph as the trainer builds it (a model dir's 4-bit storage included). */
-function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: WeightStore } {
+function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: WeightStore; info: ModelInfo } {
   const isDir = existsSync(o.model) && statSync(o.model).isDirectory();
   if (!isDir && !(o.model in PRESETS))
     throw new UserError(
@@ -61,8 +61,12 @@ function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: Weight
   // A phase graph is the trainer's: loss, no logits output.
   const build = o.train || o.eval ? { loss: true, logits: false } : { loss };
   // Presets: no weights (random ones cost memory and change nothing in the graph).
-  if (!isDir) return { graph: buildLlama(presetConfig(o.model), shape, build) };
-  return modelGraph(loadModel(o.model), shape, build);
+  if (!isDir) {
+    const c = presetConfig(o.model);
+    return { graph: buildLlama(c, shape, build), info: { maxPositionEmbeddings: c.maxPositionEmbeddings } };
+  }
+  const m = loadModel(o.model);
+  return { ...modelGraph(m, shape, build), info: { maxPositionEmbeddings: m.config.maxPositionEmbeddings } };
 }
 
 function pipelineFor(o: IrOptions): { steps: PipelineStep[]; phase: string } {
@@ -113,6 +117,7 @@ export async function runIr(o: IrOptions, write: (s: string) => void): Promise<v
     stats: o.stats,
     log: line,
     weights: model.weights,
+    model: model.info,
   });
   if (o.stats) write(formatStats(model.graph.nodes.length, out.stats ?? []));
   if (o.kernels) {

@@ -7,15 +7,18 @@
 // train-only pass (`longlora-train`), the rest is LoRA's. Trainable embeddings and norms
 // become modules_to_save (PEFT's endswith match: "norm" covers every *norm module), so
 // the saved adapter is a PEFT LoRA adapter PEFT loads with them.
-// Not yet: `model_max_length` (linear RoPE interpolation and its saved config), refused
-// by name.
+// `model_max_length` above the model's max_position_embeddings sets linear RoPE
+// interpolation with the official factor (rope.ts), in every graph of the run, and the
+// saved adapter config carries it.
 import { z } from 'zod';
 import { registerConflict } from '../conflicts.ts';
 import { lora } from '../lora/index.ts';
 import { type LoraOptions, loraOptions } from '../lora/options.ts';
-import { hasMethod, type MethodDef, registerMethod } from '../registry.ts';
+import { hasMethod, type MethodDef, MethodError, registerMethod } from '../registry.ts';
+import { ropeFactor, ropeScalingOf, withRopeScaling } from './rope.ts';
 import { applyS2Attn, type S2Variant } from './s2-attn.ts';
 
+export { parseRopeScaling, type RopeScaling, ropeFactor, ropeScalingOf, withRopeScaling } from './rope.ts';
 export { applyS2Attn, S2AttnError, type S2Variant, s2Attention, s2AttnRules } from './s2-attn.ts';
 
 /** The official flag's names -> module names (PEFT matches modules_to_save by endswith). */
@@ -42,13 +45,6 @@ export type LongloraOptions = LoraOptions & {
 /** LongLoRA's keys checked here; the rest are LoraConfig's with the official script's defaults. */
 export const longloraOptions = z.looseObject(own).transform((o, ctx): LongloraOptions => {
   const { group_size_ratio, variant, trainable_params, model_max_length, ...rest } = o;
-  if (model_max_length !== undefined)
-    ctx.addIssue({
-      code: 'custom',
-      path: ['model_max_length'],
-      message:
-        "context extension (linear RoPE interpolation, written to the saved config) is not supported yet; remove model_max_length and train at the model's max_position_embeddings or below",
-    });
   const saved = new Set([
     ...(((rest as { modules_to_save?: string[] | null }).modules_to_save ?? []) as string[]),
     ...trainable_params.map((p) => TRAINABLE[p]),
@@ -75,7 +71,32 @@ export const longlora: MethodDef<LongloraOptions> = {
   description:
     'LongLoRA: LoRA with trainable embeddings and norms, trained with shifted sparse attention (S2-Attn); full attention at inference',
   options: longloraOptions,
-  peft: { peftType: 'LORA', toAdapter: lora.peft!.toAdapter as never },
+  apply: (g, o, ctx) => {
+    const r = lora.apply(g, o, ctx);
+    if (o.model_max_length === undefined) return r;
+    const maxPos = ctx.model?.maxPositionEmbeddings;
+    if (maxPos === undefined)
+      throw new MethodError(
+        "longlora: model_max_length needs the model's max_position_embeddings, which this caller did not give",
+      );
+    const factor = ropeFactor(o.model_max_length, maxPos);
+    if (factor === undefined) return r;
+    ctx.log(
+      `longlora: linear RoPE interpolation, factor ${factor} = ceil(model_max_length ${o.model_max_length} / max_position_embeddings ${maxPos})`,
+    );
+    return { ...r, graph: withRopeScaling(r.graph, factor) };
+  },
+  peft: {
+    peftType: 'LORA',
+    toAdapter: (g, o, read, baseModel) => {
+      const a = lora.peft!.toAdapter(g, o, read, baseModel);
+      const factor = ropeScalingOf(g);
+      // The context extension the adapter was trained with, as LongLoRA's saved config has it.
+      return o.model_max_length !== undefined && factor !== 1
+        ? { ...a, config: { ...a.config, rope_scaling: { type: 'linear', factor } } }
+        : a;
+    },
+  },
   train: {
     rewrite: (g, o) => applyS2Attn(g, { groupSizeRatio: o.group_size_ratio, variant: o.variant }),
   },
