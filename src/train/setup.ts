@@ -15,6 +15,7 @@ import {
 import { attachPeftAdapter } from '../models/adapters.ts';
 import { type LoadedModel, modelGraph } from '../models/llama/index.ts';
 import {
+  PipelineError,
   type PipelineOptions,
   type PipelineStep,
   phasePasses,
@@ -140,6 +141,27 @@ export function runPipelines(recipe: Recipe): {
   };
 }
 
+/**
+ * The recipe's methods, one at a time, so that a method's failure names its recipe entry
+ * (`recipe methods[1] ('malora'): ...`) rather than a pass number.
+ */
+function applyMethods(
+  base: { graph: Graph; weights: WeightStore },
+  steps: readonly PipelineStep[],
+  opts: PipelineOptions,
+): { graph: Graph; weights?: WeightStore } {
+  let cur: { graph: Graph; weights?: WeightStore } = base;
+  steps.forEach((step, i) => {
+    try {
+      cur = runPipeline(cur.graph, [step], { ...opts, weights: cur.weights });
+    } catch (e) {
+      const cause = e instanceof PipelineError && e.cause instanceof Error ? e.cause : (e as Error);
+      throw new UserError(`recipe methods[${i}] ('${step.name}'): ${cause.message}`, { cause: e });
+    }
+  });
+  return cur;
+}
+
 export function prepareRun(
   model: LoadedModel,
   recipe: Recipe,
@@ -149,9 +171,8 @@ export function prepareRun(
   const base = modelGraph(model, shape, { loss: true, logits: false });
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
-  const applied = runPipeline(base.graph, pipelines.methods, {
+  const applied = applyMethods(base, pipelines.methods, {
     ...quiet,
-    weights: base.weights,
     model: { maxPositionEmbeddings: model.config.maxPositionEmbeddings },
   });
   const forward = runPipeline(applied.graph, pipelines.eval, quiet).graph;
