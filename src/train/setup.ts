@@ -141,6 +141,19 @@ export function runPipelines(recipe: Recipe): {
   };
 }
 
+/** A recipe entry's method failed on this model; the CLI adds the recipe file. */
+export class RecipeEntryError extends UserError {
+  override name = 'RecipeEntryError';
+  constructor(
+    readonly index: number,
+    readonly method: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`recipe methods[${index}] ('${method}'): ${reason}`, options);
+  }
+}
+
 /**
  * The recipe's methods, one at a time, so that a method's failure names its recipe entry
  * (`recipe methods[1] ('malora'): ...`) rather than a pass number.
@@ -156,7 +169,7 @@ function applyMethods(
       cur = runPipeline(cur.graph, [step], { ...opts, weights: cur.weights });
     } catch (e) {
       const cause = e instanceof PipelineError && e.cause instanceof Error ? e.cause : (e as Error);
-      throw new UserError(`recipe methods[${i}] ('${step.name}'): ${cause.message}`, { cause: e });
+      throw new RecipeEntryError(i, step.name, cause.message, { cause: e });
     }
   });
   return cur;

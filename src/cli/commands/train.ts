@@ -12,6 +12,7 @@ import { type OpenedModel, openModel } from '../../models/open.ts';
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
 import { latestCheckpoint } from '../../train/checkpoint/index.ts';
 import { loadDataset } from '../../train/data/index.ts';
+import { RecipeEntryError } from '../../train/setup.ts';
 import { type TrainResult, train } from '../../train/trainer.ts';
 import { UsageError, UserError } from '../errors.ts';
 import {
@@ -205,6 +206,11 @@ async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream, sig
       stream: stream as never,
       signal,
     });
+  } catch (e) {
+    // The failing entry, in the recipe parser's own form: file, JSON path, method.
+    if (e instanceof RecipeEntryError)
+      throw new UserError(`${o.recipe}: methods[${e.index}] ('${e.method}'): ${e.reason}`, { cause: e });
+    throw e;
   } finally {
     backend.dispose();
   }
