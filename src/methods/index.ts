@@ -6,6 +6,7 @@ import './qlora/index.ts';
 import './dora/index.ts';
 import './loraplus/index.ts';
 import './adalora/index.ts';
+import './galore/index.ts';
 
 export * from './adapters/index.ts';
 export * from './conflicts.ts';

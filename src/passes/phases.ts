@@ -27,6 +27,8 @@ export interface TrainSettings {
    */
   /** Observers of each param's update in the step (the recipe's methods' MethodTraining.observe). */
   readonly observers?: readonly UpdateObserver[];
+  /** Keep the `grad:<param>` outputs in the step graph (a method's host side reads them). */
+  readonly keepGrads?: boolean;
   readonly groups?: (
     trainable: readonly string[],
     shapeOf: (name: string) => readonly number[],
@@ -106,6 +108,7 @@ builtin.push({
         maxGradNorm: train.maxGradNorm,
         accumulate: train.accumulate,
         ...(train.observers?.length ? { observers: [...train.observers] } : {}),
+        ...(train.keepGrads ? { keepGrads: true } : {}),
       }),
     };
     return [
