@@ -11,6 +11,7 @@ const BENCHES = [
   { name: 'quant4', file: 'bench/quant4.ts' },
   { name: 'train', file: 'bench/train.ts' },
   { name: 'dora', file: 'bench/dora.ts' },
+  { name: 'galore', file: 'bench/galore.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
