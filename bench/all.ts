@@ -12,6 +12,7 @@ const BENCHES = [
   { name: 'train', file: 'bench/train.ts' },
   { name: 'dora', file: 'bench/dora.ts' },
   { name: 'longlora', file: 'bench/longlora.ts' },
+  { name: 'galore', file: 'bench/galore.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });

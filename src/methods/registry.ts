@@ -13,6 +13,7 @@ import type { PeftAdapterConfig } from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import type { WeightStore } from '../ir/weights.ts';
+import type { OptimizerSpec } from '../passes/optimizer/pass.ts';
 import type { UpdateObserver, UpdateRule } from '../passes/optimizer/types.ts';
 import type { ModelInfo, PassResult } from '../passes/pass.ts';
 import { hasPass, registerPass } from '../passes/pass.ts';
@@ -84,6 +85,8 @@ export interface ParamGroupContext {
   /** The optimizer's lr and weight decay (a group without its own uses these). */
   readonly lr: number;
   readonly weightDecay: number;
+  /** The recipe's optimizer (a group's own rule, GaLore's, takes its type, betas and eps). */
+  readonly optimizer?: OptimizerSpec;
 }
 
 export interface MethodFixtures {
@@ -106,8 +109,24 @@ export interface StepContext {
   readonly log: (line: string) => void;
 }
 
+/** What a method's host-side hook sees before an optimizer step. */
+export interface PreStepContext extends StepContext {
+  /**
+   * Runs the coming step's micro-batches once more through the compiled step, with the same
+   * feeds (so the same gradients), and returns the named outputs of each micro-batch. The
+   * step's assignments happen as in any run: the method must have made them harmless first
+   * (GaLore's hold flag) and put back what they moved.
+   */
+  readonly probe: (outputs: readonly string[]) => Promise<readonly Record<string, Tensor>[]>;
+}
+
 /** A method's host-side part of one training run (AdaLoRA's budget and masking). */
 export interface MethodSession<O> {
+  /**
+   * Runs before every optimizer step (`step` is the coming one, 1-based): GaLore's projector
+   * refresh. Returns numbers for that step's log record.
+   */
+  readonly beforeStep?: (ctx: PreStepContext) => Promise<Record<string, number> | undefined>;
   /**
    * Runs after every optimizer step, before the next (PEFT's update_and_allocate place:
    * after optimizer.step(), before zero_grad()). Returns numbers for the step's log record.
@@ -133,6 +152,8 @@ export interface MethodTraining<O> {
    * at inference).
    */
   readonly rewrite?: (g: Graph, options: O) => Graph;
+  /** The session reads `grad:<param>` outputs of the step (its probe): the step graph keeps them. */
+  readonly readsGradients?: boolean;
   /** Starts the host-side part for a run of `steps` optimizer steps over `graph` (the forward graph). */
   readonly start?: (
     graph: Graph,
@@ -141,6 +162,8 @@ export interface MethodTraining<O> {
       readonly steps: number;
       readonly state?: Record<string, unknown>;
       readonly log: (line: string) => void;
+      /** The step graph's optimizer state params (role 'state'), by name. */
+      readonly stateNames?: readonly string[];
     },
   ) => MethodSession<O>;
 }
@@ -162,6 +185,12 @@ export interface MethodDef<O = unknown> {
    * peftc checkpoint and says so. Methods that add no trainable params need none.
    */
   readonly peft?: PeftFormat<O>;
+  /**
+   * The method's result is the model itself, not an adapter (GaLore trains the full-rank
+   * weights): a run saves a Hugging Face model directory (config.json + safetensors, the
+   * trained params replacing the model's tensors) where adapters would go.
+   */
+  readonly savesModel?: boolean;
   /** Training-time hooks (observers in the step graph, a host-side session). */
   readonly train?: MethodTraining<O>;
   readonly properties: MethodProperties;

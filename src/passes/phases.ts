@@ -29,6 +29,8 @@ export interface TrainSettings {
   readonly observers?: readonly UpdateObserver[];
   /** Passes that rewrite the training graph only, run before autodiff (methods' `<name>-train` passes). */
   readonly rewrites?: readonly PipelineStep[];
+  /** Keep the `grad:<param>` outputs in the step graph (a method's host side reads them). */
+  readonly keepGrads?: boolean;
   readonly groups?: (
     trainable: readonly string[],
     shapeOf: (name: string) => readonly number[],
@@ -108,6 +110,7 @@ builtin.push({
         maxGradNorm: train.maxGradNorm,
         accumulate: train.accumulate,
         ...(train.observers?.length ? { observers: [...train.observers] } : {}),
+        ...(train.keepGrads ? { keepGrads: true } : {}),
       }),
     };
     return [

@@ -67,6 +67,7 @@ function paramGroups(
         shapeOf,
         lr: recipe.optimizer.lr,
         weightDecay: recipe.optimizer.weight_decay,
+        optimizer: recipe.optimizer,
       });
   }
   // The recipe's own groups take their params out of whatever group held them.
@@ -117,6 +118,7 @@ export function trainSettings(recipe: Recipe): TrainSettings {
       const observe = getMethod(m.method).train?.observe;
       return observe ? [observe(m.options as never)] : [];
     }),
+    keepGrads: recipe.methods.some((m) => getMethod(m.method).train?.readsGradients),
     groups: (trainable, shapeOf) => {
       requireTrainable(trainable);
       return paramGroups(recipe, trainable, shapeOf);

@@ -14,7 +14,8 @@ import { MapWeightStore } from '../ir/weights.ts';
 import { getMethod, type MethodSession, type Recipe, resolveRecipe } from '../methods/index.ts';
 import { describeQuantizedBase } from '../methods/qlora/index.ts';
 import { saveMethodAdapter } from '../models/adapters.ts';
-import type { LoadedModel } from '../models/llama/index.ts';
+import { type LoadedModel, storageDtype } from '../models/llama/index.ts';
+import { writeModelDir } from '../models/model-dir.ts';
 import type { Tokenizer } from '../models/tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 import { checkpointPath, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint/index.ts';
@@ -72,6 +73,8 @@ export interface TrainResult {
   readonly losses: readonly number[];
   readonly evalLosses: readonly { step: number; loss: number }[];
   readonly adapterDirs: readonly string[];
+  /** Hugging Face model directories written (a method whose result is the model itself: GaLore). */
+  readonly modelDirs: readonly string[];
   /** Set when a method of the recipe has no PEFT save format: what the run wrote instead. */
   readonly unsavedNote?: string;
   /** The optimizer's param groups: name, peak lr (before the schedule), weight decay, params. */
@@ -190,6 +193,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           steps,
           state: saved?.methods?.[String(entry)],
           log: (line) => progress.log(line),
+          stateNames: run.state,
         }),
       );
   });
@@ -207,6 +211,52 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       );
     return metrics;
   };
+  // One optimizer step k (0-based): its micro-batches through the step executable; `extra`
+  // outputs are returned per micro-batch (a method's probe reads gradients this way).
+  const runStep = async (k: number, lr: number, extra: readonly string[] = []) => {
+    let lossSum = 0;
+    let tokens = 0;
+    let gradNorm: number | undefined;
+    const outs: Record<string, Tensor>[] = [];
+    for (let j = 0; j < accum; j++) {
+      const micro = k * accum + j;
+      const batch = batcher.batchAt(micro);
+      const last = j === accum - 1;
+      const res = await trainExe.run({
+        feeds: {
+          input_ids: batch.input_ids,
+          labels: batch.labels,
+          lr: scalarF32(lr),
+          // `step` counts micro-steps (dropout masks differ per micro-batch); t is `opt_step`.
+          step: scalarI32(micro + 1),
+          ...(accum > 1 ? { apply: scalarF32(last ? 1 : 0), opt_step: scalarI32(k + 1) } : {}),
+        },
+        outputs: [...(recipe.max_grad_norm && last ? ['loss', 'grad_norm'] : ['loss']), ...extra],
+      });
+      lossSum += res.loss.data[0];
+      tokens += batch.tokens;
+      if (res.grad_norm) gradNorm = res.grad_norm.data[0];
+      outs.push(res);
+    }
+    return { lossSum, tokens, gradNorm, outs };
+  };
+  const beforeStep = async (k: number, lr: number): Promise<Record<string, number>> => {
+    const metrics: Record<string, number> = {};
+    for (const s of sessions.values()) {
+      if (!s.beforeStep) continue;
+      Object.assign(
+        metrics,
+        await s.beforeStep({
+          step: k + 1,
+          readParam: (n) => trainExe.readParam(n),
+          writeParam: (n, t) => trainExe.writeParam(n, t),
+          log: (line) => progress.log(line),
+          probe: async (outputs) => (await runStep(k, lr, outputs)).outs,
+        }),
+      );
+    }
+    return metrics;
+  };
   const losses: number[] = [];
   const evalLosses: { step: number; loss: number }[] = [];
   // A resumed run keeps the step-0 baseline its first invocation measured.
@@ -215,6 +265,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
   let lastGood = existing;
   const adapterDirs: string[] = [];
+  const modelDirs: string[] = [];
+  // A method whose result is the model itself (GaLore) saves a model directory, not an adapter.
+  const savesModel = recipe.methods.some((m) => getMethod(m.method).savesModel);
 
   // Divergence stops the run; the last checkpoint on disk is kept as it is.
   const diverged = (step: number, what: string) =>
@@ -226,6 +279,18 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   };
   const saveAdapters = async (dir: string) => {
     const params = await readAll(trainExe, run.trainable);
+    if (savesModel) {
+      // Every tensor of the model as loaded, the trained ones replaced, in the model's dtype.
+      const tensors = new Map<string, Tensor>();
+      for (const n of o.model.weights.names()) tensors.set(n, params.get(n) ?? o.model.weights.get(n)!);
+      for (const [n, t] of params) tensors.set(n, t);
+      writeModelDir(dir, tensors, {
+        srcDir: o.model.dir,
+        config: o.model.config,
+        dtype: storageDtype(o.model.config.torchDtype),
+      });
+      modelDirs.push(dir);
+    }
     for (const a of run.saves) {
       adapterDirs.push(
         // Frozen tensors PEFT saves beside the adapter (a targeted embedding's base weight) come from the store.
@@ -294,28 +359,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         }
       }
       const lr = lrOf(k);
-      let lossSum = 0;
-      let tokens = 0;
-      let gradNorm: number | undefined;
-      for (let j = 0; j < accum; j++) {
-        const micro = k * accum + j;
-        const batch = batcher.batchAt(micro);
-        const last = j === accum - 1;
-        const res = await trainExe.run({
-          feeds: {
-            input_ids: batch.input_ids,
-            labels: batch.labels,
-            lr: scalarF32(lr),
-            // `step` counts micro-steps (dropout masks differ per micro-batch); t is `opt_step`.
-            step: scalarI32(micro + 1),
-            ...(accum > 1 ? { apply: scalarF32(last ? 1 : 0), opt_step: scalarI32(k + 1) } : {}),
-          },
-          outputs: recipe.max_grad_norm && last ? ['loss', 'grad_norm'] : ['loss'],
-        });
-        lossSum += res.loss.data[0];
-        tokens += batch.tokens;
-        if (res.grad_norm) gradNorm = res.grad_norm.data[0];
-      }
+      // A method's host side before the step (GaLore's projector refresh, which may probe the step's gradients).
+      const preMetrics = await beforeStep(k, lr);
+      const { lossSum, tokens, gradNorm } = await runStep(k, lr);
       // As Hugging Face logs it: the mean of the micro-batch losses.
       const loss = lossSum / accum;
       done = k + 1;
@@ -324,7 +370,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         throw diverged(done, `the loss is ${loss}`);
       }
       // PEFT's update_and_allocate place: after the optimizer step, before the next step's gradients.
-      const metrics = await afterStep(done);
+      const metrics = { ...preMetrics, ...(await afterStep(done)) };
       losses.push(loss);
       progress.update({ step: done, loss, lr, tokens });
       let evalLoss: number | undefined;
@@ -374,6 +420,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     losses,
     evalLosses,
     adapterDirs,
+    modelDirs,
     // Named after the run: an interrupted run's checkpoint is not the planned last step's.
     ...(run.unsaved.length && lastGood ? { unsavedNote: unsavedNote(run.unsaved, lastGood) } : {}),
     tokensPerSecond: tokensSeen / seconds,

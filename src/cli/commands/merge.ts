@@ -7,30 +7,20 @@
 // s B A, written in the config's bnb_4bit_compute_dtype without quantization_config)
 // or `--merge-into 4bit` (requantized in the same layout, with a warning stating the
 // rounding: the largest |change| of a merged weight).
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { writeDirAtomic } from '../../io/atomic.ts';
-import { asOutput, checkOutputPath } from '../../io/fs-errors.ts';
-import { openCheckpoint, writeSafetensors } from '../../io/safetensors/index.ts';
+import { checkOutputPath } from '../../io/fs-errors.ts';
+import { openCheckpoint } from '../../io/safetensors/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { adapterSites, baseWeightNode, mergeAdapters } from '../../methods/index.ts';
 import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
 import { readBnb4bitConfig } from '../../models/bnb4bit.ts';
 import { type LoadedModel, storageDtype } from '../../models/llama/index.ts';
+import { writeModelDir } from '../../models/model-dir.ts';
 import { openModel } from '../../models/open.ts';
 import { prepareModel, withAdapters } from '../../models/prepare.ts';
 import { UserError } from '../errors.ts';
 import { collect } from '../options.ts';
-
-const COPIED = [
-  'config.json',
-  'generation_config.json',
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'tokenizer.model',
-];
 
 interface MergeOptions {
   readonly model: string;
@@ -69,7 +59,11 @@ export function mergeToDir(o: MergeOptions, log: (line: string) => void = () => 
   // Every tensor of the checkpoint (including ones the graph does not use), merged ones replaced.
   for (const name of model.weights.names()) tensors.set(name, model.weights.get(name)!);
   for (const name of merged) tensors.set(name, weights.get(name)!);
-  writeModelDir(o.out, model.dir, tensors, storageDtype(model.config.torchDtype));
+  writeModelDir(o.out, tensors, {
+    srcDir: model.dir,
+    dtype: storageDtype(model.config.torchDtype),
+    replace: true,
+  });
   return { tensors: tensors.size, changed: merged };
 }
 
@@ -103,7 +97,7 @@ function mergeQloraToDir(
       tensors.set(k, owner && merged.has(owner) ? m.weights!.get(k)! : raw.read(k));
     }
     for (const name of plainMerged) tensors.set(name, m.weights!.get(name)!);
-    writeModelDir(o.out, dir, tensors);
+    writeModelDir(o.out, tensors, { srcDir: dir, replace: true });
     return {
       tensors: tensors.size,
       changed: [...new Set([...m.report.weights, ...plainMerged])],
@@ -121,34 +115,17 @@ function mergeQloraToDir(
   for (const name of plainMerged) tensors.set(name, m.weights!.get(name)!);
   const dtype = storageDtype(String(qc.bnb_4bit_compute_dtype ?? 'float32'));
   const torchDtype = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' }[dtype];
-  writeModelDir(o.out, dir, tensors, dtype, (cfg) => {
-    delete cfg.quantization_config;
-    cfg.torch_dtype = torchDtype;
-    if ('dtype' in cfg) cfg.dtype = torchDtype;
+  writeModelDir(o.out, tensors, {
+    srcDir: dir,
+    dtype,
+    replace: true,
+    editConfig: (cfg) => {
+      delete cfg.quantization_config;
+      cfg.torch_dtype = torchDtype;
+      if ('dtype' in cfg) cfg.dtype = torchDtype;
+    },
   });
   return { tensors: tensors.size, changed: [...new Set([...m.report.weights, ...plainMerged])] };
-}
-
-/** model.safetensors (+ config.json, optionally edited, and the tokenizer files) into `outDir`, atomically. */
-function writeModelDir(
-  outDir: string,
-  srcDir: string,
-  tensors: Map<string, Tensor>,
-  dtype?: 'f32' | 'f16' | 'bf16',
-  editConfig?: (cfg: Record<string, unknown>) => void,
-): void {
-  const fill = (tmp: string) => {
-    writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' }, { dtype });
-    for (const f of COPIED) if (existsSync(join(srcDir, f))) copyFileSync(join(srcDir, f), join(tmp, f));
-    if (editConfig) {
-      const cfg = JSON.parse(readFileSync(join(srcDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-      editConfig(cfg);
-      writeFileSync(join(tmp, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-    }
-    return undefined;
-  };
-  // A whole model directory: an existing one (--overwrite) is swapped, never mixed with the new files.
-  asOutput('--out', outDir, () => writeDirAtomic(outDir, fill, { replace: true }));
 }
 
 export function register(program: Command): void {

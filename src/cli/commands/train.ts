@@ -299,7 +299,11 @@ export function summary(r: TrainResult, out: string): string {
       ? `eval loss ${first.loss.toFixed(4)}${at(first)} -> ${last.loss.toFixed(4)}${at(last)}`
       : 'eval loss not finite';
   // "adapter in" only for an adapter the trainer actually wrote.
-  const saved = [r.adapterDirs.length ? `adapter in ${out}` : '', r.unsavedNote ?? ''].filter(Boolean);
+  const saved = [
+    r.adapterDirs.length ? `adapter in ${out}` : '',
+    r.modelDirs.length ? `model in ${out} (a Hugging Face model directory)` : '',
+    r.unsavedNote ?? '',
+  ].filter(Boolean);
   return `trained ${ran} steps${span} at ${r.tokensPerSecond.toFixed(0)} tokens/s; ${evalText}; ${saved.join('; ')}`;
 }
 
