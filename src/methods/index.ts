@@ -9,6 +9,7 @@ import './loraplus/index.ts';
 import './adalora/index.ts';
 import './malora/index.ts';
 import './galore/index.ts';
+import './gora/index.ts';
 
 export * from './adapters/index.ts';
 export * from './conflicts.ts';

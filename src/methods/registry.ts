@@ -138,6 +138,29 @@ export interface MethodSession<O> {
   readonly saveOptions?: () => O;
 }
 
+/** What a method's calibration (before a run's graphs are built) may use: GoRA's gradients. */
+export interface CalibrationContext {
+  /** The model's forward graph with its loss, before any recipe method. */
+  readonly graph: Graph;
+  /** The model's weights (the params of `graph`). */
+  readonly weights: WeightStore;
+  /** The recipe entry after this one, which the calibration may reshape (GoRA's lora entry). */
+  readonly next?: { readonly method: string; readonly options: unknown };
+  /**
+   * The mean gradient of the loss w.r.t. the named params (frozen ones included) over the
+   * first `n` training batches, with the weights unchanged (no update); not kept afterwards.
+   */
+  readonly gradients: (params: readonly string[], n: number) => Promise<Map<string, Tensor>>;
+  readonly log: (line: string) => void;
+}
+
+/** A calibration's result: the next entry's new options and initial values of params. */
+export interface Calibration {
+  readonly next?: unknown;
+  /** Values of params by name (adapter inits); they shadow the params' init specs. */
+  readonly init?: ReadonlyMap<string, Tensor>;
+}
+
 /** What a method adds to a training run besides its graph rewrite and param groups. */
 export interface MethodTraining<O> {
   /**
@@ -154,6 +177,11 @@ export interface MethodTraining<O> {
   readonly rewrite?: (g: Graph, options: O) => Graph;
   /** The session reads `grad:<param>` outputs of the step (its probe): the step graph keeps them. */
   readonly readsGradients?: boolean;
+  /**
+   * Runs once before the run's graphs are built, on the plain model (GoRA: gradients of
+   * the frozen target weights, rank allocation, adapter init); the trainer applies the result.
+   */
+  readonly calibrate?: (options: O, ctx: CalibrationContext) => Promise<Calibration>;
   /** Starts the host-side part for a run of `steps` optimizer steps over `graph` (the forward graph). */
   readonly start?: (
     graph: Graph,

@@ -181,9 +181,14 @@ export function prepareRun(
   model: LoadedModel,
   recipe: Recipe,
   shape: RunShape,
-  opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore },
+  opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore; init?: WeightStore },
 ): PreparedRun {
-  const base = modelGraph(model, shape, { loss: true, logits: false });
+  const plain = modelGraph(model, shape, { loss: true, logits: false });
+  // A calibration's param values (GoRA's A and B) sit above the model's weights, so the
+  // methods see them (DoRA's magnitude starts at ||W + s B A||, as PEFT's does).
+  const base = opts.init
+    ? { graph: plain.graph, weights: new LayeredWeightStore([opts.init, plain.weights]) }
+    : plain;
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
   const applied = applyMethods(base, pipelines.methods, {

@@ -18,6 +18,7 @@ import { type LoadedModel, storageDtype } from '../models/llama/index.ts';
 import { writeModelDir } from '../models/model-dir.ts';
 import type { Tokenizer } from '../models/tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
+import { calibrate, calibrates } from './calibrate.ts';
 import { checkpointPath, latestCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint/index.ts';
 import { type Batch, Batcher, type Dataset, evalBatches } from './data/index.ts';
 import { TrainLog } from './log.ts';
@@ -115,7 +116,8 @@ async function readAll(exe: Executable, names: readonly string[]): Promise<Map<s
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const { recipe, dataset } = o;
+  const { dataset } = o;
+  let recipe = o.recipe;
   if (dataset.train.length === 0) throw new UserError(`${dataset.source}: no training rows`);
   mkdirSync(o.out, { recursive: true });
   const existing = latestCheckpoint(o.out);
@@ -126,20 +128,32 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   const ckpt = o.resume && existing ? loadCheckpoint(existing) : undefined;
   const resumeWeights = ckpt ? new MapWeightStore([...ckpt.params, ...ckpt.optimizer]) : undefined;
-  const run: PreparedRun = prepareRun(
-    o.model,
-    recipe,
-    { batch: o.batch, seq: dataset.seq },
-    {
-      seed: o.seed,
-      initAdapter: o.initAdapter,
-      resumeWeights,
-    },
-  );
   const batcher = new Batcher(dataset.train, {
     batchSize: o.batch,
     seed: o.seed,
     fingerprint: dataset.fingerprint,
+  });
+  const shape = { batch: o.batch, seq: dataset.seq };
+  // Methods that calibrate before training (GoRA): they reshape the recipe and init params.
+  // A resumed run calibrates again (deterministic: same batches, same weights), so its
+  // recipe and ranks match the checkpoint's; the checkpoint's values win over the init.
+  const calibrated = calibrates(recipe)
+    ? await calibrate({
+        model: o.model,
+        recipe,
+        shape,
+        backend: o.backend,
+        batcher,
+        stream: o.stream,
+        log: (line) => (o.stream ?? process.stdout).write(`${line}\n`),
+      })
+    : undefined;
+  if (calibrated) recipe = calibrated.recipe;
+  const run: PreparedRun = prepareRun(o.model, recipe, shape, {
+    seed: o.seed,
+    initAdapter: o.initAdapter,
+    resumeWeights,
+    ...(calibrated?.init.map.size ? { init: calibrated.init } : {}),
   });
   const startStep = ckpt?.step ?? 0;
   const saved = ckpt?.state as unknown as ResumeState | undefined;
