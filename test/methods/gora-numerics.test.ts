@@ -9,7 +9,7 @@ import {
   importanceOf,
   normalizeImportances,
 } from '../../src/methods/gora/index.ts';
-import { matmul, qr } from '../../src/methods/pissa/index.ts';
+import { matmul, qr, svd } from '../../src/methods/pissa/index.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const arbTargets = fc
@@ -123,8 +123,10 @@ describe('gora compress init', () => {
             err = Math.max(err, Math.abs(s * BA[i] - want));
             ref = Math.max(ref, Math.abs(want));
           }
-          // The official 1e-8 ridge on A A^T is the only difference from the exact projection.
-          expect(err).toBeLessThanOrEqual(1e-4 * ref + 1e-12);
+          // The official 1e-8 ridge on A A^T is the only difference from the exact projection:
+          // it moves B by about 1e-8 / sigma_min(A)^2 relative.
+          const smin = svd(A, r, inF).S[r - 1];
+          expect(err).toBeLessThanOrEqual((1e-6 + 1e-7 / (smin * smin)) * ref + 1e-12);
         },
       ),
     );
