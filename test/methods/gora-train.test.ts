@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../src/backends/cpu/index.ts';
-import { runTrain } from '../../src/cli/commands/train.ts';
 import { tensor } from '../../src/ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore } from '../../src/ir/weights.ts';
 import { parseRecipe, recipePipeline } from '../../src/methods/index.ts';
@@ -19,6 +18,7 @@ import { loadModel, modelGraph } from '../../src/models/llama/index.ts';
 import { prepareModel } from '../../src/models/prepare.ts';
 import { phasePasses, runPipeline } from '../../src/passes/index.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
+import { trainCaptured } from '../cli/fixtures.ts';
 
 const FIXTURE = 'test/fixtures/peft/gora';
 const RECIPE = join(FIXTURE, 'recipe.json');
@@ -36,25 +36,26 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-async function trainRecipe(name: string, edit: (r: { methods: Record<string, unknown>[] }) => void) {
-  const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
+async function trainRecipe(
+  name: string,
+  edit: (r: { methods: Record<string, unknown>[] }) => void,
+  { from = RECIPE, backend, steps }: { from?: string; backend?: 'cpu' | 'webgpu'; steps?: number } = {},
+) {
+  const recipe = JSON.parse(readFileSync(from, 'utf8'));
   edit(recipe);
   const file = join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(recipe));
-  let text = '';
-  const stream = {
-    write: (s: string) => {
-      text += s;
-      return true;
-    },
-    isTTY: false,
-  };
-  const out = join(dir, name);
-  const r = await runTrain(
-    { model: MODEL, recipe: file, tokens, out, backend: 'cpu', plot: false, evalEvery: STEPS },
-    stream as never,
-  );
-  return { r, text, out };
+  return trainCaptured({
+    model: MODEL,
+    recipe: file,
+    tokens,
+    out: join(dir, name),
+    batch: 2,
+    seq: 32,
+    evalEvery: STEPS,
+    ...(backend ? { backend } : {}),
+    ...(steps ? { steps } : {}),
+  });
 }
 
 describe('gora on the bundled model', () => {
@@ -115,6 +116,28 @@ describe('gora on the bundled model', () => {
     const base0 = runGraph(serve(base.graph), feeds, base.weights).logits.data;
     expect(maxAbsDiff(trained, base0)).toBeGreaterThan(0.1);
     expect(maxAbsDiff(trained, reloaded)).toBeLessThan(1e-5);
+  });
+
+  it('QGoRA: the example recipe (qlora + gora + lora use_dora + loraplus) trains on cpu and webgpu alike', async () => {
+    const q = (backend: 'cpu' | 'webgpu') =>
+      trainRecipe(`qgora-${backend}`, () => {}, {
+        from: 'examples/recipes/gora-tiny.json',
+        backend,
+        steps: 4,
+      });
+    const cpu = await q('cpu');
+    const gpu = await q('webgpu');
+    for (const { r, text } of [cpu, gpu]) {
+      expect(r.evalLosses.at(-1)!.loss).toBeLessThan(r.evalLosses[0].loss);
+      expect(text).toMatch(/4-bit base: 14 weights/);
+      expect(text).toMatch(/optimizer group loraplus_B: lr 0\.02 \(4 x 0\.005\)/);
+      expect(text).toMatch(/gora: \d+ adapter params of a budget of 8192 \(rank-4 LoRA\)/);
+    }
+    // The calibration on the GPU allocates what the CPU does, and trains to the same loss.
+    const cfg = (out: string) => JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg(gpu.out).rank_pattern).toEqual(cfg(cpu.out).rank_pattern);
+    expect(cfg(cpu.out).use_dora).toBe(true);
+    expect(Math.abs(gpu.r.evalLosses.at(-1)!.loss - cpu.r.evalLosses.at(-1)!.loss)).toBeLessThan(2e-3);
   });
 
   it('refuses a gora entry that no lora entry follows, naming the entry', async () => {
