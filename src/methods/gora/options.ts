@@ -1,6 +1,7 @@
 // GoRA's recipe entry: the official flags (MyTransformers common/parser.py) without the
 // `gora-` prefix. Defaults: the paper's setting where it states one (importance = mean of
-// |W * G|, the pseudo-inverse "compress" init), else the official code's.
+// |W * G|, the pseudo-inverse "compress" init, ranks in [r/2, 4r]; recalled, see
+// docs/DECISIONS.md), else the official code's.
 import { z } from 'zod';
 import { IMPORTANCE_TYPES } from './importance.ts';
 
