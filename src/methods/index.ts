@@ -8,6 +8,7 @@ import './longlora/index.ts';
 import './loraplus/index.ts';
 import './adalora/index.ts';
 import './malora/index.ts';
+import './malora-moe/index.ts';
 import './galore/index.ts';
 
 export * from './adapters/index.ts';

@@ -51,6 +51,8 @@ export interface PreparedRun {
   readonly unsaved: readonly string[];
   /** The optimizer's param groups, as the train phase's optimizer pass gets them (same function, same params). */
   readonly groups: readonly ParamGroupSpec[];
+  /** Lines the recipe's methods logged while applying (allocations, parameter counts), for the run's output. */
+  readonly methodLog: readonly string[];
 }
 
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
@@ -186,8 +188,10 @@ export function prepareRun(
   const base = modelGraph(model, shape, { loss: true, logits: false });
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
+  // What the methods say as they apply (allocated ranks, parameter counts): the run's log shows it.
+  const methodLog: string[] = [];
   const applied = applyMethods(base, pipelines.methods, {
-    ...quiet,
+    log: (line) => methodLog.push(line),
     model: { maxPositionEmbeddings: model.config.maxPositionEmbeddings },
   });
   const forward = runPipeline(applied.graph, pipelines.eval, quiet).graph;
@@ -244,6 +248,7 @@ export function prepareRun(
     saves,
     unsaved: [...new Set(unsaved)],
     groups,
+    methodLog,
   };
 }
 

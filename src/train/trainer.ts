@@ -178,6 +178,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (plan.notice) progress.log(plan.notice);
   // QLoRA: bits per parameter of the stored 4-bit base, from the real buffers.
   const quantized = describeQuantizedBase(run.step, run.weights);
+  for (const line of run.methodLog) progress.log(line);
   if (quantized) progress.log(quantized);
   if (run.unsaved.length) progress.log(unsavedNote(run.unsaved, checkpointPath(o.out, steps)));
   // LoRA+ or recipe param_groups: which lr and decay each group trains with.
