@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runTrain } from '../../src/cli/commands/train.ts';
 import { loadRecipe } from '../../src/methods/index.ts';
-import { peftc } from '../cli/run-cli.ts';
+import { cli } from '../cli/run-cli.ts';
 import { MODEL, maxAbsDiff, quiet, tokensFile, trainedAndReloaded } from './trained-model.ts';
 
 const RECIPE = 'examples/recipes/malora-moe-tiny.json';
@@ -41,9 +41,9 @@ describe('malora-moe on the bundled model', () => {
     expect(maxAbsDiff(t.trained, t.reloaded)).toBeLessThan(1e-5);
   });
 
-  it('peftc merge refuses the mixture, naming the router, and writes nothing', () => {
+  it('peftc merge refuses the mixture, naming the router, and writes nothing', async () => {
     const to = join(dir, 'merged');
-    const r = peftc(['merge', '--model', MODEL, '--adapter', out, '--out', to]);
+    const r = await cli(['merge', '--model', MODEL, '--adapter', out, '--out', to]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/cannot be merged: its router weighs the experts per token/);
     expect(existsSync(to)).toBe(false);
