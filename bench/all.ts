@@ -13,6 +13,7 @@ const BENCHES = [
   { name: 'dora', file: 'bench/dora.ts' },
   { name: 'longlora', file: 'bench/longlora.ts' },
   { name: 'galore', file: 'bench/galore.ts' },
+  { name: 'per-layer', file: 'bench/per-layer.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });

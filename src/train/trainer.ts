@@ -164,7 +164,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (startStep >= steps)
     throw new UserError(`the checkpoint is at step ${startStep}; ask for more --steps than that`);
 
-  const trainExe = await o.backend.compile(run.step, run.weights);
+  // Per-layer updates (per-layer.ts): each new value goes into its param as soon as it can.
+  const trainExe = await o.backend.compile(run.step, run.weights, {
+    inPlaceAssigns: recipe.optimizer.per_layer,
+  });
   const evalExe = await o.backend.compile(run.forward, run.weights);
   const evalSet = evalBatches(dataset.eval, o.batch, dataset.padId).slice(0, o.evalBatches ?? 8);
   const evalEvery = o.evalEvery ?? Math.max(1, Math.floor(steps / 10));

@@ -20,16 +20,22 @@ export interface Dispatch {
   readonly size: readonly [number, number, number];
 }
 
-/** A copy between host and a paged param's device buffer, before dispatch `at` (see paging.ts). */
+/**
+ * A copy before dispatch `at`: between the host and a paged param's device buffer
+ * (upload / download, see paging.ts), or a param's new value into the param's own buffer as
+ * soon as the old value's last reader has run (assign; `inPlaceAssigns`).
+ */
 export interface Transfer {
-  readonly kind: 'upload' | 'download';
+  readonly kind: 'upload' | 'download' | 'assign';
   readonly at: number;
   /** The paged param's node id. */
   readonly param: number;
   /** The value copied: the param itself (upload) or its `assign:` value (download). */
   readonly value: number;
-  /** Upload: the param's pooled buffer; download: the buffer holding its `assign:` value. */
+  /** Upload: the param's pooled buffer; download / assign: the buffer holding its `assign:` value. */
   readonly buffer: GPUBuffer;
+  /** Assign: the param's buffer. */
+  readonly target?: GPUBuffer;
   readonly bytes: number;
 }
 
@@ -108,6 +114,36 @@ export interface ScheduleInputs {
   readonly params: ReadonlyMap<number, Tensor>;
   /** Params held on the host (paging.ts): pooled on the device only around their update. */
   readonly paged?: ReadonlySet<number>;
+  /**
+   * Write each param's new value into its buffer once the old value's last reader has run,
+   * and free the new value's pooled buffer then, instead of copying every `assign:` value at
+   * the end of the run (which keeps them all live). Pays off with per-layer updates
+   * (passes/optimizer/per-layer.ts); each copy splits the compute pass.
+   */
+  readonly inPlaceAssigns?: boolean;
+}
+
+/**
+ * The `assign:` outputs that can be written in place: value id -> [param id, position after
+ * which to copy]. The value must be that output only, the param neither paged, an output,
+ * nor the value itself.
+ */
+function inPlaceCandidates(graph: Graph, paged: ReadonlySet<number>): Map<number, [number, number]> {
+  const outputsOf = new Map<number, number>();
+  for (const o of graph.outputs) outputsOf.set(o.id, (outputsOf.get(o.id) ?? 0) + 1);
+  const lastReader = new Map<number, number>();
+  graph.nodes.forEach((n, pos) => {
+    for (const i of n.inputs) lastReader.set(i, pos);
+  });
+  const out = new Map<number, [number, number]>();
+  for (const o of graph.outputs) {
+    if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
+    const p = paramIdByName(graph, o.name.slice(ASSIGN_PREFIX.length));
+    if (p === undefined || p === o.id || paged.has(p) || outputsOf.has(p) || outputsOf.get(o.id) !== 1)
+      continue;
+    out.set(o.id, [p, Math.max(graph.position(o.id), lastReader.get(p) ?? -1)]);
+  }
+  return out;
 }
 
 export async function buildSchedule({
@@ -116,6 +152,7 @@ export async function buildSchedule({
   pipelines,
   params,
   paged = new Set(),
+  inPlaceAssigns = false,
 }: ScheduleInputs): Promise<Schedule> {
   const { device } = gpu;
   checkSizes(graph, gpu);
@@ -136,6 +173,16 @@ export async function buildSchedule({
     } else lastUse.set(o.id, Number.POSITIVE_INFINITY);
   }
   for (const id of downloads.keys()) if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
+  // In-place assigns: copied after position `at`, freed after max(at, last reader) (`releaseAt`).
+  const inPlace = inPlaceAssigns ? inPlaceCandidates(graph, paged) : new Map<number, [number, number]>();
+  const copyAt = new Map<number, number[]>();
+  const releaseAt = new Map<number, number[]>();
+  for (const [v, [, at]] of inPlace) {
+    const readers = graph.nodes.reduce((m, n, pos) => (n.inputs.includes(v) ? pos : m), -1);
+    copyAt.set(at, [...(copyAt.get(at) ?? []), v]);
+    const free = Math.max(at, readers);
+    releaseAt.set(free, [...(releaseAt.get(free) ?? []), v]);
+  }
   const transfers: Transfer[] = [];
 
   const pool = new Pool(device);
@@ -290,8 +337,29 @@ export async function buildSchedule({
         bytes: tbytes,
       });
     }
+    for (const v of copyAt.get(pos) ?? []) {
+      const [p] = inPlace.get(v) as [number, number];
+      const buffer = buffers.get(v) as GPUBuffer;
+      // Only a pooled value is copied early; one held in a source's buffer waits for the end.
+      if (!pooled.has(buffer)) {
+        inPlace.delete(v);
+        continue;
+      }
+      const t = graph.node(p);
+      const bytes = gpuByteSize(t.type.dtype, numel(t.type.shape));
+      transfers.push({
+        kind: 'assign',
+        at: dispatches.length,
+        param: p,
+        value: v,
+        buffer,
+        target: buffers.get(p),
+        bytes,
+      });
+    }
     // Inputs whose last reader this was go back to the pool (after the output was taken).
-    for (const i of new Set(node.inputs)) if (lastUse.get(i) === pos) unref(i);
+    for (const i of new Set(node.inputs)) if (lastUse.get(i) === pos && !inPlace.has(i)) unref(i);
+    for (const v of releaseAt.get(pos) ?? []) if (inPlace.has(v)) unref(v);
     if (
       !paged.has(node.id) &&
       (!lastUse.has(node.id) || (downloads.has(node.id) && lastUse.get(node.id) === pos))
