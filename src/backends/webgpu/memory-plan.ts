@@ -106,7 +106,11 @@ export interface MemoryPlan {
   /** Every buffer the executable holds: owned (rounded to 16), pooled (to 256), uniforms. */
   readonly deviceBytes: number;
   readonly pooledBytes: number;
-  /** deviceBytes split by the kind each buffer was made for. */
+  /**
+   * deviceBytes by kind: owned buffers by what they hold; pooled ones by what they hold at
+   * the point the pool reaches its full size (while the node that grew it last runs: its
+   * inputs, output and scratch live), a free one there counting as workspace.
+   */
   readonly byKind: Readonly<Record<MemoryKind, number>>;
 }
 
@@ -192,6 +196,10 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
 
   const buffers: PlannedBuffer[] = [];
   const free: number[] = [];
+  // What each pooled buffer holds now, and a copy taken whenever the pool has grown.
+  const tenant: MemoryKind[] = [];
+  let atPeak: MemoryKind[] = [];
+  let grew = false;
   const acquire = (bytes: number, label: string, kind: MemoryKind): number => {
     let best = -1;
     for (let i = 0; i < free.length; i++) {
@@ -200,22 +208,28 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     }
     if (best >= 0) return free.splice(best, 1)[0];
     buffers.push({ bytes: Math.ceil(bytes / 256) * 256, label, pooled: true, kind });
+    tenant[buffers.length - 1] = kind;
+    grew = true;
     return buffers.length - 1;
   };
   const valueBuffer = new Map<number, number>();
   const refs = new Map<number, number>();
+  const valueKind = (n: Node): MemoryKind =>
+    n.op === 'param' ? sourceKind(n) : gradients.has(n.id) ? 'gradients' : 'activations';
   const bind = (id: number, b: number) => {
     valueBuffer.set(id, b);
     refs.set(b, (refs.get(b) ?? 0) + 1);
+    if (buffers[b].pooled && refs.get(b) === 1) tenant[b] = valueKind(graph.node(id));
   };
   const unref = (id: number) => {
     const b = valueBuffer.get(id) as number;
     const left = (refs.get(b) ?? 0) - 1;
     refs.set(b, left);
-    if (left === 0 && buffers[b].pooled) free.push(b);
+    if (left === 0 && buffers[b].pooled) {
+      free.push(b);
+      tenant[b] = 'workspace';
+    }
   };
-  const valueKind = (n: Node): MemoryKind =>
-    n.op === 'param' ? sourceKind(n) : gradients.has(n.id) ? 'gradients' : 'activations';
 
   const nodes: NodePlan[] = [];
   const scratch = new Map<number, number[]>();
@@ -255,15 +269,23 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
       bind(node.id, valueBuffer.get(node.inputs[0]) as number);
     } else {
       bind(node.id, acquire(bytes, describeNode(node), valueKind(node)));
-      const s = (plan.scratch ?? []).map((b) => acquire(b, `${describeNode(node)} scratch`, 'workspace'));
+      const s = (plan.scratch ?? []).map((b) => {
+        const i = acquire(b, `${describeNode(node)} scratch`, 'workspace');
+        tenant[i] = 'workspace';
+        return i;
+      });
       if (s.length) scratch.set(node.id, s);
       for (const step of plan.steps) {
         if (step.workgroups === 0) continue;
         dispatches++;
         uniformBytes += step.uniforms.bytes().byteLength;
       }
+      if (grew) atPeak = [...tenant];
+      grew = false;
       for (const b of s) free.push(b);
     }
+    if (grew) atPeak = [...tenant];
+    grew = false;
     for (const p of downloads.get(node.id) ?? []) {
       const t = graph.node(p);
       const tb = gpuByteSize(t.type.dtype, numel(t.type.shape));
@@ -317,10 +339,10 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     uniforms: uniformBytes,
   };
   let pooledBytes = 0;
-  for (const b of buffers) {
-    byKind[b.kind] += b.bytes;
+  buffers.forEach((b, i) => {
+    byKind[b.pooled ? (atPeak[i] ?? 'workspace') : b.kind] += b.bytes;
     if (b.pooled) pooledBytes += b.bytes;
-  }
+  });
   const deviceBytes = Object.values(byKind).reduce((s, x) => s + x, 0);
   return {
     nodes,

@@ -1,9 +1,9 @@
-// Compiles a graph to a static schedule: every value gets a device buffer (params
-// resident, inputs and consts their own, intermediates from a pool that reuses a
-// buffer once the last reader of its value has run), every node its dispatches with
-// their pipelines, uniforms and bind groups. Nothing here runs on the device queue.
+// Compiles a graph to a static schedule: the memory plan (memory-plan.ts: which buffer holds
+// each value, pooling, paging and in-place copies) made real as device buffers, and every
+// node's dispatches with their pipelines, uniforms and bind groups. Nothing here runs on
+// the device queue.
 import type { Graph, Node } from '../../ir/graph.ts';
-import { formatShape, numel } from '../../ir/shape.ts';
+import { numel } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { checked, type GpuContext, WebGpuError } from './device.ts';
 import { encodeTensor, gpuByteSize, isPacked } from './dtypes.ts';

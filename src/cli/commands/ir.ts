@@ -2,7 +2,6 @@
 // --train/--eval the pipeline is the recipe's methods; with them it is the methods
 // followed by that phase's passes, the very lists the trainer runs (train/setup.ts
 // runPipelines, passes/phases.ts).
-import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { acquireDevice, NoAdapterError } from '../../backends/webgpu/index.ts';
 import { listKernels } from '../../backends/webgpu/kernel-list.ts';
@@ -10,12 +9,13 @@ import type { Graph } from '../../ir/graph.ts';
 import { printGraph } from '../../ir/printer.ts';
 import type { WeightStore } from '../../ir/weights.ts';
 import { loadRecipe, recipePipeline } from '../../methods/index.ts';
-import { buildLlama, loadModel, modelGraph, PRESETS, presetConfig } from '../../models/llama/index.ts';
+import { PRESETS } from '../../models/llama/index.ts';
 import { type ModelInfo, type PipelineStep, phasePasses, runPipeline } from '../../passes/index.ts';
 import { runPipelines } from '../../train/setup.ts';
-import { UsageError, UserError } from '../errors.ts';
+import { UsageError } from '../errors.ts';
 import { positiveInt } from '../options.ts';
 import { formatKernels, formatStats } from './ir-views.ts';
+import { commandModelGraph } from './model-graph.ts';
 
 export interface IrOptions {
   readonly model: string;
@@ -52,21 +52,9 @@ function parsePrintAfter(o: IrOptions): PrintAfter | undefined {
 
 /** The model graph as the trainer builds it (a model dir's 4-bit storage included). */
 function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: WeightStore; info: ModelInfo } {
-  const isDir = existsSync(o.model) && statSync(o.model).isDirectory();
-  if (!isDir && !(o.model in PRESETS))
-    throw new UserError(
-      `--model '${o.model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model directory`,
-    );
-  const shape = { batch: o.batch, seq: o.seq };
   // A phase graph is the trainer's: loss, no logits output.
   const build = o.train || o.eval ? { loss: true, logits: false } : { loss };
-  // Presets: no weights (random ones cost memory and change nothing in the graph).
-  if (!isDir) {
-    const c = presetConfig(o.model);
-    return { graph: buildLlama(c, shape, build), info: { maxPositionEmbeddings: c.maxPositionEmbeddings } };
-  }
-  const m = loadModel(o.model);
-  return { ...modelGraph(m, shape, build), info: { maxPositionEmbeddings: m.config.maxPositionEmbeddings } };
+  return commandModelGraph(o.model, { batch: o.batch, seq: o.seq }, build);
 }
 
 function pipelineFor(o: IrOptions): { steps: PipelineStep[]; phase: string } {
