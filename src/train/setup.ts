@@ -35,6 +35,11 @@ export interface PreparedRun {
   /** Forward graph with the recipe's methods applied, in eval mode (no dropout); outputs `loss`. */
   readonly forward: Graph;
   /**
+   * The forward graph as the methods left it, before any phase lowered it (no fusion):
+   * where adapter structures are read (saving, method sessions).
+   */
+  readonly adapted: Graph;
+  /**
    * forward + backward + optimizer update (assign: outputs); with gradient_accumulation_steps
    * k > 1 one run is one micro-step (inputs `apply` and `opt_step`, see appendOptimizer).
    */
@@ -237,6 +242,7 @@ export function prepareRun(
     .map((m) => m.method);
   return {
     forward,
+    adapted: applied.graph,
     step,
     weights,
     methodWeights: applied.weights ?? base.weights,

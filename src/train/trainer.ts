@@ -193,7 +193,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (start)
       sessions.set(
         entry,
-        start(run.forward, m.options, {
+        start(run.adapted, m.options, {
           steps,
           state: saved?.methods?.[String(entry)],
           log: (line) => progress.log(line),
@@ -300,7 +300,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         // Frozen tensors PEFT saves beside the adapter (a targeted embedding's base weight) come from the store.
         saveMethodAdapter(
           dir,
-          run.forward,
+          run.adapted,
           (n) => params.get(n) ?? run.weights.get(n) ?? run.methodWeights.get(n)!,
           a.method,
           // A method with a host-side part may save other options than the recipe's (AdaLoRA's rank_pattern).
