@@ -6,10 +6,12 @@ import type { Graph } from '../ir/graph.ts';
 import { formatShape, sameShape } from '../ir/shape.ts';
 import { bindParams, LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
 import {
+  bindRecipe,
   getMethod,
   type ParamGroup as MethodParamGroup,
   paramPattern,
   type Recipe,
+  RecipeBindError,
   recipePipeline,
 } from '../methods/index.ts';
 import { attachPeftAdapter } from '../models/adapters.ts';
@@ -51,8 +53,13 @@ export interface PreparedRun {
   readonly unsaved: readonly string[];
   /** The optimizer's param groups, as the train phase's optimizer pass gets them (same function, same params). */
   readonly groups: readonly ParamGroupSpec[];
-  /** Lines the recipe's methods logged while applying (allocations, parameter counts), for the run's output. */
+  /**
+   * Lines for the run's output: what binding the recipe said (rank-rule's allocation), then
+   * what the methods logged while applying (allocations, parameter counts).
+   */
   readonly methodLog: readonly string[];
+  /** The recipe as this model binds it (rank-rule written into its lora entry: recipe-bind.ts). */
+  readonly recipe: Recipe;
 }
 
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
@@ -179,17 +186,28 @@ function applyMethods(
   return cur;
 }
 
+/** The recipe bound to a model graph (recipe-bind.ts); a failing entry is named as the trainer names it. */
+export function bindToModel(recipe: Recipe, g: Graph): { recipe: Recipe; notes: string[] } {
+  try {
+    return bindRecipe(recipe, g);
+  } catch (e) {
+    if (e instanceof RecipeBindError) throw new RecipeEntryError(e.index, e.method, e.reason, { cause: e });
+    throw e;
+  }
+}
+
 export function prepareRun(
   model: LoadedModel,
-  recipe: Recipe,
+  userRecipe: Recipe,
   shape: RunShape,
   opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore },
 ): PreparedRun {
   const base = modelGraph(model, shape, { loss: true, logits: false });
+  const { recipe, notes } = bindToModel(userRecipe, base.graph);
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
   // What the methods say as they apply (allocated ranks, parameter counts): the run's log shows it.
-  const methodLog: string[] = [];
+  const methodLog: string[] = [...notes];
   const applied = applyMethods(base, pipelines.methods, {
     log: (line) => methodLog.push(line),
     model: { maxPositionEmbeddings: model.config.maxPositionEmbeddings },
@@ -249,6 +267,7 @@ export function prepareRun(
     unsaved: [...new Set(unsaved)],
     groups,
     methodLog,
+    recipe,
   };
 }
 
