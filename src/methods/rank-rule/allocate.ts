@@ -26,6 +26,8 @@ export interface ModuleRank {
   readonly alpha: number;
   /** Trainable params the adapter adds: r (in + out), plus the DoRA magnitude. */
   readonly params: number;
+  /** Which values a rule gave (the others are the lora entry's: r / rank_pattern, lora_alpha / alpha_pattern). */
+  readonly ruled: { readonly rank: boolean; readonly alpha: boolean };
 }
 
 export class RankRuleError extends Error {
@@ -119,14 +121,14 @@ export function allocateRanks(g: Graph, o: RankRuleOptions, lora: LoraOptions): 
       lora_alpha: lora.lora_alpha,
     };
     const m = { module, kind };
-    const rank =
-      (rankRule && ruleValue(rankRule, m, vars, rankCheck)) ??
-      patternValue(lora.rank_pattern, module, lora.r);
-    const alpha =
-      (rank > 0 && alphaRule && ruleValue(alphaRule, m, { ...vars, rank }, alphaCheck)) ||
-      patternValue(lora.alpha_pattern, module, lora.lora_alpha);
+    const ruledRank = rankRule && ruleValue(rankRule, m, vars, rankCheck);
+    const rank = ruledRank ?? patternValue(lora.rank_pattern, module, lora.r);
+    const ruledAlpha =
+      rank > 0 && alphaRule ? ruleValue(alphaRule, m, { ...vars, rank }, alphaCheck) : undefined;
+    const alpha = ruledAlpha ?? patternValue(lora.alpha_pattern, module, lora.lora_alpha);
     const params = rank * (f.in + f.out) + (rank > 0 && lora.use_dora ? f.out : 0);
-    return { module, kind, depth: vars.depth, in: f.in, out: f.out, rank, alpha, params };
+    const ruled = { rank: ruledRank !== undefined, alpha: ruledAlpha !== undefined };
+    return { module, kind, depth: vars.depth, in: f.in, out: f.out, rank, alpha, params, ruled };
   });
 }
 
@@ -137,7 +139,7 @@ const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
  * one would also match a module of another value under PEFT's `(.*\.)?(key)$` (then
  * escaped). Checked per key, so the order of the keys (PEFT takes the first match) does not matter.
  */
-function modulePattern<T>(
+export function modulePattern<T>(
   entries: readonly [string, T][],
   modules: readonly string[],
   fallback: T,
@@ -162,11 +164,12 @@ export function shapeLoraOptions(
     );
   const dropped = alloc.filter((a) => a.rank === 0).map((a) => a.module);
   const modules = kept.map((a) => a.module);
+  // Only the values a rule gave: a kind the rule leaves out keeps the lora entry's r / lora_alpha.
   const rank_pattern =
     o.rank === undefined
       ? lora.rank_pattern
       : modulePattern(
-          kept.map((a) => [a.module, a.rank]),
+          kept.filter((a) => a.ruled.rank).map((a) => [a.module, a.rank]),
           modules,
           lora.r,
         );
@@ -174,7 +177,7 @@ export function shapeLoraOptions(
     o.alpha === undefined
       ? lora.alpha_pattern
       : modulePattern(
-          kept.map((a) => [a.module, a.alpha]),
+          kept.filter((a) => a.ruled.alpha).map((a) => [a.module, a.alpha]),
           modules,
           lora.lora_alpha,
         );

@@ -10,7 +10,7 @@
 // Left-associative, the usual precedence; unary minus binds tighter than * and /.
 // Errors carry the 1-based column of the offending character.
 
-import { closest } from '../suggest.ts';
+import { editDistance } from '../suggest.ts';
 
 export type BinOp = '+' | '-' | '*' | '/';
 
@@ -184,7 +184,12 @@ export function parseExpr(src: string, names: readonly string[]): Expr {
 }
 
 function unknownName(name: string, names: readonly string[]): string {
-  const near = closest(name, names);
+  // By spelling only (suggest.ts's closest also knows key aliases, where r means rank).
+  const [near] = names
+    .map((n) => [n, editDistance(name.toLowerCase(), n)] as const)
+    .filter(([, d]) => d <= Math.max(2, Math.floor(name.length / 3)))
+    .sort((a, b) => a[1] - b[1])
+    .map(([n]) => n);
   return `unknown name '${name}'${near ? `; did you mean ${near}?` : ''} (names: ${names.join(', ')})`;
 }
 

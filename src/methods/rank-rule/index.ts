@@ -15,7 +15,9 @@ export {
   allocateRanks,
   describeAllocation,
   type ModuleRank,
+  modulePattern,
   RankRuleError,
+  type RankRuleOptions,
   shapeLoraOptions,
 } from './allocate.ts';
 export { type Expr, ExprError, evalExpr, parseExpr, printExpr } from './expr.ts';

@@ -60,7 +60,7 @@ export function compileRule(
       if (!(e instanceof ExprError)) throw e;
       const hint =
         kind === 'rank' && /unknown name 'rank'/.test(e.reason) ? ' (rank is known in the alpha rule)' : '';
-      problems.push({ path, message: `${e.message}${hint} in ${JSON.stringify(x)}` });
+      problems.push({ path, message: `${e.message}${hint}` });
     }
   }
   return problems.length ? { problems } : { rule: { byKind, where }, problems };
