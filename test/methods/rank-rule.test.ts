@@ -13,7 +13,7 @@ import {
   type RecipeInput,
   recipePipeline,
 } from '../../src/methods/index.ts';
-import { loraScale } from '../../src/methods/lora/options.ts';
+import { type LoraOptions, loraScale } from '../../src/methods/lora/options.ts';
 import { modulePattern } from '../../src/methods/rank-rule/index.ts';
 import { loadModel, modelGraph } from '../../src/models/llama/index.ts';
 import { runPipeline } from '../../src/passes/index.ts';
@@ -34,7 +34,7 @@ function recipe(rule: Record<string, unknown>, lora: Record<string, unknown> = {
 }
 
 const bound = (r: Recipe) => bindRecipe(r, base.graph);
-const loraOf = (r: Recipe) => bound(r).recipe.methods[1].options as Record<string, any>;
+const loraOf = (r: Recipe) => bound(r).recipe.methods[1].options as LoraOptions;
 
 /** Rank and scale of each adapted module in the graph lora builds from the bound recipe. */
 function adapted(r: Recipe): Map<string, { r: number; in: number; out: number }> {
@@ -116,7 +116,7 @@ describe('rank-rule allocation on the bundled model', () => {
     expect([...adapted(rx).keys()].filter((k) => k.endsWith('k_proj'))).toEqual([]);
     expect(adapted(rx).size).toBe(6);
     const list = recipe({ rank: '4 * depth' }, { exclude_modules: ['up_proj'] });
-    expect(loraOf(list).exclude_modules[0]).toBe('up_proj');
+    expect(loraOf(list).exclude_modules?.[0]).toBe('up_proj');
     expect(adapted(list).size).toBe(6);
   });
 
@@ -216,12 +216,12 @@ describe('rank-rule errors', () => {
       ],
     } as RecipeInput);
     const b = bound(r).recipe.methods;
-    expect((b[1].options as any).rank_pattern).toEqual({
+    expect((b[1].options as LoraOptions).rank_pattern).toEqual({
       'model.layers.0.self_attn.q_proj': 1,
       'model.layers.1.self_attn.q_proj': 2,
     });
-    expect((b[1].options as any).use_dora).toBe(true);
-    expect((b[2].options as any).rank_pattern).toEqual({});
+    expect((b[1].options as LoraOptions).use_dora).toBe(true);
+    expect((b[2].options as LoraOptions).rank_pattern).toEqual({});
   });
 });
 
@@ -255,6 +255,6 @@ describe('rank-rule composes with qlora, use_dora and loraplus', () => {
     ]);
     // What the run saves with: the bound lora options.
     expect(run.saves.map((s) => s.method)).toEqual(['lora']);
-    expect((run.saves[0].options as any).rank_pattern['model.layers.1.self_attn.q_proj']).toBe(8);
+    expect((run.saves[0].options as LoraOptions).rank_pattern['model.layers.1.self_attn.q_proj']).toBe(8);
   });
 });
