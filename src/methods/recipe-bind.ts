@@ -45,9 +45,9 @@ export function shapedEntries(methods: readonly ResolvedMethod[]): Map<number, n
   return pairs;
 }
 
-/** A shaper failed on this model: which entry, and why (the trainer names the recipe file). */
-export class RecipeBindError extends UserError {
-  override name = 'RecipeBindError';
+/** A recipe entry's method failed on this model; the CLI adds the recipe file. */
+export class RecipeEntryError extends UserError {
+  override name = 'RecipeEntryError';
   constructor(
     readonly index: number,
     readonly method: string,
@@ -72,12 +72,12 @@ export function bindRecipe(recipe: Recipe, g: Graph): { recipe: Recipe; notes: s
       bound = shaper.bind(g, methods[i].options as never, methods[j].options);
     } catch (e) {
       if (e instanceof UserError) throw e;
-      throw new RecipeBindError(i, methods[i].method, (e as Error).message, { cause: e });
+      throw new RecipeEntryError(i, methods[i].method, (e as Error).message, { cause: e });
     }
     // The target's own schema checks the result (and fills nothing new: it is resolved already).
     const parsed = getMethod(methods[j].method).options.safeParse(bound.options);
     if (!parsed.success)
-      throw new RecipeBindError(
+      throw new RecipeEntryError(
         i,
         methods[i].method,
         `the options it made for methods[${j}] are not valid: ${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message}`,

@@ -11,7 +11,7 @@ import {
   type ParamGroup as MethodParamGroup,
   paramPattern,
   type Recipe,
-  RecipeBindError,
+  RecipeEntryError,
   recipePipeline,
 } from '../methods/index.ts';
 import { attachPeftAdapter } from '../models/adapters.ts';
@@ -152,18 +152,8 @@ export function runPipelines(recipe: Recipe): {
   };
 }
 
-/** A recipe entry's method failed on this model; the CLI adds the recipe file. */
-export class RecipeEntryError extends UserError {
-  override name = 'RecipeEntryError';
-  constructor(
-    readonly index: number,
-    readonly method: string,
-    readonly reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`recipe methods[${index}] ('${method}'): ${reason}`, options);
-  }
-}
+// A recipe entry's method failed on this model (its class lives beside bindRecipe, which throws it too).
+export { RecipeEntryError };
 
 /**
  * The recipe's methods, one at a time, so that a method's failure names its recipe entry
@@ -186,16 +176,6 @@ function applyMethods(
   return cur;
 }
 
-/** The recipe bound to a model graph (recipe-bind.ts); a failing entry is named as the trainer names it. */
-export function bindToModel(recipe: Recipe, g: Graph): { recipe: Recipe; notes: string[] } {
-  try {
-    return bindRecipe(recipe, g);
-  } catch (e) {
-    if (e instanceof RecipeBindError) throw new RecipeEntryError(e.index, e.method, e.reason, { cause: e });
-    throw e;
-  }
-}
-
 export function prepareRun(
   model: LoadedModel,
   userRecipe: Recipe,
@@ -203,7 +183,7 @@ export function prepareRun(
   opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore },
 ): PreparedRun {
   const base = modelGraph(model, shape, { loss: true, logits: false });
-  const { recipe, notes } = bindToModel(userRecipe, base.graph);
+  const { recipe, notes } = bindRecipe(userRecipe, base.graph);
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
   // What the methods say as they apply (allocated ranks, parameter counts): the run's log shows it.
