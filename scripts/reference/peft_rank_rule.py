@@ -23,28 +23,10 @@ import shutil
 import subprocess
 import tempfile
 
-import peft
-import torch
-import transformers
 from peft import PeftModel
-from transformers import LlamaForCausalLM
+from peft_methods import OUT, ROOT, base, loaded_logits, logits_of, write
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODEL = ROOT / "examples" / "models" / "tiny-llama"
-CASE = ROOT / "test" / "fixtures" / "peft" / "rank-rule"
-VERSIONS = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
-IDS = torch.tensor([[256, 72, 101, 108, 108, 111, 32, 119], [256, 116, 104, 101, 32, 99, 97, 116]])
-
-
-def base():
-    m = LlamaForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32, attn_implementation="eager")
-    return m.eval()
-
-
-def logits_of(model):
-    with torch.no_grad():
-        out = model(input_ids=IDS).logits.float()
-    return {"shape": list(out.shape), "data": [float(f"{x:.8g}") for x in out.flatten().tolist()]}
+CASE = OUT / "rank-rule"
 
 
 def train_adapter():
@@ -73,16 +55,15 @@ def main():
         r = getattr(mod, "r", None)
         if isinstance(r, dict) and "default" in r:
             modules[name.removeprefix("base_model.model.")] = {"r": r["default"], "scaling": mod.scaling["default"]}
-    expected = {
-        "versions": VERSIONS,
-        "case": "rank-rule",
-        "input_ids": IDS.tolist(),
-        "modules": modules,
-        "base_logits": logits_of(base()),
-        "logits": logits_of(model),
-        "merged_logits": logits_of(PeftModel.from_pretrained(base(), d).merge_and_unload().eval()),
-    }
-    (CASE / "expected.json").write_text(json.dumps(expected) + "\n")
+    write(
+        "rank-rule",
+        {
+            "modules": modules,
+            "base_logits": logits_of(base()),
+            "logits": loaded_logits(d),
+            "merged_logits": loaded_logits(d, merged=True),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -242,7 +242,7 @@ describe('rank-rule composes with qlora, use_dora and loraplus', () => {
       ],
     } as RecipeInput);
     const run = prepareRun(model, r, { batch: 1, seq: 8 }, { seed: 0 });
-    expect(run.notes[0]).toMatch(/^rank-rule: 6 of 6 target modules adapted, ranks 2\.\.8/);
+    expect(run.methodLog[0]).toMatch(/^rank-rule: 6 of 6 target modules adapted, ranks 2\.\.8/);
     const shape = (n: string) => run.step.params().find((p) => p.attrs.name === n)!.type.shape;
     expect(shape('model.layers.0.self_attn.q_proj.lora_A.default.weight')).toEqual([4, 64]);
     expect(shape('model.layers.1.self_attn.q_proj.lora_A.default.weight')).toEqual([8, 64]);
