@@ -10,9 +10,11 @@ import './adalora/index.ts';
 import './malora/index.ts';
 import './malora-moe/index.ts';
 import './galore/index.ts';
+import './rank-rule/index.ts';
 
 export * from './adapters/index.ts';
 export * from './conflicts.ts';
 export * from './recipe.ts';
+export * from './recipe-bind.ts';
 export * from './registry.ts';
 export * from './targets.ts';

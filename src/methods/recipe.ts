@@ -15,6 +15,7 @@ import {
 } from '../passes/pipeline.ts';
 import { findConflict, type MethodEntry } from './conflicts.ts';
 import { formatIssues, formatPath } from './issues.ts';
+import { shapedEntries } from './recipe-bind.ts';
 import { getMethod, hasMethod, methodNames } from './registry.ts';
 import { closest } from './suggest.ts';
 
@@ -242,6 +243,9 @@ export function parseRecipe(json: unknown, opts: { file?: string } = {}): Recipe
       file,
     );
   }
+  // Entries that shape a later one (rank-rule -> lora) must have one to shape.
+  const shaped = shapedEntries(methods);
+  if (!(shaped instanceof Map)) fail([shaped], file);
   return { ...parsed.data, methods };
 }
 

@@ -188,7 +188,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   for (const line of describeGroups(run.groups, recipe.optimizer.lr)) progress.log(line);
   // Methods with a host-side part (AdaLoRA's rank allocation), resumed from the checkpoint's state.
   const sessions = new Map<number, MethodSession<unknown>>();
-  recipe.methods.forEach((m, entry) => {
+  run.recipe.methods.forEach((m, entry) => {
     const start = getMethod(m.method).train?.start;
     if (start)
       sessions.set(

@@ -8,7 +8,7 @@ import { listKernels } from '../../backends/webgpu/kernel-list.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { printGraph } from '../../ir/printer.ts';
 import type { WeightStore } from '../../ir/weights.ts';
-import { loadRecipe, recipePipeline } from '../../methods/index.ts';
+import { bindRecipe, loadRecipe, recipePipeline } from '../../methods/index.ts';
 import { PRESETS } from '../../models/llama/index.ts';
 import { type ModelInfo, type PipelineStep, phasePasses, runPipeline } from '../../passes/index.ts';
 import { runPipelines } from '../../train/setup.ts';
@@ -57,12 +57,14 @@ function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: Weight
   return commandModelGraph(o.model, { batch: o.batch, seq: o.seq }, build);
 }
 
-function pipelineFor(o: IrOptions): { steps: PipelineStep[]; phase: string } {
+/** The pipeline; with the model's graph `g`, the recipe is bound to it first (rank-rule's ranks). */
+function pipelineFor(o: IrOptions, g?: Graph): { steps: PipelineStep[]; phase: string } {
   if (o.train && o.eval) throw new UsageError('--train and --eval pick one graph each; give one of them');
   if (o.train && !o.recipe)
     throw new UsageError('--train needs --recipe (the trainable params and the optimizer come from it)');
   if (!o.recipe) return { steps: o.eval ? phasePasses('eval') : [], phase: o.eval ? 'eval' : 'methods' };
-  const recipe = loadRecipe(o.recipe);
+  const loaded = loadRecipe(o.recipe);
+  const recipe = g ? bindRecipe(loaded, g).recipe : loaded;
   if (!o.train && !o.eval) return { steps: recipePipeline(recipe), phase: 'methods' };
   const p = runPipelines(recipe);
   return { steps: [...p.methods, ...(o.train ? p.train : p.eval)], phase: o.train ? 'train' : 'eval' };
@@ -89,7 +91,7 @@ async function kernelTarget(): Promise<{ f16: boolean; software: boolean; name: 
 /** The command's work; `write` gets the output (stdout for the CLI). */
 export async function runIr(o: IrOptions, write: (s: string) => void): Promise<void> {
   const printAfter = parsePrintAfter(o);
-  const { steps, phase } = pipelineFor(o);
+  let { steps, phase } = pipelineFor(o);
   const names = steps.map((s) => s.name);
   const unknown = Array.isArray(printAfter) ? printAfter.filter((p) => !names.includes(p)) : [];
   if (unknown.length)
@@ -97,6 +99,7 @@ export async function runIr(o: IrOptions, write: (s: string) => void): Promise<v
       `--print-after: no pass named ${unknown.join(', ')} in the pipeline (passes: ${names.join(', ') || 'none without --recipe'}; or ${MODES.join(', ')})`,
     );
   const model = modelFor(o, !!o.loss);
+  if (o.recipe) steps = pipelineFor(o, model.graph).steps;
   const line = (s: string) => write(`${s}\n`);
   if (printAfter || o.stats) line(`// pipeline (${phase}): ${names.join(' -> ') || '(no passes)'}`);
   const out = runPipeline(model.graph, steps, {

@@ -10,7 +10,7 @@ import { type MemoryKind, planMemory } from '../../backends/webgpu/memory-plan.t
 import { planPaging } from '../../backends/webgpu/paging.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { numel } from '../../ir/shape.ts';
-import { loadRecipe } from '../../methods/index.ts';
+import { bindRecipe, loadRecipe } from '../../methods/index.ts';
 import { quantizedBaseReport } from '../../methods/qlora/memory.ts';
 import { PRESETS } from '../../models/llama/index.ts';
 import { GRAD_PREFIX } from '../../passes/autodiff/index.ts';
@@ -108,7 +108,8 @@ export async function planStep(o: PlanOptions): Promise<PlanReport> {
   const target = await adapterTarget(o);
   const t0 = performance.now();
   const model = commandModelGraph(o.model, { batch, seq }, { loss: true, logits: false });
-  const pipelines = runPipelines(recipe);
+  // Entries that shape a later one (rank-rule) are bound to the model first, as the trainer does.
+  const pipelines = runPipelines(bindRecipe(recipe, model.graph).recipe);
   const applied = runPipeline(model.graph, pipelines.methods, { log: () => {}, model: model.info });
   // The train phase pass by pass, to know which values autodiff made the gradients.
   let step = applied.graph;
