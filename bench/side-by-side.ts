@@ -9,6 +9,7 @@
 // Writes bench/results/side-by-side.json.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CpuBackend } from '../src/backends/cpu/index.ts';
@@ -30,7 +31,7 @@ const VENV_PYTHON = 'bench/baseline/.venv/bin/python';
 const THREADS = 2;
 /** The two stated shapes; timed steps per side sized to keep the whole run under ~2 min on 2 cores. */
 const SHAPES = [
-  { name: 'tiny', preset: 'tiny', batch: 2, seq: 16, steps: { webgpu: 10, cpu: 5, pytorch: 40 } },
+  { name: 'tiny', preset: 'tiny', batch: 2, seq: 16, steps: { webgpu: 30, cpu: 15, pytorch: 100 } },
   { name: 'small', preset: 'bench-small', batch: 4, seq: 128, steps: { webgpu: 2, cpu: 1, pytorch: 5 } },
 ] as const;
 
@@ -43,6 +44,8 @@ if (!shapes.length) {
   process.exit(2);
 }
 const recipe = loadRecipe(RECIPE);
+// Other work on a shared machine slows every column (PyTorch's threads most): say how busy it was.
+const loadAtStart = loadavg()[0];
 
 const gpuBackend = new WebGpuBackend();
 const gpu = await gpuBackend.ready();
@@ -74,7 +77,7 @@ let baselineFailed = false;
 if (!existsSync(python)) {
   baseline = {
     installed: false,
-    reason: `${python} not found: the PyTorch + PEFT baseline is not installed; install it with \`bash bench/baseline/setup.sh\` (a venv with torch, transformers, peft from the local package index), then rerun`,
+    reason: `not installed (${python} not found); install it with \`bash bench/baseline/setup.sh\` (a venv with torch, transformers, peft from the local package index), then rerun`,
   };
   console.log(`\nPyTorch + PEFT baseline: not installed (${python} not found).`);
   console.log('  Install it with: bash bench/baseline/setup.sh   (not part of npm run setup)');
@@ -124,12 +127,16 @@ const measured: ShapeMeasurement[] = peftc.map((p) => ({
   pytorch: torchTimes.get(p.shape.name),
 }));
 const report = sideBySideReport(RECIPE, gpu.adapterInfo, baseline, measured);
+const machine = { cpus: cpus().length, load_average_1min: { start: loadAtStart, end: loadavg()[0] } };
 const out = join('bench', 'results', 'side-by-side.json');
 mkdirSync(join('bench', 'results'), { recursive: true });
 writeFileSync(
   out,
-  `${JSON.stringify({ date: new Date().toISOString(), steps: Object.fromEntries(shapes.map((s) => [s.name, s.steps])), ...report }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), machine, steps: Object.fromEntries(shapes.map((s) => [s.name, s.steps])), ...report }, null, 2)}\n`,
 );
 console.log(`\n${formatSideBySide(report)}`);
+console.log(
+  `  machine: ${machine.cpus} cores, 1-min load average ${loadAtStart.toFixed(1)} at the start, ${machine.load_average_1min.end.toFixed(1)} at the end`,
+);
 console.log(`wrote ${out}`);
 process.exit(baselineFailed ? 1 : 0);

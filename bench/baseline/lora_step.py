@@ -42,7 +42,7 @@ DEFAULT_SHAPES = [
                        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512),
         "batch": 2,
         "seq": 16,
-        "steps": 40,
+        "steps": 100,
     },
     {
         "name": "small",
@@ -50,7 +50,7 @@ DEFAULT_SHAPES = [
                        num_attention_heads=8, num_key_value_heads=8, head_dim=64, max_position_embeddings=2048),
         "batch": 4,
         "seq": 128,
-        "steps": 10,
+        "steps": 5,
     },
 ]
 
