@@ -4,8 +4,8 @@
 import type { StepTiming } from './step-feeds.ts';
 import { type Column, formatTable, num } from './table.ts';
 
-/** What was measured for one shape; `pytorch` is absent when the baseline is not installed. */
-export interface ShapeMeasurement {
+/** One stated shape. */
+export interface BenchShape {
   readonly name: string;
   /** The peftc model preset (random weights) both sides build. */
   readonly preset: string;
@@ -13,6 +13,10 @@ export interface ShapeMeasurement {
   readonly layers: number;
   readonly batch: number;
   readonly seq: number;
+}
+
+/** What was measured for one shape; `pytorch` is absent when the baseline is not installed. */
+export interface ShapeMeasurement extends BenchShape {
   readonly webgpu: StepTiming;
   readonly cpu: StepTiming;
   readonly pytorch?: StepTiming;
@@ -34,18 +38,12 @@ export interface SideBySideReport {
   readonly recipe: string;
   readonly adapter: string;
   readonly baseline: BaselineInfo;
-  readonly shapes: readonly {
-    readonly name: string;
-    readonly preset: string;
-    readonly hidden: number;
-    readonly layers: number;
-    readonly batch: number;
-    readonly seq: number;
+  readonly shapes: readonly (BenchShape & {
     readonly tokens_per_s: { peftc_webgpu: number; peftc_cpu: number; pytorch: number | null };
     readonly ms_per_step: { peftc_webgpu: number; peftc_cpu: number; pytorch: number | null };
     /** peftc tokens/s over PyTorch + PEFT tokens/s (null without the baseline). */
     readonly ratio_over_pytorch: { peftc_webgpu: number | null; peftc_cpu: number | null };
-  }[];
+  })[];
 }
 
 export function sideBySideReport(
@@ -61,13 +59,9 @@ export function sideBySideReport(
     shapes: shapes.map((s) => {
       const torch = s.pytorch?.tokensPerS;
       const ratio = (x: number) => (torch === undefined ? null : x / torch);
+      const { webgpu: _w, cpu: _c, pytorch: _p, ...shape } = s;
       return {
-        name: s.name,
-        preset: s.preset,
-        hidden: s.hidden,
-        layers: s.layers,
-        batch: s.batch,
-        seq: s.seq,
+        ...shape,
         tokens_per_s: {
           peftc_webgpu: s.webgpu.tokensPerS,
           peftc_cpu: s.cpu.tokensPerS,

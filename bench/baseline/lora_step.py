@@ -24,34 +24,18 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+def _shape(name, batch, seq, steps, **config):
+    common = dict(architectures=["LlamaForCausalLM"], model_type="llama", rms_norm_eps=1e-6, rope_theta=10000,
+                  tie_word_embeddings=False, attention_bias=False, mlp_bias=False, hidden_act="silu")
+    return {"name": name, "config": dict(common, **config), "batch": batch, "seq": seq, "steps": steps}
+
+
 # The stated shapes for a standalone run (side-by-side.ts passes its own, from peftc's presets).
-_COMMON = dict(
-    architectures=["LlamaForCausalLM"],
-    model_type="llama",
-    rms_norm_eps=1e-6,
-    rope_theta=10000,
-    tie_word_embeddings=False,
-    attention_bias=False,
-    mlp_bias=False,
-    hidden_act="silu",
-)
 DEFAULT_SHAPES = [
-    {
-        "name": "tiny",
-        "config": dict(_COMMON, vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512),
-        "batch": 2,
-        "seq": 16,
-        "steps": 100,
-    },
-    {
-        "name": "small",
-        "config": dict(_COMMON, vocab_size=4096, hidden_size=512, intermediate_size=1376, num_hidden_layers=4,
-                       num_attention_heads=8, num_key_value_heads=8, head_dim=64, max_position_embeddings=2048),
-        "batch": 4,
-        "seq": 128,
-        "steps": 5,
-    },
+    _shape("tiny", 2, 16, 100, vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+           num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512),
+    _shape("small", 4, 128, 5, vocab_size=4096, hidden_size=512, intermediate_size=1376, num_hidden_layers=4,
+           num_attention_heads=8, num_key_value_heads=8, head_dim=64, max_position_embeddings=2048),
 ]
 
 
