@@ -28,6 +28,21 @@ export const PRESETS: Readonly<Record<string, LlamaConfig>> = {
     eosTokenId: 257,
     padTokenId: 258,
   },
+  /**
+   * The small shape of the side-by-side bench (bench/side-by-side.ts, issue 21):
+   * random weights, vocabulary 4096, 4 layers of width 512 (8 heads of 64).
+   */
+  'bench-small': {
+    ...base,
+    vocabSize: 4096,
+    hiddenSize: 512,
+    intermediateSize: 1376,
+    numLayers: 4,
+    numHeads: 8,
+    numKvHeads: 8,
+    headDim: 64,
+    maxPositionEmbeddings: 2048,
+  },
   'llama-2-7b': {
     ...base,
     rmsNormEps: 1e-5,
