@@ -1,6 +1,8 @@
 // `npm run bench`: every benchmark in turn, each in its own process (each owns a
 // WebGPU device): kernels (matmul GFLOP/s, elementwise GB/s), 4-bit linears (bytes
-// moved, GB/s), training steps (tokens/s, device memory), cpu vs webgpu side by side.
+// moved, GB/s), training steps (tokens/s, device memory), cpu vs webgpu side by side,
+// and peftc beside PyTorch + PEFT (bench/side-by-side.ts; the baseline's venv comes from
+// `bash bench/baseline/setup.sh`, and the run says so when it is not installed).
 // Results: bench/results/*.json. Pass `-- --only <name>` to run one.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -13,6 +15,8 @@ const BENCHES = [
   { name: 'dora', file: 'bench/dora.ts' },
   { name: 'longlora', file: 'bench/longlora.ts' },
   { name: 'galore', file: 'bench/galore.ts' },
+  { name: 'per-layer', file: 'bench/per-layer.ts' },
+  { name: 'side-by-side', file: 'bench/side-by-side.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });

@@ -1,4 +1,5 @@
 // The train-step benchmarks' stated config and feeds: a fixed pseudo-random batch, step k.
+import type { Executable } from '../src/backends/backend.ts';
 import { type Tensor, tensor } from '../src/ir/tensor.ts';
 
 export function stepFeeds(batch: number, seq: number): (k: number) => Record<string, Tensor> {
@@ -22,3 +23,26 @@ export const STEP_BENCH_OPTIONS = {
   batch: { type: 'string', default: '4' },
   seq: { type: 'string', default: '64' },
 } as const;
+
+export interface StepTiming {
+  readonly tokensPerS: number;
+  readonly msPerStep: number;
+}
+
+/**
+ * Mean wall time of `steps` training steps on fed batches 1..steps, after one warm-up
+ * step (pipeline compilation, first touch) on batch 0; tokens/s = batch * seq / that.
+ */
+export async function timeSteps(
+  exe: Executable,
+  batch: number,
+  seq: number,
+  steps: number,
+): Promise<StepTiming> {
+  const feeds = stepFeeds(batch, seq);
+  await exe.run({ feeds: feeds(0), outputs: ['loss'] });
+  const t0 = performance.now();
+  for (let k = 1; k <= steps; k++) await exe.run({ feeds: feeds(k), outputs: ['loss'] });
+  const ms = (performance.now() - t0) / steps;
+  return { tokensPerS: (batch * seq * 1000) / ms, msPerStep: ms };
+}

@@ -19,7 +19,7 @@ import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { peakLiveBytes } from '../src/passes/liveness.ts';
 import { prepareRun } from '../src/train/setup.ts';
-import { STEP_BENCH_OPTIONS, stepFeeds } from './step-feeds.ts';
+import { STEP_BENCH_OPTIONS, timeSteps } from './step-feeds.ts';
 import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
@@ -42,15 +42,7 @@ function bytesOf(g: Graph, role: string, filter: (name: string) => boolean = () 
     .reduce((s, p) => s + byteSize(p.type.dtype, numel(p.type.shape)), 0);
 }
 
-const feeds = stepFeeds(batch, seq);
-
-async function time(exe: Executable): Promise<{ tokensPerS: number; msPerStep: number }> {
-  await exe.run({ feeds: feeds(0), outputs: ['loss'] }); // warm-up: pipeline compilation
-  const t0 = performance.now();
-  for (let k = 1; k <= steps; k++) await exe.run({ feeds: feeds(k), outputs: ['loss'] });
-  const ms = (performance.now() - t0) / steps;
-  return { tokensPerS: (batch * seq * 1000) / ms, msPerStep: ms };
-}
+const time = (exe: Executable) => timeSteps(exe, batch, seq, steps);
 
 const frozen = bytesOf(run.step, 'frozen');
 const adapters = bytesOf(run.step, 'trainable');

@@ -32,9 +32,18 @@ export interface Executable {
   dispose(): void;
 }
 
+/** How a backend may compile a graph; options a backend has no use for are ignored. */
+export interface CompileOptions {
+  /**
+   * Write each param's new value into the param as soon as its old value's last reader has
+   * run (the WebGPU backend; the CPU interpreter keeps values on the host anyway).
+   */
+  readonly inPlaceAssigns?: boolean;
+}
+
 export interface Backend {
   readonly name: BackendName;
   /** Binds `weights` (every param of the graph must be present) and prepares the graph to run. */
-  compile(graph: Graph, weights: WeightStore): Promise<Executable>;
+  compile(graph: Graph, weights: WeightStore, opts?: CompileOptions): Promise<Executable>;
   dispose(): void;
 }

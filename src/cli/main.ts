@@ -24,6 +24,7 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/train.ts'),
   () => import('./commands/ir.ts'),
   () => import('./commands/quantize.ts'),
+  () => import('./commands/plan.ts'),
 ];
 
 function packageVersion(): string {

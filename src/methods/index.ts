@@ -8,11 +8,14 @@ import './longlora/index.ts';
 import './loraplus/index.ts';
 import './adalora/index.ts';
 import './malora/index.ts';
+import './malora-moe/index.ts';
 import './galore/index.ts';
+import './rank-rule/index.ts';
 import './gora/index.ts';
 
 export * from './adapters/index.ts';
 export * from './conflicts.ts';
 export * from './recipe.ts';
+export * from './recipe-bind.ts';
 export * from './registry.ts';
 export * from './targets.ts';

@@ -15,6 +15,7 @@ import {
 } from '../passes/pipeline.ts';
 import { findConflict, type MethodEntry } from './conflicts.ts';
 import { formatIssues, formatPath } from './issues.ts';
+import { shapedEntries } from './recipe-bind.ts';
 import { getMethod, hasMethod, methodNames } from './registry.ts';
 import { closest } from './suggest.ts';
 
@@ -35,11 +36,19 @@ export class RecipeError extends Error {
 const lr = z.number().positive();
 const beta = z.number().min(0).lt(1);
 
+/**
+ * GaLore's layer-wise update (the official `*_per_layer` optimizers): each param's update
+ * runs as soon as its gradient is final, and that gradient's buffer is freed there, so the
+ * gradients of the whole model are never held at once (passes/optimizer/per-layer.ts).
+ */
+const perLayer = { per_layer: z.boolean().default(false) };
+
 const adamwKeys = {
   lr: lr.default(1e-3),
   betas: z.tuple([beta, beta]).default([0.9, 0.999]),
   eps: z.number().positive().default(1e-8),
   weight_decay: z.number().min(0).default(0.01),
+  ...perLayer,
 };
 /** bitsandbytes' min_8bit_size: smaller params keep 32-bit state. */
 const min8bit = { min_8bit_size: z.number().int().min(0).default(4096) };
@@ -59,6 +68,7 @@ export const optimizerSchema = z.discriminatedUnion('type', [
     dampening: z.number().min(0).default(0),
     weight_decay: z.number().min(0).default(0),
     nesterov: z.boolean().default(false),
+    ...perLayer,
   }),
 ]);
 
@@ -93,42 +103,56 @@ function checkPattern(pattern: string, ctx: z.RefinementCtx): void {
   }
 }
 
-export const recipeSchema = z.strictObject({
-  /** Applied in order; each entry is {method, ...that method's options}. */
-  methods: z.array(z.record(z.string(), z.unknown())).min(1),
-  optimizer: optimizerSchema.default({
-    type: 'adamw',
-    lr: 1e-3,
-    betas: [0.9, 0.999],
-    eps: 1e-8,
-    weight_decay: 0.01,
-  }),
-  schedule: scheduleSchema.default({ type: 'constant', warmup_steps: 0 }),
-  max_grad_norm: z.number().positive().nullable().default(null),
-  checkpointing: z.boolean().default(false),
-  steps: positiveInt.optional(),
-  batch_size: positiveInt.optional(),
-  seq_len: positiveInt.optional(),
-  gradient_accumulation_steps: positiveInt.default(1),
-  seed: z.number().int().min(0).default(0),
-  /** Fraction of the data's rows held out for eval, in [0, 1) (the trainer's default 0.1; 0: no eval). */
-  eval_fraction: z.number().min(0).lt(1).optional(),
-  /**
-   * Optimizer param groups (torch.optim style), first match wins; params no group
-   * names keep the optimizer's lr and weight_decay. `params` is a regex that must
-   * match a param's whole name, or a list of exact names.
-   */
-  param_groups: z
-    .array(
-      z.strictObject({
-        name: z.string().min(1).optional(),
-        params: z.union([z.string().min(1).superRefine(checkPattern), z.array(z.string().min(1)).min(1)]),
-        lr: lr.optional(),
-        weight_decay: z.number().min(0).optional(),
-      }),
-    )
-    .default([]),
-});
+export const recipeSchema = z
+  .strictObject({
+    /** Applied in order; each entry is {method, ...that method's options}. */
+    methods: z.array(z.record(z.string(), z.unknown())).min(1),
+    optimizer: optimizerSchema.default({
+      type: 'adamw',
+      per_layer: false,
+      lr: 1e-3,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weight_decay: 0.01,
+    }),
+    schedule: scheduleSchema.default({ type: 'constant', warmup_steps: 0 }),
+    max_grad_norm: z.number().positive().nullable().default(null),
+    checkpointing: z.boolean().default(false),
+    steps: positiveInt.optional(),
+    batch_size: positiveInt.optional(),
+    seq_len: positiveInt.optional(),
+    gradient_accumulation_steps: positiveInt.default(1),
+    seed: z.number().int().min(0).default(0),
+    /** Fraction of the data's rows held out for eval, in [0, 1) (the trainer's default 0.1; 0: no eval). */
+    eval_fraction: z.number().min(0).lt(1).optional(),
+    /**
+     * Optimizer param groups (torch.optim style), first match wins; params no group
+     * names keep the optimizer's lr and weight_decay. `params` is a regex that must
+     * match a param's whole name, or a list of exact names.
+     */
+    param_groups: z
+      .array(
+        z.strictObject({
+          name: z.string().min(1).optional(),
+          params: z.union([z.string().min(1).superRefine(checkPattern), z.array(z.string().min(1)).min(1)]),
+          lr: lr.optional(),
+          weight_decay: z.number().min(0).optional(),
+        }),
+      )
+      .default([]),
+  })
+  .superRefine((r, ctx) => {
+    // As the official layer-wise GaLore: clipping needs every gradient before any update,
+    // and accumulation applies the update only on the last micro-step, so neither frees anything.
+    if (!r.optimizer.per_layer) return;
+    const why =
+      r.max_grad_norm !== null
+        ? 'cannot be used with max_grad_norm (global-norm clipping needs every gradient before the first update); set max_grad_norm to null'
+        : r.gradient_accumulation_steps > 1
+          ? 'cannot be used with gradient_accumulation_steps > 1 (the update waits for the last micro-batch); use 1'
+          : undefined;
+    if (why) ctx.addIssue({ code: 'custom', path: ['optimizer', 'per_layer'], message: why });
+  });
 
 export type OptimizerConfig = z.output<typeof optimizerSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
@@ -219,6 +243,9 @@ export function parseRecipe(json: unknown, opts: { file?: string } = {}): Recipe
       file,
     );
   }
+  // Entries that shape a later one (rank-rule -> lora) must have one to shape.
+  const shaped = shapedEntries(methods);
+  if (!(shaped instanceof Map)) fail([shaped], file);
   return { ...parsed.data, methods };
 }
 

@@ -196,6 +196,27 @@ export interface MethodTraining<O> {
   ) => MethodSession<O>;
 }
 
+/**
+ * A method that sets options of a later recipe entry from the model (rank-rule: the next
+ * lora entry's rank_pattern / alpha_pattern). The recipe binds it once the model graph is
+ * known (recipe-bind.ts), so every later step (apply, save, log) sees plain options.
+ */
+export interface EntryShaper<O> {
+  /** It shapes the first later entry of one of these methods. */
+  readonly methods: readonly string[];
+  /** A recipe-time problem with that entry (a key both would set): its key and why. */
+  readonly check?: (
+    options: O,
+    target: Readonly<Record<string, unknown>>,
+  ) => { key: string; message: string } | undefined;
+  /** The target's options for this model graph, and lines for the run's log. */
+  readonly bind: (
+    g: Graph,
+    options: O,
+    target: Readonly<Record<string, unknown>>,
+  ) => { options: Record<string, unknown>; notes: readonly string[] };
+}
+
 export interface MethodDef<O = unknown> {
   readonly name: string;
   readonly description: string;
@@ -221,6 +242,8 @@ export interface MethodDef<O = unknown> {
   readonly savesModel?: boolean;
   /** Training-time hooks (observers in the step graph, a host-side session). */
   readonly train?: MethodTraining<O>;
+  /** Sets a later recipe entry's options from the model (see EntryShaper). */
+  readonly shapes?: EntryShaper<O>;
   readonly properties: MethodProperties;
   readonly fixtures: MethodFixtures;
 }

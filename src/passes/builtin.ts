@@ -2,6 +2,7 @@
 // and the phases. Importing this module (or src/passes/index.ts) is enough.
 import { autodiffPass } from './autodiff/pass.ts';
 import { checkpointPass } from './checkpoint/pass.ts';
+import { fuseElementwisePass } from './fuse/elementwise.ts';
 import { canonicalizePass, csePass, dcePass, evalModePass, foldPass } from './generic/index.ts';
 import { optimizerPass } from './optimizer/pass.ts';
 import { hasPass, registerPass } from './pass.ts';
@@ -16,6 +17,7 @@ for (const p of [
   autodiffPass,
   checkpointPass,
   optimizerPass,
+  fuseElementwisePass,
 ]) {
   if (!hasPass(p.name)) registerPass(p as never);
 }

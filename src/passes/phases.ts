@@ -91,15 +91,20 @@ export function trainableNames(g: Graph): string[] {
 }
 
 // 4-bit weights (qlora, or a 4-bit checkpoint) are dequantized inside their matmuls;
-// dropout is the identity outside training. Fusion comes first, as it always has.
-const inference: PipelineStep[] = [{ name: 'fuse-dequant' }, { name: 'eval-mode' }];
+// dropout is the identity outside training. Fusion comes first, as it always has;
+// elementwise trees fuse last (after eval-mode removed the dropouts between them).
+const inference: PipelineStep[] = [
+  { name: 'fuse-dequant' },
+  { name: 'eval-mode' },
+  { name: 'fuse-elementwise' },
+];
 
 const builtin: PhaseDef[] = [];
 
 builtin.push({
   name: 'train',
   description:
-    'autodiff of the loss, activation checkpointing (when asked), the optimizer update, 4-bit fusion',
+    'autodiff of the loss, activation checkpointing (when asked), the optimizer update, 4-bit and elementwise fusion',
   passes: ({ train }) => {
     if (!train) throw new PassError("the 'train' phase needs the optimizer settings (PhaseContext.train)");
     const optimizer: PipelineStep = {
@@ -119,6 +124,7 @@ builtin.push({
       ...(train.checkpointing ? [{ name: 'checkpoint', options: { loss: 'loss' } }] : []),
       optimizer,
       { name: 'fuse-dequant' },
+      { name: 'fuse-elementwise' },
     ];
   },
 });

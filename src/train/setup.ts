@@ -6,10 +6,12 @@ import type { Graph } from '../ir/graph.ts';
 import { formatShape, sameShape } from '../ir/shape.ts';
 import { bindParams, LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
 import {
+  bindRecipe,
   getMethod,
   type ParamGroup as MethodParamGroup,
   paramPattern,
   type Recipe,
+  RecipeEntryError,
   recipePipeline,
 } from '../methods/index.ts';
 import { attachPeftAdapter } from '../models/adapters.ts';
@@ -35,6 +37,11 @@ export interface PreparedRun {
   /** Forward graph with the recipe's methods applied, in eval mode (no dropout); outputs `loss`. */
   readonly forward: Graph;
   /**
+   * The forward graph as the methods left it, before any phase lowered it (no fusion):
+   * where adapter structures are read (saving, method sessions).
+   */
+  readonly adapted: Graph;
+  /**
    * forward + backward + optimizer update (assign: outputs); with gradient_accumulation_steps
    * k > 1 one run is one micro-step (inputs `apply` and `opt_step`, see appendOptimizer).
    */
@@ -51,6 +58,13 @@ export interface PreparedRun {
   readonly unsaved: readonly string[];
   /** The optimizer's param groups, as the train phase's optimizer pass gets them (same function, same params). */
   readonly groups: readonly ParamGroupSpec[];
+  /**
+   * Lines for the run's output: what binding the recipe said (rank-rule's allocation), then
+   * what the methods logged while applying (allocations, parameter counts).
+   */
+  readonly methodLog: readonly string[];
+  /** The recipe as this model binds it (rank-rule written into its lora entry: recipe-bind.ts). */
+  readonly recipe: Recipe;
 }
 
 /** Param groups: each method may move params into groups of their own (LoRA+: B at lr * ratio). */
@@ -143,18 +157,8 @@ export function runPipelines(recipe: Recipe): {
   };
 }
 
-/** A recipe entry's method failed on this model; the CLI adds the recipe file. */
-export class RecipeEntryError extends UserError {
-  override name = 'RecipeEntryError';
-  constructor(
-    readonly index: number,
-    readonly method: string,
-    readonly reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`recipe methods[${index}] ('${method}'): ${reason}`, options);
-  }
-}
+// A recipe entry's method failed on this model (its class lives beside bindRecipe, which throws it too).
+export { RecipeEntryError };
 
 /**
  * The recipe's methods, one at a time, so that a method's failure names its recipe entry
@@ -179,7 +183,7 @@ function applyMethods(
 
 export function prepareRun(
   model: LoadedModel,
-  recipe: Recipe,
+  userRecipe: Recipe,
   shape: RunShape,
   opts: { seed: number; initAdapter?: string; resumeWeights?: WeightStore; init?: WeightStore },
 ): PreparedRun {
@@ -189,10 +193,13 @@ export function prepareRun(
   const base = opts.init
     ? { graph: plain.graph, weights: new LayeredWeightStore([opts.init, plain.weights]) }
     : plain;
+  const { recipe, notes } = bindRecipe(userRecipe, base.graph);
   const pipelines = runPipelines(recipe);
   const quiet: PipelineOptions = { log: () => {} };
+  // What the methods say as they apply (allocated ranks, parameter counts): the run's log shows it.
+  const methodLog: string[] = [...notes];
   const applied = applyMethods(base, pipelines.methods, {
-    ...quiet,
+    log: (line) => methodLog.push(line),
     model: { maxPositionEmbeddings: model.config.maxPositionEmbeddings },
   });
   const forward = runPipeline(applied.graph, pipelines.eval, quiet).graph;
@@ -238,6 +245,7 @@ export function prepareRun(
     .map((m) => m.method);
   return {
     forward,
+    adapted: applied.graph,
     step,
     weights,
     methodWeights: applied.weights ?? base.weights,
@@ -249,6 +257,8 @@ export function prepareRun(
     saves,
     unsaved: [...new Set(unsaved)],
     groups,
+    methodLog,
+    recipe,
   };
 }
 

@@ -178,7 +178,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (startStep >= steps)
     throw new UserError(`the checkpoint is at step ${startStep}; ask for more --steps than that`);
 
-  const trainExe = await o.backend.compile(run.step, run.weights);
+  // Per-layer updates (per-layer.ts): each new value goes into its param as soon as it can.
+  const trainExe = await o.backend.compile(run.step, run.weights, {
+    inPlaceAssigns: recipe.optimizer.per_layer,
+  });
   const evalExe = await o.backend.compile(run.forward, run.weights);
   const evalSet = evalBatches(dataset.eval, o.batch, dataset.padId).slice(0, o.evalBatches ?? 8);
   const evalEvery = o.evalEvery ?? Math.max(1, Math.floor(steps / 10));
@@ -192,18 +195,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   if (plan.notice) progress.log(plan.notice);
   // QLoRA: bits per parameter of the stored 4-bit base, from the real buffers.
   const quantized = describeQuantizedBase(run.step, run.weights);
+  for (const line of run.methodLog) progress.log(line);
   if (quantized) progress.log(quantized);
   if (run.unsaved.length) progress.log(unsavedNote(run.unsaved, checkpointPath(o.out, steps)));
   // LoRA+ or recipe param_groups: which lr and decay each group trains with.
   for (const line of describeGroups(run.groups, recipe.optimizer.lr)) progress.log(line);
   // Methods with a host-side part (AdaLoRA's rank allocation), resumed from the checkpoint's state.
   const sessions = new Map<number, MethodSession<unknown>>();
-  recipe.methods.forEach((m, entry) => {
+  run.recipe.methods.forEach((m, entry) => {
     const start = getMethod(m.method).train?.start;
     if (start)
       sessions.set(
         entry,
-        start(run.forward, m.options, {
+        start(run.adapted, m.options, {
           steps,
           state: saved?.methods?.[String(entry)],
           log: (line) => progress.log(line),
@@ -310,7 +314,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         // Frozen tensors PEFT saves beside the adapter (a targeted embedding's base weight) come from the store.
         saveMethodAdapter(
           dir,
-          run.forward,
+          run.adapted,
           (n) => params.get(n) ?? run.weights.get(n) ?? run.methodWeights.get(n)!,
           a.method,
           // A method with a host-side part may save other options than the recipe's (AdaLoRA's rank_pattern).

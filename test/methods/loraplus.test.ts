@@ -11,6 +11,7 @@ import type { Graph } from '../../src/ir/graph.ts';
 import { parseRecipe, type RecipeInput } from '../../src/methods/index.ts';
 import { loraplusGroups, loraplusOptions } from '../../src/methods/loraplus/index.ts';
 import { buildLlama, presetConfig } from '../../src/models/llama/index.ts';
+import { unfuseElementwise } from '../../src/passes/fuse/elementwise.ts';
 import { runPipeline } from '../../src/passes/index.ts';
 import { trainableNames } from '../../src/passes/phases.ts';
 import { runPipelines, trainSettings } from '../../src/train/setup.ts';
@@ -138,7 +139,7 @@ describe('loraplus param groups (PEFT create_loraplus_optimizer)', () => {
       optimizer: { type: 'adamw', lr: 1e-3, weight_decay: 0 },
     };
     const { recipe, applied } = applyMethods(input);
-    const step = runPipeline(applied, runPipelines(recipe).train, { log: () => {} }).graph;
+    const step = unfuseElementwise(runPipeline(applied, runPipelines(recipe).train, { log: () => {} }).graph);
     const table = lrTable(input);
     const factors = lrFactorsInGraph(step, Object.keys(table));
     for (const [name, [lr]] of Object.entries(table)) {

@@ -36,7 +36,14 @@ describe('recipes', () => {
       bias: 'none',
       adapter_name: 'default',
     });
-    expect(r.optimizer).toEqual({ type: 'adamw', lr: 2e-4, betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 });
+    expect(r.optimizer).toEqual({
+      type: 'adamw',
+      lr: 2e-4,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weight_decay: 0,
+      per_layer: false,
+    });
     const d = parseRecipe({ methods: [{ method: 'lora' }] });
     expect(d.optimizer).toEqual({
       type: 'adamw',
@@ -44,6 +51,7 @@ describe('recipes', () => {
       betas: [0.9, 0.999],
       eps: 1e-8,
       weight_decay: 0.01,
+      per_layer: false,
     });
     expect(d.schedule).toEqual({ type: 'constant', warmup_steps: 0 });
     expect(d.max_grad_norm).toBeNull();
@@ -68,6 +76,7 @@ describe('recipes', () => {
       dampening: 0,
       weight_decay: 0,
       nesterov: false,
+      per_layer: false,
     });
     const again = resolveRecipe(parseRecipe(JSON.parse(JSON.stringify(resolved))));
     expect(again).toEqual(resolved);
@@ -90,7 +99,7 @@ describe('recipes', () => {
     // min_8bit_size belongs to adamw8bit, not adamw: no suggestion of it for adamw.
     const e = errorOf({ methods: [{ method: 'lora' }], optimizer: { type: 'adamw', min_8bit_size: 4096 } });
     expect(e.message).toBe(
-      'optimizer.min_8bit_size: unknown key; known keys: type, lr, betas, eps, weight_decay',
+      'optimizer.min_8bit_size: unknown key; known keys: type, lr, betas, eps, weight_decay, per_layer',
     );
     const f = errorOf({
       methods: [{ method: 'lora' }],

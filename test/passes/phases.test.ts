@@ -37,9 +37,9 @@ describe('phase registry', () => {
       phasePasses('train', { train: { optimizer: { type: 'sgd', lr: 0.1 }, checkpointing } }).map(
         (s) => s.name,
       );
-    expect(names(false)).toEqual(['autodiff', 'optimizer', 'fuse-dequant']);
-    expect(names(true)).toEqual(['autodiff', 'checkpoint', 'optimizer', 'fuse-dequant']);
-    expect(phasePasses('eval').map((s) => s.name)).toEqual(['fuse-dequant', 'eval-mode']);
+    expect(names(false)).toEqual(['autodiff', 'optimizer', 'fuse-dequant', 'fuse-elementwise']);
+    expect(names(true)).toEqual(['autodiff', 'checkpoint', 'optimizer', 'fuse-dequant', 'fuse-elementwise']);
+    expect(phasePasses('eval').map((s) => s.name)).toEqual(['fuse-dequant', 'eval-mode', 'fuse-elementwise']);
     expect(() => phasePasses('train')).toThrow(/needs the optimizer settings/);
   });
 

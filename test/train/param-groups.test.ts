@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { hasMethod, parseRecipe, registerMethod } from '../../src/methods/index.ts';
 import { lora } from '../../src/methods/lora/index.ts';
 import { loadModel } from '../../src/models/llama/index.ts';
+import { unfuseElementwise } from '../../src/passes/fuse/elementwise.ts';
 import { describeGroups, prepareRun } from '../../src/train/setup.ts';
 
 const model = loadModel('examples/models/tiny-llama');
@@ -17,7 +18,8 @@ function recipe(param_groups: unknown) {
 }
 
 /** The scale factors the step graph applies to the `lr` input, per param update scope. */
-function lrScales(step: ReturnType<typeof prepareRun>['step']): Map<string, number[]> {
+function lrScales(fused: ReturnType<typeof prepareRun>['step']): Map<string, number[]> {
+  const step = unfuseElementwise(fused);
   const out = new Map<string, number[]>();
   const lrId = step.inputs().find((n) => n.attrs.name === 'lr')!.id;
   for (const n of step.nodes) {
@@ -40,7 +42,9 @@ describe('recipe param_groups', () => {
     // lora_B at 16x the base lr (LoRA+ style): one shared lr*16 node.
     expect(scales).toContain(16);
     // Weight decay: the default group decays (lr * 0.01), the B group does not.
-    const wd = run.step.nodes.filter((n) => n.op === 'scale' && Number(n.attrs.factor) === 0.01);
+    const wd = unfuseElementwise(run.step).nodes.filter(
+      (n) => n.op === 'scale' && Number(n.attrs.factor) === 0.01,
+    );
     expect(wd.length).toBeGreaterThan(0);
   });
 
@@ -114,6 +118,8 @@ describe('a method param group with its own update rule', () => {
     // AdamW moments for lora_A only; the rule's group keeps none.
     expect(states.some((n) => n.includes('.lora_A.'))).toBe(true);
     expect(states.some((n) => n.includes('.lora_B.'))).toBe(false);
-    expect(run.step.nodes.filter((n) => n.op === 'scale' && n.attrs.factor === 0.125)).toHaveLength(2);
+    expect(
+      unfuseElementwise(run.step).nodes.filter((n) => n.op === 'scale' && n.attrs.factor === 0.125),
+    ).toHaveLength(2);
   });
 });

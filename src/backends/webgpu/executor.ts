@@ -5,7 +5,13 @@ import type { Graph, Node } from '../../ir/graph.ts';
 import { formatShape, numel, sameShape } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { WeightStore } from '../../ir/weights.ts';
-import { ASSIGN_PREFIX, type Backend, type Executable, type RunRequest } from '../backend.ts';
+import {
+  ASSIGN_PREFIX,
+  type Backend,
+  type CompileOptions,
+  type Executable,
+  type RunRequest,
+} from '../backend.ts';
 import { acquireDevice, checked, type GpuContext, WebGpuError, type WebGpuOptions } from './device.ts';
 import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
 import { type PagingOptions, planPaging } from './paging.ts';
@@ -47,7 +53,11 @@ export class WebGpuExecutable implements Executable {
   ) {
     this.inputs = graph.inputs();
     this.paramIds = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
+    this.assignedInPlace = new Set(schedule.transfers.filter((t) => t.kind === 'assign').map((t) => t.param));
   }
+
+  /** Params whose new value the run writes into their buffer as it goes (Transfer 'assign'). */
+  private readonly assignedInPlace: ReadonlySet<number>;
 
   /** Number of dispatches per run and bytes of pooled intermediate buffers. */
   get stats(): { dispatches: number; pooledBytes: number } {
@@ -167,7 +177,9 @@ export class WebGpuExecutable implements Executable {
           }
           const size = gpuByteSize(n.type.dtype, numel(n.type.shape));
           const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-          enc.copyBufferToBuffer(this.buf(n.id), 0, s, 0, size);
+          // A value written into its param in place was freed there; the param holds it.
+          const written = transfers.find((x) => x.kind === 'assign' && x.value === n.id);
+          enc.copyBufferToBuffer(written ? (written.target as GPUBuffer) : this.buf(n.id), 0, s, 0, size);
           staging.push(s);
         }
         // Assigns after the output copies: outputs are the values of this run.
@@ -229,6 +241,7 @@ export class WebGpuExecutable implements Executable {
       if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
       const targetId = this.paramId(o.name.slice(ASSIGN_PREFIX.length));
       if (this.host.has(targetId)) continue; // downloaded to the host during the run
+      if (this.assignedInPlace.has(targetId)) continue; // written during the run
       const target = this.buf(targetId);
       const src = this.buf(o.id);
       if (src !== target) copies.push({ src, target });
@@ -268,13 +281,15 @@ export class WebGpuExecutable implements Executable {
       s.unmap();
       uploads.push(s);
       enc.copyBufferToBuffer(s, 0, t.buffer, 0, t.bytes);
-    } else {
+    } else if (t.kind === 'download') {
       const s = device.createBuffer({
         size: t.bytes,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       });
       downloads.set(k, s);
       enc.copyBufferToBuffer(t.buffer, 0, s, 0, t.bytes);
+    } else {
+      enc.copyBufferToBuffer(t.buffer, 0, t.target as GPUBuffer, 0, t.bytes);
     }
   }
 
@@ -412,7 +427,7 @@ export class WebGpuBackend implements Backend {
   async compile(
     graph: Graph,
     weights: WeightStore,
-    opts: { readonly paging?: PagingOptions } = {},
+    opts: CompileOptions & { readonly paging?: PagingOptions } = {},
   ): Promise<WebGpuExecutable> {
     const gpu = await this.ready();
     this.pipelines ??= new PipelineCache(gpu.device);
@@ -441,7 +456,14 @@ export class WebGpuBackend implements Backend {
     }
     const { paged } = planPaging(graph, opts.paging ?? this.opts.paging);
     const host = new Map([...paged].map((id) => [id, encodeTensor(params.get(id) as Tensor)]));
-    const schedule = await buildSchedule({ graph, gpu, pipelines: this.pipelines, params, paged });
+    const schedule = await buildSchedule({
+      graph,
+      gpu,
+      pipelines: this.pipelines,
+      params,
+      paged,
+      inPlaceAssigns: opts.inPlaceAssigns,
+    });
     const exe = new WebGpuExecutable(graph, gpu, schedule, (e) => this.live.delete(e), host);
     this.live.add(exe);
     return exe;

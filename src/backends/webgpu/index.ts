@@ -10,8 +10,9 @@ export {
   type WebGpuOptions,
 } from './device.ts';
 export { type TimedResult, WebGpuBackend, WebGpuExecutable } from './executor.ts';
+export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
-export { type MapSpec, mapKernel } from './kernels/map.ts';
+export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
 export { planMatmul } from './kernels/matmul.ts';
 export {
   canonicalKey,

@@ -4,16 +4,10 @@
 // two adapter facts (shader-f16, software adapter), so `peftc ir --kernels` can show
 // the dispatch list without compiling or running anything.
 import type { Graph, Node } from '../../ir/graph.ts';
-import { getKernel } from './kernels/index.ts';
-import { canonicalKey, type KernelPlan } from './program.ts';
-import { describeNode } from './schedule.ts';
+import { type KernelTarget, planNode } from './memory-plan.ts';
+import { canonicalKey } from './program.ts';
 
-export interface KernelTarget {
-  /** The adapter offers shader-f16. */
-  readonly f16: boolean;
-  /** A CPU adapter (lavapipe): kernels pick CPU-friendly variants. */
-  readonly software: boolean;
-}
+export { KernelPlanError, type KernelTarget } from './memory-plan.ts';
 
 export interface PlannedDispatch {
   /** Position in dispatch order. */
@@ -36,33 +30,11 @@ export interface KernelList {
   readonly free: number;
 }
 
-export class KernelPlanError extends Error {
-  override name = 'KernelPlanError';
-}
-
 export function listKernels(graph: Graph, target: KernelTarget): KernelList {
   const dispatches: PlannedDispatch[] = [];
   let free = 0;
   for (const node of graph.nodes) {
-    const kernel = getKernel(node.op);
-    if (!kernel) throw new KernelPlanError(`${describeNode(node)}: no WebGPU kernel for op '${node.op}'`);
-    let plan: KernelPlan | 'alias' | 'source';
-    try {
-      plan = kernel({
-        node,
-        inputs: node.inputs.map((i) => graph.node(i).type),
-        out: node.type,
-        f16: target.f16,
-        software: target.software,
-      });
-    } catch (e) {
-      throw new KernelPlanError(
-        `${describeNode(node)}: planning its kernel failed: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
-      );
-    }
+    const plan = planNode(graph, node, target);
     if (plan === 'alias' || plan === 'source') {
       free++;
       continue;

@@ -2,20 +2,20 @@
 // --train/--eval the pipeline is the recipe's methods; with them it is the methods
 // followed by that phase's passes, the very lists the trainer runs (train/setup.ts
 // runPipelines, passes/phases.ts).
-import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { acquireDevice, NoAdapterError } from '../../backends/webgpu/index.ts';
 import { listKernels } from '../../backends/webgpu/kernel-list.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { printGraph } from '../../ir/printer.ts';
 import type { WeightStore } from '../../ir/weights.ts';
-import { loadRecipe, recipePipeline } from '../../methods/index.ts';
-import { buildLlama, loadModel, modelGraph, PRESETS, presetConfig } from '../../models/llama/index.ts';
+import { bindRecipe, loadRecipe, recipePipeline } from '../../methods/index.ts';
+import { PRESETS } from '../../models/llama/index.ts';
 import { type ModelInfo, type PipelineStep, phasePasses, runPipeline } from '../../passes/index.ts';
 import { runPipelines } from '../../train/setup.ts';
-import { UsageError, UserError } from '../errors.ts';
+import { UsageError } from '../errors.ts';
 import { positiveInt } from '../options.ts';
 import { formatKernels, formatStats } from './ir-views.ts';
+import { commandModelGraph } from './model-graph.ts';
 
 export interface IrOptions {
   readonly model: string;
@@ -52,29 +52,19 @@ function parsePrintAfter(o: IrOptions): PrintAfter | undefined {
 
 /** The model graph as the trainer builds it (a model dir's 4-bit storage included). */
 function modelFor(o: IrOptions, loss: boolean): { graph: Graph; weights?: WeightStore; info: ModelInfo } {
-  const isDir = existsSync(o.model) && statSync(o.model).isDirectory();
-  if (!isDir && !(o.model in PRESETS))
-    throw new UserError(
-      `--model '${o.model}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor a model directory`,
-    );
-  const shape = { batch: o.batch, seq: o.seq };
   // A phase graph is the trainer's: loss, no logits output.
   const build = o.train || o.eval ? { loss: true, logits: false } : { loss };
-  // Presets: no weights (random ones cost memory and change nothing in the graph).
-  if (!isDir) {
-    const c = presetConfig(o.model);
-    return { graph: buildLlama(c, shape, build), info: { maxPositionEmbeddings: c.maxPositionEmbeddings } };
-  }
-  const m = loadModel(o.model);
-  return { ...modelGraph(m, shape, build), info: { maxPositionEmbeddings: m.config.maxPositionEmbeddings } };
+  return commandModelGraph(o.model, { batch: o.batch, seq: o.seq }, build);
 }
 
-function pipelineFor(o: IrOptions): { steps: PipelineStep[]; phase: string } {
+/** The pipeline; with the model's graph `g`, the recipe is bound to it first (rank-rule's ranks). */
+function pipelineFor(o: IrOptions, g?: Graph): { steps: PipelineStep[]; phase: string } {
   if (o.train && o.eval) throw new UsageError('--train and --eval pick one graph each; give one of them');
   if (o.train && !o.recipe)
     throw new UsageError('--train needs --recipe (the trainable params and the optimizer come from it)');
   if (!o.recipe) return { steps: o.eval ? phasePasses('eval') : [], phase: o.eval ? 'eval' : 'methods' };
-  const recipe = loadRecipe(o.recipe);
+  const loaded = loadRecipe(o.recipe);
+  const recipe = g ? bindRecipe(loaded, g).recipe : loaded;
   if (!o.train && !o.eval) return { steps: recipePipeline(recipe), phase: 'methods' };
   const p = runPipelines(recipe);
   return { steps: [...p.methods, ...(o.train ? p.train : p.eval)], phase: o.train ? 'train' : 'eval' };
@@ -101,7 +91,7 @@ async function kernelTarget(): Promise<{ f16: boolean; software: boolean; name: 
 /** The command's work; `write` gets the output (stdout for the CLI). */
 export async function runIr(o: IrOptions, write: (s: string) => void): Promise<void> {
   const printAfter = parsePrintAfter(o);
-  const { steps, phase } = pipelineFor(o);
+  let { steps, phase } = pipelineFor(o);
   const names = steps.map((s) => s.name);
   const unknown = Array.isArray(printAfter) ? printAfter.filter((p) => !names.includes(p)) : [];
   if (unknown.length)
@@ -109,6 +99,7 @@ export async function runIr(o: IrOptions, write: (s: string) => void): Promise<v
       `--print-after: no pass named ${unknown.join(', ')} in the pipeline (passes: ${names.join(', ') || 'none without --recipe'}; or ${MODES.join(', ')})`,
     );
   const model = modelFor(o, !!o.loss);
+  if (o.recipe) steps = pipelineFor(o, model.graph).steps;
   const line = (s: string) => write(`${s}\n`);
   if (printAfter || o.stats) line(`// pipeline (${phase}): ${names.join(' -> ') || '(no passes)'}`);
   const out = runPipeline(model.graph, steps, {

@@ -46,7 +46,7 @@ export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): Lo
   if (r.data.peft_type !== 'LORA') {
     throw new FormatError(
       file,
-      `peft_type '${r.data.peft_type}' is not supported (peftc reads LORA and ADALORA adapters)`,
+      `peft_type '${r.data.peft_type}' is not supported (peftc reads LORA and ADALORA adapters, and its own MALORA_MOE)`,
       'peft_type',
     );
   }

@@ -21,12 +21,20 @@ export {
   fileKey,
   graphName,
   type LoraPart,
+  MOE_PARTS,
+  type MoePart,
   PEFT_PREFIX,
   parseFileKey,
   parseGraphName,
   type SvdPart,
 } from './keys.ts';
-export { isAdaLoraConfig, type PeftAdapterConfig, parsePeftConfig } from './parse.ts';
+export {
+  checkMoeShapes,
+  type MaloraMoeAdapterConfig,
+  maloraMoeConfigSchema,
+  parseMaloraMoeConfig,
+} from './malora-moe.ts';
+export { isAdaLoraConfig, isMaloraMoeConfig, type PeftAdapterConfig, parsePeftConfig } from './parse.ts';
 export {
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,

@@ -28,11 +28,18 @@ export type LoraPart =
 export type SvdPart = 'lora_A' | 'lora_B' | 'lora_E' | 'ranknum';
 
 /** What one tensor of an adapter is. */
+/** A MALoRA mixture's parts (malora-moe.ts), each with `.weight`. */
+export const MOE_PARTS = ['lora_S', 'lora_P', 'lora_up', 'lora_router'] as const;
+export type MoePart = (typeof MOE_PARTS)[number];
+
 export type AdapterKey =
   | { kind: 'lora'; module: string; part: LoraPart; param: 'weight' | 'bias' }
   | { kind: 'svd'; module: string; part: SvdPart }
+  | { kind: 'moe'; module: string; part: MoePart }
   | { kind: 'modules_to_save'; module: string; param: string }
   | { kind: 'base'; module: string; param: string };
+
+const MOE = MOE_PARTS.join('|');
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -41,6 +48,7 @@ export function graphName(k: AdapterKey, adapter: string): string {
   if (k.kind === 'modules_to_save') return `${k.module}.modules_to_save.${adapter}.${k.param}`;
   if (k.kind === 'base') return `${k.module}.${k.param}`;
   if (k.kind === 'svd') return `${k.module}.${k.part}.${adapter}`;
+  if (k.kind === 'moe') return `${k.module}.${k.part}.${adapter}.weight`;
   if (k.part === 'lora_embedding_A' || k.part === 'lora_embedding_B')
     return `${k.module}.${k.part}.${adapter}`;
   return `${k.module}.${k.part}.${adapter}.${k.param}`;
@@ -59,6 +67,8 @@ export function parseGraphName(name: string, adapter: string): AdapterKey | unde
   if (m) return { kind: 'modules_to_save', module: m[1], param: m[2] };
   m = new RegExp(`^(.+)\\.(lora_A|lora_B|lora_E|ranknum)\\.${a}$`).exec(name);
   if (m) return { kind: 'svd', module: m[1], part: m[2] as SvdPart };
+  m = new RegExp(`^(.+)\\.(${MOE})\\.${a}\\.weight$`).exec(name);
+  if (m) return { kind: 'moe', module: m[1], part: m[2] as MoePart };
   return undefined;
 }
 
@@ -67,6 +77,7 @@ export function fileKey(k: AdapterKey, wrapped: boolean): string {
   if (k.kind === 'modules_to_save') return `${PEFT_PREFIX}${k.module}.${k.param}`;
   if (k.kind === 'base') return `${PEFT_PREFIX}${k.module}${wrapped ? '.base_layer' : ''}.${k.param}`;
   if (k.kind === 'svd') return `${PEFT_PREFIX}${k.module}.${k.part}`;
+  if (k.kind === 'moe') return `${PEFT_PREFIX}${k.module}.${k.part}.weight`;
   if (k.part === 'lora_magnitude_vector' || k.part === 'lora_embedding_A' || k.part === 'lora_embedding_B') {
     return `${PEFT_PREFIX}${k.module}.${k.part}`;
   }
@@ -94,6 +105,8 @@ export function parseFileKey(
   // AdaLoRA's parameters: no `.weight` (checkAdapterShapes refuses them in a LoRA config).
   m = /^(.+)\.(lora_A|lora_B|lora_E|ranknum)$/.exec(rest);
   if (m) return { kind: 'svd', module: m[1], part: m[2] as SvdPart };
+  m = new RegExp(`^(.+)\\.(${MOE})\\.weight$`).exec(rest);
+  if (m) return { kind: 'moe', module: m[1], part: m[2] as MoePart };
   // The in-memory form `<m>.modules_to_save.<adapter>.<param>` (some tools write it).
   m = new RegExp(`^(.+)\\.modules_to_save\\.${esc(adapter)}\\.(.+)$`).exec(rest);
   if (m) return { kind: 'modules_to_save', module: m[1], param: m[2] };
@@ -102,7 +115,8 @@ export function parseFileKey(
     return {
       problem:
         'not a LoRA key PEFT writes (expected <module>.lora_A.weight, .lora_B.weight, .lora_magnitude_vector, ' +
-        ".lora_embedding_A or .lora_embedding_B, or AdaLoRA's .lora_A, .lora_B, .lora_E, with the adapter name removed)",
+        ".lora_embedding_A or .lora_embedding_B, AdaLoRA's .lora_A, .lora_B, .lora_E, or a MALoRA mixture's " +
+        '.lora_S / .lora_P / .lora_up / .lora_router .weight, with the adapter name removed)',
     };
   }
   // Shortest module prefix that PEFT's modules_to_save matching (name.endswith(entry)) selects.

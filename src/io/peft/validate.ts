@@ -7,7 +7,8 @@ import { FormatError } from '../errors.ts';
 import { adaloraRankFor } from './adalora.ts';
 import { matchPatternKey, rankFor } from './config.ts';
 import type { AdapterKey, LoraPart, SvdPart } from './keys.ts';
-import { isAdaLoraConfig, type PeftAdapterConfig } from './parse.ts';
+import { checkMoeShapes } from './malora-moe.ts';
+import { isAdaLoraConfig, isMaloraMoeConfig, type PeftAdapterConfig } from './parse.ts';
 
 export interface KeyedTensor {
   key: AdapterKey;
@@ -18,21 +19,32 @@ export interface KeyedTensor {
 
 type Slot = LoraPart | 'lora_B.bias';
 
+/** What a tensor of each adapter format is, for the message when it sits in another format's folder. */
+const ALIEN = {
+  lora: 'a LoRA tensor (lora_A / lora_B with .weight)',
+  svd: 'an AdaLoRA tensor (lora_A / lora_B / lora_E without .weight)',
+  moe: "a MALoRA mixture's tensor (lora_S / lora_P / lora_up / lora_router)",
+} as const;
+const PEFT_TYPE_OF = { lora: 'LORA', svd: 'ADALORA', moe: 'MALORA_MOE' } as const;
+
 export function checkAdapterShapes(
   file: string,
   config: PeftAdapterConfig,
   entries: readonly KeyedTensor[],
 ): void {
-  // A key of the other format means the config and weights disagree: PEFT would not load it.
-  const alien = entries.find((e) => e.key.kind === (isAdaLoraConfig(config) ? 'lora' : 'svd'));
+  // A key of another format means the config and weights disagree: PEFT would not load it.
+  const own = isAdaLoraConfig(config) ? 'svd' : isMaloraMoeConfig(config) ? 'moe' : 'lora';
+  const alien = entries.find((e) => e.key.kind !== own && e.key.kind in ALIEN);
   if (alien)
     throw new FormatError(
       file,
-      isAdaLoraConfig(config)
-        ? 'a LoRA tensor (with .weight) in an ADALORA adapter, whose lora_A / lora_B / lora_E keys have no .weight'
-        : "an AdaLoRA tensor (lora_A / lora_B / lora_E without .weight) in a LORA adapter; is its peft_type 'ADALORA'?",
+      `${ALIEN[alien.key.kind as keyof typeof ALIEN]} in this ${config.peft_type} adapter; is its peft_type '${PEFT_TYPE_OF[alien.key.kind as keyof typeof PEFT_TYPE_OF]}'?`,
       alien.name,
     );
+  if (isMaloraMoeConfig(config)) {
+    checkMoeShapes(file, config, entries);
+    return;
+  }
   if (isAdaLoraConfig(config)) {
     checkSvdShapes(file, (m) => adaloraRankFor(config, m), entries);
     return;

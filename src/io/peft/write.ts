@@ -56,7 +56,9 @@ export function writePeftAdapter(dir: string, args: WritePeftAdapterArgs): strin
   });
   checkAdapterShapes(path.join(target, ADAPTER_WEIGHTS), config, entries);
   const wrapped = new Set(
-    entries.flatMap((e) => (e.key.kind === 'lora' || e.key.kind === 'svd' ? [e.key.module] : [])),
+    entries.flatMap((e) =>
+      e.key.kind === 'lora' || e.key.kind === 'svd' || e.key.kind === 'moe' ? [e.key.module] : [],
+    ),
   );
   const out = new Map<string, Tensor>();
   for (const e of entries) {

@@ -14,7 +14,7 @@ import type { InitSpec } from '../../ir/ops/index.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import { type Match, rewrite } from '../../passes/rewrite/engine.ts';
-import { seedOf } from '../../util/rng.ts';
+import { branchInput, stepInput } from '../lora/branch-input.ts';
 import { MethodError } from '../registry.ts';
 import { expandTargets, selectTargets } from '../targets.ts';
 import { type AdaLoraOptions, adaloraScale } from './options.ts';
@@ -30,10 +30,6 @@ function inits(init: AdaLoraOptions['init_lora_weights']): { A: InitSpec; E: Ini
   return { A: { kind: 'normal', std: 0.02 }, E: { kind: 'zeros' }, B: { kind: 'normal', std: 0.02 } };
 }
 
-function stepInput(g: Graph): Node | undefined {
-  return g.inputs().find((n) => n.attrs.name === 'step' && n.type.shape.length === 0);
-}
-
 function branch(o: AdaLoraOptions, step: Node | undefined, m: Match, b: GraphBuilder): Value {
   const M = m.node.scope;
   const a = o.adapter_name;
@@ -45,12 +41,7 @@ function branch(o: AdaLoraOptions, step: Node | undefined, m: Match, b: GraphBui
   const init = inits(o.init_lora_weights);
   const names = adaloraParamNames(M, a);
   const base = b.copy(m.node, m.inputs);
-  const xd =
-    o.lora_dropout > 0
-      ? b.atScope(`${M}.lora_dropout.${a}`, () =>
-          b.dropout(x, o.lora_dropout, seedOf(`${M}.lora_dropout.${a}`), step && m.value(step)),
-        )
-      : x;
+  const xd = branchInput(b, m, x, { module: M, adapter: a, p: o.lora_dropout, step });
   const A = b.atScope(`${M}.lora_A.${a}`, () => b.param(names.A, dtype, [r, inF], 'trainable', init.A));
   const E = b.atScope(`${M}.lora_E.${a}`, () => b.param(names.E, dtype, [r, 1], 'trainable', init.E));
   const h = b.atScope(`${M}.lora_A.${a}`, () => b.linear(xd, b.mul(A, E)));

@@ -2,9 +2,14 @@
 // defaults, the LoraConfig keys it inherits that peftc implements for it, plus
 // `adapter_name`. What PEFT refuses is refused here with its reason.
 import { z } from 'zod';
-import { adapterKeys } from '../lora/adapter-keys.ts';
+import {
+  adapterKeys,
+  checkTargetKeys,
+  loraDropout,
+  moduleNames as names,
+  targetKeys,
+} from '../lora/adapter-keys.ts';
 
-const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
 const int = (min: number) =>
   z
     .number({ error: `expected an integer >= ${min}` })
@@ -56,19 +61,10 @@ export const adaloraOptions = z
     r: z.number().int().positive().default(8),
     /** scaling = lora_alpha (> 0), else the module's rank (PEFT update_layer). */
     lora_alpha: z.number().default(8),
-    lora_dropout: z
-      .number({ error: 'expected a number in [0, 1)' })
-      .min(0, { error: 'expected a number in [0, 1)' })
-      .lt(1, { error: 'expected a number in [0, 1)' })
-      .default(0),
+    lora_dropout: loraDropout,
     /** PEFT's AdaLoRA default for LLaMA: q_proj, v_proj (TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING). */
     target_modules: names.default(['q_proj', 'v_proj']),
-    exclude_modules: names.nullable().default(null),
-    layers_to_transform: z
-      .union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())])
-      .nullable()
-      .default(null),
-    layers_pattern: names.nullable().default(null),
+    ...targetKeys,
     /** true: E = 0, A and B ~ N(0, 0.02) (reset_lora_parameters); false: all three ~ N(0, 1) (torch.randn); 'given': from the weight store. */
     init_lora_weights: z.union([z.boolean(), z.literal('given')]).default(true),
     /** AdaLoRA's scaling is lora_alpha / ranknum whatever use_rslora says (PEFT ignores it too). */
@@ -105,18 +101,7 @@ export const adaloraOptions = z
   })
   .superRefine((o, ctx) => {
     // AdaLoraConfig.__post_init__, in its order.
-    if (typeof o.target_modules === 'string' && o.layers_to_transform !== null)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['layers_to_transform'],
-        message: 'cannot be used when target_modules is a string (a regex); use a list of module names',
-      });
-    if (o.layers_pattern !== null && o.layers_pattern.length > 0 && o.layers_to_transform === null)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['layers_pattern'],
-        message: 'needs layers_to_transform as well',
-      });
+    checkTargetKeys(o, ctx);
     if (o.tinit >= o.total_step - o.tfinal)
       ctx.addIssue({
         code: 'custom',

@@ -7,8 +7,8 @@ import { FormatError } from '../../io/errors.ts';
 import { checkImplemented, isAdaLoraConfig, type PeftAdapterConfig } from '../../io/peft/index.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
+import { sharedConfigFields } from '../lora/peft.ts';
 import type { PeftAdapterData } from '../registry.ts';
-import { savedTargetModules } from '../targets.ts';
 import { keptIndices } from './inject.ts';
 import { type AdaLoraOptions, adaloraOptions } from './options.ts';
 import { adaloraModules } from './session.ts';
@@ -67,21 +67,12 @@ export function adaloraOptionsFromPeft(
 function configFor(o: AdaLoraOptions, baseModel: string | null, g: Graph): Record<string, unknown> {
   return {
     peft_type: 'ADALORA',
-    task_type: o.task_type === undefined ? 'CAUSAL_LM' : o.task_type,
-    base_model_name_or_path: baseModel,
-    r: o.r,
-    lora_alpha: o.lora_alpha,
-    lora_dropout: o.lora_dropout,
-    target_modules: savedTargetModules(g, o),
-    exclude_modules: o.exclude_modules,
+    ...sharedConfigFields(o, baseModel, g),
     bias: o.bias,
     use_rslora: o.use_rslora,
     use_dora: false,
     init_lora_weights: true,
-    layers_to_transform: o.layers_to_transform,
-    layers_pattern: o.layers_pattern,
     modules_to_save: null,
-    inference_mode: true,
     init_r: o.init_r,
     target_r: o.target_r,
     tinit: o.tinit,

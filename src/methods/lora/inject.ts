@@ -20,6 +20,7 @@ import {
   selectTargets,
 } from '../targets.ts';
 import { loraParamNames } from './branch.ts';
+import { branchInput, stepInput } from './branch-input.ts';
 import { doraBranch, doraDerived } from './dora.ts';
 import { type LoraOptions, loraScale } from './options.ts';
 import { isResidualInit, residualInit } from './residual-init.ts';
@@ -49,11 +50,6 @@ function embeddingInits(init: LoraOptions['init_lora_weights']): [InitSpec, Init
       { kind: 'normal', std: 1 },
     ];
   return [{ kind: 'zeros' }, { kind: 'normal', std: 1 }];
-}
-
-/** A scalar u32/i32 graph input named `step`, if any: dropout masks then change per step. */
-function stepInput(g: Graph): Node | undefined {
-  return g.inputs().find((n) => n.attrs.name === 'step' && n.type.shape.length === 0);
 }
 
 interface Plan {
@@ -104,12 +100,7 @@ function linearBranch(p: Plan, m: Match, b: GraphBuilder): Value {
   const [initA, initB] = linearInits(o.init_lora_weights, r);
   const names = loraParamNames(M, a, 'linear');
   const base = b.copy(m.node, inputs);
-  const xd =
-    o.lora_dropout > 0
-      ? b.atScope(`${M}.lora_dropout.${a}`, () =>
-          b.dropout(x, o.lora_dropout, seedOf(`${M}.lora_dropout.${a}`), p.step && m.value(p.step)),
-        )
-      : x;
+  const xd = branchInput(b, m, x, { module: M, adapter: a, p: o.lora_dropout, step: p.step });
   const A = b.atScope(`${M}.lora_A.${a}`, () => b.param(names.A, dtype, [r, inF], 'trainable', initA));
   const h = b.atScope(`${M}.lora_A.${a}`, () => b.linear(xd, A));
   const B = b.atScope(`${M}.lora_B.${a}`, () => b.param(names.B, dtype, [outF, r], 'trainable', initB));

@@ -2,9 +2,13 @@
 // with PEFT's defaults, plus `adapter_name` (PEFT passes it beside the config).
 import { z } from 'zod';
 import { REFUSED_FIELDS, type RefusedFieldName, refusedField } from '../../io/peft/refused.ts';
-import { adapterKeys } from './adapter-keys.ts';
-
-const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
+import {
+  adapterKeys,
+  checkTargetKeys,
+  loraDropout,
+  moduleNames as names,
+  targetKeys,
+} from './adapter-keys.ts';
 
 /**
  * LoraConfig fields peftc does not implement (DoRA, ...): a recipe may hold them "off"
@@ -26,14 +30,9 @@ export const loraOptions = z
       .positive({ error: 'expected a positive integer' })
       .default(8),
     lora_alpha: z.number().positive().default(8),
-    lora_dropout: z
-      .number({ error: 'expected a number in [0, 1)' })
-      .min(0, { error: 'expected a number in [0, 1)' })
-      .lt(1, { error: 'expected a number in [0, 1)' })
-      .default(0),
+    lora_dropout: loraDropout,
     /** List (suffix match), one regex string (full match), or "all-linear". PEFT's LLaMA default: q_proj, v_proj. */
     target_modules: names.default(['q_proj', 'v_proj']),
-    exclude_modules: names.nullable().default(null),
     bias: z.enum(['none', 'all', 'lora_only']).default('none'),
     use_rslora: z.boolean().default(false),
     /** DoRA: a trained magnitude per output row rescales W + s B A (PEFT's spelling). */
@@ -65,11 +64,7 @@ export const loraOptions = z
     save_as: z.enum(['lora', 'residual']).default('lora'),
     rank_pattern: z.record(z.string(), z.number().int().positive()).default({}),
     alpha_pattern: z.record(z.string(), z.number().positive()).default({}),
-    layers_to_transform: z
-      .union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())])
-      .nullable()
-      .default(null),
-    layers_pattern: names.nullable().default(null),
+    ...targetKeys,
     modules_to_save: z.array(z.string().min(1)).nullable().default(null),
     ...adapterKeys,
     ...notImplemented,
@@ -110,30 +105,7 @@ export const loraOptions = z
           });
     }
     // PEFT's LoraConfig.__post_init__ checks.
-    // As in PEFT, this includes "all-linear" (a string until expanded).
-    if (typeof o.target_modules === 'string') {
-      if (o.layers_to_transform !== null)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['layers_to_transform'],
-          message:
-            'cannot be used when target_modules is a string (a regex or all-linear); use a list of module names',
-        });
-      if (o.layers_pattern !== null)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['layers_pattern'],
-          message:
-            'cannot be used when target_modules is a string (a regex or all-linear); use a list of module names',
-        });
-    }
-    // PEFT tests `if self.layers_pattern and ...`: an empty list is allowed alone.
-    if (o.layers_pattern !== null && o.layers_pattern.length > 0 && o.layers_to_transform === null)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['layers_pattern'],
-        message: 'needs layers_to_transform as well',
-      });
+    checkTargetKeys(o, ctx);
   });
 
 export type LoraOptions = z.output<typeof loraOptions>;

@@ -63,6 +63,37 @@ function isLoraParamOf(name: string, a: string): boolean {
   );
 }
 
+/** The LoraConfig options every PEFT-style adapter config of peftc's methods carries. */
+export interface LoraConfigFields {
+  readonly task_type?: string | null;
+  readonly r: number;
+  readonly lora_alpha: number;
+  readonly lora_dropout: number;
+  readonly target_modules: string | string[];
+  readonly exclude_modules: string | string[] | null;
+  readonly layers_to_transform: number | number[] | null;
+  readonly layers_pattern: string | string[] | null;
+}
+
+/**
+ * The fields of an adapter_config.json that LoraConfig and its kin (AdaLoraConfig,
+ * peftc's MALORA_MOE) share, as PEFT writes them for a causal LM after injection into `g`.
+ */
+export function sharedConfigFields(o: LoraConfigFields, baseModel: string | null, g?: Graph) {
+  return {
+    task_type: o.task_type === undefined ? 'CAUSAL_LM' : o.task_type,
+    base_model_name_or_path: baseModel,
+    r: o.r,
+    lora_alpha: o.lora_alpha,
+    lora_dropout: o.lora_dropout,
+    target_modules: g ? savedTargetModules(g, o) : o.target_modules,
+    exclude_modules: o.exclude_modules,
+    layers_to_transform: o.layers_to_transform,
+    layers_pattern: o.layers_pattern,
+    inference_mode: true,
+  };
+}
+
 /**
  * PEFT config fields for LoRA options, as PEFT writes them for a causal LM. With the
  * graph the adapter was injected into, `target_modules` is what PEFT saves after
@@ -75,23 +106,14 @@ export function peftConfigFor(
 ): Partial<LoraAdapterConfig> & Record<string, unknown> {
   return {
     peft_type: 'LORA',
-    task_type: o.task_type === undefined ? 'CAUSAL_LM' : o.task_type,
-    base_model_name_or_path: baseModel,
-    r: o.r,
-    lora_alpha: o.lora_alpha,
-    lora_dropout: o.lora_dropout,
-    target_modules: g ? savedTargetModules(g, o) : o.target_modules,
-    exclude_modules: o.exclude_modules,
+    ...sharedConfigFields(o, baseModel, g),
     bias: o.bias,
     use_rslora: o.use_rslora,
     use_dora: o.use_dora,
     init_lora_weights: o.init_lora_weights === 'given' ? true : o.init_lora_weights,
     rank_pattern: o.rank_pattern,
     alpha_pattern: o.alpha_pattern,
-    layers_to_transform: o.layers_to_transform,
-    layers_pattern: o.layers_pattern,
     modules_to_save: o.modules_to_save,
-    inference_mode: true,
   };
 }
 

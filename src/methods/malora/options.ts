@@ -2,14 +2,14 @@
 // is allocated per attention head or per weight matrix, from a rule or a parameter budget.
 // The LoRA keys keep PEFT's names and defaults; the allocation keys are peftc's own.
 import { z } from 'zod';
-import { adapterKeys } from '../lora/adapter-keys.ts';
-
-const names = z.union([z.string().min(1), z.array(z.string().min(1))]);
-const posInt = (what: string) =>
-  z
-    .number({ error: `expected ${what}` })
-    .int({ error: `expected ${what}` })
-    .positive({ error: `expected ${what}` });
+import {
+  adapterKeys,
+  checkTargetKeys,
+  loraDropout,
+  moduleNames as names,
+  posInt,
+  targetKeys,
+} from '../lora/adapter-keys.ts';
 
 export const maloraOptions = z
   .strictObject({
@@ -22,18 +22,9 @@ export const maloraOptions = z
     /** The nominal rank: each unit's rank without a budget, and the scale's denominator (lora_alpha / r). */
     r: posInt('a positive integer').default(8),
     lora_alpha: z.number().positive().default(8),
-    lora_dropout: z
-      .number({ error: 'expected a number in [0, 1)' })
-      .min(0, { error: 'expected a number in [0, 1)' })
-      .lt(1, { error: 'expected a number in [0, 1)' })
-      .default(0),
+    lora_dropout: loraDropout,
     target_modules: names.default(['q_proj', 'k_proj', 'v_proj', 'o_proj']),
-    exclude_modules: names.nullable().default(null),
-    layers_to_transform: z
-      .union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())])
-      .nullable()
-      .default(null),
-    layers_pattern: names.nullable().default(null),
+    ...targetKeys,
     /** LoRA's inits: true (kaiming A, zero B), 'gaussian', false (both random: tests), 'given' (loading). */
     init_lora_weights: z.union([z.boolean(), z.enum(['gaussian', 'given'])]).default(true),
     /**
@@ -67,13 +58,7 @@ export const maloraOptions = z
             path: ['importance', k],
             message: 'a list of per-head importances needs granularity "head"; give one number per matrix',
           });
-    if (typeof o.target_modules === 'string' && (o.layers_to_transform !== null || o.layers_pattern !== null))
-      ctx.addIssue({
-        code: 'custom',
-        path: [o.layers_to_transform !== null ? 'layers_to_transform' : 'layers_pattern'],
-        message:
-          'cannot be used when target_modules is a string (a regex or all-linear); use a list of module names',
-      });
+    checkTargetKeys(o, ctx);
   });
 
 export type MaloraOptions = z.output<typeof maloraOptions>;

@@ -3,7 +3,9 @@
 // double quantization the u8 absmax, nested absmax and the f32 offset). Expect 4.5 at
 // blocksize 64 without double quantization and about 4.127 with it. The 16- and
 // 256-entry maps are shared constants in bitsandbytes; they are reported apart.
+import { byteSize } from '../../ir/dtype.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
+import { numel } from '../../ir/shape.ts';
 import type { WeightStore } from '../../ir/weights.ts';
 import { numelOf } from '../../quant/quant-state.ts';
 import type { Dequant4bitAttrs, Linear4bitAttrs } from './ops.ts';
@@ -25,15 +27,17 @@ export interface QuantizedBaseReport {
   readonly bitsPerParameterWithMaps: number;
 }
 
-function bytesOf(w: WeightStore, p: Node): number {
+function bytesOf(w: WeightStore | undefined, p: Node): number {
+  // Without weights (a shapes-only plan), the param's type says how it is stored.
+  if (!w) return byteSize(p.type.dtype, numel(p.type.shape));
   const name = String(p.attrs.name);
   const t = w.get(name);
   if (!t) throw new Error(`memory report: weight '${name}' is not in the weight store`);
   return t.dtype === 'u8' ? t.data.length : t.data.length * 4;
 }
 
-/** Every 4-bit weight of the graph (dequant_4bit or linear_4bit storage), measured in `weights`. */
-export function quantizedBaseReport(g: Graph, weights: WeightStore): QuantizedBaseReport {
+/** Every 4-bit weight of the graph (dequant_4bit or linear_4bit storage), measured in `weights` (or from the param types). */
+export function quantizedBaseReport(g: Graph, weights?: WeightStore): QuantizedBaseReport {
   const seen = new Set<number>();
   const out: QuantizedWeightMemory[] = [];
   for (const n of g.nodes) {

@@ -5,6 +5,7 @@
 import { ASSIGN_PREFIX } from '../../backends/backend.ts';
 import { GraphBuilder, type Value } from '../../ir/builder.ts';
 import type { Graph, GraphOutput, Node } from '../../ir/graph.ts';
+import { placeUpdatesEarly } from './per-layer.ts';
 import {
   ACCUMULATOR_KIND,
   APPLY_INPUT,
@@ -44,12 +45,21 @@ export interface OptimizerPassOptions {
   readonly accumulate?: number;
   /** Called for every param after its update (methods that watch updates, e.g. AdaLoRA's importance EMAs). */
   readonly observers?: readonly UpdateObserver[];
+  /**
+   * Each update placed right after its gradient is final (per-layer.ts). Refused with
+   * clipping or accumulation, whose updates wait for every gradient anyway.
+   */
+  readonly perLayer?: boolean;
 }
 
 export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
   const grads = g.outputs.filter((o) => o.name.startsWith(GRAD_PREFIX));
   if (grads.length === 0)
     throw new Error('optimizer pass: the graph has no grad:<param> outputs; run autodiff first');
+  if (opts.perLayer && (opts.maxGradNorm !== undefined || (opts.accumulate ?? 1) > 1))
+    throw new Error(
+      'optimizer pass: per_layer updates cannot be combined with gradient clipping or accumulation (every update would wait for every gradient)',
+    );
   const b = GraphBuilder.from(g);
   const params = new Map(g.params().map((p) => [String(p.attrs.name), p]));
   const lr = b.input('lr', 'f32', []);
@@ -171,5 +181,8 @@ export function appendOptimizer(g: Graph, opts: OptimizerPassOptions): Graph {
     });
     out(`${ASSIGN_PREFIX}${name}`, next);
   });
-  return b.build(outputs.map((o) => [o.name, b.value(o.id)] as const));
+  const built = b.build(outputs.map((o) => [o.name, b.value(o.id)] as const));
+  if (!opts.perLayer) return built;
+  const before = new Set(g.nodes.map((n) => n.id));
+  return placeUpdatesEarly(built, (n) => !before.has(n.id));
 }

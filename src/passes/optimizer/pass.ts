@@ -19,6 +19,8 @@ export const optimizerSpecSchema = z.strictObject({
   nesterov: z.boolean().optional(),
   /** 8-bit AdamW: params with fewer elements keep 32-bit state (bitsandbytes' default 4096). */
   min_8bit_size: z.number().int().min(0).optional(),
+  /** Each update right after its gradient is final (per-layer.ts). */
+  per_layer: z.boolean().optional(),
 });
 
 /** The optimizer as a recipe's `optimizer` key states it (omitted keys: PyTorch's defaults). */
@@ -83,5 +85,6 @@ export const optimizerPass: PassDef<z.infer<typeof options>> = {
       accumulate: o.accumulate,
       keepGrads: o.keepGrads,
       observers: o.observers,
+      perLayer: o.optimizer.per_layer,
     }),
 };

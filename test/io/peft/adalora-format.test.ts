@@ -83,10 +83,12 @@ describe('PEFT ADALORA adapters', () => {
       [`${P}${q}.lora_A.weight`]: ones([2, 3]),
       [`${P}${q}.lora_B.weight`]: ones([5, 2]),
     });
-    expect(() => readPeftAdapter(lora)).toThrow(/a LoRA tensor \(with \.weight\) in an ADALORA adapter/);
+    expect(() => readPeftAdapter(lora)).toThrow(
+      /a LoRA tensor \(lora_A \/ lora_B with \.weight\) in this ADALORA adapter; is its peft_type 'LORA'\?/,
+    );
     const typed = adapterDir({ ...config(), peft_type: 'LORA', rank_pattern: {} }, kept);
     expect(() => readPeftAdapter(typed)).toThrow(
-      /an AdaLoRA tensor .* in a LORA adapter; is its peft_type 'ADALORA'\?/,
+      /an AdaLoRA tensor .* in this LORA adapter; is its peft_type 'ADALORA'\?/,
     );
     const missing = adapterDir(config(), { [`${P}${q}.lora_A`]: ones([2, 3]) });
     expect(() => readPeftAdapter(missing)).toThrow(/has no matching lora_E \/ lora_B for module/);

@@ -5,7 +5,7 @@ import type { Kernel, KernelContext, KernelPlan } from '../program.ts';
 import { broadcastIndex, broadcastKind, mapKernel } from './map.ts';
 
 /** erf (Abramowitz-Stegun 7.1.26 refined, |err| < 1.5e-7), tanh that never overflows, pow like Math.pow. */
-const MATH = `fn erf_f(x: f32) -> f32 {
+export const MATH = `fn erf_f(x: f32) -> f32 {
   let a = abs(x);
   let t = 1.0 / (1.0 + 0.3275911 * a);
   let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
@@ -34,7 +34,7 @@ fn pow_f(a: f32, b: f32) -> f32 {
 
 type Unary = (x: string, ct: 'f32' | 'i32' | 'u32') => string;
 
-const UNARY: Record<string, Unary> = {
+export const UNARY: Record<string, Unary> = {
   neg: (x, ct) => (ct === 'u32' ? `0u - ${x}` : `-${x}`),
   abs: (x, ct) => (ct === 'u32' ? x : `abs(${x})`),
   exp: (x) => `exp(${x})`,
@@ -64,7 +64,7 @@ function unary(f: Unary, vec4 = false): Kernel {
 
 type Binary = (a: string, b: string, ct: 'f32' | 'i32' | 'u32') => string;
 
-const BINARY: Record<string, Binary> = {
+export const BINARY: Record<string, Binary> = {
   add: (a, b) => `${a} + ${b}`,
   sub: (a, b) => `${a} - ${b}`,
   mul: (a, b) => `${a} * ${b}`,

@@ -1,0 +1,142 @@
+// Training tokens/s of peftc (webgpu and the cpu interpreter) beside PyTorch + PEFT, in
+// one run, on the same shapes and recipe (issue 21):
+//   node bin/run-ts.js bench/side-by-side.ts [--shape tiny|small] [--python <path>]
+// Recipe bench/baseline/lora-r16-qkvo.json (LoRA r=16 on q/k/v/o, AdamW), f32, random
+// weights (model presets 'tiny' and 'bench-small'), the inputs of bench/step-feeds.ts.
+// PyTorch side: bench/baseline/lora_step.py in bench/baseline/.venv (made by
+// `bash bench/baseline/setup.sh`, not by `npm run setup`) on 2 threads; without that
+// venv the peftc columns still run and the table says the baseline is not installed.
+// Writes bench/results/side-by-side.json.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CpuBackend } from '../src/backends/cpu/index.ts';
+import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
+import { loadRecipe } from '../src/methods/index.ts';
+import { toHfConfig } from '../src/models/llama/config.ts';
+import { loadModel } from '../src/models/llama/index.ts';
+import { prepareRun } from '../src/train/setup.ts';
+import {
+  type BaselineInfo,
+  formatSideBySide,
+  type ShapeMeasurement,
+  sideBySideReport,
+} from './side-by-side-report.ts';
+import { type StepTiming, timeSteps } from './step-feeds.ts';
+
+const RECIPE = 'bench/baseline/lora-r16-qkvo.json';
+const VENV_PYTHON = 'bench/baseline/.venv/bin/python';
+const THREADS = 2;
+/** The two stated shapes; timed steps per side sized to keep the whole run under ~2 min on 2 cores. */
+const SHAPES = [
+  { name: 'tiny', preset: 'tiny', batch: 2, seq: 16, steps: { webgpu: 30, cpu: 15, pytorch: 100 } },
+  { name: 'small', preset: 'bench-small', batch: 4, seq: 128, steps: { webgpu: 2, cpu: 1, pytorch: 5 } },
+] as const;
+
+const { values: a } = parseArgs({
+  options: { shape: { type: 'string' }, python: { type: 'string' } },
+});
+const shapes = SHAPES.filter((s) => !a.shape || s.name === a.shape);
+if (!shapes.length) {
+  console.error(`--shape '${a.shape}': expected one of ${SHAPES.map((s) => s.name).join(', ')}`);
+  process.exit(2);
+}
+const recipe = loadRecipe(RECIPE);
+// Other work on a shared machine slows every column (PyTorch's threads most): say how busy it was.
+const loadAtStart = loadavg()[0];
+
+const gpuBackend = new WebGpuBackend();
+const gpu = await gpuBackend.ready();
+const peftc = [];
+for (const s of shapes) {
+  const model = loadModel(s.preset, { seed: 0 });
+  const run = prepareRun(model, recipe, { batch: s.batch, seq: s.seq }, { seed: 0 });
+  const gpuExe = await gpuBackend.compile(run.step, run.weights);
+  const webgpu = await timeSteps(gpuExe, s.batch, s.seq, s.steps.webgpu);
+  gpuExe.dispose();
+  const cpu = await timeSteps(
+    await new CpuBackend().compile(run.step, run.weights),
+    s.batch,
+    s.seq,
+    s.steps.cpu,
+  );
+  console.log(
+    `peftc ${s.name}: webgpu ${webgpu.tokensPerS.toFixed(0)}, cpu ${cpu.tokensPerS.toFixed(0)} tokens/s`,
+  );
+  peftc.push({ shape: s, config: model.config, webgpu, cpu });
+}
+gpuBackend.dispose();
+
+// The PyTorch side, after peftc's (one process at a time on a 2-core machine).
+const python = a.python ?? process.env.PEFTC_BASELINE_PYTHON ?? VENV_PYTHON;
+let baseline: BaselineInfo;
+const torchTimes = new Map<string, StepTiming>();
+let baselineFailed = false;
+if (!existsSync(python)) {
+  baseline = {
+    installed: false,
+    reason: `not installed (${python} not found); install it with \`bash bench/baseline/setup.sh\` (a venv with torch, transformers, peft from the local package index), then rerun`,
+  };
+  console.log(`\nPyTorch + PEFT baseline: not installed (${python} not found).`);
+  console.log('  Install it with: bash bench/baseline/setup.sh   (not part of npm run setup)');
+} else {
+  const spec = peftc.map((p) => ({
+    name: p.shape.name,
+    config: toHfConfig(p.config),
+    batch: p.shape.batch,
+    seq: p.shape.seq,
+    steps: p.shape.steps.pytorch,
+  }));
+  const r = spawnSync(
+    python,
+    ['bench/baseline/lora_step.py', '--shapes', '-', '--recipe', RECIPE, '--threads', String(THREADS)],
+    { input: JSON.stringify(spec), encoding: 'utf8', env: { ...process.env, PYTHONHASHSEED: '0' } },
+  );
+  const lines = (r.stdout ?? '').split('\n').filter((l) => l.startsWith('{'));
+  if (r.status !== 0 || lines.length !== spec.length) {
+    baselineFailed = true;
+    const why = `${python} bench/baseline/lora_step.py exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' / ')}`;
+    baseline = { installed: false, reason: why };
+    console.error(`PyTorch + PEFT baseline failed: ${why}`);
+  } else {
+    const rows = lines.map((l) => JSON.parse(l));
+    for (const row of rows)
+      torchTimes.set(row.shape, { tokensPerS: row.tokens_per_s, msPerStep: row.ms_per_step });
+    baseline = {
+      installed: true,
+      python,
+      torch: rows[0].torch,
+      transformers: rows[0].transformers,
+      peft: rows[0].peft,
+      threads: rows[0].threads,
+    };
+  }
+}
+
+const measured: ShapeMeasurement[] = peftc.map((p) => ({
+  name: p.shape.name,
+  preset: p.shape.preset,
+  hidden: p.config.hiddenSize,
+  layers: p.config.numLayers,
+  batch: p.shape.batch,
+  seq: p.shape.seq,
+  webgpu: p.webgpu,
+  cpu: p.cpu,
+  pytorch: torchTimes.get(p.shape.name),
+}));
+const report = sideBySideReport(RECIPE, gpu.adapterInfo, baseline, measured);
+const machine = { cpus: cpus().length, load_average_1min: { start: loadAtStart, end: loadavg()[0] } };
+const out = join('bench', 'results', 'side-by-side.json');
+mkdirSync(join('bench', 'results'), { recursive: true });
+writeFileSync(
+  out,
+  `${JSON.stringify({ date: new Date().toISOString(), machine, steps: Object.fromEntries(shapes.map((s) => [s.name, s.steps])), ...report }, null, 2)}\n`,
+);
+console.log(`\n${formatSideBySide(report)}`);
+console.log(
+  `  machine: ${machine.cpus} cores, 1-min load average ${loadAtStart.toFixed(1)} at the start, ${machine.load_average_1min.end.toFixed(1)} at the end`,
+);
+console.log(`wrote ${out}`);
+process.exit(baselineFailed ? 1 : 0);

@@ -1,0 +1,143 @@
+// fuse-elementwise: every maximal tree of f32 elementwise nodes of one output shape whose
+// inner nodes feed only that tree (and are no graph output) becomes one fused_map node:
+// one dispatch instead of one per node, and no buffer for the inner values. Runs last
+// (after autodiff and the optimizer: fused_map has no VJP). Trees are grown from their
+// root (the last node) towards the inputs; a tree keeps at most MAX_INPUTS external inputs
+// so its kernel stays within WebGPU's default 8 storage buffers per stage.
+import type { Graph, Node } from '../../ir/graph.ts';
+import type { PassDef } from '../pass.ts';
+import { rewrite } from '../rewrite/engine.ts';
+import { FUSABLE, type FusedStep } from './fused-map.ts';
+import './kernels.ts';
+
+export const MAX_INPUTS = 6;
+
+function sameShape(a: Node, b: Node): boolean {
+  const x = a.type.shape;
+  const y = b.type.shape;
+  return x.length === y.length && x.every((d, i) => d === y[i]);
+}
+
+interface Group {
+  readonly members: readonly Node[];
+  readonly externals: readonly number[];
+}
+
+function groups(g: Graph): Map<number, Group> {
+  const users = g.users();
+  const outputs = new Set(g.outputs.map((o) => o.id));
+  const fusable = (n: Node) =>
+    FUSABLE.has(n.op) && n.type.dtype === 'f32' && n.inputs.every((i) => g.node(i).type.dtype === 'f32');
+  const rootOf = new Map<number, number>();
+  const out = new Map<number, Group>();
+  for (let k = g.nodes.length - 1; k >= 0; k--) {
+    const root = g.nodes[k];
+    if (!fusable(root) || rootOf.has(root.id)) continue;
+    rootOf.set(root.id, root.id);
+    const members = new Set<number>([root.id]);
+    const externals = new Set<number>(root.inputs);
+    const stack = [root];
+    while (stack.length) {
+      const m = stack.pop() as Node;
+      for (const i of new Set(m.inputs)) {
+        const p = g.node(i);
+        if (members.has(p.id) || rootOf.has(p.id) || outputs.has(p.id)) continue;
+        if (!fusable(p) || !sameShape(p, root)) continue;
+        if (!(users.get(p.id) ?? []).every((u) => members.has(u))) continue;
+        // Absorbing p trades it for its own inputs.
+        const next = new Set(externals);
+        next.delete(p.id);
+        for (const j of p.inputs) if (!members.has(j)) next.add(j);
+        if (next.size > MAX_INPUTS) continue;
+        members.add(p.id);
+        rootOf.set(p.id, root.id);
+        externals.clear();
+        for (const j of next) externals.add(j);
+        stack.push(p);
+      }
+    }
+    if (members.size < 2) continue;
+    const ordered = g.nodes.filter((n) => members.has(n.id));
+    out.set(root.id, { members: ordered, externals: [...externals].filter((e) => !members.has(e)) });
+  }
+  return out;
+}
+
+/** The graph with its elementwise trees fused (see the header). */
+export function fuseElementwise(g: Graph): Graph {
+  const found = groups(g);
+  if (found.size === 0) return g;
+  return rewrite(
+    g,
+    [
+      [
+        { where: (n) => found.has(n.id) },
+        (m, b) => {
+          const { members, externals } = found.get(m.node.id) as Group;
+          const slot = new Map<number, number>();
+          externals.forEach((id, i) => {
+            slot.set(id, i);
+          });
+          members.forEach((n, k) => {
+            slot.set(n.id, externals.length + k);
+          });
+          const steps: FusedStep[] = members.map((n) => ({
+            op: n.op,
+            args: n.inputs.map((i) => slot.get(i) as number),
+            ...(n.op === 'scale' ? { factor: Number(n.attrs.factor) } : {}),
+          }));
+          return b.emit(
+            'fused_map',
+            externals.map((id) => m.value(g.node(id))),
+            { steps, shape: [...m.node.type.shape] } as never,
+            m.node.scope,
+          );
+        },
+        'fuse-elementwise',
+      ],
+    ],
+    { once: true },
+  ).graph;
+}
+
+export const fuseElementwisePass: PassDef = {
+  name: 'fuse-elementwise',
+  description: 'fuse trees of f32 elementwise ops of one shape into one fused_map kernel each',
+  run: (g) => fuseElementwise(g),
+};
+
+/**
+ * The inverse: every fused_map expanded back into its ops (in the fused node's scope).
+ * For reading a fused graph op by op and for differentiating one (fused_map has no VJP).
+ */
+export function unfuseElementwise(g: Graph): Graph {
+  if (!g.nodes.some((n) => n.op === 'fused_map')) return g;
+  return rewrite(
+    g,
+    [
+      [
+        { op: 'fused_map' },
+        (m, b) => {
+          const { steps, shape } = m.node.attrs as unknown as { steps: FusedStep[]; shape: number[] };
+          const values = [...m.inputs];
+          for (const s of steps) {
+            const attrs: Record<string, number> = s.op === 'scale' ? { factor: s.factor ?? 1 } : {};
+            values.push(
+              b.emit(
+                s.op,
+                s.args.map((i) => values[i]),
+                attrs,
+                m.node.scope,
+              ),
+            );
+          }
+          const out = values[values.length - 1];
+          if (out.type.shape.join() !== shape.join()) throw new Error('unfuse: shape mismatch');
+          return out;
+        },
+        'unfuse-elementwise',
+      ],
+    ],
+    { once: true },
+  ).graph;
+}

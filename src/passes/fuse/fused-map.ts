@@ -1,0 +1,79 @@
+// The `fused_map` op: a chain (a tree) of f32 elementwise ops of one output shape run as
+// one kernel. Its inputs are the chain's external inputs (each broadcast to the output
+// shape as its reader would); `steps` is the program: step k applies `op` to `args`, an
+// arg below the input count naming an input, above it an earlier step (index - inputs);
+// the last step is the result. Ops fusable: the unary and binary elementwise ops, scale
+// (`factor`) and where. Made by the fuse-elementwise pass after autodiff, so it has no
+// VJP; the CPU runs each step with the op's own kernel, WebGPU composes the ops' WGSL.
+import { z } from 'zod';
+import type { TensorType } from '../../ir/graph.ts';
+import { defineOp, hasOp, registerOp } from '../../ir/ops/index.ts';
+import { broadcastShapes } from '../../ir/shape.ts';
+
+export const FUSABLE_UNARY = [
+  'neg',
+  'abs',
+  'exp',
+  'log',
+  'sqrt',
+  'rsqrt',
+  'relu',
+  'sigmoid',
+  'tanh',
+  'silu',
+  'sign',
+] as const;
+export const FUSABLE_BINARY = [
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'pow',
+  'maximum',
+  'minimum',
+  'greater',
+  'equal',
+] as const;
+export const FUSABLE = new Set<string>([...FUSABLE_UNARY, ...FUSABLE_BINARY, 'scale', 'where']);
+
+const stepSchema = z.strictObject({
+  op: z.string().refine((o) => FUSABLE.has(o), { error: 'not a fusable elementwise op' }),
+  args: z.array(z.number().int().nonnegative()).min(1).max(3),
+  /** scale's factor. */
+  factor: z.number().optional(),
+});
+
+export type FusedStep = z.infer<typeof stepSchema>;
+
+const attrs = z.strictObject({
+  steps: z.array(stepSchema).min(1),
+  shape: z.array(z.number().int().nonnegative()),
+});
+
+export type FusedMapAttrs = z.infer<typeof attrs>;
+
+export const fusedMap = defineOp({
+  name: 'fused_map',
+  arity: [1, Number.POSITIVE_INFINITY],
+  attrs,
+  infer: (inputs: readonly TensorType[], a) => {
+    for (const t of inputs)
+      if (t.dtype !== 'f32') throw new Error(`fused_map inputs are f32, got ${t.dtype}`);
+    const n = inputs.length;
+    a.steps.forEach((s, k) => {
+      for (const i of s.args)
+        if (i >= n + k)
+          throw new Error(`fused_map step ${k} (${s.op}) reads arg ${i}, not an input or an earlier step`);
+    });
+    const b = inputs.reduce<number[]>((acc, t) => broadcastShapes(acc, t.shape), []);
+    if (
+      b.length > a.shape.length ||
+      b.some((d, i) => d !== 1 && d !== a.shape[a.shape.length - b.length + i])
+    )
+      throw new Error(`fused_map inputs broadcast to [${b}], not into its shape [${a.shape}]`);
+    return { dtype: 'f32', shape: [...a.shape] };
+  },
+  doc: 'a chain of f32 elementwise ops of one output shape as one kernel (fuse-elementwise)',
+});
+
+if (!hasOp('fused_map')) registerOp(fusedMap);

@@ -1,0 +1,63 @@
+// The side-by-side report (bench/side-by-side-report.ts): ratios over PyTorch + PEFT, nulls
+// and a clear note when the baseline is not installed, one table row per shape.
+import { expect, it } from 'vitest';
+import {
+  formatSideBySide,
+  type ShapeMeasurement,
+  sideBySideReport,
+} from '../../bench/side-by-side-report.ts';
+
+const tiny: ShapeMeasurement = {
+  name: 'tiny',
+  preset: 'tiny',
+  hidden: 64,
+  layers: 2,
+  batch: 2,
+  seq: 16,
+  webgpu: { tokensPerS: 3000, msPerStep: 32000 / 3000 },
+  cpu: { tokensPerS: 1000, msPerStep: 32 },
+  pytorch: { tokensPerS: 8000, msPerStep: 4 },
+};
+
+it('reports peftc over PyTorch + PEFT per shape, in the JSON and the table', () => {
+  const r = sideBySideReport(
+    'r.json',
+    'lavapipe',
+    {
+      installed: true,
+      python: 'py',
+      torch: '2.13.0+cpu',
+      transformers: '5.18.0',
+      peft: '0.21.0',
+      threads: 2,
+    },
+    [tiny],
+  );
+  expect(r.shapes[0].tokens_per_s).toEqual({ peftc_webgpu: 3000, peftc_cpu: 1000, pytorch: 8000 });
+  expect(r.shapes[0].ms_per_step.pytorch).toBe(4);
+  expect(r.shapes[0].ratio_over_pytorch).toEqual({ peftc_webgpu: 0.375, peftc_cpu: 0.125 });
+  const lines = formatSideBySide(r).split('\n');
+  expect(lines[1]).toMatch(
+    /\| shape .*\| peftc webgpu tokens\/s \| peftc cpu tokens\/s \| PyTorch tokens\/s \| webgpu \/ PyTorch x \| cpu \/ PyTorch x \|/,
+  );
+  expect(lines[3]).toMatch(
+    /^\| tiny: h64 L2 2x16 \(tiny\) +\| +3000 \| +1000 \| +8000 \| +0\.375 \| +0\.125 \|$/,
+  );
+  expect(lines.filter((l) => l.startsWith('  '))).toHaveLength(6); // a legend line per column
+  expect(lines.join('\n')).toContain('PyTorch 2.13.0+cpu + PEFT 0.21.0');
+});
+
+it('says the baseline is not installed, and how to install it, with null ratios', () => {
+  const { pytorch: _, ...peftcOnly } = tiny;
+  const r = sideBySideReport(
+    'r.json',
+    'lavapipe',
+    { installed: false, reason: 'not installed; run bash bench/baseline/setup.sh' },
+    [peftcOnly],
+  );
+  expect(r.shapes[0].tokens_per_s.pytorch).toBeNull();
+  expect(r.shapes[0].ratio_over_pytorch).toEqual({ peftc_webgpu: null, peftc_cpu: null });
+  const text = formatSideBySide(r);
+  expect(text).toMatch(/\| +3000 \| +1000 \| +- \| +- \| +- \|/);
+  expect(text).toContain('PyTorch + PEFT baseline not run: not installed; run bash bench/baseline/setup.sh');
+});
