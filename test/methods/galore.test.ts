@@ -7,11 +7,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runGraph } from '../../src/backends/cpu/index.ts';
 import { runTrain } from '../../src/cli/commands/train.ts';
-import { GraphBuilder } from '../../src/ir/builder.ts';
 import { type Tensor, tensor } from '../../src/ir/tensor.ts';
-import { MapWeightStore } from '../../src/ir/weights.ts';
 import {
   galoreRule,
   projection,
@@ -20,54 +17,10 @@ import {
   refreshesAt,
 } from '../../src/methods/galore/index.ts';
 import { openModel } from '../../src/models/open.ts';
-import { adamw, appendOptimizer, type UpdateRule } from '../../src/passes/optimizer/index.ts';
+import { adamw } from '../../src/passes/optimizer/index.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
 import { cli, peftc } from '../cli/run-cli.ts';
-
-/** W [m, n] trainable with the gradient fed as input `g`; `steps` updates by `rule`; W after each. */
-function stepRule(rule: UpdateRule, w0: Tensor, grads: Tensor[], extra: Record<string, Tensor> = {}) {
-  const b = new GraphBuilder();
-  const W = b.param('W', 'f32', w0.shape, 'trainable');
-  const g = b.input('g', 'f32', w0.shape);
-  const base = b.build([
-    ['loss', b.sum(W, [0, 1])],
-    ['grad:W', g],
-  ]);
-  const graph = appendOptimizer(base, {
-    rule,
-    defaultGroup: { name: 'default', lrScale: 1, weightDecay: 0 },
-  });
-  const weights = new MapWeightStore();
-  for (const p of graph.params()) {
-    const name = String(p.attrs.name);
-    weights.set(name, extra[name] ?? (name === 'W' ? w0 : tensor(p.type.dtype, p.type.shape)));
-  }
-  const out: Float32Array[] = [];
-  grads.forEach((gt, i) => {
-    const res = runGraph(
-      graph,
-      { g: gt, lr: tensor('f32', [], [0.01]), step: tensor('f32', [], [i + 1]) },
-      weights,
-    );
-    for (const o of graph.outputs)
-      if (o.name.startsWith('assign:')) weights.set(o.name.slice('assign:'.length), res[o.name]);
-    out.push(Float32Array.from(weights.get('W')!.data));
-  });
-  return out;
-}
-
-function rand(shape: number[], seed: number): Tensor {
-  let s = seed;
-  const n = shape.reduce((a, c) => a * c, 1);
-  return tensor(
-    'f32',
-    shape,
-    Float32Array.from({ length: n }, () => {
-      s = (s * 1103515245 + 12345) % 2147483648;
-      return s / 2147483648 - 0.5;
-    }),
-  );
-}
+import { rand, stepRule } from './galore-helpers.ts';
 
 const eye = (n: number) =>
   tensor(
