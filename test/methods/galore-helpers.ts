@@ -1,6 +1,9 @@
 // Shared drivers of the galore tests: a weight W with its gradient fed as an input, stepped
 // by an optimizer update rule through the compiled step graph on the CPU interpreter.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { runGraph } from '../../src/backends/cpu/index.ts';
+import { runTrain, type TrainCliOptions } from '../../src/cli/commands/train.ts';
 import { GraphBuilder } from '../../src/ir/builder.ts';
 import { type Tensor, tensor } from '../../src/ir/tensor.ts';
 import { MapWeightStore } from '../../src/ir/weights.ts';
@@ -63,4 +66,27 @@ export function rand(shape: number[], seed: number): Tensor {
       return s / 2147483648 - 0.5;
     }),
   );
+}
+
+export const GALORE_MODEL = 'examples/models/tiny-llama';
+export const GALORE_RECIPE = 'examples/recipes/galore-tiny.json';
+
+/** A recipe file's JSON, as tests edit it. */
+export type GaloreRecipeJson = { methods: Record<string, unknown>[] } & Record<string, unknown>;
+
+/** `peftc train` (in-process, quiet) of the bundled model with examples/recipes/galore-tiny.json edited. */
+export async function trainGalore(
+  dir: string,
+  name: string,
+  edit: (r: GaloreRecipeJson) => void,
+  o: Pick<TrainCliOptions, 'tokens' | 'batch' | 'seq' | 'backend' | 'steps' | 'evalEvery'>,
+) {
+  const recipe = JSON.parse(readFileSync(GALORE_RECIPE, 'utf8'));
+  edit(recipe);
+  const file = join(dir, `${name}.json`);
+  writeFileSync(file, JSON.stringify(recipe));
+  const out = join(dir, name);
+  const quiet = { write: () => true, isTTY: false };
+  const r = await runTrain({ model: GALORE_MODEL, recipe: file, out, plot: false, ...o }, quiet as never);
+  return { r, out };
 }

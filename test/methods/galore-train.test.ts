@@ -6,12 +6,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runTrain } from '../../src/cli/commands/train.ts';
 import { openModel } from '../../src/models/open.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
+import { GALORE_MODEL as MODEL, trainGalore } from './galore-helpers.ts';
 
-const MODEL = 'examples/models/tiny-llama';
-const RECIPE = 'examples/recipes/galore-tiny.json';
 const STEPS = 3;
 const dir = mkdtempSync(join(tmpdir(), 'peftc-galore-train-'));
 const tokens = join(dir, 'tokens.json');
@@ -30,29 +28,16 @@ writeFileSync(
     ),
   ),
 );
-const quiet = { write: () => true, isTTY: false };
 
 async function trainWith(name: string, backend: 'cpu' | 'webgpu', batch: number, accum: number) {
-  const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
-  recipe.methods[0].update_proj_gap = 2;
-  recipe.gradient_accumulation_steps = accum;
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify(recipe));
-  const out = join(dir, name);
-  const r = await runTrain(
-    {
-      model: MODEL,
-      recipe: file,
-      tokens,
-      out,
-      batch,
-      seq: 16,
-      backend,
-      plot: false,
-      steps: STEPS,
-      evalEvery: 100,
+  const { r, out } = await trainGalore(
+    dir,
+    name,
+    (recipe) => {
+      recipe.methods[0].update_proj_gap = 2;
+      recipe.gradient_accumulation_steps = accum;
     },
-    quiet as never,
+    { tokens, batch, seq: 16, backend, steps: STEPS, evalEvery: 100 },
   );
   const refreshes = readFileSync(join(out, 'log.jsonl'), 'utf8')
     .trim()
@@ -90,7 +75,9 @@ describe('galore training', () => {
     // Measured 4.8e-6 (lavapipe vs the interpreter); the weights moved by more (below).
     expect(compare(gpu.params, cpu.params)).toBeLessThan(5e-5);
     expect(compare(base, cpu.params)).toBeGreaterThan(1e-3);
-    cpu.r.losses.forEach((l, i) => expect(Math.abs(gpu.r.losses[i] - l)).toBeLessThan(1e-4 * l));
+    cpu.r.losses.forEach((l, i) => {
+      expect(Math.abs(gpu.r.losses[i] - l)).toBeLessThan(1e-4 * l);
+    });
   });
 
   it('2 micro-batches of 1 row train like one batch of 2 rows (cpu)', async () => {
@@ -100,6 +87,8 @@ describe('galore training', () => {
     expect(micro.r.losses.length).toBe(STEPS);
     // Measured 1.4e-7; a projector from one micro-batch's gradient alone gives 5e-2.
     expect(compare(micro.params, full.params)).toBeLessThan(1e-5);
-    full.r.losses.forEach((l, i) => expect(Math.abs(micro.r.losses[i] - l)).toBeLessThan(1e-5 * l));
+    full.r.losses.forEach((l, i) => {
+      expect(Math.abs(micro.r.losses[i] - l)).toBeLessThan(1e-5 * l);
+    });
   });
 });

@@ -7,7 +7,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runTrain } from '../../src/cli/commands/train.ts';
 import { type Tensor, tensor } from '../../src/ir/tensor.ts';
 import {
   galoreRule,
@@ -20,7 +19,14 @@ import { openModel } from '../../src/models/open.ts';
 import { adamw } from '../../src/passes/optimizer/index.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
 import { cli, peftc } from '../cli/run-cli.ts';
-import { rand, stepRule } from './galore-helpers.ts';
+import {
+  type GaloreRecipeJson,
+  GALORE_MODEL as MODEL,
+  GALORE_RECIPE as RECIPE,
+  rand,
+  stepRule,
+  trainGalore,
+} from './galore-helpers.ts';
 
 const eye = (n: number) =>
   tensor(
@@ -127,37 +133,13 @@ describe('galore projector', () => {
   });
 });
 
-const MODEL = 'examples/models/tiny-llama';
-const RECIPE = 'examples/recipes/galore-tiny.json';
 const dir = mkdtempSync(join(tmpdir(), 'peftc-galore-'));
 const tokens = join(dir, 'tokens.json');
 const row = [256, ...Array.from(Buffer.from('the cat sat on the mat. '.repeat(3)))].slice(0, 33);
 writeFileSync(tokens, JSON.stringify(Array.from({ length: 12 }, () => row)));
-const quiet = { write: () => true, isTTY: false };
 
-async function trainWith(name: string, edit: (r: Record<string, any>) => void, steps?: number) {
-  const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
-  edit(recipe);
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify(recipe));
-  const out = join(dir, name);
-  const r = await runTrain(
-    {
-      model: MODEL,
-      recipe: file,
-      tokens,
-      out,
-      batch: 2,
-      seq: 32,
-      backend: 'cpu',
-      plot: false,
-      steps,
-      evalEvery: 12,
-    },
-    quiet as never,
-  );
-  return { r, out };
-}
+const trainWith = (name: string, edit: (r: GaloreRecipeJson) => void, steps?: number) =>
+  trainGalore(dir, name, edit, { tokens, batch: 2, seq: 32, backend: 'cpu', steps, evalEvery: 12 });
 
 describe('galore on the bundled model', () => {
   it('step 1 already uses the projector of its own gradient: the update lies in P’s row space', async () => {
