@@ -7,11 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runGraph } from '../../src/backends/cpu/index.ts';
-import { runTrain } from '../../src/cli/commands/train.ts';
-import { GraphBuilder } from '../../src/ir/builder.ts';
 import { type Tensor, tensor } from '../../src/ir/tensor.ts';
-import { MapWeightStore } from '../../src/ir/weights.ts';
 import {
   galoreRule,
   projection,
@@ -20,54 +16,17 @@ import {
   refreshesAt,
 } from '../../src/methods/galore/index.ts';
 import { openModel } from '../../src/models/open.ts';
-import { adamw, appendOptimizer, type UpdateRule } from '../../src/passes/optimizer/index.ts';
+import { adamw } from '../../src/passes/optimizer/index.ts';
 import { loadCheckpoint } from '../../src/train/checkpoint/checkpoint.ts';
 import { cli, peftc } from '../cli/run-cli.ts';
-
-/** W [m, n] trainable with the gradient fed as input `g`; `steps` updates by `rule`; W after each. */
-function stepRule(rule: UpdateRule, w0: Tensor, grads: Tensor[], extra: Record<string, Tensor> = {}) {
-  const b = new GraphBuilder();
-  const W = b.param('W', 'f32', w0.shape, 'trainable');
-  const g = b.input('g', 'f32', w0.shape);
-  const base = b.build([
-    ['loss', b.sum(W, [0, 1])],
-    ['grad:W', g],
-  ]);
-  const graph = appendOptimizer(base, {
-    rule,
-    defaultGroup: { name: 'default', lrScale: 1, weightDecay: 0 },
-  });
-  const weights = new MapWeightStore();
-  for (const p of graph.params()) {
-    const name = String(p.attrs.name);
-    weights.set(name, extra[name] ?? (name === 'W' ? w0 : tensor(p.type.dtype, p.type.shape)));
-  }
-  const out: Float32Array[] = [];
-  grads.forEach((gt, i) => {
-    const res = runGraph(
-      graph,
-      { g: gt, lr: tensor('f32', [], [0.01]), step: tensor('f32', [], [i + 1]) },
-      weights,
-    );
-    for (const o of graph.outputs)
-      if (o.name.startsWith('assign:')) weights.set(o.name.slice('assign:'.length), res[o.name]);
-    out.push(Float32Array.from(weights.get('W')!.data));
-  });
-  return out;
-}
-
-function rand(shape: number[], seed: number): Tensor {
-  let s = seed;
-  const n = shape.reduce((a, c) => a * c, 1);
-  return tensor(
-    'f32',
-    shape,
-    Float32Array.from({ length: n }, () => {
-      s = (s * 1103515245 + 12345) % 2147483648;
-      return s / 2147483648 - 0.5;
-    }),
-  );
-}
+import {
+  type GaloreRecipeJson,
+  GALORE_MODEL as MODEL,
+  GALORE_RECIPE as RECIPE,
+  rand,
+  stepRule,
+  trainGalore,
+} from './galore-helpers.ts';
 
 const eye = (n: number) =>
   tensor(
@@ -174,37 +133,13 @@ describe('galore projector', () => {
   });
 });
 
-const MODEL = 'examples/models/tiny-llama';
-const RECIPE = 'examples/recipes/galore-tiny.json';
 const dir = mkdtempSync(join(tmpdir(), 'peftc-galore-'));
 const tokens = join(dir, 'tokens.json');
 const row = [256, ...Array.from(Buffer.from('the cat sat on the mat. '.repeat(3)))].slice(0, 33);
 writeFileSync(tokens, JSON.stringify(Array.from({ length: 12 }, () => row)));
-const quiet = { write: () => true, isTTY: false };
 
-async function trainWith(name: string, edit: (r: Record<string, any>) => void, steps?: number) {
-  const recipe = JSON.parse(readFileSync(RECIPE, 'utf8'));
-  edit(recipe);
-  const file = join(dir, `${name}.json`);
-  writeFileSync(file, JSON.stringify(recipe));
-  const out = join(dir, name);
-  const r = await runTrain(
-    {
-      model: MODEL,
-      recipe: file,
-      tokens,
-      out,
-      batch: 2,
-      seq: 32,
-      backend: 'cpu',
-      plot: false,
-      steps,
-      evalEvery: 12,
-    },
-    quiet as never,
-  );
-  return { r, out };
-}
+const trainWith = (name: string, edit: (r: GaloreRecipeJson) => void, steps?: number) =>
+  trainGalore(dir, name, edit, { tokens, batch: 2, seq: 32, backend: 'cpu', steps, evalEvery: 12 });
 
 describe('galore on the bundled model', () => {
   it('step 1 already uses the projector of its own gradient: the update lies in P’s row space', async () => {
@@ -277,15 +212,18 @@ describe('galore on the bundled model', () => {
     const evals = log.filter((x) => x.eval_loss !== undefined).map((x) => x.eval_loss);
     expect(evals.at(-1)).toBeLessThan(evals[0]);
     expect(log.filter((x) => x.galore_refresh).map((x) => x.step)).toEqual([1, 6, 11]);
+    // Both model dirs are complete llama dirs; the final one through the real `peftc logits`
+    // (one CLI process: each costs seconds of start-up on a busy machine).
     for (const d of [out, join(out, 'step-6')]) {
       const cfg = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8'));
       expect(cfg.model_type).toBe('llama');
-      const l = peftc(
-        `logits --model ${d} --tokens ${tokens} --out ${join(d, 'l.safetensors')} --backend cpu`.split(' '),
-      );
-      expect(l.stderr).toBe('');
-      expect(l.code).toBe(0);
+      expect(openModel(d).weights.get('model.layers.1.self_attn.q_proj.weight')).toBeDefined();
     }
+    const l = peftc(
+      `logits --model ${out} --tokens ${tokens} --out ${join(out, 'l.safetensors')} --backend cpu`.split(' '),
+    );
+    expect(l.stderr).toBe('');
+    expect(l.code).toBe(0);
     // The saved weights are the trained ones (in the model's bf16), not the base.
     const saved = openModel(out).weights.get('model.layers.1.self_attn.q_proj.weight')!;
     const base = openModel(MODEL).weights.get('model.layers.1.self_attn.q_proj.weight')!;
