@@ -10,7 +10,7 @@ import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
 import { maxDiff, writeRandomAdapter } from './fixtures.ts';
-import { peftc } from './run-cli.ts';
+import { cli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-4bit-'));
 const plain = join(dir, 'plain');
@@ -53,7 +53,7 @@ describe('4-bit bases all the way', () => {
 
   it('logits --merge on a quantize output equals merge then logits, and the unmerged 4-bit logits', async () => {
     const out = join(dir, 'merged-logits.safetensors');
-    const r = peftc([
+    const r = await cli([
       'logits',
       '--model',
       bnb,
@@ -73,7 +73,7 @@ describe('4-bit bases all the way', () => {
       /^wrote .*merged-logits\.safetensors: 2 f32 tensor\(s\): logits\.0 \[6, 259\], logits\.1 \[3, 259\]/,
     );
     const merged = read(out);
-    const m = peftc(['merge', '--model', bnb, '--adapter', adapter, '--out', join(dir, 'merged-model')]);
+    const m = await cli(['merge', '--model', bnb, '--adapter', adapter, '--out', join(dir, 'merged-model')]);
     expect(m.code, m.stderr).toBe(0);
     // Both dequantize each adapted weight and add s B A in f32 (the model's compute dtype is
     // float32, so `merge` stores the merged weights unrounded): the same weights, the same graph.
@@ -85,9 +85,9 @@ describe('4-bit bases all the way', () => {
     expect(maxDiff(unmerged, await logits('base', bnb))).toBeGreaterThan(1e-2);
   });
 
-  it('a qlora recipe on an already-4-bit --model names the model, its storage and the entry to remove', () => {
+  it('a qlora recipe on an already-4-bit --model names the model, its storage and the entry to remove', async () => {
     const out = join(dir, 'run');
-    const r = peftc([
+    const r = await cli([
       'train',
       '--model',
       bnb,

@@ -24,7 +24,7 @@ import { bindParams } from '../../src/ir/weights.ts';
 import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
 import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
-import { type CliResult, peftc } from './run-cli.ts';
+import { type CliResult, cli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-outputs-'));
 const model = join(dir, 'model');
@@ -138,14 +138,14 @@ describe('outputs: where and how a failed write is said', () => {
     expect(existsSync(join(dir, 'full-run'))).toBe(false);
   });
 
-  it('a read-only or impossible --out parent: named, with what to do, before any work', () => {
+  it('a read-only or impossible --out parent: named, with what to do, before any work', async () => {
     const ro = readOnlyDir();
     expectUserError(
-      peftc(logitsArgs(join(ro, 'x.safetensors'))),
+      await cli(logitsArgs(join(ro, 'x.safetensors'))),
       /cannot write --out .*x\.safetensors: .* is not writable \(permission denied\)|on a read-only file system; choose another --out/,
     );
     expectUserError(
-      peftc(['merge', '--model', model, '--adapter', adapter, '--out', join(aFile, 'sub', 'm')]),
+      await cli(['merge', '--model', model, '--adapter', adapter, '--out', join(aFile, 'sub', 'm')]),
       /cannot write --out .*a-file\/sub\/m: .*a-file is a file, not a directory; choose another --out/,
     );
     expect(readFileSync(aFile, 'utf8')).toBe('keep me\n');
@@ -171,15 +171,15 @@ describe('outputs: where and how a failed write is said', () => {
     closeSync(devFull);
   });
 
-  it('logits refuses an existing --out; --overwrite replaces it and says what it wrote', () => {
+  it('logits refuses an existing --out; --overwrite replaces it and says what it wrote', async () => {
     const out = join(dir, 'l.safetensors');
     writeFileSync(out, 'old\n');
     expectUserError(
-      peftc(logitsArgs(out)),
+      await cli(logitsArgs(out)),
       /--out .*l\.safetensors already exists; choose a new file name \(or pass --overwrite to replace it\)/,
     );
     expect(readFileSync(out, 'utf8')).toBe('old\n');
-    const r = peftc(logitsArgs(out, ['--overwrite']));
+    const r = await cli(logitsArgs(out, ['--overwrite']));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^wrote .*l\.safetensors: 1 f32 tensor\(s\): logits\.0 \[4, 259\]\n$/);
     expect(SafetensorsFile.open(out).read('logits.0').shape).toEqual([4, 259]);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainCliOptions } from '../../src/cli/commands/train.ts';
 import { presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
 import { trainCaptured, trainLogOf } from './fixtures.ts';
-import { peftc } from './run-cli.ts';
+import { cli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-train-data-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -62,17 +62,17 @@ const trainIn = (o: Partial<TrainCliOptions>) =>
 const logOf = trainLogOf;
 
 describe('--tokens needs no tokenizer (item 1)', () => {
-  it('trains a vocab_size-256 model without tokenizer files from token ids', () => {
-    const r = peftc(args(bareModel, tokens, join(dir, 'bare-run')));
+  it('trains a vocab_size-256 model without tokenizer files from token ids', async () => {
+    const r = await cli(args(bareModel, tokens, join(dir, 'bare-run')));
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/trained 2 steps at \d+ tokens\/s; eval loss [\d.]+ -> [\d.]+; adapter in/);
   });
 
-  it('refuses an id at or above vocab_size, naming file, row and position', () => {
+  it('refuses an id at or above vocab_size, naming file, row and position', async () => {
     const bad = join(dir, 'bad-ids.json');
     writeFileSync(bad, JSON.stringify([row(0), [...row(1, 5), 256, ...row(2, 10)]]));
-    const r = peftc(args(bareModel, bad, join(dir, 'bad-run')));
+    const r = await cli(args(bareModel, bad, join(dir, 'bad-run')));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
       `${bad}[1]: token id 256 at position 5 is out of range for a vocabulary of 256 (the model's vocab_size; ids 0..255)`,
@@ -91,10 +91,10 @@ describe('text data needs a tokenizer', () => {
 });
 
 describe("the eval split is the user's (item 2)", () => {
-  it('one row of data trains on it with a notice; the summary says there is no eval', () => {
+  it('one row of data trains on it with a notice; the summary says there is no eval', async () => {
     const one = join(dir, 'one-row.json');
     writeFileSync(one, JSON.stringify([row(5)]));
-    const r = peftc(args('tiny', one, join(dir, 'one-run')));
+    const r = await cli(args('tiny', one, join(dir, 'one-run')));
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(
@@ -107,7 +107,7 @@ describe("the eval split is the user's (item 2)", () => {
   });
 
   it('rejects a bad --eval-fraction and --eval-data together with --eval-fraction', async () => {
-    const frac = peftc(args('tiny', tokens, join(dir, 'f-run'), ['--eval-fraction', '1.5']));
+    const frac = await cli(args('tiny', tokens, join(dir, 'f-run'), ['--eval-fraction', '1.5']));
     expect(frac.code).toBe(2);
     expect(frac.stderr).toContain("--eval-fraction must be a number in [0, 1) (0: no eval split), got '1.5'");
     // The conflict is found before the model loads; in-process is enough.
