@@ -12,7 +12,7 @@ import { bindParams } from '../../src/ir/weights.ts';
 import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
 import { attachPeftAdapter, savePeftAdapter } from '../../src/models/adapters.ts';
 import { buildLlama, presetConfig, randomLlamaWeights } from '../../src/models/llama/index.ts';
-import { peftc } from './run-cli.ts';
+import { cli, peftc } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-adapter-fields-'));
 const model = 'examples/models/tiny-llama';
@@ -48,8 +48,9 @@ function patched(name: string, fields: Record<string, unknown>): string {
   return to;
 }
 
-function failsWith(args: string[], line: RegExp) {
-  const r = peftc(args);
+/** In-process (cli): the refusal needs no process of its own. */
+async function failsWith(args: string[], line: RegExp) {
+  const r = await cli(args);
   expect(r.stderr).toMatch(line);
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(r.code).toBe(1);
@@ -75,30 +76,36 @@ describe('adapter fields that change the math', () => {
       `^peftc: error: ${join(dir, 'corda')}/adapter_config\\.json: 'init_lora_weights': "corda" means CorDA .* is not supported yet; `,
     );
   const corda = () => patched('corda', { init_lora_weights: 'corda' });
-  it('logits --adapter refuses init_lora_weights "corda"', () => {
-    failsWith(logitsArgs(corda()), cordaSays());
+  it('logits --adapter refuses init_lora_weights "corda"', async () => {
+    await failsWith(logitsArgs(corda()), cordaSays());
   });
-  it('merge --adapter refuses it', () => {
-    failsWith(['merge', '--model', model, '--adapter', corda(), '--out', join(dir, 'merged')], cordaSays());
+  it('merge --adapter refuses it', async () => {
+    await failsWith(
+      ['merge', '--model', model, '--adapter', corda(), '--out', join(dir, 'merged')],
+      cordaSays(),
+    );
   });
-  it('train --init-adapter refuses it', () => {
-    failsWith(
+  it('train --init-adapter refuses it', async () => {
+    await failsWith(
       [...trainArgs(join(dir, 'run-corda')), '--recipe', recipe, '--init-adapter', corda()],
       cordaSays(),
     );
   });
 
-  it('train --init-adapter validates the adapter as logits does (target_modules the model lacks)', () => {
+  it('train --init-adapter validates the adapter as logits does (target_modules the model lacks)', async () => {
     const lacks = patched('lacks', { target_modules: ['nope_proj'] });
     const says = /lacks\/adapter_config\.json: target modules \["nope_proj"\] not found in the model/;
     // (logits' own refusal of it is test/models/adapters.test.ts, in process.)
-    failsWith([...trainArgs(join(dir, 'run-lacks')), '--recipe', recipe, '--init-adapter', lacks], says);
+    await failsWith(
+      [...trainArgs(join(dir, 'run-lacks')), '--recipe', recipe, '--init-adapter', lacks],
+      says,
+    );
   });
 
-  it('a recipe with lora_bias: true says "not supported yet", not "unknown key"', () => {
+  it('a recipe with lora_bias: true says "not supported yet", not "unknown key"', async () => {
     const bias = join(dir, 'lora-bias.json');
     writeFileSync(bias, JSON.stringify({ methods: [{ method: 'lora', lora_bias: true }] }));
-    failsWith(
+    await failsWith(
       ['ir', '--model', 'tiny', '--recipe', bias, '--seq', '2'],
       /methods\[0\]\.lora_bias: a bias on lora_B .* is not supported yet/,
     );

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { addBackendOptions } from '../../src/cli/options.ts';
 import { parseRecipe, RecipeError } from '../../src/methods/index.ts';
 import { parseLlamaConfig, presetConfig, toHfConfig } from '../../src/models/llama/index.ts';
-import { peftc } from './run-cli.ts';
+import { cli, peftc } from './run-cli.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'peftc-conv-'));
@@ -55,10 +55,10 @@ describe('recipe param_groups', () => {
     param_groups: [{ params, lr: 1e-2 }],
   });
 
-  it('a bad pattern is a recipe error at its JSON path, naming the file', () => {
+  it('a bad pattern is a recipe error at its JSON path, naming the file', async () => {
     const file = join(dir, 'bad-groups.json');
     writeFileSync(file, JSON.stringify(recipe('*lora_B*')));
-    const r = peftc(['ir', '--model', 'tiny', '--recipe', file]);
+    const r = await cli(['ir', '--model', 'tiny', '--recipe', file]);
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')[0]).toBe(
       `peftc: error: ${file}: param_groups[0].params: not a valid regular expression: nothing to repeat ` +
@@ -131,12 +131,20 @@ describe('PEFTC_WEBGPU_* env values', () => {
 describe('config.json messages', () => {
   const good = toHfConfig(presetConfig('tiny'));
 
-  it('a missing key says so in plain words (CLI)', () => {
+  it('a missing key says so in plain words (CLI)', async () => {
     const model = join(dir, 'no-heads');
     mkdirSync(model, { recursive: true });
     const { num_attention_heads: _, ...rest } = good;
     writeFileSync(join(model, 'config.json'), JSON.stringify(rest));
-    const r = peftc(['logits', '--model', model, '--tokens', tokens, '--out', join(dir, 'o.safetensors')]);
+    const r = await cli([
+      'logits',
+      '--model',
+      model,
+      '--tokens',
+      tokens,
+      '--out',
+      join(dir, 'o.safetensors'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n')[0]).toBe(
       `peftc: error: ${join(model, 'config.json')}: num_attention_heads is missing`,
