@@ -117,7 +117,12 @@ export interface MemoryPlan {
 export interface MemoryPlanOptions {
   /** Params held on the host (paging.ts): pooled on the device only around their update. */
   readonly paged?: ReadonlySet<number>;
-  /** Copy each `assign:` value into its param as early as possible (schedule.ts). */
+  /**
+   * Write each param's new value into its buffer once the old value's last reader has run,
+   * and free the new value's pooled buffer then, instead of copying every `assign:` value at
+   * the end of the run (which keeps them all live). Pays off with per-layer updates
+   * (passes/optimizer/per-layer.ts); each copy splits the compute pass.
+   */
   readonly inPlaceAssigns?: boolean;
   /** Values that are gradients (for the report; default none). */
   readonly gradients?: ReadonlySet<number>;
@@ -126,6 +131,9 @@ export interface MemoryPlanOptions {
 function paramIdByName(graph: Graph, name: string): number | undefined {
   return graph.params().find((p) => p.attrs.name === name)?.id;
 }
+
+/** Device bytes of a node's value. */
+const valueBytes = (n: Node) => gpuByteSize(n.type.dtype, numel(n.type.shape));
 
 /** Owned buffers are multiples of 16 bytes (a vec4 binding needs a whole element), at least 16. */
 export const ownedSize = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -142,13 +150,13 @@ function sourceKind(n: Node): MemoryKind {
  * which to copy]. The value must be that output only, the param neither paged, an output,
  * nor the value itself.
  */
-function inPlaceCandidates(graph: Graph, paged: ReadonlySet<number>): Map<number, [number, number]> {
+function inPlaceCandidates(
+  graph: Graph,
+  paged: ReadonlySet<number>,
+  lastReader: ReadonlyMap<number, number>,
+): Map<number, [number, number]> {
   const outputsOf = new Map<number, number>();
   for (const o of graph.outputs) outputsOf.set(o.id, (outputsOf.get(o.id) ?? 0) + 1);
-  const lastReader = new Map<number, number>();
-  graph.nodes.forEach((n, pos) => {
-    for (const i of n.inputs) lastReader.set(i, pos);
-  });
   const out = new Map<number, [number, number]>();
   for (const o of graph.outputs) {
     if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
@@ -185,7 +193,9 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   }
   for (const id of downloads.keys()) if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
   // In-place assigns: copied after position `at`, freed after max(at, last reader).
-  const inPlace = opts.inPlaceAssigns ? inPlaceCandidates(graph, paged) : new Map<number, [number, number]>();
+  const inPlace = opts.inPlaceAssigns
+    ? inPlaceCandidates(graph, paged, lastReader)
+    : new Map<number, [number, number]>();
   const copyAt = new Map<number, number[]>();
   const releaseAt = new Map<number, number[]>();
   for (const [v, [, at]] of inPlace) {
@@ -239,12 +249,12 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   graph.nodes.forEach((node, pos) => {
     const plan = planNode(graph, node, target);
     nodes.push(plan);
-    const bytes = gpuByteSize(node.type.dtype, numel(node.type.shape));
+    const bytes = valueBytes(node);
     // Paged params get a pooled buffer at their first reader, filled by an upload just before.
     for (const i of new Set(node.inputs)) {
       if (!paged.has(i) || valueBuffer.has(i)) continue;
       const src = graph.node(i);
-      const pbytes = gpuByteSize(src.type.dtype, numel(src.type.shape));
+      const pbytes = valueBytes(src);
       bind(i, acquire(pbytes, describeNode(src), sourceKind(src)));
       transfers.push({
         kind: 'upload',
@@ -287,8 +297,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     if (grew) atPeak = [...tenant];
     grew = false;
     for (const p of downloads.get(node.id) ?? []) {
-      const t = graph.node(p);
-      const tb = gpuByteSize(t.type.dtype, numel(t.type.shape));
+      const tb = valueBytes(graph.node(p));
       transfers.push({
         kind: 'download',
         at: dispatches,
@@ -306,8 +315,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         inPlace.delete(v);
         continue;
       }
-      const t = graph.node(p);
-      const tb = gpuByteSize(t.type.dtype, numel(t.type.shape));
+      const tb = valueBytes(graph.node(p));
       transfers.push({
         kind: 'assign',
         at: dispatches,

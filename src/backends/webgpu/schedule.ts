@@ -7,7 +7,7 @@ import { numel } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { checked, type GpuContext, WebGpuError } from './device.ts';
 import { encodeTensor, gpuByteSize, isPacked } from './dtypes.ts';
-import { describeNode, planMemory } from './memory-plan.ts';
+import { describeNode, type MemoryPlanOptions, type PlannedTransfer, planMemory } from './memory-plan.ts';
 import type { PipelineCache } from './pipelines.ts';
 import { foldDispatch } from './program.ts';
 
@@ -21,23 +21,11 @@ export interface Dispatch {
   readonly size: readonly [number, number, number];
 }
 
-/**
- * A copy before dispatch `at`: between the host and a paged param's device buffer
- * (upload / download, see paging.ts), or a param's new value into the param's own buffer as
- * soon as the old value's last reader has run (assign; `inPlaceAssigns`).
- */
-export interface Transfer {
-  readonly kind: 'upload' | 'download' | 'assign';
-  readonly at: number;
-  /** The paged param's node id. */
-  readonly param: number;
-  /** The value copied: the param itself (upload) or its `assign:` value (download). */
-  readonly value: number;
-  /** Upload: the param's pooled buffer; download / assign: the buffer holding its `assign:` value. */
+/** A planned copy (memory-plan.ts PlannedTransfer) with its device buffers. */
+export interface Transfer extends Omit<PlannedTransfer, 'buffer' | 'target'> {
   readonly buffer: GPUBuffer;
   /** Assign: the param's buffer. */
   readonly target?: GPUBuffer;
-  readonly bytes: number;
 }
 
 export interface Schedule {
@@ -78,21 +66,12 @@ export function checkSizes(graph: Graph, gpu: GpuContext): void {
   }
 }
 
-export interface ScheduleInputs {
+export interface ScheduleInputs extends Pick<MemoryPlanOptions, 'paged' | 'inPlaceAssigns'> {
   readonly graph: Graph;
   readonly gpu: GpuContext;
   readonly pipelines: PipelineCache;
   /** Host tensor of each param by node id (already checked against the graph). */
   readonly params: ReadonlyMap<number, Tensor>;
-  /** Params held on the host (paging.ts): pooled on the device only around their update. */
-  readonly paged?: ReadonlySet<number>;
-  /**
-   * Write each param's new value into its buffer once the old value's last reader has run,
-   * and free the new value's pooled buffer then, instead of copying every `assign:` value at
-   * the end of the run (which keeps them all live). Pays off with per-layer updates
-   * (passes/optimizer/per-layer.ts); each copy splits the compute pass.
-   */
-  readonly inPlaceAssigns?: boolean;
 }
 
 /** Creates the planned buffers (memory-plan.ts) and every node's dispatches; runs nothing. */
@@ -197,13 +176,9 @@ export async function buildSchedule({
     }
   }
   const transfers: Transfer[] = plan.transfers.map((t) => ({
-    kind: t.kind,
-    at: t.at,
-    param: t.param,
-    value: t.value,
+    ...t,
     buffer: made[t.buffer],
     target: t.target === undefined ? undefined : made[t.target],
-    bytes: t.bytes,
   }));
   const buffers = new Map<number, GPUBuffer>();
   for (const [id, i] of plan.valueBuffer) buffers.set(id, made[i]);

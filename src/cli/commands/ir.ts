@@ -3,7 +3,6 @@
 // followed by that phase's passes, the very lists the trainer runs (train/setup.ts
 // runPipelines, passes/phases.ts).
 import type { Command } from 'commander';
-import { acquireDevice, NoAdapterError } from '../../backends/webgpu/index.ts';
 import { listKernels } from '../../backends/webgpu/kernel-list.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { printGraph } from '../../ir/printer.ts';
@@ -15,6 +14,7 @@ import { runPipelines } from '../../train/setup.ts';
 import { UsageError } from '../errors.ts';
 import { positiveInt } from '../options.ts';
 import { formatKernels, formatStats } from './ir-views.ts';
+import { thisMachineKernelTarget } from './kernel-target.ts';
 import { commandModelGraph } from './model-graph.ts';
 
 export interface IrOptions {
@@ -70,24 +70,6 @@ function pipelineFor(o: IrOptions, g?: Graph): { steps: PipelineStep[]; phase: s
   return { steps: [...p.methods, ...(o.train ? p.train : p.eval)], phase: o.train ? 'train' : 'eval' };
 }
 
-/** What the kernels are planned for: this machine's WebGPU adapter, as the backend would see it. */
-async function kernelTarget(): Promise<{ f16: boolean; software: boolean; name: string }> {
-  try {
-    const gpu = await acquireDevice();
-    gpu.device.destroy();
-    const yes = (b: boolean) => (b ? 'yes' : 'no');
-    const name = `${gpu.adapterInfo} (shader-f16: ${yes(gpu.f16)}, software kernels: ${yes(gpu.software)})`;
-    return { f16: gpu.f16, software: gpu.software, name };
-  } catch (e) {
-    if (!(e instanceof NoAdapterError)) throw e;
-    return {
-      f16: false,
-      software: false,
-      name: 'a hardware adapter without shader-f16 (no WebGPU adapter here)',
-    };
-  }
-}
-
 /** The command's work; `write` gets the output (stdout for the CLI). */
 export async function runIr(o: IrOptions, write: (s: string) => void): Promise<void> {
   const printAfter = parsePrintAfter(o);
@@ -112,7 +94,7 @@ export async function runIr(o: IrOptions, write: (s: string) => void): Promise<v
   });
   if (o.stats) write(formatStats(model.graph.nodes.length, out.stats ?? []));
   if (o.kernels) {
-    const target = await kernelTarget();
+    const target = await thisMachineKernelTarget();
     write(formatKernels(listKernels(out.graph, target), target.name));
   }
   // The final IR, unless a view of its own was asked for.

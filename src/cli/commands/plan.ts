@@ -5,7 +5,7 @@
 // the graph alone and the memory plan is the one the WebGPU executor follows
 // (backends/webgpu/memory-plan.ts), so its bytes are the executor's.
 import type { Command } from 'commander';
-import { acquireDevice, NoAdapterError } from '../../backends/webgpu/index.ts';
+import type { KernelTarget } from '../../backends/webgpu/kernel-list.ts';
 import { type MemoryKind, planMemory } from '../../backends/webgpu/memory-plan.ts';
 import { planPaging } from '../../backends/webgpu/paging.ts';
 import type { Graph } from '../../ir/graph.ts';
@@ -17,6 +17,7 @@ import { GRAD_PREFIX } from '../../passes/autodiff/index.ts';
 import { runPipeline } from '../../passes/index.ts';
 import { runPipelines } from '../../train/setup.ts';
 import { positiveInt } from '../options.ts';
+import { thisMachineKernelTarget } from './kernel-target.ts';
 import { commandModelGraph } from './model-graph.ts';
 
 export interface PlanOptions {
@@ -74,16 +75,9 @@ function placeholderOffsets(g: Graph): Graph {
   );
 }
 
-async function adapterTarget(o: PlanOptions): Promise<{ f16: boolean; software: boolean; name: string }> {
+async function adapterTarget(o: PlanOptions): Promise<KernelTarget & { name: string }> {
   if (o.target) return { f16: false, software: o.target === 'software', name: `${o.target} adapter` };
-  try {
-    const gpu = await acquireDevice();
-    gpu.device.destroy();
-    return { f16: gpu.f16, software: gpu.software, name: gpu.adapterInfo };
-  } catch (e) {
-    if (!(e instanceof NoAdapterError)) throw e;
-    return { f16: false, software: false, name: 'hardware adapter (none here)' };
-  }
+  return thisMachineKernelTarget();
 }
 
 /** Model params (as the model has them, before 4-bit packing) left frozen, and trainable params after the methods. */

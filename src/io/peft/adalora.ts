@@ -7,7 +7,7 @@
 // a module without a key keeps init_r.
 import { z } from 'zod';
 import { FormatError } from '../errors.ts';
-import { loraConfigSchema } from './config.ts';
+import { loraConfigSchema, parseConfigFields } from './config.ts';
 
 /** AdaLoraConfig's field defaults (total_step has none: PEFT refuses None). */
 export const adaloraConfigSchema = loraConfigSchema.extend({
@@ -27,26 +27,22 @@ export const adaloraConfigSchema = loraConfigSchema.extend({
 export type AdaLoraAdapterConfig = z.infer<typeof adaloraConfigSchema>;
 
 export function parseAdaLoraConfig(json: unknown, file: string): AdaLoraAdapterConfig {
-  const r = adaloraConfigSchema.safeParse(json);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new FormatError(file, `invalid value: ${i.message}`, i.path.join('.') || '(root)');
-  }
-  for (const [key, mask] of Object.entries(r.data.rank_pattern ?? {})) {
+  const c = parseConfigFields(adaloraConfigSchema, json, file);
+  for (const [key, mask] of Object.entries(c.rank_pattern ?? {})) {
     if (!key.endsWith('.lora_E'))
       throw new FormatError(
         file,
         "AdaLoRA's rank_pattern keys are '<module>.lora_E' (as PEFT writes them)",
         `rank_pattern.${key}`,
       );
-    if (mask.length !== r.data.init_r)
+    if (mask.length !== c.init_r)
       throw new FormatError(
         file,
-        `a mask of ${mask.length} entries, but init_r is ${r.data.init_r} (one entry per initial triplet)`,
+        `a mask of ${mask.length} entries, but init_r is ${c.init_r} (one entry per initial triplet)`,
         `rank_pattern.${key}`,
       );
   }
-  return r.data;
+  return c;
 }
 
 /** The mask of `module` (its HF path), or undefined: PEFT looks the module up by exact name. */

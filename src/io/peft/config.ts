@@ -36,23 +36,29 @@ export const loraConfigSchema = z.looseObject({
 
 export type LoraAdapterConfig = z.infer<typeof loraConfigSchema>;
 
-/** Validates a parsed LoRA adapter_config.json object; `file` is named in errors. */
-export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): LoraAdapterConfig {
-  const r = loraConfigSchema.safeParse(json);
+/** `json` checked against an adapter_config.json schema; the first problem names `file` and the field. */
+export function parseConfigFields<S extends z.ZodType>(schema: S, json: unknown, file: string): z.output<S> {
+  const r = schema.safeParse(json);
   if (!r.success) {
     const i = r.error.issues[0];
     throw new FormatError(file, `invalid value: ${i.message}`, i.path.join('.') || '(root)');
   }
-  if (r.data.peft_type !== 'LORA') {
+  return r.data;
+}
+
+/** Validates a parsed LoRA adapter_config.json object; `file` is named in errors. */
+export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): LoraAdapterConfig {
+  const c = parseConfigFields(loraConfigSchema, json, file);
+  if (c.peft_type !== 'LORA') {
     throw new FormatError(
       file,
-      `peft_type '${r.data.peft_type}' is not supported (peftc reads LORA and ADALORA adapters, and its own MALORA_MOE)`,
+      `peft_type '${c.peft_type}' is not supported (peftc reads LORA and ADALORA adapters, and its own MALORA_MOE)`,
       'peft_type',
     );
   }
   for (const [field, pat] of [
-    ['rank_pattern', r.data.rank_pattern],
-    ['alpha_pattern', r.data.alpha_pattern],
+    ['rank_pattern', c.rank_pattern],
+    ['alpha_pattern', c.alpha_pattern],
   ] as const) {
     for (const key of Object.keys(pat ?? {})) {
       try {
@@ -66,7 +72,7 @@ export function parseLoraConfig(json: unknown, file = 'adapter_config.json'): Lo
       }
     }
   }
-  return r.data;
+  return c;
 }
 
 /** A config with every default filled in (PEFT's `LoraConfig()` plus the given fields). */

@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { formatShape } from '../../ir/shape.ts';
 import { FormatError } from '../errors.ts';
-import { loraConfigSchema } from './config.ts';
+import { loraConfigSchema, parseConfigFields } from './config.ts';
 import { MOE_PARTS, type MoePart } from './keys.ts';
 import type { KeyedTensor } from './validate.ts';
 
@@ -26,14 +26,10 @@ export const maloraMoeConfigSchema = loraConfigSchema.extend({
 export type MaloraMoeAdapterConfig = z.infer<typeof maloraMoeConfigSchema>;
 
 export function parseMaloraMoeConfig(json: unknown, file: string): MaloraMoeAdapterConfig {
-  const r = maloraMoeConfigSchema.safeParse(json);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new FormatError(file, `invalid value: ${i.message}`, i.path.join('.') || '(root)');
-  }
-  if (r.data.top_k > r.data.num_experts)
-    throw new FormatError(file, `top_k ${r.data.top_k} exceeds num_experts ${r.data.num_experts}`, 'top_k');
-  return r.data;
+  const c = parseConfigFields(maloraMoeConfigSchema, json, file);
+  if (c.top_k > c.num_experts)
+    throw new FormatError(file, `top_k ${c.top_k} exceeds num_experts ${c.num_experts}`, 'top_k');
+  return c;
 }
 
 /** Each adapted module holds all four parts, with the shapes the config gives. */

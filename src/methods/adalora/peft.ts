@@ -7,7 +7,7 @@ import { FormatError } from '../../io/errors.ts';
 import { checkImplemented, isAdaLoraConfig, type PeftAdapterConfig } from '../../io/peft/index.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
-import { sharedConfigFields } from '../lora/peft.ts';
+import { optionsFromConfig, sharedConfigFields } from '../lora/peft.ts';
 import type { PeftAdapterData } from '../registry.ts';
 import { keptIndices } from './inject.ts';
 import { type AdaLoraOptions, adaloraOptions } from './options.ts';
@@ -29,38 +29,37 @@ export function adaloraOptionsFromPeft(
       'missing: PEFT requires total_step for AdaLoRA (an integer > 0)',
       'total_step',
     );
-  const r = adaloraOptions.safeParse({
-    init_r: c.init_r,
-    target_r: c.target_r,
-    tinit: c.tinit,
-    tfinal: c.tfinal,
-    deltaT: c.deltaT,
-    beta1: c.beta1,
-    beta2: c.beta2,
-    orth_reg_weight: c.orth_reg_weight,
-    total_step: c.total_step,
-    rank_pattern: c.rank_pattern,
-    r: c.r,
-    lora_alpha: c.lora_alpha,
-    lora_dropout: c.lora_dropout,
-    target_modules: c.target_modules,
-    exclude_modules: c.exclude_modules,
-    layers_to_transform: c.layers_to_transform,
-    layers_pattern: c.layers_pattern,
-    init_lora_weights: 'given',
-    use_rslora: c.use_rslora,
-    use_dora: c.use_dora,
-    loftq_config: c.loftq_config,
-    bias: c.bias,
-    modules_to_save: c.modules_to_save,
-    fan_in_fan_out: c.fan_in_fan_out,
-    adapter_name: adapterName,
-  });
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new FormatError(file, issue.message, issue.path.join('.'));
-  }
-  return r.data;
+  return optionsFromConfig(
+    adaloraOptions,
+    {
+      init_r: c.init_r,
+      target_r: c.target_r,
+      tinit: c.tinit,
+      tfinal: c.tfinal,
+      deltaT: c.deltaT,
+      beta1: c.beta1,
+      beta2: c.beta2,
+      orth_reg_weight: c.orth_reg_weight,
+      total_step: c.total_step,
+      rank_pattern: c.rank_pattern,
+      r: c.r,
+      lora_alpha: c.lora_alpha,
+      lora_dropout: c.lora_dropout,
+      target_modules: c.target_modules,
+      exclude_modules: c.exclude_modules,
+      layers_to_transform: c.layers_to_transform,
+      layers_pattern: c.layers_pattern,
+      init_lora_weights: 'given',
+      use_rslora: c.use_rslora,
+      use_dora: c.use_dora,
+      loftq_config: c.loftq_config,
+      bias: c.bias,
+      modules_to_save: c.modules_to_save,
+      fan_in_fan_out: c.fan_in_fan_out,
+      adapter_name: adapterName,
+    },
+    file,
+  );
 }
 
 /** adapter_config.json fields as PEFT's AdaLoraConfig writes them for a causal LM. */

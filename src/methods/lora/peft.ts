@@ -1,6 +1,7 @@
 // LoRA's PEFT format (the `peft` hooks of the lora method, methods/registry.ts): the
 // LoRA options an adapter_config.json stands for, and the config and tensors PEFT's
 // save_pretrained writes for a trained LoRA adapter (use_dora included).
+import type { z } from 'zod';
 import { FormatError } from '../../io/errors.ts';
 import {
   checkImplemented,
@@ -17,6 +18,23 @@ import { ALL_LINEAR, fullMatch, outputHeads, savedTargetModules } from '../targe
 import { type LoraOptions, loraOptions } from './options.ts';
 import { initialName, isResidualInit } from './residual-init.ts';
 
+/**
+ * A method's options for the fields of a saved adapter_config.json (`file`), checked by the
+ * method's own schema; the first problem names the file and the field.
+ */
+export function optionsFromConfig<S extends z.ZodType>(
+  schema: S,
+  fields: Record<string, unknown>,
+  file: string,
+): z.output<S> {
+  const r = schema.safeParse(fields);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new FormatError(file, issue.message, issue.path.join('.'));
+  }
+  return r.data;
+}
+
 /** LoRA options (recipe form) equivalent to a PEFT adapter_config.json. */
 export function loraOptionsFromPeft(c: PeftAdapterConfig, adapterName: string, file: string): LoraOptions {
   if (isAdaLoraConfig(c) || c.peft_type !== 'LORA')
@@ -24,35 +42,34 @@ export function loraOptionsFromPeft(c: PeftAdapterConfig, adapterName: string, f
   // A field that changes the math and is not implemented is refused, never ignored.
   checkImplemented(c, file);
   if (c.target_modules === null) throw new FormatError(file, 'target_modules is missing', 'target_modules');
-  const r = loraOptions.safeParse({
-    r: c.r,
-    lora_alpha: c.lora_alpha,
-    lora_dropout: c.lora_dropout,
-    target_modules: c.target_modules,
-    exclude_modules: c.exclude_modules,
-    bias: c.bias,
-    use_rslora: c.use_rslora,
-    use_dora: c.use_dora,
-    // A residual init (PiSSA, OLoRA) is recomputed on load, as PEFT does; the file's A and B
-    // then replace the init's. Any other init only set A and B, which the file holds.
-    init_lora_weights:
-      typeof c.init_lora_weights === 'string' && residualInit(c.init_lora_weights)
-        ? c.init_lora_weights.toLowerCase() === 'olora'
-          ? 'olora'
-          : c.init_lora_weights
-        : 'given',
-    rank_pattern: c.rank_pattern ?? {},
-    alpha_pattern: c.alpha_pattern ?? {},
-    layers_to_transform: c.layers_to_transform,
-    layers_pattern: c.layers_pattern,
-    modules_to_save: c.modules_to_save,
-    adapter_name: adapterName,
-  });
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new FormatError(file, issue.message, issue.path.join('.'));
-  }
-  return r.data;
+  return optionsFromConfig(
+    loraOptions,
+    {
+      r: c.r,
+      lora_alpha: c.lora_alpha,
+      lora_dropout: c.lora_dropout,
+      target_modules: c.target_modules,
+      exclude_modules: c.exclude_modules,
+      bias: c.bias,
+      use_rslora: c.use_rslora,
+      use_dora: c.use_dora,
+      // A residual init (PiSSA, OLoRA) is recomputed on load, as PEFT does; the file's A and B
+      // then replace the init's. Any other init only set A and B, which the file holds.
+      init_lora_weights:
+        typeof c.init_lora_weights === 'string' && residualInit(c.init_lora_weights)
+          ? c.init_lora_weights.toLowerCase() === 'olora'
+            ? 'olora'
+            : c.init_lora_weights
+          : 'given',
+      rank_pattern: c.rank_pattern ?? {},
+      alpha_pattern: c.alpha_pattern ?? {},
+      layers_to_transform: c.layers_to_transform,
+      layers_pattern: c.layers_pattern,
+      modules_to_save: c.modules_to_save,
+      adapter_name: adapterName,
+    },
+    file,
+  );
 }
 
 /** A LoRA param of adapter `a`: `<m>.lora_X.<a>.weight` or, for embeddings, `<m>.lora_embedding_X.<a>`. */

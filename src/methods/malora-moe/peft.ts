@@ -7,7 +7,7 @@ import { isMaloraMoeConfig, type PeftAdapterConfig } from '../../io/peft/index.t
 import type { Graph } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { adapterSites } from '../adapters/sites.ts';
-import { sharedConfigFields } from '../lora/peft.ts';
+import { optionsFromConfig, sharedConfigFields } from '../lora/peft.ts';
 import { MethodError, type PeftAdapterData } from '../registry.ts';
 import { type MaloraMoeOptions, maloraMoeOptions } from './options.ts';
 import { maloraMoeStructure } from './structure.ts';
@@ -48,23 +48,22 @@ export function maloraMoeFromConfig(
       'peft_type',
     );
   if (c.target_modules === null) throw new FormatError(file, 'target_modules is missing', 'target_modules');
-  const r = maloraMoeOptions.safeParse({
-    num_experts: c.num_experts,
-    top_k: c.top_k,
-    r: c.r,
-    shared_rank: c.shared_rank,
-    lora_alpha: c.lora_alpha,
-    lora_dropout: c.lora_dropout,
-    target_modules: c.target_modules,
-    exclude_modules: c.exclude_modules,
-    layers_to_transform: c.layers_to_transform,
-    layers_pattern: c.layers_pattern,
-    init_lora_weights: 'given',
-    adapter_name: adapterName,
-  });
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new FormatError(file, issue.message, issue.path.join('.'));
-  }
-  return r.data;
+  return optionsFromConfig(
+    maloraMoeOptions,
+    {
+      num_experts: c.num_experts,
+      top_k: c.top_k,
+      r: c.r,
+      shared_rank: c.shared_rank,
+      lora_alpha: c.lora_alpha,
+      lora_dropout: c.lora_dropout,
+      target_modules: c.target_modules,
+      exclude_modules: c.exclude_modules,
+      layers_to_transform: c.layers_to_transform,
+      layers_pattern: c.layers_pattern,
+      init_lora_weights: 'given',
+      adapter_name: adapterName,
+    },
+    file,
+  );
 }

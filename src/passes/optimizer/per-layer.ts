@@ -15,8 +15,7 @@ import type { Graph, Node } from '../../ir/graph.ts';
  * param, a constant) is placed just before its first added reader.
  */
 export function placeUpdatesEarly(g: Graph, added: (n: Node) => boolean): Graph {
-  const users = new Map<number, Node[]>();
-  for (const n of g.nodes) for (const i of new Set(n.inputs)) users.set(i, [...(users.get(i) ?? []), n]);
+  const users = g.users();
   const isSource = (n: Node) => n.inputs.length === 0;
   // Unplaced inputs of each added node that are not added sources (those come along with it).
   const waiting = new Map<number, number>();
@@ -39,11 +38,12 @@ export function placeUpdatesEarly(g: Graph, added: (n: Node) => boolean): Graph 
     placed.add(n.id);
     // An added source is not counted in its readers' waits (it comes along with them).
     if (added(n) && isSource(n)) return;
-    for (const u of users.get(n.id) ?? []) {
-      const left = waiting.get(u.id);
+    // Each reader once (users() lists a reader once per input slot that reads n).
+    for (const u of new Set(users.get(n.id) ?? [])) {
+      const left = waiting.get(u);
       if (left === undefined) continue;
-      waiting.set(u.id, left - 1);
-      if (left === 1) ready.push(u);
+      waiting.set(u, left - 1);
+      if (left === 1) ready.push(g.node(u));
     }
   };
   const drain = () => {
