@@ -25,6 +25,7 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/ir.ts'),
   () => import('./commands/quantize.ts'),
   () => import('./commands/plan.ts'),
+  () => import('./commands/export.ts'),
 ];
 
 function packageVersion(): string {

@@ -1,0 +1,9 @@
+// The export formats `peftc export --format <name>` offers. Adding a format: one module
+// exporting an ExportFormat (format.ts), one entry below. Keep the descriptor light: `run`
+// imports the heavy machinery (compiler, ts-morph, ...) when it is called, so that
+// `peftc --help` stays fast.
+import type { ExportFormat } from './format.ts';
+
+export type { ExportFlag, ExportFormat, ExportOptions } from './format.ts';
+
+export const EXPORT_FORMATS: readonly ExportFormat[] = [];
