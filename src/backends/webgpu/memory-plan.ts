@@ -133,8 +133,9 @@ export interface MemoryPlanOptions {
   readonly gradients?: ReadonlySet<number>;
 }
 
-function paramIdByName(graph: Graph, name: string): number | undefined {
-  return graph.params().find((p) => p.attrs.name === name)?.id;
+/** Param node id by name (one scan: the plan asks once per `assign:` output). */
+function paramIds(graph: Graph): ReadonlyMap<string, number> {
+  return new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
 }
 
 /** Device bytes of a node's value. */
@@ -157,6 +158,7 @@ function sourceKind(n: Node): MemoryKind {
  */
 function inPlaceCandidates(
   graph: Graph,
+  paramIdByName: ReadonlyMap<string, number>,
   paged: ReadonlySet<number>,
   lastReader: ReadonlyMap<number, number>,
 ): Map<number, [number, number]> {
@@ -165,7 +167,7 @@ function inPlaceCandidates(
   const out = new Map<number, [number, number]>();
   for (const o of graph.outputs) {
     if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
-    const p = paramIdByName(graph, o.name.slice(ASSIGN_PREFIX.length));
+    const p = paramIdByName.get(o.name.slice(ASSIGN_PREFIX.length));
     if (p === undefined || p === o.id || paged.has(p) || outputsOf.has(p) || outputsOf.get(o.id) !== 1)
       continue;
     out.set(o.id, [p, Math.max(graph.position(o.id), lastReader.get(p) ?? -1)]);
@@ -176,6 +178,7 @@ function inPlaceCandidates(
 export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanOptions = {}): MemoryPlan {
   const paged = opts.paged ?? new Set<number>();
   const gradients = opts.gradients ?? new Set<number>();
+  const paramIdByName = paramIds(graph);
   // Last reader of each value; graph outputs live to the end.
   const lastUse = new Map<number, number>();
   const lastReader = new Map<number, number>();
@@ -190,7 +193,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   const downloads = new Map<number, number[]>();
   for (const o of graph.outputs) {
     const p = o.name.startsWith(ASSIGN_PREFIX)
-      ? paramIdByName(graph, o.name.slice(ASSIGN_PREFIX.length))
+      ? paramIdByName.get(o.name.slice(ASSIGN_PREFIX.length))
       : undefined;
     if (p !== undefined && paged.has(p)) {
       if (p !== o.id) downloads.set(o.id, [...(downloads.get(o.id) ?? []), p]);
@@ -199,7 +202,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   for (const id of downloads.keys()) if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
   // In-place assigns: copied after position `at`, freed after max(at, last reader).
   const inPlace = opts.inPlaceAssigns
-    ? inPlaceCandidates(graph, paged, lastReader)
+    ? inPlaceCandidates(graph, paramIdByName, paged, lastReader)
     : new Map<number, [number, number]>();
   const copyAt = new Map<number, number[]>();
   const releaseAt = new Map<number, number[]>();

@@ -57,7 +57,7 @@ function groups(g: Graph): Map<number, Group> {
       }
     }
     if (members.size < 2) continue;
-    const ordered = g.nodes.filter((n) => members.has(n.id));
+    const ordered = [...members].sort((a, b) => g.position(a) - g.position(b)).map((id) => g.node(id));
     out.set(root.id, { members: ordered, externals: [...externals].filter((e) => !members.has(e)) });
   }
   return out;
