@@ -16,7 +16,7 @@ import { acquireDevice, checked, type GpuContext, WebGpuError, type WebGpuOption
 import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
 import { type PagingOptions, planPaging } from './paging.ts';
 import { PipelineCache } from './pipelines.ts';
-import { buildSchedule, describeNode, type Schedule } from './schedule.ts';
+import { buildSchedule, type DeviceRegion, describeNode, type Schedule } from './schedule.ts';
 import { PassTimer } from './timing.ts';
 
 export interface TimedResult {
@@ -129,7 +129,8 @@ export class WebGpuExecutable implements Executable {
           `feed for input '${name}' is ${t.dtype}${formatShape(t.shape)} but the graph expects ${want}`,
         );
       }
-      device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(t));
+      const r = this.buf(n.id);
+      device.queue.writeBuffer(r.buffer, r.offset, encodeTensor(t));
     }
     const { dispatches } = this.schedule;
     const perDispatch = !!timing.perDispatch && this.gpu.timestamps;
@@ -179,7 +180,8 @@ export class WebGpuExecutable implements Executable {
           const s = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
           // A value written into its param in place was freed there; the param holds it.
           const written = transfers.find((x) => x.kind === 'assign' && x.value === n.id);
-          enc.copyBufferToBuffer(written ? (written.target as GPUBuffer) : this.buf(n.id), 0, s, 0, size);
+          const from = written ? (written.target as DeviceRegion) : this.buf(n.id);
+          enc.copyBufferToBuffer(from.buffer, from.offset, s, 0, size);
           staging.push(s);
         }
         // Assigns after the output copies: outputs are the values of this run.
@@ -236,7 +238,7 @@ export class WebGpuExecutable implements Executable {
    * held in another assigned param's buffer (assign:a = b, assign:b = a) is staged first.
    */
   private recordAssigns(enc: GPUCommandEncoder, temps: GPUBuffer[]): void {
-    const copies: { src: GPUBuffer; target: GPUBuffer }[] = [];
+    const copies: { src: DeviceRegion; target: DeviceRegion; bytes: number }[] = [];
     for (const o of this.graph.outputs) {
       if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
       const targetId = this.paramId(o.name.slice(ASSIGN_PREFIX.length));
@@ -244,21 +246,24 @@ export class WebGpuExecutable implements Executable {
       if (this.assignedInPlace.has(targetId)) continue; // written during the run
       const target = this.buf(targetId);
       const src = this.buf(o.id);
-      if (src !== target) copies.push({ src, target });
+      const p = this.graph.node(targetId).type;
+      // Params own their buffers (offset 0): a value in one is that param's.
+      if (src.buffer !== target.buffer)
+        copies.push({ src, target, bytes: gpuByteSize(p.dtype, numel(p.shape)) });
     }
-    const targets = new Set(copies.map((c) => c.target));
+    const targets = new Set(copies.map((c) => c.target.buffer));
     for (const c of copies) {
-      if (!targets.has(c.src)) continue;
+      if (!targets.has(c.src.buffer)) continue;
       const tmp = this.gpu.device.createBuffer({
-        size: c.src.size,
+        size: c.bytes,
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       });
-      enc.copyBufferToBuffer(c.src, 0, tmp, 0, c.src.size);
+      enc.copyBufferToBuffer(c.src.buffer, c.src.offset, tmp, 0, c.bytes);
       temps.push(tmp);
-      c.src = tmp;
+      c.src = { buffer: tmp, offset: 0 };
     }
-    for (const { src, target } of copies) {
-      enc.copyBufferToBuffer(src, 0, target, 0, Math.min(src.size, target.size));
+    for (const { src, target, bytes } of copies) {
+      enc.copyBufferToBuffer(src.buffer, src.offset, target.buffer, target.offset, bytes);
     }
   }
 
@@ -280,16 +285,17 @@ export class WebGpuExecutable implements Executable {
       new Uint8Array(s.getMappedRange()).set(this.host.get(t.param) as Uint8Array);
       s.unmap();
       uploads.push(s);
-      enc.copyBufferToBuffer(s, 0, t.buffer, 0, t.bytes);
+      enc.copyBufferToBuffer(s, 0, t.buffer.buffer, t.buffer.offset, t.bytes);
     } else if (t.kind === 'download') {
       const s = device.createBuffer({
         size: t.bytes,
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       });
       downloads.set(k, s);
-      enc.copyBufferToBuffer(t.buffer, 0, s, 0, t.bytes);
+      enc.copyBufferToBuffer(t.buffer.buffer, t.buffer.offset, s, 0, t.bytes);
     } else {
-      enc.copyBufferToBuffer(t.buffer, 0, t.target as GPUBuffer, 0, t.bytes);
+      const to = t.target as DeviceRegion;
+      enc.copyBufferToBuffer(t.buffer.buffer, t.buffer.offset, to.buffer, to.offset, t.bytes);
     }
   }
 
@@ -325,7 +331,7 @@ export class WebGpuExecutable implements Executable {
     throw e;
   }
 
-  private buf(id: number): GPUBuffer {
+  private buf(id: number): DeviceRegion {
     const b = this.schedule.buffers.get(id);
     if (!b) throw new WebGpuError(`internal: no buffer for %${id}`);
     return b;
@@ -359,7 +365,8 @@ export class WebGpuExecutable implements Executable {
         () => `reading param '${name}'`,
         () => {
           const enc = device.createCommandEncoder();
-          enc.copyBufferToBuffer(this.buf(id), 0, s, 0, size);
+          const r = this.buf(id);
+          enc.copyBufferToBuffer(r.buffer, r.offset, s, 0, size);
           device.queue.submit([enc.finish()]);
         },
       );
@@ -383,7 +390,10 @@ export class WebGpuExecutable implements Executable {
         await checked(
           this.gpu,
           () => `writing param '${name}'`,
-          () => this.gpu.device.queue.writeBuffer(this.buf(n.id), 0, encodeTensor(value)),
+          () => {
+            const r = this.buf(n.id);
+            this.gpu.device.queue.writeBuffer(r.buffer, r.offset, encodeTensor(value));
+          },
         );
       }
     });

@@ -83,26 +83,32 @@ export interface PlannedBuffer {
   readonly kind: MemoryKind;
 }
 
-/** A copy before dispatch `at` (see schedule.ts Transfer), by buffer index. */
+/** Where a value lives: a planned buffer (by index) and a byte offset in it (a multiple of 256). */
+export interface Region {
+  readonly buffer: number;
+  readonly offset: number;
+}
+
+/** A copy before dispatch `at` (see schedule.ts Transfer). */
 export interface PlannedTransfer {
   readonly kind: 'upload' | 'download' | 'assign';
   readonly at: number;
   readonly param: number;
   readonly value: number;
-  /** Upload: the param's pooled buffer; download / assign: the buffer holding the new value. */
-  readonly buffer: number;
-  /** Assign: the param's buffer. */
-  readonly target?: number;
+  /** Upload: the param's pooled region; download / assign: the region holding the new value. */
+  readonly buffer: Region;
+  /** Assign: the param's region. */
+  readonly target?: Region;
   readonly bytes: number;
 }
 
 export interface MemoryPlan {
   readonly nodes: readonly NodePlan[];
   readonly buffers: readonly PlannedBuffer[];
-  /** Buffer index of each value (aliases share one). */
-  readonly valueBuffer: ReadonlyMap<number, number>;
-  /** Scratch buffers of each node with some, by buffer index. */
-  readonly scratch: ReadonlyMap<number, readonly number[]>;
+  /** Region of each value (aliases share one). */
+  readonly valueRegion: ReadonlyMap<number, Region>;
+  /** Scratch regions of each node with some. */
+  readonly scratch: ReadonlyMap<number, readonly Region[]>;
   readonly transfers: readonly PlannedTransfer[];
   /** Dispatches per run (steps with work). */
   readonly dispatches: number;
@@ -112,9 +118,8 @@ export interface MemoryPlan {
   readonly deviceBytes: number;
   readonly pooledBytes: number;
   /**
-   * deviceBytes by kind: owned buffers by what they hold; pooled ones by what they hold at
-   * the point the pool reaches its full size (while the node that grew it last runs: its
-   * inputs, output and scratch live), a free one there counting as workspace.
+   * deviceBytes by kind: owned buffers by what they hold; pooled bytes by what they hold at
+   * the position where the most pooled bytes are live, the rest counting as workspace.
    */
   readonly byKind: Readonly<Record<MemoryKind, number>>;
 }
@@ -234,10 +239,26 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   };
   const valueKind = (n: Node): MemoryKind =>
     n.op === 'param' ? sourceKind(n) : gradients.has(n.id) ? 'gradients' : 'activations';
+  // Pooled slots one node's dispatches bind writable (output, scratch) and read-only (inputs,
+  // and what an earlier step wrote): WebGPU refuses both usages of one buffer in a dispatch,
+  // so these never share a buffer.
+  const conflicts = new Map<number, Set<number>>();
+  const conflict = (a: number, b: number) => {
+    if (a === b || !slots[a].pooled || !slots[b].pooled) return;
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ]) {
+      const set = conflicts.get(x);
+      if (set) set.add(y);
+      else conflicts.set(x, new Set([y]));
+    }
+  };
 
   const nodes: NodePlan[] = [];
   const scratch = new Map<number, number[]>();
-  const transfers: PlannedTransfer[] = [];
+  // By slot until the slots are packed into regions (below).
+  const transfers: (Omit<PlannedTransfer, 'buffer' | 'target'> & { buffer: number; target?: number })[] = [];
   let dispatches = 0;
   let uniformBytes = 0;
   graph.nodes.forEach((node, at) => {
@@ -282,6 +303,13 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         return i;
       });
       if (s.length) scratch.set(node.id, s);
+      // A later step may read what an earlier one wrote (scratch, the output): the written
+      // slots are apart from each other too.
+      const written = [valueBuffer.get(node.id) as number, ...s];
+      for (const w of written) {
+        for (const i of node.inputs) conflict(w, valueBuffer.get(i) as number);
+        for (const v of written) conflict(w, v);
+      }
       for (const step of plan.steps) {
         if (step.workgroups === 0) continue;
         dispatches++;
@@ -327,14 +355,19 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     )
       unref(node.id);
   });
-  const { buffers, bufferOf, byKind } = packSlots(slots, uniformBytes);
-  const remap = (b: number) => bufferOf[b];
-  for (const [id, b] of valueBuffer) valueBuffer.set(id, remap(b));
-  for (const [id, bs] of scratch) scratch.set(id, bs.map(remap));
+  const { buffers, regionOf, byKind } = packSlots(slots, uniformBytes, conflicts);
+  const valueRegion = new Map<number, Region>();
+  for (const [id, b] of valueBuffer) valueRegion.set(id, regionOf[b]);
+  const scratchRegions = new Map<number, Region[]>();
+  for (const [id, bs] of scratch)
+    scratchRegions.set(
+      id,
+      bs.map((b) => regionOf[b]),
+    );
   const placed = transfers.map((t) => ({
     ...t,
-    buffer: remap(t.buffer),
-    target: t.target === undefined ? undefined : remap(t.target),
+    buffer: regionOf[t.buffer],
+    target: t.target === undefined ? undefined : regionOf[t.target],
   }));
   let pooledBytes = 0;
   for (const b of buffers) if (b.pooled) pooledBytes += b.bytes;
@@ -342,8 +375,8 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   return {
     nodes,
     buffers,
-    valueBuffer,
-    scratch,
+    valueRegion,
+    scratch: scratchRegions,
     transfers: placed,
     dispatches,
     uniformBytes,
@@ -364,14 +397,65 @@ export interface Slot {
   end: number;
 }
 
-/** Pooled slots grouped into buffers: each group's slots have disjoint lifetimes. */
-type Packing = { size: number; slots: number[] }[];
+/** Pooled slots grouped into buffers, each slot at an offset; tenants overlapping in time have disjoint ranges. */
+type Packing = { size: number; slots: number[]; offsets: number[] }[];
 
 const overlaps = (a: Slot, b: Slot) => a.start <= b.end && b.start <= a.end;
 
 /**
- * Greedy by size: largest first, each into the buffer none of whose tenants it overlaps and
- * that leaves the shortest idle time around it (then the smallest), else a new buffer.
+ * Greedy by size with offsets: largest first, each at the lowest offset of the first buffer
+ * where no tenant live at the same time occupies its bytes and none is bound with it in one
+ * dispatch (a read and a write of one buffer: WebGPU refuses), else in a new buffer.
+ */
+function bySizeWithOffsets(
+  slots: readonly Slot[],
+  pooled: readonly number[],
+  conflicts: ReadonlyMap<number, ReadonlySet<number>>,
+): Packing {
+  const order = [...pooled].sort(
+    (a, b) => slots[b].bytes - slots[a].bytes || slots[a].start - slots[b].start,
+  );
+  const groups: Packing = [];
+  const groupOf = new Map<number, number>();
+  for (const i of order) {
+    const s = slots[i];
+    const barred = new Set<number>();
+    for (const c of conflicts.get(i) ?? []) {
+      const g = groupOf.get(c);
+      if (g !== undefined) barred.add(g);
+    }
+    let placed = false;
+    for (let g = 0; g < groups.length && !placed; g++) {
+      if (barred.has(g)) continue;
+      const { size, slots: tenants, offsets } = groups[g];
+      const busy: [number, number][] = [];
+      tenants.forEach((t, k) => {
+        if (overlaps(slots[t], s)) busy.push([offsets[k], offsets[k] + slots[t].bytes]);
+      });
+      busy.sort((a, b) => a[0] - b[0]);
+      let at = 0;
+      for (const [lo, hi] of busy) {
+        if (lo - at >= s.bytes) break;
+        at = Math.max(at, hi);
+      }
+      if (at + s.bytes > size) continue;
+      tenants.push(i);
+      offsets.push(at);
+      groupOf.set(i, g);
+      placed = true;
+    }
+    if (!placed) {
+      groups.push({ size: s.bytes, slots: [i], offsets: [0] });
+      groupOf.set(i, groups.length - 1);
+    }
+  }
+  return groups;
+}
+
+/**
+ * Greedy by size, one tenant at a time per buffer: largest first, each into the buffer none
+ * of whose tenants it overlaps and that leaves the shortest idle time around it (then the
+ * smallest), else a new buffer.
  */
 function greedyBySize(slots: readonly Slot[], pooled: readonly number[]): Packing {
   const order = [...pooled].sort(
@@ -402,13 +486,14 @@ function greedyBySize(slots: readonly Slot[], pooled: readonly number[]): Packin
       }
     }
     if (best < 0) {
-      groups.push({ size: s.bytes, slots: [i] });
+      groups.push({ size: s.bytes, slots: [i], offsets: [0] });
       continue;
     }
     const list = groups[best].slots;
     let at = list.findIndex((t) => slots[t].start > s.start);
     if (at < 0) at = list.length;
     list.splice(at, 0, i);
+    groups[best].offsets.push(0);
   }
   return groups;
 }
@@ -429,10 +514,11 @@ function inOrder(slots: readonly Slot[], pooled: readonly number[]): Packing {
       )
         best = g;
     if (best < 0) {
-      groups.push({ size: s.bytes, slots: [i] });
+      groups.push({ size: s.bytes, slots: [i], offsets: [0] });
       busyUntil.push(s.end);
     } else {
       groups[best].slots.push(i);
+      groups[best].offsets.push(0);
       busyUntil[best] = s.end;
     }
   }
@@ -442,34 +528,38 @@ function inOrder(slots: readonly Slot[], pooled: readonly number[]): Packing {
 const packedBytes = (p: Packing) => p.reduce((a, g) => a + g.size, 0);
 
 /**
- * Packs pooled slots into shared buffers (the smaller of greedy by size and an online pool:
- * neither wins on every schedule) and owned slots into their own buffers. Bytes by kind:
- * owned buffers by what they hold; pooled ones by what they hold at the position where the
- * most pooled bytes are live, a buffer idle there counting as workspace.
+ * Packs pooled slots into shared buffers (the smallest of three packings: none wins on every
+ * schedule) and owned slots into their own buffers. Bytes by kind: owned buffers by what
+ * they hold; pooled bytes by what is live at the position where the most pooled bytes are,
+ * the rest of the pooled buffers counting as workspace.
  */
 export function packSlots(
   slots: readonly Slot[],
   uniformBytes: number,
-): { buffers: PlannedBuffer[]; bufferOf: number[]; byKind: Record<MemoryKind, number> } {
+  conflicts: ReadonlyMap<number, ReadonlySet<number>> = new Map(),
+): { buffers: PlannedBuffer[]; regionOf: Region[]; byKind: Record<MemoryKind, number> } {
   const buffers: PlannedBuffer[] = [];
-  const bufferOf: number[] = new Array(slots.length);
+  const regionOf: Region[] = new Array(slots.length);
   const pooled: number[] = [];
   slots.forEach((s, i) => {
     if (s.pooled) pooled.push(i);
     else {
       buffers.push({ bytes: s.bytes, label: s.label, pooled: false, kind: s.kind });
-      bufferOf[i] = buffers.length - 1;
+      regionOf[i] = { buffer: buffers.length - 1, offset: 0 };
     }
   });
-  const bySize = greedyBySize(slots, pooled);
-  const online = inOrder(slots, pooled);
-  const groups = packedBytes(bySize) <= packedBytes(online) ? bySize : online;
-  const tenants = new Map<number, number[]>();
+  const candidates = [
+    bySizeWithOffsets(slots, pooled, conflicts),
+    greedyBySize(slots, pooled),
+    inOrder(slots, pooled),
+  ];
+  const groups = candidates.reduce((a, b) => (packedBytes(b) < packedBytes(a) ? b : a));
   for (const g of groups) {
     const first = slots[g.slots.reduce((a, b) => (slots[b].bytes > slots[a].bytes ? b : a))];
     buffers.push({ bytes: g.size, label: first.label, pooled: true, kind: first.kind });
-    tenants.set(buffers.length - 1, g.slots);
-    for (const i of g.slots) bufferOf[i] = buffers.length - 1;
+    g.slots.forEach((i, k) => {
+      regionOf[i] = { buffer: buffers.length - 1, offset: g.offsets[k] };
+    });
   }
   // The position where the most pooled bytes are live (a sweep over starts and ends).
   const events: [number, number][] = [];
@@ -479,7 +569,7 @@ export function packSlots(
   }
   events.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let live = 0;
-  let most = -1;
+  let most = 0;
   let peakAt = 0;
   for (const [t, d] of events) {
     live += d;
@@ -499,13 +589,13 @@ export function packSlots(
     workspace: 0,
     uniforms: uniformBytes,
   };
-  buffers.forEach((b, i) => {
-    if (!b.pooled) {
-      byKind[b.kind] += b.bytes;
-      return;
-    }
-    const t = tenants.get(i)?.find((x) => slots[x].start <= peakAt && peakAt <= slots[x].end);
-    byKind[t === undefined ? 'workspace' : slots[t].kind] += b.bytes;
-  });
-  return { buffers, bufferOf, byKind };
+  let pooledBytes = 0;
+  for (const b of buffers) {
+    if (b.pooled) pooledBytes += b.bytes;
+    else byKind[b.kind] += b.bytes;
+  }
+  for (const i of pooled)
+    if (slots[i].start <= peakAt && peakAt <= slots[i].end) byKind[slots[i].kind] += slots[i].bytes;
+  byKind.workspace += pooledBytes - most;
+  return { buffers, regionOf, byKind };
 }

@@ -7,7 +7,13 @@ import { numel } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { checked, type GpuContext, WebGpuError } from './device.ts';
 import { encodeTensor, gpuByteSize, isPacked } from './dtypes.ts';
-import { describeNode, type MemoryPlanOptions, type PlannedTransfer, planMemory } from './memory-plan.ts';
+import {
+  describeNode,
+  type MemoryPlanOptions,
+  type PlannedTransfer,
+  planMemory,
+  type Region,
+} from './memory-plan.ts';
 import type { PipelineCache } from './pipelines.ts';
 import { foldDispatch } from './program.ts';
 
@@ -21,19 +27,25 @@ export interface Dispatch {
   readonly size: readonly [number, number, number];
 }
 
-/** A planned copy (memory-plan.ts PlannedTransfer) with its device buffers. */
-export interface Transfer extends Omit<PlannedTransfer, 'buffer' | 'target'> {
+/** Where a value lives on the device: a buffer and a byte offset in it. */
+export interface DeviceRegion {
   readonly buffer: GPUBuffer;
-  /** Assign: the param's buffer. */
-  readonly target?: GPUBuffer;
+  readonly offset: number;
+}
+
+/** A planned copy (memory-plan.ts PlannedTransfer) with its device regions. */
+export interface Transfer extends Omit<PlannedTransfer, 'buffer' | 'target'> {
+  readonly buffer: DeviceRegion;
+  /** Assign: the param's region. */
+  readonly target?: DeviceRegion;
 }
 
 export interface Schedule {
   readonly dispatches: readonly Dispatch[];
   /** Paged-param copies, in dispatch order (empty without paging). */
   readonly transfers: readonly Transfer[];
-  /** Device buffer of each value (aliases share one). */
-  readonly buffers: ReadonlyMap<number, GPUBuffer>;
+  /** Device region of each value (aliases share one). */
+  readonly buffers: ReadonlyMap<number, DeviceRegion>;
   /** Every buffer the schedule owns (destroyed on dispose). */
   readonly owned: readonly GPUBuffer[];
   readonly pooledBytes: number;
@@ -91,7 +103,8 @@ export async function buildSchedule({
   for (const node of graph.nodes) {
     if (paged.has(node.id)) continue;
     const t = node.op === 'param' ? params.get(node.id) : node.op === 'const' ? constTensor(node) : undefined;
-    if (t) initial.set(plan.valueBuffer.get(node.id) as number, encodeTensor(t));
+    // Sources own their buffers (offset 0).
+    if (t) initial.set((plan.valueRegion.get(node.id) as Region).buffer, encodeTensor(t));
   }
   const owned: GPUBuffer[] = [];
   const made = plan.buffers.map((b, i) => {
@@ -109,7 +122,14 @@ export async function buildSchedule({
     owned.push(created);
     return created;
   });
-  const buf = (id: number) => made[plan.valueBuffer.get(id) as number];
+  const region = (r: Region): DeviceRegion => ({ buffer: made[r.buffer], offset: r.offset });
+  const regionOf = (id: number) => region(plan.valueRegion.get(id) as Region);
+  // A binding covers the value's bytes (whole 16-byte elements for vec4 access) at its offset.
+  const binding = (r: DeviceRegion, type: { dtype: Node['type']['dtype']; shape: readonly number[] }) => ({
+    buffer: r.buffer,
+    offset: r.offset,
+    size: Math.min(r.buffer.size - r.offset, Math.ceil(gpuByteSize(type.dtype, numel(type.shape)) / 16) * 16),
+  });
   const dispatches: Dispatch[] = [];
   const maxStorage = gpu.limits.maxStorageBuffersPerShaderStage;
   for (let pos = 0; pos < graph.nodes.length; pos++) {
@@ -126,8 +146,8 @@ export async function buildSchedule({
         `${describeNode(node)}: writing packed ${node.type.dtype} is not supported by this kernel`,
       );
     }
-    const out = buf(node.id);
-    const scratch = (plan.scratch.get(node.id) ?? []).map((i) => made[i]);
+    const out = binding(regionOf(node.id), node.type);
+    const scratchRegions = plan.scratch.get(node.id) ?? [];
     for (const step of kp.steps) {
       if (step.workgroups === 0) continue;
       if (step.bindings.length > maxStorage) {
@@ -156,9 +176,9 @@ export async function buildSchedule({
             b.ref.kind === 'output'
               ? out
               : b.ref.kind === 'scratch'
-                ? scratch[b.ref.index]
-                : buf(node.inputs[b.ref.index]);
-          entries.push({ binding: i + 1, resource: { buffer: bound } });
+                ? scratchBinding(region(scratchRegions[b.ref.index]), kp.scratch?.[b.ref.index] ?? 0)
+                : binding(regionOf(node.inputs[b.ref.index]), graph.node(node.inputs[b.ref.index]).type);
+          entries.push({ binding: i + 1, resource: bound });
         });
         const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
         return {
@@ -177,12 +197,21 @@ export async function buildSchedule({
   }
   const transfers: Transfer[] = plan.transfers.map((t) => ({
     ...t,
-    buffer: made[t.buffer],
-    target: t.target === undefined ? undefined : made[t.target],
+    buffer: region(t.buffer),
+    target: t.target === undefined ? undefined : region(t.target),
   }));
-  const buffers = new Map<number, GPUBuffer>();
-  for (const [id, i] of plan.valueBuffer) buffers.set(id, made[i]);
+  const buffers = new Map<number, DeviceRegion>();
+  for (const [id, r] of plan.valueRegion) buffers.set(id, region(r));
   return { dispatches, transfers, buffers, owned, pooledBytes: plan.pooledBytes };
+}
+
+/** A scratch binding: `bytes` (rounded up to 16) at its region. */
+function scratchBinding(r: DeviceRegion, bytes: number): GPUBufferBinding {
+  return {
+    buffer: r.buffer,
+    offset: r.offset,
+    size: Math.min(r.buffer.size - r.offset, Math.ceil(bytes / 16) * 16),
+  };
 }
 
 function constTensor(n: Node): Tensor {
