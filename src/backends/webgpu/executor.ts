@@ -53,7 +53,9 @@ export class WebGpuExecutable implements Executable {
   ) {
     this.inputs = graph.inputs();
     this.paramIds = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
-    this.assignedInPlace = new Set(schedule.transfers.filter((t) => t.kind === 'assign').map((t) => t.param));
+    this.assignedInPlace = new Set(
+      schedule.transfers.filter((t) => t.kind === 'assign').map((t) => t.param as number),
+    );
   }
 
   /** Params whose new value the run writes into their buffer as it goes (Transfer 'assign'). */
@@ -138,8 +140,10 @@ export class WebGpuExecutable implements Executable {
     const staging: GPUBuffer[] = [];
     const { transfers } = this.schedule;
     const uploads: GPUBuffer[] = [];
-    // Download staging by transfer index; outputs computed into paged values read it too.
+    // Download staging by transfer index; outputs computed into paged values read it too, and
+    // outputs copied out as they are made (transfer 'output') are read from it.
     const downloads = new Map<number, GPUBuffer>();
+    const asked = new Set(outNodes.map((n) => n.id));
     const t0 = performance.now();
     await checked(
       this.gpu,
@@ -151,7 +155,7 @@ export class WebGpuExecutable implements Executable {
         let first = true;
         for (let seg = 0; seg <= dispatches.length; ) {
           for (; t < transfers.length && transfers[t].at === seg; t++)
-            this.transfer(enc, t, uploads, downloads);
+            this.transfer(enc, t, uploads, downloads, asked);
           const end = t < transfers.length ? transfers[t].at : dispatches.length;
           const last = t === transfers.length;
           if (perDispatch && ts) {
@@ -172,7 +176,7 @@ export class WebGpuExecutable implements Executable {
           seg = end;
         }
         for (const n of outNodes) {
-          if (this.downloaded(n.id) !== undefined) {
+          if (this.downloaded(n.id) !== undefined || this.copiedOut(n.id) !== undefined) {
             staging.push(undefined as unknown as GPUBuffer);
             continue;
           }
@@ -196,16 +200,23 @@ export class WebGpuExecutable implements Executable {
         [...staging, ...downloads.values()].filter(Boolean).map((s) => s.mapAsync(GPUMapMode.READ)),
       );
       await device.queue.onSubmittedWorkDone();
+      // Each staging buffer is read once (an output asked under two names shares one).
+      const copied = new Map<number, ArrayBuffer>();
       for (const [k, s] of downloads) {
-        const bytes = new Uint8Array(s.getMappedRange().slice(0));
-        this.host.set(transfers[k].param, bytes);
+        const bytes = s.getMappedRange().slice(0);
+        if (transfers[k].kind === 'download')
+          this.host.set(transfers[k].param as number, new Uint8Array(bytes));
+        else copied.set(k, bytes);
       }
       outNodes.forEach((n, k) => {
         const d = this.downloaded(n.id);
+        const c = this.copiedOut(n.id);
         const bytes =
-          d === undefined
-            ? staging[k].getMappedRange().slice(0)
-            : (this.host.get(transfers[d].param) as Uint8Array<ArrayBuffer>).slice().buffer;
+          c !== undefined
+            ? (copied.get(c) as ArrayBuffer).slice(0)
+            : d === undefined
+              ? staging[k].getMappedRange().slice(0)
+              : (this.host.get(transfers[d].param as number) as Uint8Array<ArrayBuffer>).slice().buffer;
         outputs[wanted[k]] = decodeTensor(n.type.dtype, n.type.shape, bytes);
       });
       let gpuMs: number | undefined;
@@ -273,16 +284,26 @@ export class WebGpuExecutable implements Executable {
     k: number,
     uploads: GPUBuffer[],
     downloads: Map<number, GPUBuffer>,
+    asked: ReadonlySet<number>,
   ) {
     const t = this.schedule.transfers[k];
     const { device } = this.gpu;
-    if (t.kind === 'upload') {
+    if (t.kind === 'output') {
+      // Copied only when this run returns it (a value asked under two names is copied once).
+      if (!asked.has(t.value) || this.copiedOut(t.value) !== k) return;
+      const s = device.createBuffer({
+        size: t.bytes,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      downloads.set(k, s);
+      enc.copyBufferToBuffer(t.buffer.buffer, t.buffer.offset, s, 0, t.bytes);
+    } else if (t.kind === 'upload') {
       const s = device.createBuffer({
         size: t.bytes,
         usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
         mappedAtCreation: true,
       });
-      new Uint8Array(s.getMappedRange()).set(this.host.get(t.param) as Uint8Array);
+      new Uint8Array(s.getMappedRange()).set(this.host.get(t.param as number) as Uint8Array);
       s.unmap();
       uploads.push(s);
       enc.copyBufferToBuffer(s, 0, t.buffer.buffer, t.buffer.offset, t.bytes);
@@ -297,6 +318,12 @@ export class WebGpuExecutable implements Executable {
       const to = t.target as DeviceRegion;
       enc.copyBufferToBuffer(t.buffer.buffer, t.buffer.offset, to.buffer, to.offset, t.bytes);
     }
+  }
+
+  /** Index of the transfer that copies output value `id` out as it is made, if any. */
+  private copiedOut(id: number): number | undefined {
+    const k = this.schedule.transfers.findIndex((t) => t.kind === 'output' && t.value === id);
+    return k < 0 ? undefined : k;
   }
 
   /** Index of the download transfer that carries value `id` to the host, if any. */

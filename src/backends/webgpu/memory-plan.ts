@@ -89,11 +89,16 @@ export interface Region {
   readonly offset: number;
 }
 
-/** A copy before dispatch `at` (see schedule.ts Transfer). */
+/**
+ * A copy before dispatch `at` (see schedule.ts Transfer): a paged param's value to the device
+ * (`upload`) or its new value to the host (`download`), a new value into its param
+ * (`assign`), or an output to the host when the run asks for it (`output`).
+ */
 export interface PlannedTransfer {
-  readonly kind: 'upload' | 'download' | 'assign';
+  readonly kind: 'upload' | 'download' | 'assign' | 'output';
   readonly at: number;
-  readonly param: number;
+  /** The param (not for `output`). */
+  readonly param?: number;
   readonly value: number;
   /** Upload: the param's pooled region; download / assign: the region holding the new value. */
   readonly buffer: Region;
@@ -196,15 +201,29 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   // A paged param's new value is copied to the host right after it is computed (`downloads`);
   // unless it is also another output, its buffer then lives only as long as its readers.
   const downloads = new Map<number, number[]>();
+  const assigned = new Set<number>();
   for (const o of graph.outputs) {
-    const p = o.name.startsWith(ASSIGN_PREFIX)
-      ? paramIdByName.get(o.name.slice(ASSIGN_PREFIX.length))
-      : undefined;
+    if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
+    const p = paramIdByName.get(o.name.slice(ASSIGN_PREFIX.length));
     if (p !== undefined && paged.has(p)) {
       if (p !== o.id) downloads.set(o.id, [...(downloads.get(o.id) ?? []), p]);
-    } else lastUse.set(o.id, Number.POSITIVE_INFINITY);
+    } else {
+      assigned.add(o.id);
+      lastUse.set(o.id, Number.POSITIVE_INFINITY);
+    }
   }
-  for (const id of downloads.keys()) if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
+  // Other outputs a run may return are copied out right after they are made (when the run
+  // asks for them), so they need not hold device memory to the end: a GaLore refresh probe's
+  // full-rank gradients, say, would otherwise all be live at once.
+  const copiedOut = new Set<number>();
+  for (const o of graph.outputs) {
+    if (o.name.startsWith(ASSIGN_PREFIX) || assigned.has(o.id)) continue;
+    const n = graph.node(o.id);
+    if (n.op === 'param' || n.op === 'input' || n.op === 'const' || paged.has(o.id)) continue;
+    copiedOut.add(o.id);
+  }
+  for (const id of [...downloads.keys(), ...copiedOut])
+    if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
   // In-place assigns: copied after position `at`, freed after max(at, last reader).
   const inPlace = opts.inPlaceAssigns
     ? inPlaceCandidates(graph, paramIdByName, paged, lastReader)
@@ -327,6 +346,15 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         bytes: tb,
       });
     }
+    if (copiedOut.has(node.id)) {
+      transfers.push({
+        kind: 'output',
+        at: dispatches,
+        value: node.id,
+        buffer: valueBuffer.get(node.id)!,
+        bytes: valueBytes(node),
+      });
+    }
     for (const v of copyAt.get(pos) ?? []) {
       const [p] = inPlace.get(v) as [number, number];
       const buffer = valueBuffer.get(v) as number;
@@ -351,7 +379,8 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     for (const v of releaseAt.get(pos) ?? []) if (inPlace.has(v)) unref(v);
     if (
       !paged.has(node.id) &&
-      (!lastUse.has(node.id) || (downloads.has(node.id) && lastUse.get(node.id) === pos))
+      (!lastUse.has(node.id) ||
+        ((downloads.has(node.id) || copiedOut.has(node.id)) && lastUse.get(node.id) === pos))
     )
       unref(node.id);
   });
