@@ -3,13 +3,14 @@
 // moved, GB/s), training steps (tokens/s, device memory), cpu vs webgpu side by side,
 // and peftc beside PyTorch + PEFT (bench/side-by-side.ts; the baseline's venv comes from
 // `bash bench/baseline/setup.sh`, and the run says so when it is not installed).
-// Results: bench/results/*.json. Pass `-- --only <name>` to run one.
+// Results: bench/results/*.json, then one summary table (bench/summary.ts). Pass
+// `-- --only <name>` to run one.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
-const BENCHES = [
-  { name: 'kernels', file: 'bench/run.ts' },
+const BENCHES: { name: string; file: string; args?: string[] }[] = [
+  { name: 'kernels', file: 'bench/run.ts', args: ['--name', 'kernels'] },
   { name: 'quant4', file: 'bench/quant4.ts' },
   { name: 'train', file: 'bench/train.ts' },
   { name: 'dora', file: 'bench/dora.ts' },
@@ -17,6 +18,8 @@ const BENCHES = [
   { name: 'galore', file: 'bench/galore.ts' },
   { name: 'per-layer', file: 'bench/per-layer.ts' },
   { name: 'side-by-side', file: 'bench/side-by-side.ts' },
+  { name: 'fusion', file: 'bench/fusion.ts' },
+  { name: 'compile', file: 'bench/compile.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
@@ -25,10 +28,12 @@ let failed = 0;
 for (const b of BENCHES) {
   if (values.only && values.only !== b.name) continue;
   console.log(`\n== ${b.name} (${b.file})`);
-  const r = spawnSync(process.execPath, [runner, b.file], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [runner, b.file, ...(b.args ?? [])], { stdio: 'inherit' });
   if (r.status !== 0) {
     failed++;
     console.error(`bench ${b.name} failed with exit code ${r.status}`);
   }
 }
+// One table of issue 21's figures from whatever results exist (each says which bench made it).
+spawnSync(process.execPath, [runner, 'bench/summary.ts'], { stdio: 'inherit' });
 process.exit(failed ? 1 : 0);
