@@ -1,6 +1,8 @@
 // fuse-elementwise: every maximal tree of f32 elementwise nodes of one output shape whose
 // inner nodes feed only that tree (and are no graph output) becomes one fused_map node:
-// one dispatch instead of one per node, and no buffer for the inner values. Runs last
+// one dispatch instead of one per node, and no buffer for the inner values. A cheap inner
+// value that several such trees read (the clipped gradient that AdamW's two moment
+// updates share) is recomputed in each rather than kept as a kernel of its own. Runs last
 // (after autodiff and the optimizer: fused_map has no VJP). Trees are grown from their
 // root (the last node) towards the inputs; a tree keeps at most MAX_INPUTS external inputs
 // so its kernel stays within WebGPU's default 8 storage buffers per stage.
@@ -11,6 +13,8 @@ import { FUSABLE, type FusedStep } from './fused-map.ts';
 import './kernels.ts';
 
 export const MAX_INPUTS = 6;
+/** A shared elementwise value is recomputed by at most this many consumer trees. */
+export const MAX_DUPLICATES = 3;
 
 function sameShape(a: Node, b: Node): boolean {
   const x = a.type.shape;
@@ -28,6 +32,14 @@ function groups(g: Graph): Map<number, Group> {
   const outputs = new Set(g.outputs.map((o) => o.id));
   const fusable = (n: Node) =>
     FUSABLE.has(n.op) && n.type.dtype === 'f32' && n.inputs.every((i) => g.node(i).type.dtype === 'f32');
+  const duplicable = (p: Node, pUsers: readonly number[]) =>
+    p.inputs.length <= 2 &&
+    pUsers.length <= MAX_DUPLICATES &&
+    pUsers.every((u) => {
+      const n = g.node(u);
+      return fusable(n) && sameShape(n, p);
+    });
+  // Nodes in a tree that owns them (exclusive members): no other tree may take them.
   const rootOf = new Map<number, number>();
   const out = new Map<number, Group>();
   for (let k = g.nodes.length - 1; k >= 0; k--) {
@@ -43,14 +55,19 @@ function groups(g: Graph): Map<number, Group> {
         const p = g.node(i);
         if (members.has(p.id) || rootOf.has(p.id) || outputs.has(p.id)) continue;
         if (!fusable(p) || !sameShape(p, root)) continue;
-        if (!(users.get(p.id) ?? []).every((u) => members.has(u))) continue;
+        const pUsers = users.get(p.id) ?? [];
+        // Absorbed alone when the tree holds all its users; else recomputed in each consumer
+        // (duplicated) when it is cheap to: few inputs, and every user is an elementwise op
+        // of its shape that can take it in (so its own kernel and buffer usually disappear).
+        const exclusive = pUsers.every((u) => members.has(u));
+        if (!exclusive && !duplicable(p, pUsers)) continue;
         // Absorbing p trades it for its own inputs.
         const next = new Set(externals);
         next.delete(p.id);
         for (const j of p.inputs) if (!members.has(j)) next.add(j);
         if (next.size > MAX_INPUTS) continue;
         members.add(p.id);
-        rootOf.set(p.id, root.id);
+        if (exclusive) rootOf.set(p.id, root.id);
         externals.clear();
         for (const j of next) externals.add(j);
         stack.push(p);

@@ -9,11 +9,14 @@ import { createBackend } from '../../../src/backends/index.ts';
 import type { WebGpuExecutable } from '../../../src/backends/webgpu/index.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { printGraph } from '../../../src/ir/printer.ts';
+import { tensor } from '../../../src/ir/tensor.ts';
 import { verify } from '../../../src/ir/verify.ts';
+import { MapWeightStore } from '../../../src/ir/weights.ts';
 import { loadRecipe } from '../../../src/methods/index.ts';
 import { loadModel } from '../../../src/models/llama/index.ts';
 import { fuseElementwise, MAX_INPUTS, unfuseElementwise } from '../../../src/passes/fuse/elementwise.ts';
 import { prepareRun } from '../../../src/train/setup.ts';
+import { Rng } from '../../../src/util/rng.ts';
 import { arbGraph, randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -86,6 +89,33 @@ describe('fuse-elementwise', () => {
     // `shared` is an output: it stays a node of its own.
     expect(f.nodes.some((n) => n.op === 'exp')).toBe(true);
     expect(printGraph(f)).toContain('fused_map');
+  });
+
+  it('a cheap value two trees share is recomputed in each, not kept as a kernel of its own', () => {
+    // AdamW's shape: the clipped gradient c = g * coef feeds both moment updates.
+    const b = new GraphBuilder();
+    const [g, coef, m, v] = ['g', 'coef', 'm', 'v'].map((n) => b.input(n, 'f32', [8]));
+    const c = b.mul(g, coef);
+    const m2 = b.add(b.scale(m, 0.9), b.scale(c, 0.1));
+    const v2 = b.add(b.scale(v, 0.999), b.scale(b.mul(c, c), 0.001));
+    const graph = b.build({ m2, v2 });
+    const f = fuseElementwise(graph);
+    expect(f.nodes.filter((n) => n.op === 'mul')).toHaveLength(0);
+    expect(f.nodes.filter((n) => n.op === 'fused_map')).toHaveLength(2);
+    const rng = new Rng(3);
+    const feeds = Object.fromEntries(
+      ['g', 'coef', 'm', 'v'].map((n) => [
+        n,
+        tensor(
+          'f32',
+          [8],
+          Array.from({ length: 8 }, () => rng.normal()),
+        ),
+      ]),
+    );
+    const want = runGraph(graph, feeds, new MapWeightStore());
+    const got = runGraph(f, feeds, new MapWeightStore());
+    for (const k of ['m2', 'v2']) expect(Array.from(got[k].data)).toEqual(Array.from(want[k].data));
   });
 
   const model = loadModel('examples/models/tiny-llama');
