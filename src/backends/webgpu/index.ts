@@ -14,6 +14,7 @@ export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
 export { planMatmul } from './kernels/matmul.ts';
+export { type ReducePrologue, reduction } from './kernels/reduce.ts';
 export {
   canonicalKey,
   foldDispatch,

@@ -6,10 +6,12 @@
 // (after autodiff and the optimizer: fused_map has no VJP). Trees are grown from their
 // root (the last node) towards the inputs; a tree keeps at most MAX_INPUTS external inputs
 // so its kernel stays within WebGPU's default 8 storage buffers per stage.
+
+import type { GraphBuilder } from '../../ir/builder.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import type { PassDef } from '../pass.ts';
-import { rewrite } from '../rewrite/engine.ts';
-import { FUSABLE, type FusedStep } from './fused-map.ts';
+import { type Match, rewrite } from '../rewrite/engine.ts';
+import { FUSABLE, type FusedMapAttrs, type FusedReduceAttrs, type FusedStep } from './fused-map.ts';
 import './kernels.ts';
 
 export const MAX_INPUTS = 6;
@@ -80,8 +82,63 @@ function groups(g: Graph): Map<number, Group> {
   return out;
 }
 
-/** The graph with its elementwise trees fused (see the header). */
+/** The graph with its elementwise trees fused, then reductions fused with their producers (see the header). */
 export function fuseElementwise(g: Graph): Graph {
+  return fuseReductions(fuseTrees(g));
+}
+
+const REDUCTIONS = new Set(['sum', 'mean', 'max']);
+
+/**
+ * A reduction of an f32 value that an elementwise node (a fused_map, or one fusable op)
+ * makes for it alone becomes one fused_reduce: the program runs as the reduction loads.
+ */
+function fuseReductions(g: Graph): Graph {
+  const users = g.users();
+  const outputs = new Set(g.outputs.map((o) => o.id));
+  const producer = (r: Node): Node | undefined => {
+    if (!REDUCTIONS.has(r.op) || r.type.dtype !== 'f32') return undefined;
+    const x = g.node(r.inputs[0]);
+    if (outputs.has(x.id) || (users.get(x.id) ?? []).length !== 1) return undefined;
+    if (x.op === 'fused_map') return x;
+    const single =
+      FUSABLE.has(x.op) && x.type.dtype === 'f32' && x.inputs.every((i) => g.node(i).type.dtype === 'f32');
+    return single ? x : undefined;
+  };
+  if (!g.nodes.some((n) => producer(n))) return g;
+  return rewrite(
+    g,
+    [
+      [
+        { where: (n) => producer(n) !== undefined },
+        (m, b) => {
+          const x = producer(m.node) as Node;
+          const steps: FusedStep[] =
+            x.op === 'fused_map'
+              ? (x.attrs as unknown as FusedMapAttrs).steps
+              : [
+                  {
+                    op: x.op,
+                    args: x.inputs.map((_, k) => k),
+                    ...(x.op === 'scale' ? { factor: Number(x.attrs.factor) } : {}),
+                  },
+                ];
+          const { axes, keepdims } = m.node.attrs as { axes: number[]; keepdims?: boolean };
+          return b.emit(
+            'fused_reduce',
+            x.inputs.map((id) => m.value(g.node(id))),
+            { steps, shape: [...x.type.shape], reduce: m.node.op, axes, keepdims: !!keepdims } as never,
+            m.node.scope,
+          );
+        },
+        'fuse-reduction',
+      ],
+    ],
+    { once: true },
+  ).graph;
+}
+
+function fuseTrees(g: Graph): Graph {
   const found = groups(g);
   if (found.size === 0) return g;
   return rewrite(
@@ -128,31 +185,36 @@ export const fuseElementwisePass: PassDef = {
  * For reading a fused graph op by op and for differentiating one (fused_map has no VJP).
  */
 export function unfuseElementwise(g: Graph): Graph {
-  if (!g.nodes.some((n) => n.op === 'fused_map')) return g;
+  if (!g.nodes.some((n) => n.op === 'fused_map' || n.op === 'fused_reduce')) return g;
+  const expand = (m: Match, b: GraphBuilder) => {
+    const { steps, shape } = m.node.attrs as unknown as FusedMapAttrs;
+    const values = [...m.inputs];
+    for (const s of steps) {
+      const attrs: Record<string, number> = s.op === 'scale' ? { factor: s.factor ?? 1 } : {};
+      values.push(
+        b.emit(
+          s.op,
+          s.args.map((i) => values[i]),
+          attrs,
+          m.node.scope,
+        ),
+      );
+    }
+    const out = values[values.length - 1];
+    if (out.type.shape.join() !== shape.join()) throw new Error('unfuse: shape mismatch');
+    return out;
+  };
   return rewrite(
     g,
     [
+      [{ op: 'fused_map' }, expand, 'unfuse-elementwise'],
       [
-        { op: 'fused_map' },
+        { op: 'fused_reduce' },
         (m, b) => {
-          const { steps, shape } = m.node.attrs as unknown as { steps: FusedStep[]; shape: number[] };
-          const values = [...m.inputs];
-          for (const s of steps) {
-            const attrs: Record<string, number> = s.op === 'scale' ? { factor: s.factor ?? 1 } : {};
-            values.push(
-              b.emit(
-                s.op,
-                s.args.map((i) => values[i]),
-                attrs,
-                m.node.scope,
-              ),
-            );
-          }
-          const out = values[values.length - 1];
-          if (out.type.shape.join() !== shape.join()) throw new Error('unfuse: shape mismatch');
-          return out;
+          const { reduce, axes, keepdims } = m.node.attrs as unknown as FusedReduceAttrs;
+          return b.emit(reduce, [expand(m, b)], { axes, keepdims }, m.node.scope);
         },
-        'unfuse-elementwise',
+        'unfuse-reduction',
       ],
     ],
     { once: true },

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import type { TensorType } from '../../ir/graph.ts';
 import { defineOp, hasOp, registerOp } from '../../ir/ops/index.ts';
+import { reducedShape } from '../../ir/ops/reduce.ts';
 import { broadcastShapes } from '../../ir/shape.ts';
 
 export const FUSABLE_UNARY = [
@@ -77,3 +78,30 @@ export const fusedMap = defineOp({
 });
 
 if (!hasOp('fused_map')) registerOp(fusedMap);
+
+const reduceAttrs = attrs.extend({
+  /** The reduction applied to the program's result. */
+  reduce: z.enum(['sum', 'mean', 'max']),
+  axes: z.array(z.number().int()),
+  keepdims: z.boolean().default(false),
+});
+
+export type FusedReduceAttrs = z.infer<typeof reduceAttrs>;
+
+/**
+ * A reduction (sum, mean, max) of a fused_map program's result, as one kernel: the program
+ * runs as the reduction loads each element, so its result is never stored (a squared
+ * gradient summed for the clip norm, softmax's masked exponentials summed per row).
+ */
+export const fusedReduce = defineOp({
+  name: 'fused_reduce',
+  arity: [1, Number.POSITIVE_INFINITY],
+  attrs: reduceAttrs,
+  infer: (inputs: readonly TensorType[], a) => {
+    const mapped = fusedMap.infer(inputs, { steps: a.steps, shape: a.shape });
+    return { dtype: 'f32', shape: reducedShape(mapped.shape, a.axes, a.keepdims) };
+  },
+  doc: 'a reduction of a chain of f32 elementwise ops, as one kernel (fuse-elementwise)',
+});
+
+if (!hasOp('fused_reduce')) registerOp(fusedReduce);

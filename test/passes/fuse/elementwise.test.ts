@@ -118,6 +118,55 @@ describe('fuse-elementwise', () => {
     for (const k of ['m2', 'v2']) expect(Array.from(got[k].data)).toEqual(Array.from(want[k].data));
   });
 
+  it('a reduction of an elementwise value made for it alone is one fused_reduce (CPU bit for bit, WebGPU to 1e-4)', async () => {
+    const be = await createBackend('webgpu');
+    const shapeArb = fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 3 });
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          shapeArb,
+          fc.constantFrom('sum', 'mean', 'max'),
+          fc.boolean(),
+          fc.boolean(),
+          fc.nat(1000),
+          async (shape, kind, keepdims, bcast, seed) => {
+            const b = new GraphBuilder();
+            const x = b.input('x', 'f32', shape);
+            // A broadcast second operand (its last axis only), as masks and scales come.
+            const y = b.input('y', 'f32', bcast ? [shape[shape.length - 1]] : shape);
+            const axes = shape.map((_, i) => i).filter((i) => (seed >> i) & 1);
+            const pre = b.exp(b.mul(b.sub(x, y), x));
+            const r =
+              kind === 'sum'
+                ? b.sum(pre, axes, keepdims)
+                : kind === 'mean'
+                  ? b.mean(pre, axes, keepdims)
+                  : b.max(pre, axes, keepdims);
+            const g = b.build({ r });
+            const f = verify(fuseElementwise(g));
+            expect(f.nodes.map((n) => n.op).filter((o) => o !== 'input')).toEqual(['fused_reduce']);
+            const feeds = randomFeeds(g, seed);
+            const want = runGraph(g, feeds, new MapWeightStore(), { precision: 'f32' });
+            const got = runGraph(f, feeds, new MapWeightStore(), { precision: 'f32' });
+            expect(Array.from(got.r.data)).toEqual(Array.from(want.r.data));
+            const back = runGraph(verify(unfuseElementwise(f)), feeds, new MapWeightStore(), {
+              precision: 'f32',
+            });
+            expect(Array.from(back.r.data)).toEqual(Array.from(want.r.data));
+            const exe = await be.compile(f, new MapWeightStore());
+            const gpu = await exe.run({ feeds });
+            exe.dispose();
+            const scale = Math.max(1, ...Array.from(want.r.data, Math.abs));
+            expect(maxDiff(want.r.data, gpu.r.data) / scale).toBeLessThan(1e-5);
+          },
+        ),
+        { numRuns: 25 },
+      );
+    } finally {
+      be.dispose();
+    }
+  });
+
   const model = loadModel('examples/models/tiny-llama');
   const run = prepareRun(
     model,

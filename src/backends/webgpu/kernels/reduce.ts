@@ -83,6 +83,8 @@ interface RowStepSpec {
   readonly redType?: ComputeType;
   /** Body run with `row`, `lane` (0 in thread mode) and `lid`. */
   readonly body: (u: Uniforms) => string;
+  /** Module-scope WGSL the body calls (made after the body, with the same uniforms). */
+  readonly fns?: (u: Uniforms) => string;
 }
 
 /** One step: a workgroup per row, or (thread mode) an invocation per row. */
@@ -91,8 +93,9 @@ function rowStep(spec: RowStepSpec): Step {
   const u = new Uniforms();
   const rowsU = u.u32(spec.rows);
   const body = spec.body(u);
+  const fns = spec.fns?.(u) ?? '';
   const dts = spec.inputs.map((k) => ctx.inputs[k].dtype);
-  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl();
+  let code = enables([...dts, ctx.out.dtype]) + PRELUDE + u.decl() + fns;
   const bindings: { ref: BindingRef; write: boolean }[] = [];
   spec.inputs.forEach((k, j) => {
     code += declStorage(`in${j}`, dts[j], bindings.length + 1, false) + loadFn(`in${j}`, dts[j]);
@@ -130,9 +133,22 @@ ${body}}
   };
 }
 
-function reduction(kind: 'sum' | 'mean' | 'max'): Kernel {
+/**
+ * An elementwise program the reduction reads through instead of its input (fused_reduce):
+ * `fn pre(i: u32) -> f32` gives element i of the tensor being reduced, from the bound inputs.
+ */
+export interface ReducePrologue {
+  /** The shape of the tensor the program yields (the one reduced). */
+  readonly shape: readonly number[];
+  /** The program, for the kernel's description (cache key). */
+  readonly desc: Readonly<Record<string, string | readonly string[]>>;
+  /** WGSL defining `fn pre(i: u32) -> f32` over ld_in0, ld_in1, ... (every node input bound). */
+  readonly fn: (u: Uniforms) => string;
+}
+
+export function reduction(kind: 'sum' | 'mean' | 'max', prologue?: ReducePrologue): Kernel {
   return (ctx) => {
-    const shape = ctx.inputs[0].shape;
+    const shape = prologue ? prologue.shape : ctx.inputs[0].shape;
     const ax = normAxes((ctx.node.attrs.axes as number[]).map(Number), shape.length);
     const kept = shape.map((_, i) => i).filter((i) => !ax.includes(i));
     const st = strides(shape);
@@ -146,11 +162,12 @@ function reduction(kind: 'sum' | 'mean' | 'max'): Kernel {
     const step = rowStep({
       ctx,
       mode,
-      desc: { kept: kept.length, reduced: ax.length, kind },
-      inputs: [0],
+      desc: { kept: kept.length, reduced: ax.length, kind, ...prologue?.desc },
+      inputs: prologue ? ctx.inputs.map((_, k) => k) : [0],
       rows,
       writesOutput: true,
       redType: ct,
+      fns: prologue?.fn,
       body: (u) => {
         const kd = uniformList(
           u,
@@ -174,7 +191,7 @@ function reduction(kind: 'sum' | 'mean' | 'max'): Kernel {
         return `${unravel('row', kd, 'k')}  let base = ${dot(ks, 'k')};
   var acc: ${ct} = ${init};
   for (var e = lane; e < ${rc}; e = e + ${mode.lanes}u) {
-${unravel('e', rd, 'r')}    acc = ${comb('acc', `ld_in0(base + ${dot(rs, 'r')})`)};
+${unravel('e', rd, 'r')}    acc = ${comb('acc', `${prologue ? 'pre' : 'ld_in0'}(base + ${dot(rs, 'r')})`)};
   }
 ${mode.reduce('total', 'acc', comb)}  if (lane == 0u) { ${storeStmt('outb', ctx.out.dtype, 'row', fin)} }
 `;
