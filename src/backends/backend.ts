@@ -3,7 +3,8 @@
 // Contract for in-place state (training steps, KV caches): an output named
 // `assign:<param name>` is written back into that param's storage at the end of
 // the run (the weight store on the CPU, the resident device buffer on WebGPU)
-// and is returned only when listed in `outputs`.
+// and is returned only when listed in `outputs`. Executables compiled with
+// `share` hold the params they have in common once (CompileOptions.share).
 import type { Graph } from '../ir/graph.ts';
 import type { Tensor } from '../ir/tensor.ts';
 import type { WeightStore } from '../ir/weights.ts';
@@ -34,6 +35,13 @@ export interface Executable {
 
 /** How a backend may compile a graph; options a backend has no use for are ignored. */
 export interface CompileOptions {
+  /**
+   * An executable of the same backend whose params this one uses as its own where the names
+   * (and dtype and shape) match: one copy on the device, and what either writes (assigns,
+   * writeParam) the other reads. A prefill graph and a decode graph over one KV cache; an
+   * eval graph beside a training step. Runs of the two are ordered as they are called.
+   */
+  readonly share?: Executable;
   /**
    * Write each param's new value into the param as soon as its old value's last reader has
    * run (the WebGPU backend; the CPU interpreter keeps values on the host anyway).

@@ -5,9 +5,12 @@ import type { Graph } from '../../ir/graph.ts';
 import { formatShape, sameShape } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { MapWeightStore, type WeightStore } from '../../ir/weights.ts';
-import { ASSIGN_PREFIX, type Backend, type Executable, type RunRequest } from '../backend.ts';
+import { ASSIGN_PREFIX, type Backend, type CompileOptions, type Executable, type RunRequest } from '../backend.ts';
 import { CpuRunError, runGraph } from './interpreter.ts';
 import type { Precision } from './kernel.ts';
+
+/** Executables using each weight store (several when compiled with `share`). */
+const storeUsers = new WeakMap<MapWeightStore, number>();
 
 export class CpuExecutable implements Executable {
   constructor(
@@ -46,18 +49,38 @@ export class CpuExecutable implements Executable {
   }
 
   dispose(): void {
-    this.weights.map.clear();
+    if (this.disposed) return;
+    this.disposed = true;
+    // The store may be shared (CompileOptions.share): cleared by the last executable using it.
+    const left = (storeUsers.get(this.weights) ?? 1) - 1;
+    storeUsers.set(this.weights, left);
+    if (left === 0) this.weights.map.clear();
   }
+
+  private disposed = false;
 }
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
   constructor(private readonly opts: { precision?: Precision } = {}) {}
 
-  async compile(graph: Graph, weights: WeightStore): Promise<Executable> {
-    const own = new MapWeightStore();
+  async compile(graph: Graph, weights: WeightStore, opts: CompileOptions = {}): Promise<Executable> {
+    // Shared params live in one store: assigns replace its entries, which both see.
+    let own = new MapWeightStore();
+    if (opts.share) {
+      if (!(opts.share instanceof CpuExecutable))
+        throw new CpuRunError('share: the executable to share params with is not a CPU executable');
+      own = opts.share.weights;
+    }
     const params = new Map(graph.params().map((p) => [String(p.attrs.name), p]));
     for (const [name, p] of params) {
+      const mine = own.get(name);
+      if (mine) {
+        if (sameShape(mine.shape, p.type.shape) && mine.dtype === p.type.dtype) continue;
+        throw new CpuRunError(
+          `share: param '${name}' is ${p.type.dtype}${formatShape(p.type.shape)} here but ${mine.dtype}${formatShape(mine.shape)} in the executable shared with`,
+        );
+      }
       const t = weights.get(name);
       if (!t) {
         throw new CpuRunError(
@@ -73,6 +96,7 @@ export class CpuBackend implements Backend {
         );
       }
     }
+    storeUsers.set(own, (storeUsers.get(own) ?? 0) + 1);
     return new CpuExecutable(graph, own, this.opts.precision ?? 'f32');
   }
 

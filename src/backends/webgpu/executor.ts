@@ -37,8 +37,33 @@ export interface TimingOptions {
   readonly perDispatch?: boolean;
 }
 
+/** The order of runs and param reads/writes of executables that share buffers. */
+class RunQueue {
+  tail: Promise<unknown> = Promise.resolve();
+}
+
+/**
+ * Buffers several executables use (shared params): destroyed when the last one that holds
+ * them is disposed.
+ */
+class BufferRefs {
+  private readonly count = new Map<GPUBuffer, number>();
+  hold(buffers: Iterable<GPUBuffer>): void {
+    for (const b of buffers) this.count.set(b, (this.count.get(b) ?? 0) + 1);
+  }
+  release(buffers: Iterable<GPUBuffer>): void {
+    for (const b of buffers) {
+      const left = (this.count.get(b) ?? 1) - 1;
+      if (left > 0) this.count.set(b, left);
+      else {
+        this.count.delete(b);
+        b.destroy();
+      }
+    }
+  }
+}
+
 export class WebGpuExecutable implements Executable {
-  private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
   private readonly inputs: Node[];
   private readonly paramIds: Map<string, number>;
@@ -50,6 +75,11 @@ export class WebGpuExecutable implements Executable {
     private readonly onDispose: (e: WebGpuExecutable) => void,
     /** Device bytes of each paged param, by node id (paging.ts); empty without paging. */
     private readonly host: Map<number, Uint8Array<ArrayBuffer>> = new Map(),
+    /** Shared with the executables this one shares params with (CompileOptions.share). */
+    readonly runQueue: RunQueue = new RunQueue(),
+    private readonly refs: BufferRefs = new BufferRefs(),
+    /** Other executables' buffers this one uses (its shared params). */
+    private readonly borrowed: readonly GPUBuffer[] = [],
   ) {
     this.inputs = graph.inputs();
     this.paramIds = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
@@ -100,13 +130,21 @@ export class WebGpuExecutable implements Executable {
    * read or written sees the runs called before it, and never a disposed buffer.
    */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(() => {
+    const next = this.runQueue.tail.then(() => {
       if (this.disposed)
         throw new WebGpuError('this WebGPU executable was disposed; compile the graph again');
       return fn();
     });
-    this.queue = next.catch(() => undefined);
+    this.runQueue.tail = next.catch(() => undefined);
     return next;
+  }
+
+  /** The device buffer of a resident param (for an executable compiled to share it), if any. */
+  residentParam(name: string): { buffer: GPUBuffer; dtype: string; shape: readonly number[] } | undefined {
+    const id = this.paramIds.get(name);
+    if (id === undefined || this.host.has(id)) return undefined;
+    const n = this.graph.node(id);
+    return { buffer: this.buf(id).buffer, dtype: n.type.dtype, shape: n.type.shape };
   }
 
   private async runNow(req: RunRequest, timing: TimingOptions): Promise<TimedResult> {
@@ -429,7 +467,7 @@ export class WebGpuExecutable implements Executable {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const b of this.schedule.owned) b.destroy();
+    this.refs.release([...this.schedule.owned, ...this.borrowed]);
     this.onDispose(this);
   }
 }
@@ -439,6 +477,7 @@ export class WebGpuBackend implements Backend {
   private ctx: Promise<GpuContext> | undefined;
   private pipelines: PipelineCache | undefined;
   private readonly live = new Set<WebGpuExecutable>();
+  private readonly refs = new BufferRefs();
   private disposed = false;
 
   /**
@@ -492,6 +531,7 @@ export class WebGpuBackend implements Backend {
       }
     }
     const { paged } = planPaging(graph, opts.paging ?? this.opts.paging);
+    const shared = this.sharedParams(graph, paged, opts.share);
     const host = new Map([...paged].map((id) => [id, encodeTensor(params.get(id) as Tensor)]));
     const schedule = await buildSchedule({
       graph,
@@ -500,10 +540,47 @@ export class WebGpuBackend implements Backend {
       params,
       paged,
       inPlaceAssigns: opts.inPlaceAssigns,
+      shared,
     });
-    const exe = new WebGpuExecutable(graph, gpu, schedule, (e) => this.live.delete(e), host);
+    const borrowed = [...shared.values()];
+    this.refs.hold([...schedule.owned, ...borrowed]);
+    const exe = new WebGpuExecutable(
+      graph,
+      gpu,
+      schedule,
+      (e) => this.live.delete(e),
+      host,
+      opts.share ? (opts.share as WebGpuExecutable).runQueue : undefined,
+      this.refs,
+      borrowed,
+    );
     this.live.add(exe);
     return exe;
+  }
+
+  /** Node id -> the other executable's buffer, for each param the two have in common. */
+  private sharedParams(graph: Graph, paged: ReadonlySet<number>, other?: Executable): Map<number, GPUBuffer> {
+    const out = new Map<number, GPUBuffer>();
+    if (!other) return out;
+    if (!(other instanceof WebGpuExecutable) || !this.live.has(other))
+      throw new WebGpuError('share: the executable to share params with is not a live one of this WebGPU backend');
+    const theirNames = new Set(other.graph.params().map((q) => String(q.attrs.name)));
+    for (const p of graph.params()) {
+      const name = String(p.attrs.name);
+      if (!theirNames.has(name)) continue;
+      const theirs = other.residentParam(name);
+      const what = `${p.type.dtype}${formatShape(p.type.shape)}`;
+      if (!theirs || paged.has(p.id))
+        throw new WebGpuError(
+          `share: param '${name}' is paged to the host in one of the two executables; compile them without paging (no --device-budget) to share it`,
+        );
+      if (theirs.dtype !== p.type.dtype || !sameShape(theirs.shape, p.type.shape))
+        throw new WebGpuError(
+          `share: param '${name}' is ${what} here but ${theirs.dtype}${formatShape(theirs.shape)} in the executable shared with`,
+        );
+      out.set(p.id, theirs.buffer);
+    }
+    return out;
   }
 
   /** Destroys every executable's buffers and the device, so the process can exit. */

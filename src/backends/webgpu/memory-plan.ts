@@ -81,6 +81,8 @@ export interface PlannedBuffer {
   readonly pooled: boolean;
   /** Kind of the value it was made for (a pooled buffer's later tenants may differ). */
   readonly kind: MemoryKind;
+  /** Another executable's buffer (a shared param): not allocated, not counted here. */
+  readonly external?: boolean;
 }
 
 /** Where a value lives: a planned buffer (by index) and a byte offset in it (a multiple of 256). */
@@ -139,6 +141,11 @@ export interface MemoryPlanOptions {
    * (passes/optimizer/per-layer.ts); each copy splits the compute pass.
    */
   readonly inPlaceAssigns?: boolean;
+  /**
+   * Params whose buffers another executable holds (CompileOptions.share): planned as owned
+   * buffers of their own, marked external, counted in no byte total of this plan.
+   */
+  readonly external?: ReadonlySet<number>;
   /** Values that are gradients (for the report; default none). */
   readonly gradients?: ReadonlySet<number>;
 }
@@ -310,6 +317,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         kind: sourceKind(node),
         start: 0,
         end: Infinity,
+        ...(opts.external?.has(node.id) ? { external: true } : {}),
       });
       bind(node.id, slots.length - 1);
     } else if (plan === 'alias') {
@@ -421,6 +429,8 @@ export interface Slot {
   readonly label: string;
   readonly pooled: boolean;
   readonly kind: MemoryKind;
+  /** An owned slot whose buffer another executable holds. */
+  readonly external?: boolean;
   /** Node positions the value is live at, inclusive (pooled slots only). */
   readonly start: number;
   end: number;
@@ -573,7 +583,7 @@ export function packSlots(
   slots.forEach((s, i) => {
     if (s.pooled) pooled.push(i);
     else {
-      buffers.push({ bytes: s.bytes, label: s.label, pooled: false, kind: s.kind });
+      buffers.push({ bytes: s.bytes, label: s.label, pooled: false, kind: s.kind, external: s.external });
       regionOf[i] = { buffer: buffers.length - 1, offset: 0 };
     }
   });
@@ -621,7 +631,7 @@ export function packSlots(
   let pooledBytes = 0;
   for (const b of buffers) {
     if (b.pooled) pooledBytes += b.bytes;
-    else byKind[b.kind] += b.bytes;
+    else if (!b.external) byKind[b.kind] += b.bytes;
   }
   for (const i of pooled)
     if (slots[i].start <= peakAt && peakAt <= slots[i].end) byKind[slots[i].kind] += slots[i].bytes;

@@ -46,7 +46,7 @@ export interface Schedule {
   readonly transfers: readonly Transfer[];
   /** Device region of each value (aliases share one). */
   readonly buffers: ReadonlyMap<number, DeviceRegion>;
-  /** Every buffer the schedule owns (destroyed on dispose). */
+  /** Every buffer the schedule made (shared params' buffers are another executable's). */
   readonly owned: readonly GPUBuffer[];
   readonly pooledBytes: number;
 }
@@ -79,6 +79,8 @@ export function checkSizes(graph: Graph, gpu: GpuContext): void {
 }
 
 export interface ScheduleInputs extends Pick<MemoryPlanOptions, 'paged' | 'inPlaceAssigns'> {
+  /** Buffers of params another executable holds (CompileOptions.share), by node id. */
+  readonly shared?: ReadonlyMap<number, GPUBuffer>;
   readonly graph: Graph;
   readonly gpu: GpuContext;
   readonly pipelines: PipelineCache;
@@ -94,20 +96,25 @@ export async function buildSchedule({
   params,
   paged = new Set(),
   inPlaceAssigns = false,
+  shared = new Map(),
 }: ScheduleInputs): Promise<Schedule> {
   const { device } = gpu;
   checkSizes(graph, gpu);
-  const plan = planMemory(graph, gpu, { paged, inPlaceAssigns });
+  const plan = planMemory(graph, gpu, { paged, inPlaceAssigns, external: new Set(shared.keys()) });
+  const externalBuffer = new Map<number, GPUBuffer>();
+  for (const [id, b] of shared) externalBuffer.set((plan.valueRegion.get(id) as Region).buffer, b);
   // Sources start with their values (params, consts); inputs are written by each run.
   const initial = new Map<number, Uint8Array>();
   for (const node of graph.nodes) {
-    if (paged.has(node.id)) continue;
+    if (paged.has(node.id) || shared.has(node.id)) continue;
     const t = node.op === 'param' ? params.get(node.id) : node.op === 'const' ? constTensor(node) : undefined;
     // Sources own their buffers (offset 0).
     if (t) initial.set((plan.valueRegion.get(node.id) as Region).buffer, encodeTensor(t));
   }
   const owned: GPUBuffer[] = [];
   const made = plan.buffers.map((b, i) => {
+    const theirs = externalBuffer.get(i);
+    if (theirs) return theirs;
     const data = initial.get(i);
     const created = device.createBuffer({
       size: b.bytes,
