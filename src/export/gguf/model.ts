@@ -1,0 +1,102 @@
+// `peftc export --format gguf`: the model (adapters merged with --merge) as one GGUF file that
+// llama.cpp loads: llama.cpp's tensor names and dims order, q/k rows permuted for its RoPE,
+// the llama.* hyperparameters and tokenizer metadata; weights in f32, f16 or Q8_0 (1-D
+// tensors stay f32, as convert_hf_to_gguf.py keeps them; a Q8_0 tensor whose rows are not a
+// multiple of 32 is written f16, as it does). A bitsandbytes 4-bit base is dequantized to f32
+// first (GGUF's 4-bit types are other formats than NF4/FP4), and said so.
+
+import { asOutput } from '../../io/fs-errors.ts';
+import {
+  type GgmlType,
+  type GgufTensor,
+  type GgufValue,
+  LLAMA_FTYPE,
+  writeGguf,
+} from '../../io/gguf/index.ts';
+import type { Tensor } from '../../ir/tensor.ts';
+import { ropeScalingOf } from '../../methods/longlora/index.ts';
+import { dequantizeAll } from '../../methods/qlora/index.ts';
+import { openModel } from '../../models/open.ts';
+import { mergeAttached, withAdapters } from '../../models/prepare.ts';
+import { UsageError, UserError } from '../../util/errors.ts';
+import type { ExportOptions } from '../format.ts';
+import { llamaMetadata, llamaTensorNames, permuteRopeRows, ropeHeads } from './llama.ts';
+import { tokenizerMetadata } from './tokenizer.ts';
+
+const TYPES: readonly GgmlType[] = ['f32', 'f16', 'q8_0'];
+
+/** A modules_to_save copy (`<M>.modules_to_save.<adapter>.<leaf>`) stands for `<M>.<leaf>`. */
+const SAVED_COPY = /^(.*)\.modules_to_save\.[A-Za-z0-9_-]+\.(.*)$/;
+
+export function tensorType(type: string | undefined): GgmlType {
+  const t = (type ?? 'f32') as GgmlType;
+  if (!TYPES.includes(t)) throw new UsageError(`--type ${type}: choose one of ${TYPES.join(', ')}`);
+  return t;
+}
+
+/** The GGUF tensor of an HF weight: row-major [out, in] written as dims [in, out]. */
+export function ggufTensor(ggufName: string, t: Tensor, type: GgmlType, heads: number): GgufTensor {
+  const shape = [...t.shape];
+  const dims = [...shape].reverse();
+  // Rows are the outermost dim (a bias is rows of one value): what the RoPE permutation moves.
+  const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+  const data = () => t.data as ArrayLike<number>;
+  return {
+    name: ggufName,
+    dims,
+    type,
+    data: heads ? () => permuteRopeRows(data(), shape[0], cols, heads) : data,
+  };
+}
+
+export async function exportGguf(o: ExportOptions): Promise<string[]> {
+  const type = tensorType(o.type);
+  const adapters = o.adapter ?? [];
+  if (adapters.length && !o.merge)
+    throw new UsageError(
+      '--format gguf writes one set of weights: add --merge to fold the adapters in, ' +
+        'or write each adapter as its own file with --format gguf-lora (llama.cpp: --lora <file>)',
+    );
+  const model = openModel(o.model);
+  let { graph, weights } = withAdapters(model, { batch: 1, seq: 2 }, adapters);
+  if (o.merge) ({ graph, weights } = mergeAttached(graph, weights));
+  // 4-bit weights left in the graph (all of them, or those no adapter touched) as f32.
+  const dequantized = dequantizeAll(graph, weights);
+  const used = new Map<string, string>();
+  for (const p of graph.params()) {
+    const m = SAVED_COPY.exec(String(p.attrs.name));
+    if (m) used.set(`${m[1]}.${m[2]}`, String(p.attrs.name));
+  }
+  const c = model.config;
+  const tensors: GgufTensor[] = [];
+  const counts = new Map<GgmlType, number>();
+  const fellBack: string[] = [];
+  for (const [hf, name] of llamaTensorNames(c)) {
+    const key = used.get(hf) ?? hf;
+    const t = dequantized.get(key) ?? weights.get(key);
+    if (!t) throw new UserError(`--model ${o.model}: the checkpoint has no tensor ${hf}`);
+    let want: GgmlType = t.shape.length === 1 ? 'f32' : type;
+    if (want === 'q8_0' && t.shape[t.shape.length - 1] % 32 !== 0) {
+      want = 'f16';
+      fellBack.push(name);
+    }
+    counts.set(want, (counts.get(want) ?? 0) + 1);
+    tensors.push(ggufTensor(name, t, want, ropeHeads(name, c)));
+  }
+  const tok = tokenizerMetadata(model.dir, c);
+  const name = model.dir ? (model.dir.replace(/\/+$/, '').split('/').pop() ?? 'model') : o.model;
+  const metadata = new Map<string, GgufValue>([
+    ...llamaMetadata(c, { name, fileType: LLAMA_FTYPE[type], ropeLinearFactor: ropeScalingOf(graph) }),
+    ['general.quantization_version', { type: 'u32', value: 2 }],
+    ...tok.kv,
+  ]);
+  const bytes = asOutput('--out', o.out, () => writeGguf(o.out, { metadata, tensors }));
+  const byType = [...counts].map(([t, n]) => `${n} ${t}`).join(', ');
+  const lines = [`wrote ${o.out}: GGUF v3, llama, ${tensors.length} tensors (${byType}), ${bytes} bytes`];
+  if (o.merge) lines.push(`merged ${adapters.length} adapter(s): ${adapters.join(', ')}`);
+  if (model.quantization)
+    lines.push(`the 4-bit base (${model.quantization}) was dequantized to f32 before writing ${type}`);
+  if (fellBack.length) lines.push(`written f16 (rows not a multiple of 32 for q8_0): ${fellBack.join(', ')}`);
+  lines.push(`tokenizer: ${tok.note}`);
+  return lines;
+}
