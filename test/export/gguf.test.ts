@@ -3,7 +3,7 @@
 // `peftc logits` on the CPU backend, for the bundled tiny model, the PEFT-made adapters of
 // test/fixtures/peft (LoRA on q/v/down + embed_tokens + lm_head; rsLoRA with rank_pattern and
 // alpha_pattern), merged and unmerged; headers read back with @huggingface/gguf.
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf } from '@huggingface/gguf';
@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runExport } from '../../src/cli/commands/export.ts';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
+import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
+import { presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { Rng } from '../../src/util/rng.ts';
 import { cli } from '../cli/run-cli.ts';
 
 const MODEL = 'examples/models/tiny-llama';
@@ -63,9 +66,9 @@ async function llamaLogits(modelPath: string, lora?: string): Promise<Float32Arr
   }
 }
 
-async function peftcLogits(adapter: string[] = [], merge = false): Promise<Float32Array> {
+async function peftcLogits(adapter: string[] = [], merge = false, model = MODEL): Promise<Float32Array> {
   const out = tmp('safetensors');
-  await runLogits({ model: MODEL, adapter, merge, tokens, out, backend: 'cpu' } as never);
+  await runLogits({ model, adapter, merge, tokens, out, backend: 'cpu' });
   return SafetensorsFile.open(out).read('logits.0').data as Float32Array;
 }
 
@@ -173,6 +176,42 @@ describe('peftc export --format gguf-lora: what GGUF cannot express is refused, 
     expect(existsSync(out)).toBe(false);
   });
 
+  it('AdaLoRA, a PiSSA adapter in residual form, a LongLoRA context extension', async () => {
+    const longlora = join(dir, 'longlora');
+    cpSync(LORA, longlora, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(longlora, 'adapter_config.json'), 'utf8'));
+    writeFileSync(
+      join(longlora, 'adapter_config.json'),
+      JSON.stringify({ ...cfg, rope_scaling: { type: 'linear', factor: 2 } }),
+    );
+    const cases: [string, RegExp][] = [
+      [join(FIX, 'adalora/adapter'), /AdaLoRA's adapters are B \(A \* E\)/],
+      [join(FIX, 'pissa/adapter'), /residual form/],
+      [longlora, /rope_scaling .*context extension/],
+    ];
+    for (const [adapter, why] of cases) {
+      const out = join(dir, 'refused.gguf');
+      const r = await cli([
+        'export',
+        '--format',
+        'gguf-lora',
+        '--model',
+        MODEL,
+        '--adapter',
+        adapter,
+        '--out',
+        out,
+      ]);
+      expect(r.stderr).toMatch(why);
+      expect(existsSync(out)).toBe(false);
+    }
+    // Merged, the same adapter is a model with linear RoPE scaling, which llama.cpp applies.
+    const { out } = await exportTo('gguf', { adapter: [longlora], merge: true });
+    const m = (await gguf(out, { allowLocalFile: true })).metadata as Record<string, unknown>;
+    expect([m['llama.rope.scaling.type'], m['llama.rope.scaling.factor']]).toEqual(['linear', 2]);
+    expect(maxDiff(await llamaLogits(out), await peftcLogits([longlora], true))).toBeLessThan(1e-4);
+  });
+
   it('several adapters in one file; adapters without --merge for gguf', async () => {
     const out = join(dir, 'two.gguf');
     const two = await cli([
@@ -204,5 +243,39 @@ describe('peftc export --format gguf-lora: what GGUF cannot express is refused, 
     const type = await cli(['export', '--format', 'gguf', '--model', MODEL, '--type', 'q4_0', '--out', out]);
     expect(type.stderr).toMatch(/--type q4_0: choose one of f32, f16, q8_0/);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('peftc export --format gguf: other LLaMA checkpoints', () => {
+  it('q/k/v/o and MLP biases (q, k permuted too), tied embeddings, linear RoPE scaling', async () => {
+    const c = {
+      ...presetConfig('tiny'),
+      attentionBias: true,
+      mlpBias: true,
+      tieWordEmbeddings: true,
+      ropeLinearFactor: 2,
+      torchDtype: 'float32' as const,
+    };
+    const w = randomLlamaWeights(c, 5);
+    const rng = new Rng(9);
+    for (const name of w.names())
+      if (name.endsWith('.bias')) w.get(name)!.data.forEach((_, i, a) => void (a[i] = rng.normal(0, 0.5)));
+    const model = join(dir, 'biased');
+    saveModelDir(model, c, w);
+    const { out, lines } = await exportTo('gguf', { model });
+    expect(lines[0]).toMatch(/34 tensors/); // no output.weight: llama.cpp reuses token_embd
+    expect(maxDiff(await llamaLogits(out), await peftcLogits([], false, model))).toBeLessThan(1e-4);
+  });
+
+  it('a bitsandbytes 4-bit base is dequantized (and says so); a LoRA adapter over it', async () => {
+    const bnb = join(dir, 'bnb');
+    quantizeCheckpoint(MODEL, bnb, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
+    const { out, lines } = await exportTo('gguf', { model: bnb });
+    expect(lines.join('\n')).toMatch(
+      /4-bit base \(bitsandbytes nf4, blocksize 64, double quant\) was dequantized to f32/,
+    );
+    expect(maxDiff(await llamaLogits(out), await peftcLogits([], false, bnb))).toBeLessThan(1e-4);
+    const lora = (await exportTo('gguf-lora', { model: bnb, adapter: [LORA] })).out;
+    expect(maxDiff(await llamaLogits(out, lora), await peftcLogits([LORA], false, bnb))).toBeLessThan(1e-4);
   });
 });
