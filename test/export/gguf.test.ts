@@ -136,8 +136,8 @@ describe('peftc export --format gguf (llama.cpp)', () => {
   });
 
   it('a LoRA adapter as a GGUF adapter: llama.cpp --lora gives peftc logits --adapter within 1e-4', async () => {
+    const base = (await exportTo('gguf')).out;
     for (const adapter of [LORA, RSLORA]) {
-      const base = (await exportTo('gguf')).out;
       const { out, lines } = await exportTo('gguf-lora', { adapter: [adapter] });
       expect(lines[0]).toMatch(/GGUF LoRA adapter/);
       const h = await gguf(out, { allowLocalFile: true });
@@ -156,55 +156,34 @@ describe('peftc export --format gguf (llama.cpp)', () => {
   });
 });
 
-describe('peftc export --format gguf-lora: what GGUF cannot express is refused, nothing written', () => {
-  it('DoRA', async () => {
-    const out = join(dir, 'dora.gguf');
-    const r = await cli([
-      'export',
-      '--format',
-      'gguf-lora',
-      '--model',
-      MODEL,
-      '--adapter',
-      DORA,
-      '--out',
-      out,
-    ]);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/cannot be written as a GGUF LoRA adapter: .*DoRA .*magnitude/);
-    expect(r.stderr).toMatch(/--format gguf --adapter <dir> --merge/);
-    expect(existsSync(out)).toBe(false);
-  });
+/** `peftc export <args> --out <file>` fails, saying `why`, and writes nothing. */
+async function refused(args: string[], why: RegExp): Promise<string> {
+  const out = join(dir, 'refused.gguf');
+  const r = await cli(['export', '--model', MODEL, ...args, '--out', out]);
+  expect(r.code).not.toBe(0);
+  expect(r.stderr).toMatch(why);
+  expect(existsSync(out)).toBe(false);
+  return r.stderr;
+}
 
-  it('AdaLoRA, a PiSSA adapter in residual form, a LongLoRA context extension', async () => {
+describe('peftc export --format gguf-lora: what GGUF cannot express is refused, nothing written', () => {
+  it('DoRA, AdaLoRA, a PiSSA adapter in residual form, a LongLoRA context extension', async () => {
+    const dora = await refused(
+      ['--format', 'gguf-lora', '--adapter', DORA],
+      /cannot be written as a GGUF LoRA adapter: .*DoRA .*magnitude/,
+    );
+    expect(dora).toMatch(/--format gguf --adapter <dir> --merge/);
+    await refused(
+      ['--format', 'gguf-lora', '--adapter', join(FIX, 'adalora/adapter')],
+      /AdaLoRA's adapters are B \(A \* E\)/,
+    );
+    await refused(['--format', 'gguf-lora', '--adapter', join(FIX, 'pissa/adapter')], /residual form/);
     const longlora = join(dir, 'longlora');
     cpSync(LORA, longlora, { recursive: true });
     const cfg = JSON.parse(readFileSync(join(longlora, 'adapter_config.json'), 'utf8'));
-    writeFileSync(
-      join(longlora, 'adapter_config.json'),
-      JSON.stringify({ ...cfg, rope_scaling: { type: 'linear', factor: 2 } }),
-    );
-    const cases: [string, RegExp][] = [
-      [join(FIX, 'adalora/adapter'), /AdaLoRA's adapters are B \(A \* E\)/],
-      [join(FIX, 'pissa/adapter'), /residual form/],
-      [longlora, /rope_scaling .*context extension/],
-    ];
-    for (const [adapter, why] of cases) {
-      const out = join(dir, 'refused.gguf');
-      const r = await cli([
-        'export',
-        '--format',
-        'gguf-lora',
-        '--model',
-        MODEL,
-        '--adapter',
-        adapter,
-        '--out',
-        out,
-      ]);
-      expect(r.stderr).toMatch(why);
-      expect(existsSync(out)).toBe(false);
-    }
+    const scaled = { ...cfg, rope_scaling: { type: 'linear', factor: 2 } };
+    writeFileSync(join(longlora, 'adapter_config.json'), JSON.stringify(scaled));
+    await refused(['--format', 'gguf-lora', '--adapter', longlora], /rope_scaling .*context extension/);
     // Merged, the same adapter is a model with linear RoPE scaling, which llama.cpp applies.
     const { out } = await exportTo('gguf', { adapter: [longlora], merge: true });
     const m = (await gguf(out, { allowLocalFile: true })).metadata as Record<string, unknown>;
@@ -212,37 +191,13 @@ describe('peftc export --format gguf-lora: what GGUF cannot express is refused, 
     expect(maxDiff(await llamaLogits(out), await peftcLogits([longlora], true))).toBeLessThan(1e-4);
   });
 
-  it('several adapters in one file; adapters without --merge for gguf', async () => {
-    const out = join(dir, 'two.gguf');
-    const two = await cli([
-      'export',
-      '--format',
-      'gguf-lora',
-      '--model',
-      MODEL,
-      '--adapter',
-      LORA,
-      '--adapter',
-      RSLORA,
-      '--out',
-      out,
-    ]);
-    expect(two.stderr).toMatch(/one adapter per file; got 2/);
-    const unmerged = await cli([
-      'export',
-      '--format',
-      'gguf',
-      '--model',
-      MODEL,
-      '--adapter',
-      LORA,
-      '--out',
-      out,
-    ]);
-    expect(unmerged.stderr).toMatch(/add --merge/);
-    const type = await cli(['export', '--format', 'gguf', '--model', MODEL, '--type', 'q4_0', '--out', out]);
-    expect(type.stderr).toMatch(/--type q4_0: choose one of f32, f16, q8_0/);
-    expect(existsSync(out)).toBe(false);
+  it('several adapters in one file; adapters without --merge for gguf; an unknown --type', async () => {
+    await refused(
+      ['--format', 'gguf-lora', '--adapter', LORA, '--adapter', RSLORA],
+      /one adapter per file; got 2/,
+    );
+    await refused(['--format', 'gguf', '--adapter', LORA], /add --merge/);
+    await refused(['--format', 'gguf', '--type', 'q4_0'], /--type q4_0: choose one of f32, f16, q8_0/);
   });
 });
 
