@@ -213,13 +213,18 @@ describe('peftc export --format gguf: other LLaMA checkpoints', () => {
     };
     const w = randomLlamaWeights(c, 5);
     const rng = new Rng(9);
-    for (const name of w.names())
-      if (name.endsWith('.bias')) w.get(name)!.data.forEach((_, i, a) => void (a[i] = rng.normal(0, 0.5)));
+    // Large enough that a wrong permutation of the q/k biases shows in the logits.
+    for (const name of w.names()) {
+      const std = name.endsWith('.bias') ? 0.5 : name.endsWith('norm.weight') ? 0 : 0.2;
+      if (std) w.get(name)!.data.forEach((_, i, a) => void (a[i] = rng.normal(0, std)));
+    }
     const model = join(dir, 'biased');
     saveModelDir(model, c, w);
     const { out, lines } = await exportTo('gguf', { model });
     expect(lines[0]).toMatch(/34 tensors/); // no output.weight: llama.cpp reuses token_embd
-    expect(maxDiff(await llamaLogits(out), await peftcLogits([], false, model))).toBeLessThan(1e-4);
+    const ref = await peftcLogits([], false, model);
+    expect(Math.max(...ref.map(Math.abs))).toBeGreaterThan(1);
+    expect(maxDiff(await llamaLogits(out), ref)).toBeLessThan(1e-4);
   });
 
   it('a bitsandbytes 4-bit base is dequantized (and says so); a LoRA adapter over it', async () => {
