@@ -5,6 +5,7 @@
 // multiple of 32 is written f16, as it does). A bitsandbytes 4-bit base is dequantized to f32
 // first (GGUF's 4-bit types are other formats than NF4/FP4), and said so.
 
+import cliProgress from 'cli-progress';
 import { asOutput } from '../../io/fs-errors.ts';
 import {
   type GgmlType,
@@ -13,11 +14,12 @@ import {
   LLAMA_FTYPE,
   writeGguf,
 } from '../../io/gguf/index.ts';
-import type { Tensor } from '../../ir/tensor.ts';
+import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { ropeScalingOf } from '../../methods/longlora/index.ts';
-import { dequantizeAll } from '../../methods/qlora/index.ts';
+import { quantizedWeights, stateFromGraph } from '../../methods/qlora/index.ts';
 import { openModel } from '../../models/open.ts';
 import { mergeAttached, withAdapters } from '../../models/prepare.ts';
+import { dequantizeWeight } from '../../quant/quant-state.ts';
 import { UsageError, UserError } from '../../util/errors.ts';
 import type { ExportOptions } from '../format.ts';
 import { llamaMetadata, llamaTensorNames, permuteRopeRows, ropeHeads } from './llama.ts';
@@ -35,15 +37,18 @@ export function tensorType(type: string | undefined): GgmlType {
 }
 
 /** The GGUF tensor of an HF weight: row-major [out, in] written as dims [in, out]. */
-export function ggufTensor(ggufName: string, t: Tensor, type: GgmlType, heads: number): GgufTensor {
-  const shape = [...t.shape];
-  const dims = [...shape].reverse();
+function ggufTensor(
+  ggufName: string,
+  shape: readonly number[],
+  data: () => ArrayLike<number>,
+  type: GgmlType,
+  heads: number,
+): GgufTensor {
   // Rows are the outermost dim (a bias is rows of one value): what the RoPE permutation moves.
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
-  const data = () => t.data as ArrayLike<number>;
   return {
     name: ggufName,
-    dims,
+    dims: [...shape].reverse(),
     type,
     data: heads ? () => permuteRopeRows(data(), shape[0], cols, heads) : data,
   };
@@ -60,28 +65,39 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
   const model = openModel(o.model);
   let { graph, weights } = withAdapters(model, { batch: 1, seq: 2 }, adapters);
   if (o.merge) ({ graph, weights } = mergeAttached(graph, weights));
-  // 4-bit weights left in the graph (all of them, or those no adapter touched) as f32.
-  const dequantized = dequantizeAll(graph, weights);
+  // Weights are read (and 4-bit ones dequantized to f32) when written, one at a time, so a
+  // large model never sits in memory whole; shapes come from the graph's params.
+  const quantized = quantizedWeights(graph);
+  const shapes = new Map(graph.params().map((p) => [String(p.attrs.name), p.type.shape] as const));
   const used = new Map<string, string>();
-  for (const p of graph.params()) {
-    const m = SAVED_COPY.exec(String(p.attrs.name));
-    if (m) used.set(`${m[1]}.${m[2]}`, String(p.attrs.name));
+  for (const name of shapes.keys()) {
+    const m = SAVED_COPY.exec(name);
+    if (m) used.set(`${m[1]}.${m[2]}`, name);
   }
+  const read = (key: string): Tensor => {
+    const dq = quantized.get(key);
+    if (dq) return tensor('f32', [...shapes.get(key)!], dequantizeWeight(stateFromGraph(graph, dq, weights)));
+    const t = weights.get(key);
+    if (!t) throw new UserError(`--model ${o.model}: the checkpoint has no tensor ${key}`);
+    return t;
+  };
   const c = model.config;
   const tensors: GgufTensor[] = [];
   const counts = new Map<GgmlType, number>();
   const fellBack: string[] = [];
   for (const [hf, name] of llamaTensorNames(c)) {
     const key = used.get(hf) ?? hf;
-    const t = dequantized.get(key) ?? weights.get(key);
-    if (!t) throw new UserError(`--model ${o.model}: the checkpoint has no tensor ${hf}`);
-    let want: GgmlType = t.shape.length === 1 ? 'f32' : type;
-    if (want === 'q8_0' && t.shape[t.shape.length - 1] % 32 !== 0) {
+    const shape = shapes.get(key);
+    if (!shape) throw new UserError(`--model ${o.model}: the model graph has no weight ${hf}`);
+    let want: GgmlType = shape.length === 1 ? 'f32' : type;
+    if (want === 'q8_0' && shape[shape.length - 1] % 32 !== 0) {
       want = 'f16';
       fellBack.push(name);
     }
     counts.set(want, (counts.get(want) ?? 0) + 1);
-    tensors.push(ggufTensor(name, t, want, ropeHeads(name, c)));
+    tensors.push(
+      ggufTensor(name, shape, () => read(key).data as ArrayLike<number>, want, ropeHeads(name, c)),
+    );
   }
   const tok = tokenizerMetadata(model.dir, c);
   const name = model.dir ? (model.dir.replace(/\/+$/, '').split('/').pop() ?? 'model') : o.model;
@@ -90,7 +106,26 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
     ['general.quantization_version', { type: 'u32', value: 2 }],
     ...tok.kv,
   ]);
-  const bytes = asOutput('--out', o.out, () => writeGguf(o.out, { metadata, tensors }));
+  // A bar on a terminal (a 7B model is minutes of encoding); nothing in pipes and tests.
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format: 'writing GGUF [{bar}] {value}/{total} tensors {name}',
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  bar?.start(tensors.length, 0, { name: '' });
+  let bytes: number;
+  try {
+    bytes = asOutput('--out', o.out, () =>
+      writeGguf(o.out, { metadata, tensors }, { onTensor: (done, name) => bar?.update(done, { name }) }),
+    );
+  } finally {
+    bar?.stop();
+  }
   const byType = [...counts].map(([t, n]) => `${n} ${t}`).join(', ');
   const lines = [`wrote ${o.out}: GGUF v3, llama, ${tensors.length} tensors (${byType}), ${bytes} bytes`];
   if (o.merge) lines.push(`merged ${adapters.length} adapter(s): ${adapters.join(', ')}`);

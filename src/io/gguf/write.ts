@@ -111,7 +111,11 @@ function tensorBytes(t: GgufTensor): number {
 }
 
 /** Writes `f` to `target` (atomically); returns the file's size in bytes. */
-export function writeGguf(target: string, f: GgufFile): number {
+export function writeGguf(
+  target: string,
+  f: GgufFile,
+  o: { onTensor?: (done: number, name: string) => void } = {},
+): number {
   const metadata = new Map(f.metadata);
   if (!metadata.has('general.alignment'))
     metadata.set('general.alignment', { type: 'u32', value: GGUF_ALIGNMENT });
@@ -157,6 +161,7 @@ export function writeGguf(target: string, f: GgufFile): number {
         writeAll(fd, bytes);
         const pad = align(sizes[i], alignment) - sizes[i];
         if (pad) writeAll(fd, new Uint8Array(pad));
+        o.onTensor?.(i + 1, t.name);
       });
     },
     { bytes: total },
