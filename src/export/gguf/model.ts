@@ -69,6 +69,7 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
   // large model never sits in memory whole; shapes come from the graph's params.
   const quantized = quantizedWeights(graph);
   const shapes = new Map(graph.params().map((p) => [String(p.attrs.name), p.type.shape] as const));
+  for (const [name, dq] of quantized) shapes.set(name, dq.type.shape); // the param is the packed bytes
   const used = new Map<string, string>();
   for (const name of shapes.keys()) {
     const m = SAVED_COPY.exec(name);
@@ -76,7 +77,10 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
   }
   const read = (key: string): Tensor => {
     const dq = quantized.get(key);
-    if (dq) return tensor('f32', [...shapes.get(key)!], dequantizeWeight(stateFromGraph(graph, dq, weights)));
+    if (dq) {
+      const state = stateFromGraph(graph, dq, weights);
+      return tensor('f32', [...state.shape], dequantizeWeight(state));
+    }
     const t = weights.get(key);
     if (!t) throw new UserError(`--model ${o.model}: the checkpoint has no tensor ${key}`);
     return t;
