@@ -7,13 +7,14 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gguf } from '@huggingface/gguf';
-import { getLlama, type Llama, LlamaLogLevel, type Token } from 'node-llama-cpp';
+import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runExport } from '../../src/cli/commands/export.ts';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import { loadTokenizer } from '../../src/models/tokenizer/index.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { cli } from '../cli/run-cli.ts';
 
@@ -22,26 +23,34 @@ const FIX = 'test/fixtures/peft';
 const LORA = join(FIX, 'lora/adapter'); // q/v/down_proj, embed_tokens, lm_head (PEFT 0.21)
 const RSLORA = join(FIX, 'lora-rslora-pattern/adapter'); // rsLoRA + rank_pattern + alpha_pattern
 const DORA = join(FIX, 'dora/adapter');
+const BPE = 'test/fixtures/io/bpe-tokenizer'; // 40 tokens, 9 merges
 const IDS = [256, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100, 33];
 const VOCAB = 259;
 const dir = mkdtempSync(join(tmpdir(), 'peftc-gguf-'));
-const tokens = join(dir, 'tokens.json');
 let llama: Llama;
 let n = 0;
 const tmp = (ext: string) => join(dir, `${n++}.${ext}`);
 
 beforeAll(async () => {
-  writeFileSync(tokens, JSON.stringify([IDS]));
   llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
 });
 afterAll(async () => {
   await llama?.dispose();
 });
 
-/** llama.cpp's logits [seq, vocab] for IDS: f32 KV cache, no flash attention. */
-async function llamaLogits(modelPath: string, lora?: string): Promise<Float32Array> {
+interface LlamaRun {
+  readonly ids?: readonly number[];
+  readonly vocab?: number;
+  /** Called with the loaded model (tokenizer checks). */
+  readonly onModel?: (m: LlamaModel) => void;
+}
+
+/** llama.cpp's logits [seq, vocab] for `ids` (IDS): f32 KV cache, no flash attention. */
+async function llamaLogits(modelPath: string, lora?: string, o: LlamaRun = {}): Promise<Float32Array> {
+  const { ids = IDS, vocab = VOCAB } = o;
   const model = await llama.loadModel({ modelPath });
   try {
+    o.onModel?.(model);
     const ctx = await model.createContext({
       contextSize: 32,
       batchSize: 32,
@@ -52,12 +61,12 @@ async function llamaLogits(modelPath: string, lora?: string): Promise<Float32Arr
     });
     const res = await ctx
       .getSequence()
-      .controlledEvaluate(IDS.map((t) => [t as Token, { generateNext: { logits: true } }] as const));
-    const out = new Float32Array(IDS.length * VOCAB);
+      .controlledEvaluate(ids.map((t) => [t as Token, { generateNext: { logits: true } }] as const));
+    const out = new Float32Array(ids.length * vocab);
     res.forEach((r, i) => {
       const logits = r?.next.logits;
-      expect(logits?.size).toBe(VOCAB);
-      for (const [tok, v] of logits!) out[i * VOCAB + (tok as number)] = v;
+      expect(logits?.size).toBe(vocab);
+      for (const [tok, v] of logits!) out[i * vocab + (tok as number)] = v;
     });
     await ctx.dispose();
     return out;
@@ -66,8 +75,15 @@ async function llamaLogits(modelPath: string, lora?: string): Promise<Float32Arr
   }
 }
 
-async function peftcLogits(adapter: string[] = [], merge = false, model = MODEL): Promise<Float32Array> {
+async function peftcLogits(
+  adapter: string[] = [],
+  merge = false,
+  model = MODEL,
+  ids: readonly number[] = IDS,
+): Promise<Float32Array> {
   const out = tmp('safetensors');
+  const tokens = tmp('json');
+  writeFileSync(tokens, JSON.stringify([ids]));
   await runLogits({ model, adapter, merge, tokens, out, backend: 'cpu' });
   return SafetensorsFile.open(out).read('logits.0').data as Float32Array;
 }
@@ -237,5 +253,28 @@ describe('peftc export --format gguf: other LLaMA checkpoints', () => {
     expect(maxDiff(await llamaLogits(out), await peftcLogits([], false, bnb))).toBeLessThan(1e-4);
     const lora = (await exportTo('gguf-lora', { model: bnb, adapter: [LORA] })).out;
     expect(maxDiff(await llamaLogits(out, lora), await peftcLogits([LORA], false, bnb))).toBeLessThan(1e-4);
+  });
+
+  it("a tokenizer.json byte-level BPE: llama.cpp tokenizes text as peftc's tokenizer does", async () => {
+    const c = { ...presetConfig('tiny'), vocabSize: 40, bosTokenId: 0, eosTokenId: 1, padTokenId: 3 };
+    const model = join(dir, 'bpe');
+    saveModelDir(model, c, randomLlamaWeights(c, 3));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) cpSync(join(BPE, f), join(model, f));
+    const { out, lines } = await exportTo('gguf', { model });
+    expect(lines.join('\n')).toMatch(/byte-level BPE from .*40 tokens, 9 merges/);
+    const text = 'hello world cab'; // only characters the 40-token vocabulary has
+    const ids = loadTokenizer(model).encode(text);
+    let llamaIds: number[] = [];
+    const got = await llamaLogits(out, undefined, {
+      ids,
+      vocab: 40,
+      onModel: (m) => {
+        llamaIds = m.tokenize(text, false).map(Number);
+        expect(m.detokenize(m.tokenize(text, false) as Token[])).toBe(text);
+      },
+    });
+    expect([ids[0], ...llamaIds]).toEqual(ids); // peftc's template adds <s> (id 0)
+    expect(ids).toContain(39); // 'Ġworld', made by the merges
+    expect(maxDiff(got, await peftcLogits([], false, model, ids))).toBeLessThan(1e-4);
   });
 });
