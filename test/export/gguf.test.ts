@@ -277,4 +277,116 @@ describe('peftc export --format gguf: other LLaMA checkpoints', () => {
     expect(ids).toContain(39); // 'Ġworld', made by the merges
     expect(maxDiff(got, await peftcLogits([], false, model, ids))).toBeLessThan(1e-4);
   });
+
+  it('a tokenizer.json byte-fallback BPE (Llama 2 style) as a SentencePiece vocabulary: the same ids', async () => {
+    const tj = llama2StyleTokenizer();
+    const c = {
+      ...presetConfig('tiny'),
+      vocabSize: 277,
+      bosTokenId: 1,
+      eosTokenId: 2,
+      padTokenId: undefined,
+    };
+    const model = join(dir, 'spm');
+    saveModelDir(model, c, randomLlamaWeights(c, 4));
+    writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tj));
+    writeFileSync(
+      join(model, 'tokenizer_config.json'),
+      JSON.stringify({ bos_token: '<s>', eos_token: '</s>', add_bos_token: true }),
+    );
+    const { out, lines } = await exportTo('gguf', { model });
+    expect(lines.join('\n')).toMatch(
+      /byte-fallback BPE from .* as a SentencePiece vocabulary \(277 tokens\)/,
+    );
+    const text = 'hello world!é';
+    const ids = loadTokenizer(model).encode(text);
+    expect(ids).toEqual([1, 271, 276, 36, 198, 172]); // <s> ▁hello ▁world <0x21> <0xC3> <0xA9>
+    let llamaIds: number[] = [];
+    let back = '';
+    const got = await llamaLogits(out, undefined, {
+      ids,
+      vocab: 277,
+      onModel: (m) => {
+        llamaIds = m.tokenize(text, false).map(Number);
+        back = m.detokenize(m.tokenize(text, false) as Token[]);
+      },
+    });
+    expect([ids[0], ...llamaIds]).toEqual(ids); // node-llama-cpp's tokenize adds no <s>
+    expect(back.trimStart()).toBe(text);
+    expect(maxDiff(got, await peftcLogits([], false, model, ids))).toBeLessThan(1e-4);
+  });
 });
+
+/** A small tokenizer.json as Llama 2's is made: ▁ for spaces (prepended), merges, byte fallback. */
+function llama2StyleTokenizer() {
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
+  for (const p of [
+    '▁',
+    'h',
+    'e',
+    'l',
+    'o',
+    'w',
+    'r',
+    'd',
+    'he',
+    'll',
+    'hell',
+    'hello',
+    '▁hello',
+    '▁w',
+    'or',
+    '▁wor',
+    '▁worl',
+    '▁world',
+  ])
+    vocab[p] = Object.keys(vocab).length;
+  const merges = ['h e', 'l l', 'he ll', 'hell o', '▁ hello', '▁ w', 'o r', '▁w or', '▁wor l', '▁worl d'];
+  const special = (id: number, content: string) => ({
+    id,
+    content,
+    special: true,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+  });
+  return {
+    version: '1.0',
+    added_tokens: [special(0, '<unk>'), special(1, '<s>'), special(2, '</s>')],
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '▁' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      ],
+    },
+    pre_tokenizer: null,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    decoder: {
+      type: 'Sequence',
+      decoders: [
+        { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+        { type: 'ByteFallback' },
+        { type: 'Fuse' },
+        { type: 'Strip', content: ' ', start: 1, stop: 0 },
+      ],
+    },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<unk>',
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab,
+      merges,
+    },
+  };
+}
