@@ -151,17 +151,28 @@ describe('peftc export --format gguf (llama.cpp)', () => {
     for (let i = 0; i < IDS.length; i++) expect(argmax(lf16, i)).toBe(argmax(ref, i));
   });
 
-  it('a LoRA adapter as a GGUF adapter: llama.cpp --lora gives peftc logits --adapter within 1e-4', async () => {
+  const asGgufAdapter = async (adapter: string) => {
     const base = (await exportTo('gguf')).out;
-    for (const adapter of [LORA, RSLORA]) {
-      const { out, lines } = await exportTo('gguf-lora', { adapter: [adapter] });
-      expect(lines[0]).toMatch(/GGUF LoRA adapter/);
-      const h = await gguf(out, { allowLocalFile: true });
-      const m = h.metadata as Record<string, unknown>;
-      expect([m['general.type'], m['adapter.type']]).toEqual(['adapter', 'lora']);
-      const d = maxDiff(await llamaLogits(base, out), await peftcLogits([adapter]));
-      expect(d).toBeLessThan(1e-4);
-    }
+    const { out, lines } = await exportTo('gguf-lora', { adapter: [adapter] });
+    expect(lines[0]).toMatch(/GGUF LoRA adapter/);
+    const h = await gguf(out, { allowLocalFile: true });
+    const m = h.metadata as Record<string, unknown>;
+    expect([m['general.type'], m['adapter.type'], m['adapter.lora.alpha']]).toEqual(['adapter', 'lora', 8]);
+    return {
+      names: h.tensorInfos.map((t) => t.name),
+      d: maxDiff(await llamaLogits(base, out), await peftcLogits([adapter])),
+    };
+  };
+
+  it('a LoRA adapter (q/v/down, embed_tokens, lm_head) as a GGUF adapter: llama.cpp --lora gives peftc logits within 1e-4', async () => {
+    const { names, d } = await asGgufAdapter(LORA);
+    expect(names).toContain('token_embd.weight.lora_a');
+    expect(names).toContain('output.weight.lora_b');
+    expect(d).toBeLessThan(1e-4);
+  });
+
+  it('rsLoRA with rank_pattern and alpha_pattern: per-module scales folded into B, within 1e-4', async () => {
+    expect((await asGgufAdapter(RSLORA)).d).toBeLessThan(1e-4);
   });
 
   it('--merge folds adapters (two, in order) into the GGUF: llama.cpp gives peftc logits --merge', async () => {
