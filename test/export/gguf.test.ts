@@ -181,6 +181,11 @@ describe('peftc export --format gguf (llama.cpp)', () => {
     const d = maxDiff(await llamaLogits(out), await peftcLogits([LORA, RSLORA], true));
     expect(d).toBeLessThan(1e-4);
   });
+
+  it('--merge takes what gguf-lora refuses: DoRA folded into the weights, within 1e-4', async () => {
+    const { out } = await exportTo('gguf', { adapter: [DORA], merge: true });
+    expect(maxDiff(await llamaLogits(out), await peftcLogits([DORA], true))).toBeLessThan(1e-4);
+  });
 });
 
 /** `peftc export <args> --out <file>` fails, saying `why`, and writes nothing. */
