@@ -12,8 +12,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runExport } from '../../src/cli/commands/export.ts';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
+import { bindParams } from '../../src/ir/weights.ts';
+import { injectLora, loraOptions } from '../../src/methods/lora/index.ts';
+import { savePeftAdapter } from '../../src/models/adapters.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
-import { presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
+import {
+  buildLlama,
+  loadModel,
+  presetConfig,
+  randomLlamaWeights,
+  saveModelDir,
+} from '../../src/models/llama/index.ts';
 import { loadTokenizer } from '../../src/models/tokenizer/index.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { cli } from '../cli/run-cli.ts';
@@ -221,6 +230,32 @@ describe('peftc export --format gguf-lora: what GGUF cannot express is refused, 
     const m = (await gguf(out, { allowLocalFile: true })).metadata as Record<string, unknown>;
     expect([m['llama.rope.scaling.type'], m['llama.rope.scaling.factor']]).toEqual(['linear', 2]);
     expect(maxDiff(await llamaLogits(out), await peftcLogits([longlora], true))).toBeLessThan(1e-4);
+  });
+
+  it('modules_to_save (a trained norm and embedding, as LongLoRA trains them): refused; merged, used', async () => {
+    const adapter = join(dir, 'saved-modules');
+    const m = loadModel(MODEL);
+    const options = loraOptions.parse({
+      r: 2,
+      lora_alpha: 4,
+      target_modules: ['q_proj', 'k_proj'],
+      modules_to_save: ['embed_tokens', 'norm'],
+      init_lora_weights: false,
+    });
+    const inj = injectLora(buildLlama(m.config, { batch: 1, seq: 4 }), options, m.weights);
+    const w = bindParams(inj.graph, inj.weights!, 3);
+    for (const n of w.names())
+      if (n.includes('modules_to_save') || n.includes('lora_B'))
+        w.get(n)!.data.forEach((x, i, a) => void (a[i] = n.includes('lora_B') ? 10 * x : 1.5 * x));
+    savePeftAdapter(adapter, inj.graph, (n) => w.get(n)!, options, MODEL);
+    await refused(
+      ['--format', 'gguf-lora', '--adapter', adapter],
+      /besides LoRA pairs \(modules_to_save or biases\)/,
+    );
+    const { out } = await exportTo('gguf', { adapter: [adapter], merge: true });
+    const ref = await peftcLogits([adapter], true);
+    expect(maxDiff(ref, await peftcLogits())).toBeGreaterThan(0.1); // the adapter matters
+    expect(maxDiff(await llamaLogits(out), ref)).toBeLessThan(1e-4);
   });
 
   it('several adapters in one file; adapters without --merge for gguf; an unknown --type', async () => {
