@@ -198,9 +198,9 @@ describe('peftc export --format gguf (llama.cpp)', () => {
 });
 
 /** `peftc export <args> --out <file>` fails, saying `why`, and writes nothing. */
-async function refused(args: string[], why: RegExp): Promise<string> {
+async function refused(args: string[], why: RegExp, model = MODEL): Promise<string> {
   const out = join(dir, 'refused.gguf');
-  const r = await cli(['export', '--model', MODEL, ...args, '--out', out]);
+  const r = await cli(['export', '--model', model, ...args, '--out', out]);
   expect(r.code).not.toBe(0);
   expect(r.stderr).toMatch(why);
   expect(existsSync(out)).toBe(false);
@@ -256,6 +256,17 @@ describe('peftc export --format gguf-lora: what GGUF cannot express is refused, 
     const ref = await peftcLogits([adapter], true);
     expect(maxDiff(ref, await peftcLogits())).toBeGreaterThan(0.1); // the adapter matters
     expect(maxDiff(await llamaLogits(out), ref)).toBeLessThan(1e-4);
+  });
+
+  it('a tokenizer.json it cannot write as GGUF (WordPiece)', async () => {
+    const model = join(dir, 'wordpiece');
+    cpSync(MODEL, model, { recursive: true });
+    writeFileSync(join(model, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordPiece', vocab: {} } }));
+    await refused(
+      ['--format', 'gguf'],
+      /model.type "WordPiece": peftc writes GGUF tokenizers for BPE models only/,
+      model,
+    );
   });
 
   it('several adapters in one file; adapters without --merge for gguf; an unknown --type', async () => {

@@ -63,6 +63,7 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
         'or write each adapter as its own file with --format gguf-lora (llama.cpp: --lora <file>)',
     );
   const model = openModel(o.model);
+  const tok = tokenizerMetadata(model.dir, model.config); // a tokenizer it cannot write fails before any work
   let { graph, weights } = withAdapters(model, { batch: 1, seq: 2 }, adapters);
   if (o.merge) ({ graph, weights } = mergeAttached(graph, weights));
   // Weights are read (and 4-bit ones dequantized to f32) when written, one at a time, so a
@@ -103,7 +104,6 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
       ggufTensor(name, shape, () => read(key).data as ArrayLike<number>, want, ropeHeads(name, c)),
     );
   }
-  const tok = tokenizerMetadata(model.dir, c);
   const name = model.dir ? (model.dir.replace(/\/+$/, '').split('/').pop() ?? 'model') : o.model;
   const metadata = new Map<string, GgufValue>([
     ...llamaMetadata(c, { name, fileType: LLAMA_FTYPE[type], ropeLinearFactor: ropeScalingOf(graph) }),
