@@ -5,7 +5,13 @@ import type { Graph } from '../../ir/graph.ts';
 import { formatShape, sameShape } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import { MapWeightStore, type WeightStore } from '../../ir/weights.ts';
-import { ASSIGN_PREFIX, type Backend, type CompileOptions, type Executable, type RunRequest } from '../backend.ts';
+import {
+  ASSIGN_PREFIX,
+  type Backend,
+  type CompileOptions,
+  type Executable,
+  type RunRequest,
+} from '../backend.ts';
 import { CpuRunError, runGraph } from './interpreter.ts';
 import type { Precision } from './kernel.ts';
 

@@ -563,7 +563,9 @@ export class WebGpuBackend implements Backend {
     const out = new Map<number, GPUBuffer>();
     if (!other) return out;
     if (!(other instanceof WebGpuExecutable) || !this.live.has(other))
-      throw new WebGpuError('share: the executable to share params with is not a live one of this WebGPU backend');
+      throw new WebGpuError(
+        'share: the executable to share params with is not a live one of this WebGPU backend',
+      );
     const theirNames = new Set(other.graph.params().map((q) => String(q.attrs.name)));
     for (const p of graph.params()) {
       const name = String(p.attrs.name);
