@@ -256,6 +256,16 @@ describe('peftc export --format gguf-lora: what GGUF cannot express is refused, 
     const ref = await peftcLogits([adapter], true);
     expect(maxDiff(ref, await peftcLogits())).toBeGreaterThan(0.1); // the adapter matters
     expect(maxDiff(await llamaLogits(out), ref)).toBeLessThan(1e-4);
+    // `peftc merge` writes the copies in place of the weights they replace too (from an f32
+    // copy of the model, so that the merged checkpoint is not rounded to bf16).
+    const f32 = join(dir, 'tiny-f32');
+    cpSync(MODEL, f32, { recursive: true });
+    const config = JSON.parse(readFileSync(join(f32, 'config.json'), 'utf8'));
+    writeFileSync(join(f32, 'config.json'), JSON.stringify({ ...config, torch_dtype: 'float32' }));
+    const merged = join(dir, 'saved-modules-merged');
+    const r = await cli(['merge', '--model', f32, '--adapter', adapter, '--out', merged]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(maxDiff(await peftcLogits([], false, merged), ref)).toBeLessThan(1e-4);
   });
 
   it('a tokenizer.json it cannot write as GGUF (WordPiece)', async () => {

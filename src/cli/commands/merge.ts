@@ -11,8 +11,10 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { checkOutputPath } from '../../io/fs-errors.ts';
 import { openCheckpoint } from '../../io/safetensors/index.ts';
+import type { Graph } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
-import { adapterSites, baseWeightNode, mergeAdapters } from '../../methods/index.ts';
+import type { WeightStore } from '../../ir/weights.ts';
+import { adapterSites, baseWeightNode, mergeAdapters, savedCopyTarget } from '../../methods/index.ts';
 import { dequantizeAll, mergeQlora, quantizedWeights } from '../../methods/qlora/index.ts';
 import { readBnb4bitConfig } from '../../models/bnb4bit.ts';
 import { type LoadedModel, storageDtype } from '../../models/llama/index.ts';
@@ -54,17 +56,38 @@ export function mergeToDir(o: MergeOptions, log: (line: string) => void = () => 
     throw new UserError(
       `--merge-into applies to bitsandbytes 4-bit models only; ${o.model} is a full-precision model (drop --merge-into)`,
     );
-  const { weights, merged } = prepareModel(model, { batch: 1, seq: 2 }, { adapters: o.adapter, merge: true });
+  const { graph, weights, merged } = prepareModel(
+    model,
+    { batch: 1, seq: 2 },
+    { adapters: o.adapter, merge: true },
+  );
   const tensors = new Map<string, Tensor>();
   // Every tensor of the checkpoint (including ones the graph does not use), merged ones replaced.
   for (const name of model.weights.names()) tensors.set(name, model.weights.get(name)!);
   for (const name of merged) tensors.set(name, weights.get(name)!);
+  const copies = savedCopies(graph, weights, merged);
+  for (const [target, t] of copies) tensors.set(target, t);
   writeModelDir(o.out, tensors, {
     srcDir: model.dir,
     dtype: storageDtype(model.config.torchDtype),
     replace: true,
   });
-  return { tensors: tensors.size, changed: merged };
+  return { tensors: tensors.size, changed: [...merged, ...copies.keys()] };
+}
+
+/**
+ * The trained modules_to_save copies (LongLoRA's embeddings and norms, PEFT's
+ * modules_to_save) under the names of the weights they replace: the merged model is the
+ * adapted one only with them in place of the base weights.
+ */
+function savedCopies(graph: Graph, weights: WeightStore, merged: readonly string[]): Map<string, Tensor> {
+  const out = new Map<string, Tensor>();
+  for (const p of graph.params()) {
+    const name = String(p.attrs.name);
+    const target = savedCopyTarget(name);
+    if (target && !merged.includes(target)) out.set(target, weights.get(name)!);
+  }
+  return out;
 }
 
 // bitsandbytes' per-weight tensors besides `<m>.weight` itself.
@@ -97,6 +120,7 @@ function mergeQloraToDir(
       tensors.set(k, owner && merged.has(owner) ? m.weights!.get(k)! : raw.read(k));
     }
     for (const name of plainMerged) tensors.set(name, m.weights!.get(name)!);
+    for (const [target, t] of savedCopies(m.graph, m.weights!, plainMerged)) tensors.set(target, t);
     writeModelDir(o.out, tensors, { srcDir: dir, replace: true });
     return {
       tensors: tensors.size,
@@ -113,6 +137,7 @@ function mergeQloraToDir(
     else if (!quantized.has(BNB_PART.exec(k)?.[1] ?? '')) tensors.set(k, raw.read(k));
   }
   for (const name of plainMerged) tensors.set(name, m.weights!.get(name)!);
+  for (const [target, t] of savedCopies(m.graph, m.weights!, plainMerged)) tensors.set(target, t);
   const dtype = storageDtype(String(qc.bnb_4bit_compute_dtype ?? 'float32'));
   const torchDtype = { bf16: 'bfloat16', f16: 'float16', f32: 'float32' }[dtype];
   writeModelDir(o.out, tensors, {

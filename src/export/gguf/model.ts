@@ -15,6 +15,7 @@ import {
   writeGguf,
 } from '../../io/gguf/index.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
+import { savedCopyTarget } from '../../methods/index.ts';
 import { ropeScalingOf } from '../../methods/longlora/index.ts';
 import { quantizedWeights, stateFromGraph } from '../../methods/qlora/index.ts';
 import { openModel } from '../../models/open.ts';
@@ -26,9 +27,6 @@ import { llamaMetadata, llamaTensorNames, permuteRopeRows, ropeHeads } from './l
 import { tokenizerMetadata } from './tokenizer.ts';
 
 const TYPES: readonly GgmlType[] = ['f32', 'f16', 'q8_0'];
-
-/** A modules_to_save copy (`<M>.modules_to_save.<adapter>.<leaf>`) stands for `<M>.<leaf>`. */
-const SAVED_COPY = /^(.*)\.modules_to_save\.[A-Za-z0-9_-]+\.(.*)$/;
 
 export function tensorType(type: string | undefined): GgmlType {
   const t = (type ?? 'f32') as GgmlType;
@@ -73,8 +71,8 @@ export async function exportGguf(o: ExportOptions): Promise<string[]> {
   for (const [name, dq] of quantized) shapes.set(name, dq.type.shape); // the param is the packed bytes
   const used = new Map<string, string>();
   for (const name of shapes.keys()) {
-    const m = SAVED_COPY.exec(name);
-    if (m) used.set(`${m[1]}.${m[2]}`, name);
+    const target = savedCopyTarget(name);
+    if (target) used.set(target, name);
   }
   const read = (key: string): Tensor => {
     const dq = quantized.get(key);

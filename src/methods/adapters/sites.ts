@@ -149,3 +149,15 @@ export function checkAdapters(g: Graph, what: string): AdapterSite[] {
   }
   return sites;
 }
+
+/** A modules_to_save copy's name: `<M>.modules_to_save.<adapter>.<leaf>`. */
+const SAVED_COPY = /^(.*)\.modules_to_save\.[A-Za-z0-9_-]+\.(.*)$/;
+
+/**
+ * The checkpoint weight a modules_to_save copy stands for (`<M>.<leaf>`), or undefined for
+ * any other name. Writing a merged model, the copy's (trained) value replaces that weight.
+ */
+export function savedCopyTarget(name: string): string | undefined {
+  const m = SAVED_COPY.exec(name);
+  return m ? `${m[1]}.${m[2]}` : undefined;
+}
