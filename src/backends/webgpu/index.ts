@@ -16,6 +16,7 @@ export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernel
 export { planMatmul } from './kernels/matmul.ts';
 export {
   canonicalKey,
+  entry,
   foldDispatch,
   type Kernel,
   type KernelContext,
