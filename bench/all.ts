@@ -16,6 +16,7 @@ const BENCHES = [
   { name: 'longlora', file: 'bench/longlora.ts' },
   { name: 'galore', file: 'bench/galore.ts' },
   { name: 'per-layer', file: 'bench/per-layer.ts' },
+  { name: 'multi-lora', file: 'bench/multi-lora.ts' },
   { name: 'side-by-side', file: 'bench/side-by-side.ts' },
 ];
 

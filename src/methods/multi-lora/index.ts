@@ -3,4 +3,4 @@
 // its kernels.
 export * from './ops.ts';
 export * from './slots.ts';
-export { sgmvBlocking } from './wgsl.ts';
+export { SGMV_MAX_RANK, sgmvTokensPerGroup } from './wgsl.ts';
