@@ -7,17 +7,22 @@
 // slot. Modules an adapter does not target stay zero in its slot (the row then computes
 // the base module there). The base may be 4-bit (the base linear stays linear_4bit).
 //
-// Refused at load, with the reason: DoRA (its magnitude rescales the base output per
-// adapter, which a shared base matmul plus a low-rank gather does not compute), other
-// adapter structures (AdaLoRA, mixtures), adapters on embeddings, modules_to_save,
-// RoPE scaling (LongLoRA), ranks above max_lora_rank, modules outside the configured targets.
+// DoRA adapters load too: their magnitude m and the base weight give, once at load, the
+// per-row factor m / ||W + s B A|| (W as the graph computes it: a 4-bit base decoded once
+// on the host, in f64) that the slot's `mag` holds, so a DoRA row computes
+// mag * (W x + s B A x) (+ bias), PEFT's DoRA output, on the shared base product.
+// Refused at load, with the reason: other adapter structures (AdaLoRA, mixtures), adapters
+// on embeddings, modules_to_save, RoPE scaling (LongLoRA), ranks above max_lora_rank,
+// modules outside the configured targets.
+import { runGraph } from '../backends/cpu/index.ts';
 import { FormatError } from '../io/errors.ts';
 import { readPeftConfig } from '../io/peft/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import { type Tensor, tensor } from '../ir/tensor.ts';
 import { LayeredWeightStore, MapWeightStore, type WeightStore } from '../ir/weights.ts';
-import { adapterSites } from '../methods/index.ts';
-import type { LoraData } from '../methods/lora/branch.ts';
+import { type AdapterSite, adapterSites, baseWeightNode } from '../methods/index.ts';
+import { addLowRank, type LoraData } from '../methods/lora/branch.ts';
+import { type DoraData, rowNorms } from '../methods/lora/dora.ts';
 import {
   addLoraSlots,
   type LoraSlotsLayout,
@@ -50,6 +55,8 @@ interface ModulePart {
   readonly A: Tensor;
   readonly B: Tensor;
   readonly scale: number;
+  /** DoRA's m / ||W + s B A|| per output feature (absent: LoRA, 1). */
+  readonly mag?: Float64Array;
 }
 
 /**
@@ -166,15 +173,18 @@ export class AdapterSlots {
       const A = this.values.get(m.A)!.data;
       const B = this.values.get(m.B)!.data;
       const S = this.values.get(m.scale)!.data;
+      const M = this.values.get(m.mag)!.data;
       A.fill(0, slot * R * m.inFeatures, (slot + 1) * R * m.inFeatures);
       B.fill(0, slot * m.outFeatures * R, (slot + 1) * m.outFeatures * R);
       S[slot] = 0;
+      M.fill(1, slot * m.outFeatures, (slot + 1) * m.outFeatures);
       const p = parts.get(m.module);
       if (p) writePart(m, slot, R, p, A, B, S);
+      if (p?.mag) M.set(p.mag, slot * m.outFeatures);
     }
     for (const w of this.writers)
       for (const m of touched)
-        for (const n of [m.A, m.B, m.scale]) {
+        for (const n of [m.A, m.B, m.scale, m.mag]) {
           const t = this.values.get(n)!;
           await w.writeParam(n, tensor(t.dtype, t.shape, t.data.slice()));
         }
@@ -208,11 +218,6 @@ function readAdapterParts(model: LoadedModel, dir: string, layout: LoraSlotsLayo
   const refuse = (why: string, key?: string) => {
     throw new FormatError(file, `the multi-adapter runtime cannot serve this adapter: ${why}`, key);
   };
-  if (c.use_dora === true)
-    refuse(
-      "DoRA rescales each module's output by a per-adapter magnitude over ||W + s B A||, which the shared base matmul plus a low-rank gather does not compute; merge it (peftc merge) and serve the merged model, or run it alone (peftc logits --adapter)",
-      'use_dora',
-    );
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length)
     refuse(
       'modules_to_save replaces whole modules per adapter; slots hold low-rank branches only',
@@ -223,8 +228,14 @@ function readAdapterParts(model: LoadedModel, dir: string, layout: LoraSlotsLayo
   const targets = new Map(layout.modules.map((m) => [m.module, m]));
   const R = layout.settings.max_lora_rank;
   const parts = new Map<string, ModulePart>();
-  for (const site of adapterSites(graph)) {
-    if (site.structure.name !== 'lora')
+  const sites = adapterSites(graph);
+  const dora = doraFactors(
+    graph,
+    weights,
+    sites.filter((s) => s.structure.name === 'dora' && s.kind === 'linear'),
+  );
+  for (const site of sites) {
+    if (site.structure.name !== 'lora' && site.structure.name !== 'dora')
       refuse(
         `its ${site.structure.name} branches are not plain LoRA (only LoRA adapters share slots)`,
         'peft_type',
@@ -244,9 +255,42 @@ function readAdapterParts(model: LoadedModel, dir: string, layout: LoraSlotsLayo
         `rank ${A.shape[0]} at ${site.module} is above max_lora_rank ${R}; start the runtime with a larger max_lora_rank`,
         'r',
       );
-    parts.set(site.module, { A, B, scale: d.scale });
+    parts.set(site.module, { A, B, scale: d.scale, mag: dora.get(site.module) });
   }
   return parts;
+}
+
+/**
+ * DoRA's per-row factors m / ||W + s B A||_row of `sites`, in f64, with W evaluated as the
+ * graph computes it (a 4-bit base dequantized here, once).
+ */
+function doraFactors(
+  g: Graph,
+  weights: WeightStore,
+  sites: readonly AdapterSite[],
+): Map<string, Float64Array> {
+  const out = new Map<string, Float64Array>();
+  if (!sites.length) return out;
+  const probe = g.with(
+    g.nodes,
+    sites.map((s, i) => ({ name: `w${i}`, id: baseWeightNode(g, s).id })),
+  );
+  const values = runGraph(probe, {}, weights, { precision: 'f64' });
+  const read = (n: string) => weights.get(n)!;
+  sites.forEach((site, i) => {
+    const W = values[`w${i}`];
+    const [rows, cols] = W.shape;
+    const V = Float64Array.from(W.data);
+    const d = site.data as DoraData;
+    addLowRank(site, V, read, d.scale);
+    const norm = rowNorms(V, rows, cols);
+    const m = read(d.magnitude).data;
+    out.set(
+      site.module,
+      norm.map((v, o) => m[o] / v),
+    );
+  });
+  return out;
 }
 
 /**

@@ -19,6 +19,8 @@ export interface RandomAdapterOptions {
   readonly seed?: number;
   /** B is multiplied by this so that the adapter visibly changes the logits (default 20). */
   readonly scaleB?: number;
+  /** A DoRA adapter (its magnitudes are ||W + s B A|| before B is scaled, so they rescale the rows). */
+  readonly use_dora?: boolean;
 }
 
 /**
@@ -37,6 +39,7 @@ export function writeRandomAdapter(
     lora_alpha: o.lora_alpha,
     target_modules: [...o.target_modules],
     init_lora_weights: false,
+    use_dora: o.use_dora ?? false,
   });
   const inj = injectLora(graph, options, base);
   const weights = bindParams(inj.graph, inj.weights!, o.seed ?? 3);

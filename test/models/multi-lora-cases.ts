@@ -22,6 +22,7 @@ export interface AdapterSpec {
   readonly targets: readonly string[];
   readonly alpha: number;
   readonly seed: number;
+  readonly dora?: boolean;
 }
 
 export interface Row {
@@ -42,6 +43,7 @@ export const adapterArb = (maxRank: number) =>
     targets: fc.subarray(MODULES, { minLength: 1 }),
     alpha: fc.constantFrom(1, 8, 16),
     seed: fc.nat(1000),
+    dora: fc.boolean(),
   });
 
 export const caseArb = (o: { maxRank: number; maxAdapters: number; batch: number; seq: number }) =>
@@ -71,7 +73,7 @@ export function makeAdapter(model: LoadedModel, a: AdapterSpec): string {
     dir,
     buildLlama(model.config, { batch: 1, seq: 4 }),
     plain.weights,
-    { r: a.r, lora_alpha: a.alpha, target_modules: a.targets, seed: a.seed, scaleB: 5 },
+    { r: a.r, lora_alpha: a.alpha, target_modules: a.targets, seed: a.seed, scaleB: 5, use_dora: a.dora },
     model.source,
   );
   return dir;

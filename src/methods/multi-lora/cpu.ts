@@ -1,9 +1,9 @@
 // CPU semantics of sgmv (the oracle of the WGSL kernel): per token, h = x A_a^T then
-// y + s * h B_a^T, accumulated in f64 like the core linear.
+// [mag *] (y + s * h B_a^T), accumulated in f64 like the core linear.
 import { type CpuKernel, empty, getCpuKernel, registerCpuKernel } from '../../backends/cpu/index.ts';
 import './ops.ts';
 
-export const sgmvKernel: CpuKernel = ([y, x, idx, A, B, s], ctx) => {
+export const sgmvKernel: CpuKernel = ([y, x, idx, A, B, s, mag], ctx) => {
   const out = empty(ctx, 'f32', ctx.node.type.shape);
   out.data.set(y.data);
   const [slots, R, K] = A.shape;
@@ -28,7 +28,7 @@ export const sgmvKernel: CpuKernel = ([y, x, idx, A, B, s], ctx) => {
       const bo = (a * N + o) * R;
       for (let j = 0; j < R; j++) acc += h[j] * B.data[bo + j];
       const v = (y.data[t * N + o] as number) + sc * (f32 ? Math.fround(acc) : acc);
-      out.data[t * N + o] = v;
+      out.data[t * N + o] = mag ? mag.data[a * N + o] * (f32 ? Math.fround(v) : v) : v;
     }
   }
   return out;

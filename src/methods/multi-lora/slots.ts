@@ -1,10 +1,12 @@
 // The multi-LoRA rewrite of an inference graph (vLLM's max_loras / max_lora_rank, Punica's
 // SGMV): every targeted linear (full precision or linear_4bit, left as it is) gets a slotted
-// branch `sgmv(y, x, adapter_index, A, B, scale)` whose params hold `max_loras` adapters at
-// once, zero-padded to `max_lora_rank`. A new i32 input `adapter_index` [batch] picks each
-// row's slot (-1 = the base model). The params start as zeros (every slot empty); a runtime
-// fills a slot by writing them (Executable.writeParam), so loading or unloading an adapter
-// never changes the graph.
+// branch `sgmv(y, x, adapter_index, A, B, scale, mag)` whose params hold `max_loras`
+// adapters at once, zero-padded to `max_lora_rank`; mag [slots, out] is DoRA's per-row
+// rescaling (ones for LoRA). A module with a bias runs its base product without it, the
+// bias added after the branch (DoRA rescales the bias-free output, as PEFT). A new i32
+// input `adapter_index` [batch] picks each row's slot (-1 = the base model). The params
+// start empty (A, B, scale zero, mag one); a runtime fills a slot by writing them
+// (Executable.writeParam), so loading or unloading an adapter never changes the graph.
 import { z } from 'zod';
 import type { Value } from '../../ir/builder.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
@@ -33,10 +35,11 @@ export interface SlotModule {
   readonly module: string;
   readonly inFeatures: number;
   readonly outFeatures: number;
-  /** Param names: A [slots, r_max, in], B [slots, out, r_max], scale [slots]. */
+  /** Param names: A [slots, r_max, in], B [slots, out, r_max], scale [slots], mag [slots, out]. */
   readonly A: string;
   readonly B: string;
   readonly scale: string;
+  readonly mag: string;
 }
 
 export interface LoraSlotsLayout {
@@ -44,8 +47,16 @@ export interface LoraSlotsLayout {
   readonly modules: readonly SlotModule[];
 }
 
-export function slotParamNames(module: string): { A: string; B: string; scale: string } {
-  return { A: `${module}.lora_slots.A`, B: `${module}.lora_slots.B`, scale: `${module}.lora_slots.scale` };
+export function slotParamNames(module: string): { A: string; B: string; scale: string; mag: string } {
+  const p = `${module}.lora_slots`;
+  return { A: `${p}.A`, B: `${p}.B`, scale: `${p}.scale`, mag: `${p}.mag` };
+}
+
+/** The input index of a module linear's bias, or -1. */
+function biasInput(n: Node): number {
+  if (n.op === 'linear') return n.inputs.length === 3 ? 2 : -1;
+  const storage = n.attrs.nested ? 4 : 2;
+  return n.inputs.length === storage + 2 ? storage + 1 : -1;
 }
 
 /** A forward linear of a module (x W^T, not a transposed linear_4bit of a backward pass). */
@@ -109,19 +120,26 @@ export function addLoraSlots(
   const graph = rebuild(g, (n, inputs, r) => {
     if (!targets.has(n.id)) return undefined;
     const { b } = r;
-    const y = b.copy(n, inputs);
+    const bias = biasInput(n);
+    const y = b.copy(
+      n,
+      inputs.filter((_, i) => i !== bias),
+    );
     const x = inputs[0];
     const inF = n.op === 'linear' ? r.source.node(n.inputs[1]).type.shape[1] : dims(n).inF;
     const outF = dims(n).outF;
     const names = slotParamNames(n.scope);
-    const shapes = { A: [S, R, inF], B: [S, outF, R], scale: [S] };
-    const p = (k: 'A' | 'B' | 'scale') => {
-      initial.set(names[k], tensor('f32', shapes[k]));
-      return b.param(names[k], 'f32', shapes[k], 'frozen', { kind: 'zeros' });
+    const shapes = { A: [S, R, inF], B: [S, outF, R], scale: [S], mag: [S, outF] };
+    const p = (k: 'A' | 'B' | 'scale' | 'mag') => {
+      const t = tensor('f32', shapes[k]);
+      if (k === 'mag') t.data.fill(1);
+      initial.set(names[k], t);
+      return b.param(names[k], 'f32', shapes[k], 'frozen', { kind: k === 'mag' ? 'ones' : 'zeros' });
     };
     index ??= b.input(ADAPTER_INDEX, 'i32', [x.type.shape[0]]);
     modules.push({ module: n.scope, inFeatures: inF, outFeatures: outF, ...names });
-    return b.emit('sgmv', [y, x, index, p('A'), p('B'), p('scale')]);
+    const out = b.emit('sgmv', [y, x, index, p('A'), p('B'), p('scale'), p('mag')]);
+    return bias < 0 ? out : b.add(out, inputs[bias]);
   });
   return { graph, layout: { settings, modules }, initial };
 }

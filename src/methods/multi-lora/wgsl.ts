@@ -44,6 +44,7 @@ export function sgmvTokensPerGroup(tokensPerRow: number, r = 1): number {
 
 export const sgmvWgsl: Kernel = (ctx): KernelPlan => {
   const [, x, idx, A, B] = ctx.inputs;
+  const hasMag = ctx.inputs.length > 6;
   const [slots, R, K] = A.shape;
   const N = B.shape[1];
   if (R > SGMV_MAX_RANK)
@@ -78,7 +79,8 @@ export const sgmvWgsl: Kernel = (ctx): KernelPlan => {
     A: vecK ? 'vec4<f32>' : 'f32',
     B: vecR ? 'vec4<f32>' : 'f32',
   };
-  const names = ['YIN', 'X', 'IDX', 'A', 'B', 'SC'];
+  const names = ['YIN', 'X', 'IDX', 'A', 'B', 'SC', ...(hasMag ? ['MAG'] : [])];
+  const result = (v: string) => (hasMag ? `MAG[sl * ${uN} + o] * (${v})` : v);
   let decls = '';
   names.forEach((nm, i) => {
     decls += `@group(0) @binding(${i + 1}) var<storage, read> ${nm}: array<${types[nm] ?? 'f32'}>;\n`;
@@ -101,7 +103,7 @@ ${[...Array(R4).keys()].map((j) => `    let b${j} = B[bo + ${j}u];`).join('\n')}
       let at = (t0 + tt) * ${uN} + o;
       let ho = tt * ${R}u;
       let acc = ${[...Array(R4).keys()].map((j) => `dot(${hv(j)}, b${j})`).join(' + ')};
-      Y[at] = YIN[at] + sc * acc;
+      Y[at] = ${result('YIN[at] + sc * acc')};
     }
   }`
     : `  for (var e = lid; e < ntok * ${uN}; e = e + ${WG}u) {
@@ -111,7 +113,7 @@ ${[...Array(R4).keys()].map((j) => `    let b${j} = B[bo + ${j}u];`).join('\n')}
     var acc = 0.0;
     let bo = (sl * ${uN} + o) * ${R}u;
     for (var j = 0u; j < ${R}u; j = j + 1u) { acc = fma(hs[tt * ${R}u + j], ${vecR ? 'B[(bo + j) / 4u][(bo + j) % 4u]' : 'B[bo + j]'}, acc); }
-    Y[at] = YIN[at] + sc * acc;
+    Y[at] = ${result('YIN[at] + sc * acc')};
   }`;
   const code = `${u.decl()}${decls}var<workgroup> part: array<f32, ${Math.max(pairs * LANES, 1)}>;
 var<workgroup> hs: array<f32, ${Math.max(pairs, 1)}>;
@@ -156,11 +158,12 @@ ${expand}
       {
         desc: {
           op: 'sgmv',
-          dtypes: ['f32', 'f32', 'i32', 'f32', 'f32', 'f32'],
+          dtypes: ['f32', 'f32', 'i32', 'f32', 'f32', 'f32', ...(hasMag ? (['f32'] as const) : [])],
           workgroup: [WG],
           r: R,
           tpw,
           vecK,
+          mag: hasMag,
         },
         code,
         uniforms: u,

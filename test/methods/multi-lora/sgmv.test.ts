@@ -25,6 +25,8 @@ interface Problem {
   readonly ranks: readonly number[];
   /** Slot per row: -1 (base), or any integer (>= slots also means none). */
   readonly index: readonly number[];
+  /** With the DoRA rescaling input mag [slots, out]. */
+  readonly mag: boolean;
   readonly seed: number;
 }
 
@@ -37,6 +39,7 @@ const problemArb = (rMaxes: readonly number[]) =>
       outF: fc.integer({ min: 1, max: 140 }),
       slots: fc.integer({ min: 1, max: 4 }),
       rMax: fc.constantFrom(...rMaxes),
+      mag: fc.boolean(),
       seed: fc.nat(),
     })
     .chain((p) =>
@@ -70,12 +73,14 @@ function build(p: Problem): { g: Graph; feeds: Record<string, Tensor>; weights: 
     b.param('A', 'f32', [p.slots, p.rMax, p.inF]),
     b.param('B', 'f32', [p.slots, p.outF, p.rMax]),
     b.param('s', 'f32', [p.slots]),
+    ...(p.mag ? [b.param('m', 'f32', [p.slots, p.outF])] : []),
   ]);
   const weights = new MapWeightStore(
     new Map([
       ['A', tensor('f32', [p.slots, p.rMax, p.inF], A)],
       ['B', tensor('f32', [p.slots, p.outF, p.rMax], B)],
       ['s', tensor('f32', [p.slots], rand(p.slots))],
+      ['m', tensor('f32', [p.slots, p.outF], rand(p.slots * p.outF))],
     ]),
   );
   const feeds = {
@@ -86,10 +91,10 @@ function build(p: Problem): { g: Graph; feeds: Record<string, Tensor>; weights: 
   return { g: b.build({ out }), feeds, weights };
 }
 
-/** Per row: y + s (x A^T) B^T over the slot's true rank only, in f64. */
+/** Per row: [m *] (y + s (x A^T) B^T) over the slot's true rank only, in f64. */
 function reference(p: Problem, feeds: Record<string, Tensor>, w: MapWeightStore): Float64Array {
   const [x, y] = [feeds.x.data, feeds.y.data];
-  const [A, B, s] = ['A', 'B', 's'].map((n) => w.get(n)!.data);
+  const [A, B, s, m] = ['A', 'B', 's', 'm'].map((n) => w.get(n)!.data);
   const out = Float64Array.from(y);
   for (let r = 0; r < p.rows; r++) {
     const a = p.index[r];
@@ -103,6 +108,7 @@ function reference(p: Problem, feeds: Record<string, Tensor>, w: MapWeightStore)
           acc += h * B[(a * p.outF + o) * p.rMax + j];
         }
         out[t * p.outF + o] += s[a] * acc;
+        if (p.mag) out[t * p.outF + o] *= m[a * p.outF + o];
       }
   }
   return out;
