@@ -14,6 +14,7 @@
 // Refused at load, with the reason: other adapter structures (AdaLoRA, mixtures), adapters
 // on embeddings, modules_to_save, RoPE scaling (LongLoRA), ranks above max_lora_rank,
 // modules outside the configured targets.
+import type { Backend } from '../backends/backend.ts';
 import { runGraph } from '../backends/cpu/index.ts';
 import { FormatError } from '../io/errors.ts';
 import { readPeftConfig } from '../io/peft/index.ts';
@@ -24,6 +25,7 @@ import { type AdapterSite, adapterSites, baseWeightNode } from '../methods/index
 import { addLowRank, type LoraData } from '../methods/lora/branch.ts';
 import { type DoraData, rowNorms } from '../methods/lora/dora.ts';
 import {
+  ADAPTER_INDEX,
   addLoraSlots,
   type LoraSlotsLayout,
   type LoraSlotsOptions,
@@ -70,6 +72,8 @@ export class AdapterSlots {
   private readonly byName = new Map<string, LoadedAdapter>();
   private readonly writers = new Set<ParamWriter>();
   private readonly model: LoadedModel;
+  /** Batch row -> adapter name, for runs through wrap() that do not feed adapter_index. */
+  private readonly rows = new Map<number, string>();
 
   constructor(model: LoadedModel, layout: LoraSlotsLayout, initial: ReadonlyMap<string, Tensor>) {
     this.model = model;
@@ -146,7 +150,54 @@ export class AdapterSlots {
     return entry;
   }
 
-  /** Frees `name`'s slot (zeroes it on every executable). */
+  /**
+   * Which adapter batch row `row` runs with (null: the base model) in executables from
+   * wrap() whose runs do not feed adapter_index themselves (e.g. a decoding session's).
+   */
+  setRow(row: number, name: string | null): void {
+    if (name === null) this.rows.delete(row);
+    else {
+      this.index([name]);
+      this.rows.set(row, name);
+    }
+  }
+
+  /**
+   * `backend` whose executables hold these slots: each compiled one is attached (kept in
+   * step with loads and unloads, detached on dispose), and a run that does not feed
+   * adapter_index gets it from setRow. Code that compiles and runs graphs on its own (a
+   * decoding session) then serves many adapters unchanged.
+   */
+  wrap(backend: Backend): Backend {
+    return {
+      name: backend.name,
+      compile: async (graph, weights, opts) => {
+        const exe = await backend.compile(graph, weights, opts);
+        this.attach(exe);
+        const input = graph.inputs().find((n) => n.attrs.name === ADAPTER_INDEX);
+        const batch = input?.type.shape[0] ?? 0;
+        const rowsFeed = () => this.index(Array.from({ length: batch }, (_, r) => this.rows.get(r) ?? null));
+        return {
+          graph: exe.graph,
+          run: (req) =>
+            exe.run(
+              input && !(ADAPTER_INDEX in req.feeds)
+                ? { ...req, feeds: { ...req.feeds, [ADAPTER_INDEX]: rowsFeed() } }
+                : req,
+            ),
+          readParam: (n) => exe.readParam(n),
+          writeParam: (n, v) => exe.writeParam(n, v),
+          dispose: () => {
+            this.detach(exe);
+            exe.dispose();
+          },
+        };
+      },
+      dispose: () => backend.dispose(),
+    };
+  }
+
+  /** Frees `name`'s slot (zeroes it on every executable); rows set to it run the base model. */
   async unload(name: string): Promise<void> {
     const a = this.byName.get(name);
     if (!a)
@@ -158,6 +209,7 @@ export class AdapterSlots {
         })`,
       );
     this.byName.delete(name);
+    for (const [r, n] of this.rows) if (n === name) this.rows.delete(r);
     await this.fill(a.slot, new Map(), a.modules);
   }
 

@@ -125,6 +125,33 @@ describe('multi-LoRA runtime (cpu)', () => {
     exe.dispose();
   });
 
+  it('wrap(backend): compiled executables follow loads, and runs get adapter_index from setRow', async () => {
+    const { graph, weights, slots } = prepareMultiLora(model, { batch: 2, seq: 3 }, options);
+    const wrapped = slots.wrap(backend);
+    const exe = await wrapped.compile(graph, bindParams(graph, weights));
+    const ids = [4, 8, 15];
+    const a = makeAdapter(model, { r: 3, targets: ['k_proj', 'gate_proj'], alpha: 8, seed: 11 });
+    const [base, want] = await Promise.all([
+      runAlone(backend, model, [], ids),
+      runAlone(backend, model, [a], ids),
+    ]);
+    await slots.load('a', a); // after compiling: the wrapped executable is written
+    slots.setRow(1, 'a');
+    const V = model.config.vocabSize;
+    const run = async () =>
+      (await exe.run({ feeds: { input_ids: tensor('i32', [2, 3], [...ids, ...ids]) } })).logits.data;
+    const diff = (out: ArrayLike<number>, off: number, w: Float32Array) =>
+      Math.max(...Array.from(w, (v, i) => Math.abs(out[off + i] - v)));
+    let out = await run();
+    expect(diff(out, 0, base)).toBeLessThan(1e-4);
+    expect(diff(out, 3 * V, want)).toBeLessThan(1e-4);
+    expect(() => slots.setRow(0, 'nope')).toThrow(/not loaded/);
+    await slots.unload('a'); // row 1 falls back to the base model
+    out = await run();
+    expect(diff(out, 3 * V, base)).toBeLessThan(1e-4);
+    exe.dispose();
+  });
+
   it('refuses, with the reason, what the slots cannot hold', async () => {
     const { slots } = prepareMultiLora(
       model,
