@@ -68,8 +68,8 @@ export async function generate(
     rows.delete(row);
     session.release(row);
   };
-  // Takes the next token of a row; returns false when the row finished.
-  const accept = (row: number, a: Active, logits: Float32Array): boolean => {
+  // Takes the next token of a row; finishes the row when it is done.
+  const accept = (row: number, a: Active, logits: Float32Array): void => {
     const token = a.sampler.next(logits, a.seen);
     a.out.push(token);
     a.seen.push(token);
@@ -91,7 +91,6 @@ export async function generate(
       }
     }
     if (done) finish(row, a, done, t?.text);
-    return !done;
   };
 
   while (pending.length || rows.size) {
@@ -119,7 +118,9 @@ export async function generate(
     }
     const stepping = [...rows].map(([row, a]) => ({ row, token: a.out[a.out.length - 1] }));
     const logits = await session.step(stepping);
-    stepping.forEach((s, i) => accept(s.row, rows.get(s.row) as Active, logits[i]));
+    stepping.forEach((s, i) => {
+      accept(s.row, rows.get(s.row) as Active, logits[i]);
+    });
   }
   return results;
 }
