@@ -54,7 +54,7 @@ export function processLogits(
     // HF: sort ascending, drop tokens whose cumulative probability is <= 1 - p; the
     // most likely token always stays.
     const probs = softmax(x);
-    const order = Array.from(x.keys()).sort((a, b) => probs[a] - probs[b] || b - a);
+    const order = Array.from(x.keys()).sort((a, b) => x[a] - x[b] || b - a);
     let cum = 0;
     for (let j = 0; j < order.length - 1; j++) {
       cum += probs[order[j]];
