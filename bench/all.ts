@@ -17,6 +17,7 @@ const BENCHES = [
   { name: 'galore', file: 'bench/galore.ts' },
   { name: 'per-layer', file: 'bench/per-layer.ts' },
   { name: 'side-by-side', file: 'bench/side-by-side.ts' },
+  { name: 'generate', file: 'bench/generate.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
