@@ -52,6 +52,7 @@ const CASES: Case[] = [
   { name: 'base', model: () => openModel(plain) },
   { name: 'adapter', model: () => openModel(plain), adapters: [adapter] },
   { name: 'merged', model: () => openModel(plain), adapters: [adapter], merge: true },
+  { name: '4-bit', model: () => openModel(bnb) },
   { name: '4-bit with an adapter', model: () => openModel(bnb), adapters: [adapter] },
 ];
 
