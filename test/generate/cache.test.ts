@@ -10,12 +10,10 @@ import { CpuBackend } from '../../src/backends/cpu/index.ts';
 import { argmax, DecodeSession } from '../../src/generate/index.ts';
 import { tensor } from '../../src/ir/tensor.ts';
 import { bindParams } from '../../src/ir/weights.ts';
-import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
-import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
 import { type OpenedModel, openModel } from '../../src/models/open.ts';
 import { prepareModel } from '../../src/models/prepare.ts';
 import { gpuSuite } from '../backends/webgpu/gpu.ts';
-import { writeRandomAdapter } from '../cli/fixtures.ts';
+import { writeTinyModels } from '../cli/fixtures.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-gen-'));
 const plain = join(dir, 'plain');
@@ -27,19 +25,14 @@ const prompts = [
 ];
 const STEPS = 4;
 
-beforeAll(() => {
-  const c = presetConfig('tiny');
-  const base = randomLlamaWeights(c, 5);
-  saveModelDir(plain, c, base);
-  quantizeCheckpoint(plain, bnb, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
-  writeRandomAdapter(
-    adapter,
-    buildLlama(c, { batch: 1, seq: 4 }),
-    base,
+beforeAll(() =>
+  writeTinyModels(
+    { plain, bnb, adapter },
+    5,
     { r: 4, lora_alpha: 16, target_modules: ['q_proj', 'v_proj', 'up_proj'], scaleB: 5 },
     plain,
-  );
-});
+  ),
+);
 
 interface Case {
   readonly name: string;
