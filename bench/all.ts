@@ -18,6 +18,7 @@ const BENCHES = [
   { name: 'per-layer', file: 'bench/per-layer.ts' },
   { name: 'multi-lora', file: 'bench/multi-lora.ts' },
   { name: 'side-by-side', file: 'bench/side-by-side.ts' },
+  { name: 'generate', file: 'bench/generate.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });
