@@ -72,6 +72,8 @@ export class AdapterSlots {
   private readonly byName = new Map<string, LoadedAdapter>();
   private readonly writers = new Set<ParamWriter>();
   private readonly model: LoadedModel;
+  /** Adapters being written into their slots, by name. */
+  private readonly pending = new Map<string, number>();
   /** Batch row -> adapter name, for runs through wrap() that do not feed adapter_index. */
   private readonly rows = new Map<number, string>();
 
@@ -134,17 +136,26 @@ export class AdapterSlots {
       throw new UserError(
         `an adapter named '${name}' is already loaded (from ${this.byName.get(name)!.dir}); unload it first`,
       );
+    if (this.pending.has(name)) throw new UserError(`an adapter named '${name}' is being loaded already`);
     const parts = readAdapterParts(this.model, dir, this.layout);
-    const used = new Set([...this.byName.values()].map((a) => a.slot));
+    // Slots of loaded adapters and of loads still writing (a concurrent load must not take them).
+    const used = new Set([...this.byName.values()].map((a) => a.slot).concat([...this.pending.values()]));
     const slot = [...Array(this.slots).keys()].find((s) => !used.has(s));
     if (slot === undefined)
       throw new UserError(
-        `cannot load '${name}': all ${this.slots} adapter slots are in use (${this.loaded()
-          .map((a) => a.name)
-          .join(', ')}); unload one or raise max_loras`,
+        `cannot load '${name}': all ${this.slots} adapter slots are in use (${[...this.byName.keys(), ...this.pending.keys()].join(', ')}); unload one or raise max_loras`,
       );
     const rank = Math.max(0, ...[...parts.values()].map((p) => p.A.shape[0]));
-    await this.fill(slot, parts);
+    this.pending.set(name, slot);
+    try {
+      await this.fill(slot, parts);
+    } catch (e) {
+      await this.fill(slot, new Map(), [...parts.keys()]).catch(() => undefined);
+      throw e;
+    } finally {
+      this.pending.delete(name);
+    }
+    // Only now may rows name it: every executable holds its weights.
     const entry = { name, dir, slot, rank, modules: [...parts.keys()] };
     this.byName.set(name, entry);
     return entry;

@@ -167,7 +167,9 @@ describe('multi-LoRA runtime (cpu)', () => {
       /adapts model.layers.0.mlp.up_proj, which is not among the runtime's target modules/,
     );
     const ok = makeAdapter(model, { r: 2, targets: ['q_proj'], alpha: 8, seed: 6 });
-    for (const n of ['x', 'y', 'z']) await slots.load(n, ok);
+    // Concurrent loads take different slots.
+    const got = await Promise.all(['x', 'y', 'z'].map((n) => slots.load(n, ok)));
+    expect(got.map((a) => a.slot).sort()).toEqual([0, 1, 2]);
     await expect(slots.load('w', ok)).rejects.toThrow(/all 3 adapter slots are in use \(x, y, z\)/);
     await expect(slots.load('x', ok)).rejects.toThrow(/already loaded/);
     await expect(slots.unload('nope')).rejects.toThrow(/no adapter named 'nope' is loaded/);
