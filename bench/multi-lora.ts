@@ -3,10 +3,11 @@
 // branch per targeted linear, models/multi-lora.ts) against the same batch through one
 // adapter merged into the base weights (the fastest a single adapter can run).
 //   node bin/run-ts.js bench/multi-lora.ts [--model <dir|preset>] [--batch N] [--seqs 1,64]
-//     [--rank R] [--adapters N] [--rounds N] [--iters N]
+//     [--rank R] [--adapters N] [--rounds N] [--iters N] [--decode-steps N]
 // Stated config (default): the bundled tiny-llama, 8 adapters of rank 8 on all 7 linears of
 // both layers (alpha 16), batch 8 (row i uses adapter i), forward passes at seq 1 (a
-// decode-shaped step without a KV cache) and seq 64 (prefill). Interleaved rounds (each
+// decode-shaped step without a KV cache) and seq 64 (prefill), and KV-cache decode steps
+// (src/generate DecodeSession, prompts of 8 tokens). Interleaved rounds (each
 // round runs both variants) and the median per variant, so machine load hits both alike.
 // Target (issue 23): multi >= 0.7x the merged throughput.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Executable } from '../src/backends/backend.ts';
 import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
+import { argmax, DecodeSession } from '../src/generate/index.ts';
 import { type Tensor, tensor } from '../src/ir/tensor.ts';
 import { bindParams } from '../src/ir/weights.ts';
 import { injectLora, loraOptions } from '../src/methods/lora/index.ts';
@@ -34,6 +36,7 @@ const { values: a } = parseArgs({
     adapters: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '7' },
     iters: { type: 'string', default: '5' },
+    'decode-steps': { type: 'string', default: '16' },
   },
 });
 const batch = Number(a.batch);
@@ -72,7 +75,8 @@ interface Variant {
   readonly times: number[];
 }
 
-const rows: { seq: number; name: string; ms: number; tokensPerS: number; ratio: number }[] = [];
+const rows: { seq: number | string; name: string; ms: number; tokensPerS: number; ratio: number }[] = [];
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 for (const seq of seqs) {
   const ids = tensor(
     'i32',
@@ -106,13 +110,53 @@ for (const seq of seqs) {
       for (let k = 0; k < iters; k++) await v.exe.run({ feeds: v.feeds, outputs: ['logits'] });
       v.times.push((performance.now() - t0) / iters);
     }
-  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const base = median(variants[0].times);
   for (const v of variants) {
     const ms = median(v.times);
     rows.push({ seq, name: v.name, ms, tokensPerS: (batch * seq * 1000) / ms, ratio: base / ms });
   }
   for (const v of variants) v.exe.dispose();
+}
+
+// Decoding with the KV cache (DecodeSession, src/generate): every row prefilled with 8
+// tokens, then `decode-steps` greedy steps of the whole batch timed, per round.
+const decodeSteps = Number(a['decode-steps']);
+const maxLen = 8 + decodeSteps * (rounds + 1) + 1;
+const prompt = (r: number) => Array.from({ length: 8 }, (_, i) => (r * 31 + i * 7) % 256);
+const merged = await DecodeSession.create(gpu, model, { batch, maxLen, adapters: [dirs[0]], merge: true });
+const { slots } = prepareMultiLora(
+  model,
+  { batch: 1, seq: 1 },
+  { target_modules: TARGETS, max_loras: nAdapters, max_lora_rank: rank },
+);
+const multi = await DecodeSession.fromFactory(
+  slots.wrap(gpu),
+  (shape, kvCache) => prepareMultiLora(model, shape, slots.layout.settings, { kvCache, slots }),
+  model.config,
+  { batch, maxLen },
+);
+for (const [i, d] of dirs.entries()) await slots.load(`a${i}`, d);
+for (let r = 0; r < batch; r++) slots.setRow(r, `a${r % nAdapters}`);
+const sessions = [
+  { name: 'merged (1 adapter)', s: merged, times: [] as number[], next: [] as number[] },
+  { name: `multi-LoRA (${nAdapters} adapters, sgmv)`, s: multi, times: [] as number[], next: [] as number[] },
+];
+for (const v of sessions)
+  v.next = (await v.s.prefill(Array.from({ length: batch }, (_, row) => ({ row, tokens: prompt(row) })))).map(
+    argmax,
+  );
+for (let r = 0; r < rounds; r++)
+  for (const v of sessions) {
+    const t0 = performance.now();
+    for (let k = 0; k < decodeSteps; k++)
+      v.next = (await v.s.step(v.next.map((token, row) => ({ row, token })))).map(argmax);
+    v.times.push((performance.now() - t0) / decodeSteps);
+  }
+const decodeBase = median(sessions[0].times);
+for (const v of sessions) {
+  const ms = median(v.times);
+  rows.push({ seq: 'decode', name: v.name, ms, tokensPerS: (batch * 1000) / ms, ratio: decodeBase / ms });
+  v.s.dispose();
 }
 gpu.dispose();
 rmSync(tmp, { recursive: true, force: true });
@@ -141,7 +185,8 @@ printTable(
   [
     {
       header: 'seq',
-      legend: 'tokens per row of the forward pass (1: decode-shaped, no KV cache)',
+      legend:
+        'tokens per row of the forward pass (1: decode-shaped, no KV cache); decode: one KV-cache decode step of the batch (DecodeSession)',
       cell: (r) => String(r.seq),
     },
     {
@@ -152,7 +197,7 @@ printTable(
     },
     {
       header: 'ms/pass',
-      legend: 'median wall time of one forward pass (logits read back)',
+      legend: 'median wall time of one forward pass or decode step (logits read back)',
       cell: (r) => num(r.ms, 2),
     },
     { header: 'tokens/s', legend: 'batch x seq / ms', cell: (r) => num(r.tokensPerS, 0) },
