@@ -1,5 +1,6 @@
-// sgmv in WGSL: one workgroup (64 threads) per run of up to 8 tokens of one batch row
-// (BGMV-style at decode, one token per row; SGMV-style at prefill, where a row's tokens
+// sgmv in WGSL: one workgroup (64 threads) per run of up to 8 tokens of one batch row (32
+// on a CPU implementation such as lavapipe, which pays per workgroup; a group of 8 lanes
+// then takes several tokens) (BGMV-style at decode, one token per row; SGMV-style at prefill, where a row's tokens
 // share their slot). The workgroup gathers its row's slot and shrinks x A_a^T for its
 // tokens into workgroup memory: 8 lanes split the k axis of each (token, rank) pair, so
 // neighbouring lanes read neighbouring k of x and of one A row (vec4 loads when in % 4 is
@@ -37,9 +38,11 @@ export const SGMV_MAX_RANK = 256;
  * Tokens per workgroup: up to 8 of one row (they share the row's slot, so its A and B
  * rows), fewer for large ranks so that a group holds at most 64 (token, rank) pairs.
  */
-export function sgmvTokensPerGroup(tokensPerRow: number, r = 1): number {
-  const byRank = 2 ** Math.floor(Math.log2(Math.max(1, Math.floor(WG / Math.max(r, 1)))));
-  return Math.max(1, Math.min(8, pow2ceil(Math.max(tokensPerRow, 1)), byRank));
+export function sgmvTokensPerGroup(tokensPerRow: number, r = 1, software = false): number {
+  // A CPU implementation pays per workgroup (and barrier): up to 32 tokens and 256 pairs.
+  const [maxTokens, maxPairs] = software ? [32, 256] : [8, WG];
+  const byRank = 2 ** Math.floor(Math.log2(Math.max(1, Math.floor(maxPairs / Math.max(r, 1)))));
+  return Math.max(1, Math.min(maxTokens, pow2ceil(Math.max(tokensPerRow, 1)), byRank));
 }
 
 export const sgmvWgsl: Kernel = (ctx): KernelPlan => {
@@ -54,7 +57,7 @@ export const sgmvWgsl: Kernel = (ctx): KernelPlan => {
   const tokens = K === 0 ? 0 : numel(x.shape) / K;
   const rows = idx.shape[0];
   const tpr = rows === 0 ? 0 : tokens / rows;
-  const tpw = sgmvTokensPerGroup(tpr, R);
+  const tpw = sgmvTokensPerGroup(tpr, R, ctx.software);
   const perRow = Math.ceil(tpr / tpw);
   const vecK = K % 4 === 0;
   const vecR = R % 4 === 0 && R > 0;
@@ -71,7 +74,9 @@ export const sgmvWgsl: Kernel = (ctx): KernelPlan => {
   const groups = WG / LANES;
   // Groups of 8 lanes per token (tpw divides 8): group g works on token g / gpt and ranks
   // g % gpt, g % gpt + gpt, ... (np of them): each x load serves np ranks.
-  const gpt = groups / tpw;
+  const gpt = Math.max(1, groups / tpw);
+  // Tokens per group (above 8 tokens a group takes several, all ranks each).
+  const tpg = Math.max(1, tpw / groups);
   const np = Math.ceil(R / gpt);
   const types: Record<string, string> = {
     IDX: 'i32',
@@ -87,9 +92,12 @@ export const sgmvWgsl: Kernel = (ctx): KernelPlan => {
   });
   decls += `@group(0) @binding(${names.length + 1}) var<storage, read_write> Y: array<f32>;\n`;
   const ranks = [...Array(np).keys()];
+  const toks = [...Array(tpg).keys()];
   const guard = (i: number) => ((i + 1) * gpt > R ? `if (jg + ${i * gpt}u < ${R}u) ` : '');
-  const mac = (i: number) =>
-    `${guard(i)}{ a${i} = a${i} + ${vecK ? 'dot' : ''}(xv${vecK ? ', ' : ' * '}A[(sl * ${R}u + jg + ${i * gpt}u) * ${uK} + k]); }`;
+  const mac = (c: number, i: number) =>
+    `${guard(i)}{ a${c}_${i} = a${c}_${i} + ${vecK ? 'dot' : ''}(xv${vecK ? ', ' : ' * '}A[(sl * ${R}u + jg + ${i * gpt}u) * ${uK} + k]); }`;
+  // Token c of group g: tt0 + c * (groups / gpt).
+  const ttOf = (c: number) => (c === 0 ? 'tt0' : `(tt0 + ${c * (groups / gpt)}u)`);
   // The expand keeps a B row in registers across the group's tokens (vec4 path, r_max <= 64).
   const regB = vecR && R <= 64;
   const R4 = R / 4;
@@ -132,17 +140,21 @@ ${entry([WG])}  let row = wid / ${uW};
   let sl = u32(a);
   let lane = lid % ${LANES}u;
   let g = lid / ${LANES}u;
-  let tt = g / ${gpt}u;
+  let tt0 = g / ${gpt}u;
   let jg = g % ${gpt}u;
-${ranks.map((i) => `  var a${i} = 0.0;`).join('\n')}
-  if (tt < ntok) {
-    let xo = (t0 + tt) * ${uK};
+${toks
+  .map(
+    (c) => `${ranks.map((i) => `  var a${c}_${i} = 0.0;`).join('\n')}
+  if (${ttOf(c)} < ntok) {
+    let xo = (t0 + ${ttOf(c)}) * ${uK};
     for (var k = lane; k < ${uK}; k = k + ${LANES}u) {
       let xv = X[xo + k];
-${ranks.map((i) => `      ${mac(i)}`).join('\n')}
+${ranks.map((i) => `      ${mac(c, i)}`).join('\n')}
     }
   }
-${ranks.map((i) => `  ${guard(i)}{ part[(tt * ${R}u + jg + ${i * gpt}u) * ${LANES}u + lane] = a${i}; }`).join('\n')}
+${ranks.map((i) => `  ${guard(i)}{ part[(${ttOf(c)} * ${R}u + jg + ${i * gpt}u) * ${LANES}u + lane] = a${c}_${i}; }`).join('\n')}`,
+  )
+  .join('\n')}
   workgroupBarrier();
   for (var q = lid; q < ${pairs}u; q = q + ${WG}u) {
     var s = 0.0;
