@@ -17,9 +17,11 @@ const BENCHES: { name: string; file: string; args?: string[] }[] = [
   { name: 'longlora', file: 'bench/longlora.ts' },
   { name: 'galore', file: 'bench/galore.ts' },
   { name: 'per-layer', file: 'bench/per-layer.ts' },
+  { name: 'multi-lora', file: 'bench/multi-lora.ts' },
   { name: 'side-by-side', file: 'bench/side-by-side.ts' },
   { name: 'fusion', file: 'bench/fusion.ts' },
   { name: 'compile', file: 'bench/compile.ts' },
+  { name: 'generate', file: 'bench/generate.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });

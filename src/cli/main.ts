@@ -26,6 +26,7 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/quantize.ts'),
   () => import('./commands/plan.ts'),
   () => import('./commands/export.ts'),
+  () => import('./commands/generate.ts'),
 ];
 
 function packageVersion(): string {

@@ -10,6 +10,8 @@ import type { Tensor } from '../../src/ir/tensor.ts';
 import { bindParams, type WeightStore } from '../../src/ir/weights.ts';
 import { injectLora, type LoraOptions, loraOptions } from '../../src/methods/lora/index.ts';
 import { savePeftAdapter } from '../../src/models/adapters.ts';
+import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
+import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
 
 export interface RandomAdapterOptions {
   readonly r: number;
@@ -19,6 +21,8 @@ export interface RandomAdapterOptions {
   readonly seed?: number;
   /** B is multiplied by this so that the adapter visibly changes the logits (default 20). */
   readonly scaleB?: number;
+  /** A DoRA adapter (its magnitudes are ||W + s B A|| before B is scaled, so they rescale the rows). */
+  readonly use_dora?: boolean;
 }
 
 /**
@@ -37,6 +41,7 @@ export function writeRandomAdapter(
     lora_alpha: o.lora_alpha,
     target_modules: [...o.target_modules],
     init_lora_weights: false,
+    use_dora: o.use_dora ?? false,
   });
   const inj = injectLora(graph, options, base);
   const weights = bindParams(inj.graph, inj.weights!, o.seed ?? 3);
@@ -85,3 +90,21 @@ export const trainLogOf = (out: string): Record<string, number>[] =>
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l));
+
+/**
+ * The tiny preset with random weights (`seed`) saved as an HF dir `plain`, its 4-bit copy
+ * `bnb` (what `peftc quantize --double-quant` writes) and a random adapter for it saved in
+ * `adapter`, naming `adapterBase` as its base model.
+ */
+export function writeTinyModels(
+  paths: { plain: string; bnb: string; adapter: string },
+  seed: number,
+  adapter: RandomAdapterOptions,
+  adapterBase: string,
+): void {
+  const c = presetConfig('tiny');
+  const base = randomLlamaWeights(c, seed);
+  saveModelDir(paths.plain, c, base);
+  quantizeCheckpoint(paths.plain, paths.bnb, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
+  writeRandomAdapter(paths.adapter, buildLlama(c, { batch: 1, seq: 4 }), base, adapter, adapterBase);
+}

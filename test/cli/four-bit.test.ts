@@ -7,9 +7,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { SafetensorsFile } from '../../src/io/safetensors/index.ts';
-import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
-import { buildLlama, presetConfig, randomLlamaWeights, saveModelDir } from '../../src/models/llama/index.ts';
-import { maxDiff, writeRandomAdapter } from './fixtures.ts';
+import { maxDiff, writeTinyModels } from './fixtures.ts';
 import { cli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'peftc-4bit-'));
@@ -35,16 +33,10 @@ async function logits(name: string, model: string, extra: { adapter?: string[]; 
 
 describe('4-bit bases all the way', () => {
   beforeAll(() => {
-    const c = presetConfig('tiny');
-    const base = randomLlamaWeights(c, 7);
-    saveModelDir(plain, c, base);
-    // What `peftc quantize --double-quant` runs.
-    quantizeCheckpoint(plain, bnb, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
     // B scaled up so that the adapter visibly changes the logits.
-    writeRandomAdapter(
-      adapter,
-      buildLlama(c, { batch: 1, seq: 4 }),
-      base,
+    writeTinyModels(
+      { plain, bnb, adapter },
+      7,
       { r: 4, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] },
       bnb,
     );

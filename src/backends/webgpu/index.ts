@@ -17,6 +17,7 @@ export { planMatmul } from './kernels/matmul.ts';
 export { type ReducePrologue, reduction } from './kernels/reduce.ts';
 export {
   canonicalKey,
+  entry,
   foldDispatch,
   type Kernel,
   type KernelContext,

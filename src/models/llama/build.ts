@@ -2,6 +2,7 @@
 // paths and param names HF state-dict keys, so PEFT-style target matching and
 // checkpoint loading work on names users already know. Shapes only: no weights
 // are touched here, so a 70B graph builds in milliseconds.
+import { ASSIGN_PREFIX } from '../../backends/backend.ts';
 import { GraphBuilder, type Value } from '../../ir/builder.ts';
 import type { Graph } from '../../ir/graph.ts';
 import type { LlamaConfig } from './config.ts';
@@ -20,6 +21,40 @@ export interface LlamaBuildOptions {
   readonly loss?: boolean;
   /** Keep the `logits` output (default true). */
   readonly logits?: boolean;
+  /**
+   * Decode with a KV cache (src/generate): the graph takes `seq` new tokens per row and
+   * keeps keys/values of up to `maxLen` positions per row in params `kv.<layer>.k|v`
+   * (state, f32 [batch, kv_heads, maxLen, head_dim]), written back through `assign:`
+   * outputs, so one compiled graph appends to the cache in place run after run. Every
+   * row has its own positions and length, set by these inputs (src/generate/feeds.ts):
+   * - `positions` i32 [B,S]: rope position of each new token;
+   * - `kv_write` f32 [B,1,maxLen,S]: one-hot, slot t of row b takes new token s;
+   * - `kv_keep` f32 [B,1,maxLen,1]: 1 where the old cache entry stays, 0 where written;
+   * - `attn_bias` f32 [B,1,S,maxLen]: additive mask, 0 where new token s sees slot t;
+   * - `last_token` f32 [B,1,S] (only when S > 1): one-hot, the position whose logits to return.
+   * Outputs `logits` [B,1,V] (the next-token logits of each row) and the assigns.
+   */
+  readonly kvCache?: { readonly maxLen: number };
+}
+
+/** The inputs of a KV-cache graph (LlamaBuildOptions.kvCache), shared by the attention of every layer. */
+interface KvInputs {
+  readonly maxLen: number;
+  readonly write: Value;
+  readonly keep: Value;
+  readonly bias: Value;
+  /** Cache values to write back: [param name, new value]. */
+  readonly assigns: [string, Value][];
+}
+
+/** Name of the KV-cache param of a layer: `kv.<layer>.k` or `kv.<layer>.v`. */
+export function kvParamName(layer: number, which: 'k' | 'v'): string {
+  return `kv.${layer}.${which}`;
+}
+
+/** True for the name of a KV-cache param. */
+export function isKvParam(name: string): boolean {
+  return /^kv\.\d+\.[kv]$/.test(name);
 }
 
 function projection(b: GraphBuilder, x: Value, name: string, out: number, inF: number, bias: boolean): Value {
@@ -34,7 +69,15 @@ function rmsnorm(b: GraphBuilder, x: Value, name: string, dim: number, eps: numb
   return b.withScope(name, () => b.rmsnorm(x, b.param(`${b.scope}.weight`, 'f32', [dim]), eps));
 }
 
-function attention(b: GraphBuilder, c: LlamaConfig, x: Value, positions: Value, shape: LlamaShape): Value {
+function attention(
+  b: GraphBuilder,
+  c: LlamaConfig,
+  x: Value,
+  positions: Value,
+  shape: LlamaShape,
+  layer: number,
+  kv?: KvInputs,
+): Value {
   const { batch: B, seq: S } = shape;
   const D = c.headDim;
   const heads = (v: Value, n: number) => b.transpose(b.reshape(v, [B, S, n, D]), 1, 2);
@@ -46,7 +89,18 @@ function attention(b: GraphBuilder, c: LlamaConfig, x: Value, positions: Value, 
     b.rope(q, positions, ropeAttrs),
     b.rope(k, positions, ropeAttrs),
   ]);
-  const o = b.attention(qr, kr, v, undefined, { causal: true });
+  let o: Value;
+  if (kv) {
+    // cache' = cache * keep + write @ new: scatters the new keys/values into their slots.
+    const cached = (which: 'k' | 'v', fresh: Value) => {
+      const name = kvParamName(layer, which);
+      const cache = b.param(name, 'f32', [B, c.numKvHeads, kv.maxLen, D], 'state', { kind: 'zeros' });
+      const next = b.add(b.mul(cache, kv.keep), b.matmul(kv.write, fresh));
+      kv.assigns.push([name, next]);
+      return next;
+    };
+    o = b.attention(qr, cached('k', kr), cached('v', v), kv.bias, { causal: false });
+  } else o = b.attention(qr, kr, v, undefined, { causal: true });
   const merged = b.reshape(b.transpose(o, 1, 2), [B, S, c.numHeads * D]);
   return projection(b, merged, 'o_proj', c.hiddenSize, c.numHeads * D, c.attentionBias);
 }
@@ -65,11 +119,26 @@ export function buildLlama(c: LlamaConfig, shape: LlamaShape, opts: LlamaBuildOp
   const ids = b.input('input_ids', 'i32', [B, S]);
   const labels = opts.loss ? b.input('labels', 'i32', [B, S]) : undefined;
   if (opts.loss) b.input('step', 'i32', []);
-  const positions = b.const(
-    Array.from({ length: S }, (_, i) => i),
-    [S],
-    'i32',
-  );
+  const maxLen = opts.kvCache?.maxLen;
+  const positions =
+    maxLen === undefined
+      ? b.const(
+          Array.from({ length: S }, (_, i) => i),
+          [S],
+          'i32',
+        )
+      : b.input('positions', 'i32', [B, S]);
+  const kv: KvInputs | undefined =
+    maxLen === undefined
+      ? undefined
+      : {
+          maxLen,
+          write: b.input('kv_write', 'f32', [B, 1, maxLen, S]),
+          keep: b.input('kv_keep', 'f32', [B, 1, maxLen, 1]),
+          bias: b.input('attn_bias', 'f32', [B, 1, S, maxLen]),
+          assigns: [],
+        };
+  const last = kv && S > 1 ? b.input('last_token', 'f32', [B, 1, S]) : undefined;
   let embedW: Value | undefined;
   let h = b.withScope('model.embed_tokens', () => {
     embedW = b.param(`${b.scope}.weight`, 'f32', [c.vocabSize, c.hiddenSize]);
@@ -78,13 +147,15 @@ export function buildLlama(c: LlamaConfig, shape: LlamaShape, opts: LlamaBuildOp
   for (let i = 0; i < c.numLayers; i++) {
     h = b.withScope(`model.layers.${i}`, () => {
       const n1 = rmsnorm(b, h, 'input_layernorm', c.hiddenSize, c.rmsNormEps);
-      const a = b.withScope('self_attn', () => attention(b, c, n1, positions, shape));
+      const a = b.withScope('self_attn', () => attention(b, c, n1, positions, shape, i, kv));
       const h1 = b.add(h, a);
       const n2 = rmsnorm(b, h1, 'post_attention_layernorm', c.hiddenSize, c.rmsNormEps);
       const m = b.withScope('mlp', () => mlp(b, c, n2));
       return b.add(h1, m);
     });
   }
+  // With a cache only the next-token logits of each row are wanted: pick that position first.
+  if (last) h = b.matmul(last, h);
   const normed = rmsnorm(b, h, 'model.norm', c.hiddenSize, c.rmsNormEps);
   const logits = b.withScope('lm_head', () =>
     b.linear(
@@ -95,6 +166,7 @@ export function buildLlama(c: LlamaConfig, shape: LlamaShape, opts: LlamaBuildOp
   const outputs: [string, Value][] = [];
   if (opts.logits !== false) outputs.push(['logits', logits]);
   if (labels) outputs.push(['loss', causalLmLoss(b, logits, labels, B, S, c.vocabSize)]);
+  for (const [name, v] of kv?.assigns ?? []) outputs.push([`${ASSIGN_PREFIX}${name}`, v]);
   return b.build(outputs);
 }
 

@@ -25,6 +25,8 @@ export interface LlamaConfig {
   readonly torchDtype: 'float32' | 'float16' | 'bfloat16';
   readonly bosTokenId?: number;
   readonly eosTokenId?: number;
+  /** Every end-of-sequence id (`eos_token_id` may be a list); generation stops on any. */
+  readonly eosTokenIds?: readonly number[];
   readonly padTokenId?: number;
 }
 
@@ -167,6 +169,8 @@ export function parseLlamaConfig(json: unknown, file = 'config.json'): LlamaConf
     torchDtype,
     bosTokenId: firstId(c.bos_token_id),
     eosTokenId: firstId(c.eos_token_id),
+    eosTokenIds:
+      c.eos_token_id === null || c.eos_token_id === undefined ? undefined : [c.eos_token_id].flat(),
     padTokenId: c.pad_token_id ?? undefined,
   };
 }
@@ -217,7 +221,7 @@ export function toHfConfig(c: LlamaConfig): Record<string, unknown> {
     max_position_embeddings: c.maxPositionEmbeddings,
     torch_dtype: c.torchDtype,
     bos_token_id: c.bosTokenId ?? null,
-    eos_token_id: c.eosTokenId ?? null,
+    eos_token_id: c.eosTokenIds && c.eosTokenIds.length > 1 ? [...c.eosTokenIds] : (c.eosTokenId ?? null),
     pad_token_id: c.padTokenId ?? null,
   };
 }

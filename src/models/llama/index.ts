@@ -1,4 +1,11 @@
-export { buildLlama, causalLmLoss, type LlamaBuildOptions, type LlamaShape } from './build.ts';
+export {
+  buildLlama,
+  causalLmLoss,
+  isKvParam,
+  kvParamName,
+  type LlamaBuildOptions,
+  type LlamaShape,
+} from './build.ts';
 export {
   ConfigError,
   type LlamaConfig,

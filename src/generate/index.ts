@@ -1,0 +1,11 @@
+// Generation: KV-cache decoding sessions, sampling in Hugging Face's order, the decoding loop.
+export { kvFeeds, MASKED, type RowFeed } from './feeds.ts';
+export { type FinishReason, type GenerateOptions, type Generation, generate, heldBack } from './generate.ts';
+export { argmax, isGreedy, processLogits, Sampler, type SamplingOptions, softmax } from './sampling.ts';
+export {
+  CacheFullError,
+  DecodeSession,
+  type KvGraphFactory,
+  type ModelSessionOptions,
+  type SessionOptions,
+} from './session.ts';

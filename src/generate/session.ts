@@ -1,0 +1,229 @@
+// A batch of decoding rows over one compiled KV-cache model (models/llama/build.ts
+// `kvCache`): a prefill graph (many tokens per row, compiled per chunk length) and a
+// decode graph (one token per row) whose caches are params written back in place.
+//
+// Usage (src/cli/commands/generate.ts, src/serve):
+//   const s = await DecodeSession.create(backend, model, { batch: 4, maxLen: 256, adapters });
+//   const [logits] = await s.prefill([{ row: 0, tokens: promptIds }]); // row 0 starts afresh
+//   const next = await s.step([{ row: 0, token: pick(logits) }]);        // appends one token
+//   s.release(0);                                                        // the row is free again
+// Rows are independent: each has its own length (s.length(row)) and positions, so rows
+// may join (prefill) and leave (release) between steps while others keep decoding
+// (continuous batching); rows not named in a call are left untouched.
+import type { Backend, Executable } from '../backends/backend.ts';
+import type { Graph } from '../ir/graph.ts';
+import { type Tensor, tensor } from '../ir/tensor.ts';
+import { bindParams, type WeightStore } from '../ir/weights.ts';
+import type { LlamaConfig } from '../models/llama/config.ts';
+import { isKvParam } from '../models/llama/index.ts';
+import type { LoadedModel } from '../models/llama/load.ts';
+import { prepareModel } from '../models/prepare.ts';
+import { UserError } from '../util/errors.ts';
+import { kvFeeds, type RowFeed } from './feeds.ts';
+
+/** Builds the KV-cache graph of a model for `batch` rows of `seq` new tokens and `maxLen` cache slots. */
+export type KvGraphFactory = (
+  shape: { batch: number; seq: number },
+  kvCache: { maxLen: number },
+) => { graph: Graph; weights: WeightStore };
+
+export interface SessionOptions {
+  /** Rows decoded together (the decode graph's batch). */
+  readonly batch: number;
+  /** Cache slots per row: prompt plus generated tokens can never exceed this. */
+  readonly maxLen: number;
+  /** Longest prefill chunk (tokens per row per prefill run; default 64): longer prompts run in chunks. */
+  readonly prefillChunk?: number;
+}
+
+export interface ModelSessionOptions extends SessionOptions {
+  /** PEFT adapter folders attached (unmerged, as adapters `default`, `adapter1`, ...). */
+  readonly adapters?: readonly string[];
+  /** Fold the adapters into the base weights first. */
+  readonly merge?: boolean;
+}
+
+/** Thrown when a row would need more cache slots than the session has. */
+export class CacheFullError extends UserError {}
+
+export class DecodeSession {
+  private readonly lengths: number[];
+  private readonly prefills = new Map<number, Promise<Executable>>();
+
+  private constructor(
+    private readonly backend: Backend,
+    private readonly factory: KvGraphFactory,
+    private readonly decoder: Executable,
+    readonly batch: number,
+    readonly maxLen: number,
+    readonly vocabSize: number,
+    private readonly prefillChunk: number,
+  ) {
+    this.lengths = new Array(batch).fill(0);
+  }
+
+  /** A session over a loaded model (base, 4-bit, with PEFT adapters attached or merged). */
+  static create(backend: Backend, model: LoadedModel, o: ModelSessionOptions): Promise<DecodeSession> {
+    const factory: KvGraphFactory = (shape, kvCache) => {
+      const { graph, weights } = prepareModel(model, shape, {
+        adapters: o.adapters,
+        merge: o.merge,
+        kvCache,
+      });
+      return { graph, weights };
+    };
+    return DecodeSession.fromFactory(backend, factory, model.config, o);
+  }
+
+  /** A session over any KV-cache graph builder (e.g. one with several adapters batched). */
+  static async fromFactory(
+    backend: Backend,
+    factory: KvGraphFactory,
+    config: Pick<LlamaConfig, 'vocabSize'>,
+    o: SessionOptions,
+  ): Promise<DecodeSession> {
+    if (!Number.isInteger(o.batch) || o.batch < 1) throw new UserError(`batch must be >= 1, got ${o.batch}`);
+    if (!Number.isInteger(o.maxLen) || o.maxLen < 1)
+      throw new UserError(`the cache length must be >= 1, got ${o.maxLen}`);
+    const decoder = await compile(backend, factory, o.batch, 1, o.maxLen);
+    const chunk = Math.max(1, Math.min(o.prefillChunk ?? 64, o.maxLen));
+    return new DecodeSession(backend, factory, decoder, o.batch, o.maxLen, config.vocabSize, chunk);
+  }
+
+  /** Tokens in the cache of `row` (0 for a free row). */
+  length(row: number): number {
+    this.checkRow(row);
+    return this.lengths[row];
+  }
+
+  /**
+   * Starts each named row afresh with its tokens (a prompt, at least one token) and returns
+   * each row's next-token logits (f32 [vocab]), in the order given. Long prompts run in
+   * chunks; other rows keep their caches.
+   */
+  async prefill(rows: readonly { row: number; tokens: readonly number[] }[]): Promise<Float32Array[]> {
+    const seen = new Set<number>();
+    for (const r of rows) {
+      this.checkRow(r.row);
+      if (seen.has(r.row)) throw new Error(`internal: row ${r.row} prefilled twice in one call`);
+      seen.add(r.row);
+      if (r.tokens.length === 0) throw new UserError(`row ${r.row}: a prompt needs at least one token`);
+      this.checkFits(r.row, r.tokens.length);
+    }
+    if (rows.length === 0) return [];
+    const longest = Math.max(...rows.map((r) => r.tokens.length));
+    const seq = Math.min(this.prefillChunk, nextPow2(longest));
+    const exe = await this.prefiller(seq);
+    const out = new Map<number, Float32Array>();
+    for (let start = 0; start < longest; start += seq) {
+      const feeds: RowFeed[] = Array.from({ length: this.batch }, () => ({ start: 0, tokens: [] }));
+      for (const r of rows) feeds[r.row] = { start, tokens: r.tokens.slice(start, start + seq) };
+      const { logits } = await exe.run({ feeds: kvFeeds(feeds, seq, this.maxLen), outputs: ['logits'] });
+      for (const r of rows) {
+        if (feeds[r.row].tokens.length > 0 && start + seq >= r.tokens.length)
+          out.set(r.row, rowOf(logits, r.row));
+      }
+    }
+    await copyCacheRows(
+      exe,
+      this.decoder,
+      rows.map((r) => r.row),
+    );
+    for (const r of rows) this.lengths[r.row] = r.tokens.length;
+    return rows.map((r) => out.get(r.row) as Float32Array);
+  }
+
+  /**
+   * Appends one token to each named row (in one run of the decode graph) and returns each
+   * row's next-token logits, in the order given. Rows not named idle.
+   */
+  async step(rows: readonly { row: number; token: number }[]): Promise<Float32Array[]> {
+    const feeds: RowFeed[] = this.lengths.map((start) => ({ start, tokens: [] }));
+    for (const r of rows) {
+      this.checkRow(r.row);
+      if (this.lengths[r.row] === 0) throw new Error(`internal: row ${r.row} steps before its prefill`);
+      this.checkFits(r.row, this.lengths[r.row] + 1);
+      feeds[r.row] = { start: this.lengths[r.row], tokens: [r.token] };
+    }
+    const { logits } = await this.decoder.run({
+      feeds: kvFeeds(feeds, 1, this.maxLen),
+      outputs: ['logits'],
+    });
+    for (const r of rows) this.lengths[r.row]++;
+    return rows.map((r) => rowOf(logits, r.row));
+  }
+
+  /** Frees a row (its cache is overwritten by the next prefill). */
+  release(row: number): void {
+    this.checkRow(row);
+    this.lengths[row] = 0;
+  }
+
+  /** Rows with nothing in their cache. */
+  freeRows(): number[] {
+    return this.lengths.flatMap((n, i) => (n === 0 ? [i] : []));
+  }
+
+  dispose(): void {
+    this.decoder.dispose();
+    for (const p of this.prefills.values()) p.then((e) => e.dispose()).catch(() => undefined);
+    this.prefills.clear();
+  }
+
+  private prefiller(seq: number): Promise<Executable> {
+    let p = this.prefills.get(seq);
+    if (!p) {
+      p = compile(this.backend, this.factory, this.batch, seq, this.maxLen);
+      this.prefills.set(seq, p);
+    }
+    return p;
+  }
+
+  private checkRow(row: number): void {
+    if (!Number.isInteger(row) || row < 0 || row >= this.batch)
+      throw new Error(`internal: row ${row} is not in [0, ${this.batch})`);
+  }
+
+  private checkFits(row: number, n: number): void {
+    if (n > this.maxLen)
+      throw new CacheFullError(`row ${row} needs ${n} cache slots but the session has ${this.maxLen}`);
+  }
+}
+
+function nextPow2(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+}
+
+async function compile(
+  backend: Backend,
+  factory: KvGraphFactory,
+  batch: number,
+  seq: number,
+  maxLen: number,
+): Promise<Executable> {
+  const { graph, weights } = factory({ batch, seq }, { maxLen });
+  return backend.compile(graph, bindParams(graph, weights), { inPlaceAssigns: true });
+}
+
+/** Row b of logits [B,1,V] (a copy). */
+function rowOf(logits: Tensor, b: number): Float32Array {
+  const V = logits.shape[logits.shape.length - 1];
+  return Float32Array.from((logits.data as Float32Array).subarray(b * V, (b + 1) * V));
+}
+
+/**
+ * Copies the cache of `rows` from one executable to another (prefill to decode): the two
+ * hold their params apart, so the rows go through the host.
+ */
+async function copyCacheRows(from: Executable, to: Executable, rows: readonly number[]): Promise<void> {
+  for (const p of to.graph.params()) {
+    const name = String(p.attrs.name);
+    if (!isKvParam(name)) continue;
+    const src = (await from.readParam(name)).data as Float32Array;
+    const dst = await to.readParam(name);
+    const per = dst.data.length / dst.shape[0];
+    const data = Float32Array.from(dst.data as Float32Array);
+    for (const r of rows) data.set(src.subarray(r * per, (r + 1) * per), r * per);
+    await to.writeParam(name, tensor('f32', dst.shape, data));
+  }
+}
