@@ -1,0 +1,142 @@
+// `peftc export --format webgpu-ts` (issue 22): the exported package, built and run in a
+// temporary directory outside the repository with its own node_modules, gives peftc's logits.
+// To stay fast and offline the test does not `npm install`: it links the package's
+// dependencies (webgpu, @webgpu/types, @types/node) from this repository's node_modules
+// into the package and compiles with this repository's TypeScript (node_modules/.bin/tsc).
+// The package's CLI runs in a child process, as its users run it, on this machine's adapter.
+import { execFileSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runLogits } from '../../src/cli/commands/logits.ts';
+import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
+import { buildLlama } from '../../src/models/llama/index.ts';
+import { openModel } from '../../src/models/open.ts';
+import { maxDiff, readLogits, writeRandomAdapter } from '../cli/fixtures.ts';
+import { cli } from '../cli/run-cli.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const MODEL = join(ROOT, 'examples/models/tiny-llama');
+const dir = mkdtempSync(join(tmpdir(), 'peftc-webgpu-ts-'));
+const tokens = join(dir, 'tokens.json');
+const adapter = join(dir, 'adapter');
+const seqs = [
+  [256, 1, 2, 3, 4, 5],
+  [256, 70, 80],
+  [256, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12, 13, 14, 15, 16],
+];
+const LINKED = ['webgpu', '@webgpu/types', '@types/node', 'undici-types'];
+
+/** Exports with `flags`, builds the package and runs its CLI; returns its logits. */
+async function exported(name: string, flags: string[]): Promise<Float32Array[]> {
+  const out = join(dir, name);
+  const r = await cli(['export', '--format', 'webgpu-ts', '--model', MODEL, ...flags, '--out', out]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^wrote .*: package tiny-llama-webgpu, \d+ WGSL kernels/);
+  for (const dep of LINKED) {
+    mkdirSync(join(out, 'node_modules', dep, '..'), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules', dep), join(out, 'node_modules', dep));
+  }
+  execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', out], { stdio: 'pipe' });
+  const file = join(dir, `${name}.safetensors`);
+  execFileSync(process.execPath, ['dist/cli.js', 'logits', '--tokens', tokens, '--out', file], {
+    cwd: out,
+    stdio: 'pipe',
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+  });
+  return readLogits(file, seqs.length);
+}
+
+async function peftcLogits(name: string, model: string, extra: { adapter?: string[]; merge?: boolean } = {}) {
+  const out = join(dir, `${name}.peftc.safetensors`);
+  await runLogits({ model, tokens, out, backend: 'cpu', ...extra });
+  return readLogits(out, seqs.length);
+}
+
+describe('peftc export --format webgpu-ts', () => {
+  let base: Float32Array[];
+  beforeAll(async () => {
+    writeFileSync(tokens, JSON.stringify(seqs));
+    const m = openModel(MODEL);
+    writeRandomAdapter(
+      adapter,
+      buildLlama(m.config, { batch: 1, seq: 4 }),
+      m.weights,
+      { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'], scaleB: 5 },
+      MODEL,
+    );
+    base = await peftcLogits('base', MODEL);
+  });
+
+  it('the base model: the package writes what peftc logits writes, within 1e-4', async () => {
+    const got = await exported('base', []);
+    expect(got.map((l) => l.length)).toEqual(seqs.map((s) => s.length * 259));
+    expect(maxDiff(got, base)).toBeLessThan(1e-4);
+    const pkg = JSON.parse(readFileSync(join(dir, 'base', 'package.json'), 'utf8'));
+    expect(Object.keys(pkg.dependencies)).toEqual(['webgpu']);
+    expect(pkg.scripts.build).toBe('tsc -p .');
+    expect(readdirSync(join(dir, 'base', 'model', 'kernels')).every((f) => f.endsWith('.wgsl'))).toBe(true);
+  }, 20_000);
+
+  it('an adapter unmerged (low-rank branches in the graph) and merged', async () => {
+    const ref = await peftcLogits('lora', MODEL, { adapter: [adapter] });
+    expect(maxDiff(ref, base)).toBeGreaterThan(1e-2); // the adapter shows
+    expect(maxDiff(await exported('lora', ['--adapter', adapter]), ref)).toBeLessThan(1e-4);
+    const merged = await peftcLogits('merged', MODEL, { adapter: [adapter], merge: true });
+    expect(maxDiff(await exported('merged', ['--adapter', adapter, '--merge']), merged)).toBeLessThan(1e-4);
+    // Unmerged keeps the branch kernels; merged has none.
+    const kernels = (name: string) =>
+      readdirSync(join(dir, name, 'src')).length && readFileSync(join(dir, name, 'src', 'model.ts'), 'utf8');
+    expect(kernels('lora')).toMatch(/"merged": false/);
+    expect(kernels('merged')).toMatch(/"merged": true/);
+  }, 20_000);
+
+  it('--quant nf4: the NF4 weights as peftc runs them (quantize, then logits), within 1e-4', async () => {
+    const q = join(dir, 'nf4-model');
+    quantizeCheckpoint(MODEL, q, { quantType: 'nf4', blocksize: 64, doubleQuant: false });
+    const ref = await peftcLogits('nf4', q);
+    const got = await exported('nf4', ['--quant', 'nf4']);
+    expect(maxDiff(got, ref)).toBeLessThan(1e-4);
+    // The weights did change (this tiny model's random weights quantize coarsely).
+    expect(maxDiff(got, base)).toBeGreaterThan(1e-3);
+  }, 20_000);
+
+  it('bad input is refused with the reason, and nothing is written', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--quant', 'fp8'], /--quant must be one of none, nf4, got 'fp8'/],
+      [['--adapter', join(dir, 'no-such-adapter')], /no-such-adapter/],
+      [['--merge'], /--merge needs at least one --adapter/],
+      [['--type', 'f16'], /--type does not apply to --format webgpu-ts/],
+    ];
+    for (const [flags, why] of cases) {
+      const out = join(dir, 'refused');
+      const r = await cli(['export', '--format', 'webgpu-ts', '--model', MODEL, ...flags, '--out', out]);
+      expect(r.code, flags.join(' ')).not.toBe(0);
+      expect(r.stderr).toMatch(why);
+      expect(existsSync(out)).toBe(false);
+    }
+    const r = await cli([
+      'export',
+      '--format',
+      'webgpu-ts',
+      '--model',
+      'tiny',
+      '--quant',
+      'nf4',
+      '--out',
+      join(dir, 'x'),
+    ]);
+    expect(r.stderr).toMatch(/--quant nf4 needs --model to be a model directory/);
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+  }, 20_000);
+});
