@@ -1,29 +1,24 @@
 // `peftc export --format webgpu-ts` (issue 22): the exported package, built and run in a
 // temporary directory outside the repository with its own node_modules, gives peftc's logits.
-// To stay fast and offline the test does not `npm install`: it links the package's
+// To stay fast and offline the test does not `npm install`: buildOffline links the package's
 // dependencies (webgpu, @webgpu/types, @types/node) from this repository's node_modules
-// into the package and compiles with this repository's TypeScript (node_modules/.bin/tsc).
+// into the package's own node_modules and compiles with this repository's TypeScript
+// (node_modules/.bin/tsc).
 // The package's CLI runs in a child process, as its users run it, on this machine's adapter.
 import { execFileSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runLogits } from '../../src/cli/commands/logits.ts';
+import { buildOffline } from '../../src/export/webgpu-ts/build-offline.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { buildLlama } from '../../src/models/llama/index.ts';
 import { openModel } from '../../src/models/open.ts';
 import { maxDiff, readLogits, writeRandomAdapter } from '../cli/fixtures.ts';
 import { cli } from '../cli/run-cli.ts';
 
+const ENV = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
 const ROOT = resolve(import.meta.dirname, '../..');
 const MODEL = join(ROOT, 'examples/models/tiny-llama');
 const dir = mkdtempSync(join(tmpdir(), 'peftc-webgpu-ts-'));
@@ -34,7 +29,6 @@ const seqs = [
   [256, 70, 80],
   [256, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12, 13, 14, 15, 16],
 ];
-const LINKED = ['webgpu', '@webgpu/types', '@types/node', 'undici-types'];
 
 /** Exports with `flags`, builds the package and runs its CLI; returns its logits. */
 async function exported(name: string, flags: string[]): Promise<Float32Array[]> {
@@ -43,18 +37,19 @@ async function exported(name: string, flags: string[]): Promise<Float32Array[]> 
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/^wrote .*: package tiny-llama-webgpu, \d+ WGSL kernels/);
-  for (const dep of LINKED) {
-    mkdirSync(join(out, 'node_modules', dep, '..'), { recursive: true });
-    symlinkSync(join(ROOT, 'node_modules', dep), join(out, 'node_modules', dep));
-  }
-  execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', out], { stdio: 'pipe' });
+  buildOffline(out);
   const file = join(dir, `${name}.safetensors`);
   execFileSync(process.execPath, ['dist/cli.js', 'logits', '--tokens', tokens, '--out', file], {
     cwd: out,
     stdio: 'pipe',
-    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    env: ENV,
   });
   return readLogits(file, seqs.length);
+}
+
+/** Dispatches per run of an exported package's plan for 32 tokens. */
+function dispatches(name: string): number {
+  return JSON.parse(readFileSync(join(dir, name, 'model', 'plans', 'gpu-32.json'), 'utf8')).dispatches.length;
 }
 
 async function peftcLogits(name: string, model: string, extra: { adapter?: string[]; merge?: boolean } = {}) {
@@ -88,17 +83,27 @@ describe('peftc export --format webgpu-ts', () => {
     expect(readdirSync(join(dir, 'base', 'model', 'kernels')).every((f) => f.endsWith('.wgsl'))).toBe(true);
   }, 20_000);
 
-  it('an adapter unmerged (low-rank branches in the graph) and merged', async () => {
+  it("the package's own test (`npm test`) passes (after the base model's export)", () => {
+    execFileSync(process.execPath, ['--test', 'dist/test.js'], {
+      cwd: join(dir, 'base'),
+      stdio: 'pipe',
+      env: ENV,
+    });
+  }, 20_000);
+
+  it('an adapter unmerged: its low-rank branches stay in the graph', async () => {
     const ref = await peftcLogits('lora', MODEL, { adapter: [adapter] });
     expect(maxDiff(ref, base)).toBeGreaterThan(1e-2); // the adapter shows
     expect(maxDiff(await exported('lora', ['--adapter', adapter]), ref)).toBeLessThan(1e-4);
+    // The branches are dispatches of their own.
+    expect(dispatches('lora')).toBeGreaterThan(dispatches('base'));
+  }, 20_000);
+
+  it('the adapter merged (--merge): folded into the base weights, no branch left', async () => {
     const merged = await peftcLogits('merged', MODEL, { adapter: [adapter], merge: true });
+    expect(maxDiff(merged, base)).toBeGreaterThan(1e-2);
     expect(maxDiff(await exported('merged', ['--adapter', adapter, '--merge']), merged)).toBeLessThan(1e-4);
-    // Unmerged keeps the branch kernels; merged has none.
-    const kernels = (name: string) =>
-      readdirSync(join(dir, name, 'src')).length && readFileSync(join(dir, name, 'src', 'model.ts'), 'utf8');
-    expect(kernels('lora')).toMatch(/"merged": false/);
-    expect(kernels('merged')).toMatch(/"merged": true/);
+    expect(dispatches('merged')).toBe(dispatches('base'));
   }, 20_000);
 
   it('--quant nf4: the NF4 weights as peftc runs them (quantize, then logits), within 1e-4', async () => {

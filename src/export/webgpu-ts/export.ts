@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import { LIMITS_WANTED } from '../../backends/webgpu/device.ts';
 import { listKernels } from '../../backends/webgpu/kernel-list.ts';
 import { writeDirAtomic } from '../../io/atomic.ts';
 import { asOutput } from '../../io/fs-errors.ts';
@@ -102,6 +103,7 @@ export async function runWebgpuTs(o: ExportOptions): Promise<string[]> {
       adapters: o.adapter ?? [],
       merged: !!o.merge,
       quant: quant as ModelManifest['quant'],
+      limits: [...LIMITS_WANTED],
       dispatches: {
         fused: plans.gpu[plans.gpu.length - 1].dispatches.length,
         unfused: unfusedDispatches(model, longest, o),

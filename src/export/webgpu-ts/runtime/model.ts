@@ -12,5 +12,6 @@ export const MODEL: ModelManifest = {
   adapters: [],
   merged: false,
   quant: 'none',
+  limits: [],
   dispatches: { fused: 0, unfused: 0 },
 };

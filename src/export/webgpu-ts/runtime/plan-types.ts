@@ -55,6 +55,8 @@ export interface ModelManifest {
   readonly merged: boolean;
   /** Weights as stored ('none') or packed NF4 ('nf4'). */
   readonly quant: 'none' | 'nf4';
+  /** The adapter limits the device is requested with, as peftc requests them (its plans assume them). */
+  readonly limits: readonly string[];
   /** Dispatches per run of the longest plan, fused as peftc fuses them; and the unfused graph's. */
   readonly dispatches: { readonly fused: number; readonly unfused: number };
 }

@@ -37,16 +37,6 @@ export interface Model {
 export const MODEL_DIR = fileURLToPath(new URL('../model/', import.meta.url));
 
 const STORAGE = 0x80 | 0x4 | 0x8; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST
-const LIMITS = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxStorageBuffersPerShaderStage',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxComputeWorkgroupsPerDimension',
-] as const;
 
 /** Owned buffers are multiples of 16 bytes, at least 16 (as peftc's memory plan makes them). */
 const ownedSize = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -71,7 +61,7 @@ export async function loadModel(dir: string = MODEL_DIR, opts: LoadOptions = {})
   const target: PlanTarget =
     opts.target && opts.target !== 'auto' ? opts.target : software ? 'software' : 'gpu';
   const requiredLimits: Record<string, number> = {};
-  for (const k of LIMITS) requiredLimits[k] = adapter.limits[k];
+  for (const k of MODEL.limits) requiredLimits[k] = adapter.limits[k as keyof GPUSupportedLimits] as number;
   const device = await adapter.requestDevice({ requiredLimits });
   const errors: string[] = [];
   device.addEventListener('uncapturederror', (ev) =>
