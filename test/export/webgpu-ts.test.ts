@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { buildOffline } from '../../src/export/webgpu-ts/build-offline.ts';
+import { exportLengths } from '../../src/export/webgpu-ts/export.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { buildLlama } from '../../src/models/llama/index.ts';
 import { openModel } from '../../src/models/open.ts';
@@ -115,6 +116,13 @@ describe('peftc export --format webgpu-ts', () => {
     // The weights did change (this tiny model's random weights quantize coarsely).
     expect(maxDiff(got, base)).toBeGreaterThan(1e-3);
   }, 20_000);
+
+  it('compiled lengths: powers of two up to min(512, max_position_embeddings), and that cap', () => {
+    expect(exportLengths(512)).toEqual([1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+    expect(exportLengths(100)).toEqual([1, 2, 4, 8, 16, 32, 64, 100]);
+    expect(exportLengths(4096).at(-1)).toBe(512);
+    expect(exportLengths(1)).toEqual([1]);
+  });
 
   it('bad input is refused with the reason, and nothing is written', async () => {
     const cases: [string[], RegExp][] = [

@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
 import { LIMITS_WANTED } from '../../backends/webgpu/device.ts';
 import { listKernels } from '../../backends/webgpu/kernel-list.ts';
 import { writeDirAtomic } from '../../io/atomic.ts';
@@ -68,19 +69,26 @@ function unfusedDispatches(model: OpenedModel, seq: number, o: ExportOptions): n
   return listKernels(graph, TARGETS.gpu).dispatches.length;
 }
 
-export async function runWebgpuTs(o: ExportOptions): Promise<string[]> {
-  const quant = o.quant ?? 'none';
-  if (!(QUANTS as readonly string[]).includes(quant))
-    throw new UsageError(`--quant must be one of ${QUANTS.join(', ')}, got '${quant}'`);
-  let tmpDir: string | undefined;
-  const tmp = () => (tmpDir ??= mkdtempSync(join(tmpdir(), 'peftc-webgpu-ts-')));
+/** The plans of every length and target, their kernels and weights in one PackageData. */
+function planLengths(model: OpenedModel, lengths: readonly number[], o: ExportOptions) {
+  const data = new PackageData();
+  const plans: Record<PlanTarget, Plan[]> = { gpu: [], software: [] };
+  const files: Record<PlanTarget, string[]> = { gpu: [], software: [] };
+  // A bar on a terminal only (pipes and CI logs get the summary lines alone).
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+        {
+          format: ' planning {bar} {value}/{total} lengths ({seq} tokens)',
+          stream: process.stderr,
+          barsize: 20,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  bar?.start(lengths.length, 0, { seq: lengths[0] });
   try {
-    const model = openForExport(o, quant, tmp);
-    const lengths = exportLengths(model.config.maxPositionEmbeddings);
-    const data = new PackageData();
-    const plans: Record<PlanTarget, Plan[]> = { gpu: [], software: [] };
-    const files: Record<PlanTarget, string[]> = { gpu: [], software: [] };
     for (const seq of lengths) {
+      bar?.increment(0, { seq });
       const { graph, weights } = prepareModel(
         model,
         { batch: 1, seq },
@@ -91,7 +99,24 @@ export async function runWebgpuTs(o: ExportOptions): Promise<string[]> {
         plans[target].push(graphPlan(graph, bound, TARGETS[target], data));
         files[target].push(`plans/${target}-${seq}.json`);
       }
+      bar?.increment(1);
     }
+  } finally {
+    bar?.stop();
+  }
+  return { data, plans, files };
+}
+
+export async function runWebgpuTs(o: ExportOptions): Promise<string[]> {
+  const quant = o.quant ?? 'none';
+  if (!(QUANTS as readonly string[]).includes(quant))
+    throw new UsageError(`--quant must be one of ${QUANTS.join(', ')}, got '${quant}'`);
+  let tmpDir: string | undefined;
+  const tmp = () => (tmpDir ??= mkdtempSync(join(tmpdir(), 'peftc-webgpu-ts-')));
+  try {
+    const model = openForExport(o, quant, tmp);
+    const lengths = exportLengths(model.config.maxPositionEmbeddings);
+    const { data, plans, files } = planLengths(model, lengths, o);
     const longest = lengths[lengths.length - 1];
     const manifest: ModelManifest = {
       model: o.model,
