@@ -8,9 +8,12 @@
 //   with the adapter, compile on WebGPU, run; package: loadModel, first logits, which
 //   creates its pipelines);
 // - logits latency: the median of `rounds` calls once loaded;
+// - the commands as users run them: `peftc logits` and the package's `node dist/cli.js
+//   logits`, each a fresh process (start-up, load, one call, write), median of 3;
 // - kernels: dispatches per run of the package (fused as peftc fuses them) against peftc's
 //   graph before fusion, and the WGSL programs the package ships.
 // The package is exported to a temporary directory and built there (buildOffline).
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -123,12 +126,43 @@ function planDispatches(): number {
   return plan.dispatches.length;
 }
 
+// The commands as users run them, each a fresh process (start-up, load, one call, write),
+// alternated: `peftc logits` (bin/peftc.js, tsx included) and the package's dist/cli.js.
+const tokensFile = join(dir, 'tokens.json');
+writeFileSync(tokensFile, JSON.stringify([ids]));
+const ENV = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+const commands = {
+  peftc: [
+    join(import.meta.dirname, '..', 'bin', 'peftc.js'),
+    'logits',
+    '--model',
+    modelDir,
+    '--adapter',
+    adapter,
+    '--tokens',
+    tokensFile,
+    '--overwrite',
+    '--out',
+  ],
+  pkg: [join(pkg, 'dist', 'cli.js'), 'logits', '--tokens', tokensFile, '--overwrite', '--out'],
+};
+const wall = { peftc: [] as number[], pkg: [] as number[] };
+for (let r = 0; r < 3; r++) {
+  for (const k of ['peftc', 'pkg'] as const) {
+    t0 = performance.now();
+    const p = spawnSync(process.execPath, [...commands[k], join(dir, `${k}.safetensors`)], { env: ENV });
+    if (p.status !== 0) throw new Error(`${k} logits failed: ${p.stderr}`);
+    wall[k].push(performance.now() - t0);
+  }
+}
+
 const result = {
   config: { model: a.model, adapter: 'random LoRA r 8 alpha 16, all 7 linears, unmerged', seq, rounds },
   export_ms: exportMs,
   build_ms: buildMs,
   max_abs_diff_vs_peftc: diff,
   padded_to: manifest.lengths.find((l) => l >= seq),
+  command_wall_ms_median: { peftc_logits: median(wall.peftc), package_cli: median(wall.pkg) },
   rows: rows.map((r) => ({
     runner: r.name,
     first_load_ms: r.first,
@@ -163,6 +197,7 @@ printTable(
   rows,
   [
     `  package: ${manifest.kernels.length} WGSL programs; at ${result.kernels.longest} tokens ${manifest.dispatches.fused} dispatches per run against ${manifest.dispatches.unfused} for peftc's graph before fusion`,
+    `  the commands, each a fresh process (median of 3): peftc logits ${num(median(wall.peftc), 0)} ms, node dist/cli.js logits ${num(median(wall.pkg), 0)} ms`,
     `  package pads ${seq} tokens to ${result.padded_to}; max |diff| vs peftc ${diff.toExponential(2)}; export ${num(exportMs, 0)} ms, build ${num(buildMs, 0)} ms`,
   ],
 );

@@ -5,7 +5,7 @@
 // into the package's own node_modules and compiles with this repository's TypeScript
 // (node_modules/.bin/tsc).
 // The package's CLI runs in a child process, as its users run it, on this machine's adapter.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -115,6 +115,36 @@ describe('peftc export --format webgpu-ts', () => {
     expect(maxDiff(got, ref)).toBeLessThan(1e-4);
     // The weights did change (this tiny model's random weights quantize coarsely).
     expect(maxDiff(got, base)).toBeGreaterThan(1e-3);
+  }, 20_000);
+
+  it("the package's CLI refuses bad tokens and an existing --out, writing nothing", () => {
+    const pkg = join(dir, 'base');
+    const run = (args: string[]) =>
+      spawnSync(process.execPath, ['dist/cli.js', ...args], { cwd: pkg, env: ENV, encoding: 'utf8' });
+    const bad = join(dir, 'bad-tokens.json');
+    writeFileSync(
+      bad,
+      JSON.stringify([
+        [1, 2],
+        [3, 259],
+      ]),
+    );
+    const out = join(dir, 'bad.safetensors');
+    let r = run(['logits', '--tokens', bad, '--out', out]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--tokens .*bad-tokens\.json: \[1\]\[1\] = 259 is not a token id in \[0, 259\)/);
+    expect(existsSync(out)).toBe(false);
+    r = run(['logits', '--tokens', tokens, '--out', join(dir, 'base.safetensors')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/already exists; choose a new file or pass --overwrite/);
+    r = run(['generate']);
+    expect(r.stderr).toMatch(/unknown command 'generate'/);
+  }, 20_000);
+
+  it('a DoRA adapter (test/fixtures/peft/dora, made by PEFT) unmerged, within 1e-4', async () => {
+    const dora = join(ROOT, 'test/fixtures/peft/dora/adapter');
+    const ref = await peftcLogits('dora', MODEL, { adapter: [dora] });
+    expect(maxDiff(await exported('dora', ['--adapter', dora]), ref)).toBeLessThan(1e-4);
   }, 20_000);
 
   it('compiled lengths: powers of two up to min(512, max_position_embeddings), and that cap', () => {
