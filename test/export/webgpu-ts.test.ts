@@ -9,6 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { buildOffline } from '../../src/export/webgpu-ts/build-offline.ts';
@@ -115,6 +116,22 @@ describe('peftc export --format webgpu-ts', () => {
     expect(maxDiff(got, ref)).toBeLessThan(1e-4);
     // The weights did change (this tiny model's random weights quantize coarsely).
     expect(maxDiff(got, base)).toBeGreaterThan(1e-3);
+  }, 20_000);
+
+  it("the package's gpu plans (hardware kernel variants) also give peftc's logits, forced on this adapter", async () => {
+    const url = pathToFileURL(join(dir, 'base', 'dist', 'runner.js')).href;
+    const { loadModel } = (await import(
+      url
+    )) as typeof import('../../src/export/webgpu-ts/runtime/runner.ts');
+    const model = await loadModel(undefined, { target: 'gpu' });
+    try {
+      expect(model.device.target).toBe('gpu');
+      const got = [];
+      for (const ids of seqs) got.push(await model.logits(ids));
+      expect(maxDiff(got, base)).toBeLessThan(1e-4);
+    } finally {
+      model.dispose();
+    }
   }, 20_000);
 
   it("the package's CLI refuses bad tokens and an existing --out, writing nothing", () => {
