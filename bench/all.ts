@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark in turn, each in its own process (each owns a
 // WebGPU device): kernels (matmul GFLOP/s, elementwise GB/s), 4-bit linears (bytes
 // moved, GB/s), training steps (tokens/s, device memory), cpu vs webgpu side by side,
+// the exported webgpu-ts package against `peftc logits` (bench/export-webgpu-ts.ts),
 // and peftc beside PyTorch + PEFT (bench/side-by-side.ts; the baseline's venv comes from
 // `bash bench/baseline/setup.sh`, and the run says so when it is not installed).
 // Results: bench/results/*.json, then one summary table (bench/summary.ts). Pass
@@ -22,6 +23,7 @@ const BENCHES: { name: string; file: string; args?: string[] }[] = [
   { name: 'fusion', file: 'bench/fusion.ts' },
   { name: 'compile', file: 'bench/compile.ts' },
   { name: 'generate', file: 'bench/generate.ts' },
+  { name: 'export-webgpu-ts', file: 'bench/export-webgpu-ts.ts' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' } } });

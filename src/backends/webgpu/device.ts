@@ -120,7 +120,8 @@ export interface GpuContext {
   takeUncaptured(): string[];
 }
 
-const LIMITS_WANTED = [
+/** The adapter limits a device is requested with (the adapter's own values, not the defaults). */
+export const LIMITS_WANTED = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',
   'maxStorageBuffersPerShaderStage',

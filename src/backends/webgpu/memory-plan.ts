@@ -148,6 +148,11 @@ export interface MemoryPlanOptions {
   readonly external?: ReadonlySet<number>;
   /** Values that are gradients (for the report; default none). */
   readonly gradients?: ReadonlySet<number>;
+  /**
+   * Keep every output live to the end of the run instead of copying it out as it is made
+   * (a runner that reads its outputs after the last dispatch: the webgpu-ts package).
+   */
+  readonly outputsAtEnd?: boolean;
 }
 
 /** Param node id by name (one scan: the plan asks once per `assign:` output). */
@@ -225,6 +230,10 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   const copiedOut = new Set<number>();
   for (const o of graph.outputs) {
     if (o.name.startsWith(ASSIGN_PREFIX) || assigned.has(o.id)) continue;
+    if (opts.outputsAtEnd) {
+      lastUse.set(o.id, Number.POSITIVE_INFINITY);
+      continue;
+    }
     const n = graph.node(o.id);
     if (n.op === 'param' || n.op === 'input' || n.op === 'const' || paged.has(o.id)) continue;
     copiedOut.add(o.id);

@@ -221,7 +221,8 @@ function scratchBinding(r: DeviceRegion, bytes: number): GPUBufferBinding {
   };
 }
 
-function constTensor(n: Node): Tensor {
+/** The host tensor of a `const` node (what its device buffer starts with). */
+export function constTensor(n: Node): Tensor {
   const { value } = n.attrs as { value: number | number[] };
   const len = numel(n.type.shape);
   const data = new Float64Array(len);

@@ -1,0 +1,127 @@
+// A compiled inference graph as package data (runtime/plan-types.ts): the WebGPU backend's
+// own memory plan (memory-plan.ts planMemory, the plan buildSchedule follows) with every
+// kernel step's WGSL, uniforms, bindings and dispatch size, as buildSchedule would make
+// them. Nothing is compiled on a device here: the plan depends only on the graph and the
+// kernel target (shader-f16, software adapter), as `peftc ir --kernels` does.
+import { createHash } from 'node:crypto';
+import { encodeTensor, gpuByteSize } from '../../backends/webgpu/dtypes.ts';
+import {
+  describeNode,
+  type KernelTarget,
+  planMemory,
+  type Region,
+} from '../../backends/webgpu/memory-plan.ts';
+import { foldDispatch } from '../../backends/webgpu/program.ts';
+import { constTensor } from '../../backends/webgpu/schedule.ts';
+import type { Graph } from '../../ir/graph.ts';
+import { numel } from '../../ir/shape.ts';
+import type { Tensor } from '../../ir/tensor.ts';
+import type { WeightStore } from '../../ir/weights.ts';
+import { UserError } from '../../util/errors.ts';
+import type { Plan, PlanBinding, PlanBuffer, PlanDispatch } from './runtime/plan-types.ts';
+
+/** A buffer's initial bytes, in the device's layout (dtypes.ts encodeTensor), with its IR type. */
+export interface Blob {
+  readonly tensor: Tensor;
+  readonly bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** What several plans share: the WGSL files (one per distinct program) and the initial bytes by key. */
+export class PackageData {
+  readonly kernels: { readonly file: string; readonly code: string }[] = [];
+  private readonly byCode = new Map<string, number>();
+  readonly blobs = new Map<string, Blob>();
+
+  kernel(op: string, code: string): number {
+    let i = this.byCode.get(code);
+    if (i === undefined) {
+      i = this.kernels.length;
+      this.kernels.push({ file: `kernels/${String(i).padStart(3, '0')}-${op}.wgsl`, code });
+      this.byCode.set(code, i);
+    }
+    return i;
+  }
+
+  blob(key: string, tensor: Tensor): string {
+    if (!this.blobs.has(key)) this.blobs.set(key, { tensor, bytes: encodeTensor(tensor) });
+    return key;
+  }
+}
+
+/** A constant's key: its bytes' hash, so equal constants of several plans share one tensor. */
+function constKey(t: Tensor, bytes: Uint8Array): string {
+  const h = createHash('sha256').update(t.dtype).update(bytes).digest('hex').slice(0, 16);
+  return `peftc.const.${h}`;
+}
+
+/**
+ * The plan of an inference graph (input `input_ids` i32 [1, seq], output `logits`), its
+ * kernels and initial bytes added to `data`.
+ */
+export function graphPlan(graph: Graph, weights: WeightStore, target: KernelTarget, data: PackageData): Plan {
+  const inputs = graph.inputs();
+  const extra = inputs.filter((n) => n.attrs.name !== 'input_ids');
+  if (extra.length)
+    throw new UserError(
+      `the inference graph has inputs the package cannot feed: ${extra.map(describeNode).join(', ')}`,
+    );
+  const logits = graph.outputs.find((o) => o.name === 'logits');
+  if (!logits) throw new UserError('the inference graph has no logits output');
+  const mem = planMemory(graph, target, { outputsAtEnd: true });
+  if (mem.transfers.length)
+    throw new Error('internal: an inference plan with paged params or in-place assigns');
+  const region = (id: number) => mem.valueRegion.get(id) as Region;
+  // A binding covers the value's bytes (whole 16-byte elements) at its offset, as buildSchedule binds.
+  const binding = (r: Region, bytes: number): PlanBinding => ({
+    buffer: r.buffer,
+    offset: r.offset,
+    size: Math.min(mem.buffers[r.buffer].bytes - r.offset, Math.ceil(bytes / 16) * 16),
+  });
+  const valueBinding = (id: number) => {
+    const t = graph.node(id).type;
+    return binding(region(id), gpuByteSize(t.dtype, numel(t.shape)));
+  };
+  const init = new Map<number, string>();
+  for (const node of graph.nodes) {
+    // Sources own their buffers (offset 0).
+    if (node.op === 'param') {
+      const name = String(node.attrs.name);
+      const t = weights.get(name);
+      if (!t) throw new Error(`internal: no weight bound for param '${name}'`);
+      init.set(region(node.id).buffer, data.blob(name, t));
+    } else if (node.op === 'const') {
+      const t = constTensor(node);
+      init.set(region(node.id).buffer, data.blob(constKey(t, encodeTensor(t)), t));
+    }
+  }
+  const buffers: PlanBuffer[] = mem.buffers.map((b, i) => {
+    const key = init.get(i);
+    return key === undefined ? { bytes: b.bytes } : { bytes: b.bytes, init: key };
+  });
+  const dispatches: PlanDispatch[] = [];
+  graph.nodes.forEach((node, pos) => {
+    const kp = mem.nodes[pos];
+    if (kp === 'source' || kp === 'alias') return;
+    const scratch = mem.scratch.get(node.id) ?? [];
+    for (const step of kp.steps) {
+      if (step.workgroups === 0) continue; // buildSchedule skips these too
+      dispatches.push({
+        kernel: data.kernel(step.desc.op, step.code),
+        bindings: step.bindings.map(({ ref }) =>
+          ref.kind === 'output'
+            ? valueBinding(node.id)
+            : ref.kind === 'scratch'
+              ? binding(scratch[ref.index], kp.scratch?.[ref.index] ?? 0)
+              : valueBinding(node.inputs[ref.index]),
+        ),
+        writes: step.bindings.map((b) => b.write),
+        uniforms: [...step.uniforms.bytes()],
+        size: foldDispatch(step.workgroups),
+        node: describeNode(node),
+      });
+    }
+  });
+  const ids = inputs.find((n) => n.attrs.name === 'input_ids');
+  if (!ids) throw new UserError('the inference graph has no input_ids input');
+  return { seq: ids.type.shape[1], buffers, input: region(ids.id), output: region(logits.id), dispatches };
+}

@@ -1,0 +1,26 @@
+// The package's own test (`npm test` after `npm run build`): one row of logits per token,
+// all finite, and the padding rule holds: a prefix run on a shorter compiled length gives the
+// same logits as the same tokens at the front of a longer input (attention is causal).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadModel, MODEL } from './runner.ts';
+
+test('logits: a row per token, finite, and the same for a prefix whatever the padding', async () => {
+  const model = await loadModel();
+  try {
+    const V = MODEL.vocabSize;
+    const n = Math.min(5, MODEL.lengths[MODEL.lengths.length - 1]);
+    const ids = Array.from({ length: n }, (_, i) => (7 * i + 1) % V);
+    const all = await model.logits(ids);
+    assert.equal(all.length, n * V);
+    assert.ok(all.every(Number.isFinite), 'logits are finite');
+    const k = Math.max(1, n - 2);
+    const prefix = await model.logits(ids.slice(0, k));
+    let diff = 0;
+    for (let i = 0; i < k * V; i++) diff = Math.max(diff, Math.abs(prefix[i] - all[i]));
+    assert.ok(diff < 1e-4, `prefix logits differ by ${diff}`);
+    await assert.rejects(model.logits([V]), /not a token id/);
+  } finally {
+    model.dispose();
+  }
+});
