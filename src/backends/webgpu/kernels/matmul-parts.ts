@@ -77,13 +77,14 @@ export function st1(v: string, dt: DType): string {
 }
 
 /**
- * Statement storing row `i` of a 4x4 register tile `acc` (output row `gm`, columns
- * gn..gn+3, plus the bias) into C at `cBase`; columns past N are dropped.
+ * Statement storing one vec4 row of a register tile (`v`, default row `i` of `acc`:
+ * output row `gm`, columns gn..gn+3, plus the bias) into C at `cBase`; columns past N
+ * are dropped.
  */
-export function storeTileRow(p: MatmulProblem, vecC: boolean, N: string): string {
+export function storeTileRow(p: MatmulProblem, vecC: boolean, N: string, v = 'acc[i]'): string {
   const bdt = p.bDtype ?? p.dtype;
   const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
   return vecC
-    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
-    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(${v}${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
+    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`${v}[c]${biasV('gn + c')}`, p.outDtype)}; } }`;
 }

@@ -5,7 +5,15 @@
 // `linear` is x W^T (+ b) on the same kernels.
 import { broadcastShapes, numel } from '../../../ir/shape.ts';
 import { enables, PRELUDE } from '../dtypes.ts';
-import { entry, type Kernel, type KernelPlan, type Step, Uniforms } from '../program.ts';
+import {
+  entry,
+  type Kernel,
+  type KernelContext,
+  type KernelPlan,
+  type SoftwareMatmul,
+  type Step,
+  Uniforms,
+} from '../program.ts';
 import { directOuter } from './matmul-outer.ts';
 import {
   BK,
@@ -20,6 +28,7 @@ import {
   storeTileRow,
   TILE,
 } from './matmul-parts.ts';
+import { registerTiled } from './matmul-register.ts';
 import { ROW_WG, wgReduce } from './reduce.ts';
 
 export type { MatmulProblem } from './matmul-parts.ts';
@@ -294,17 +303,26 @@ ${entry([GEMV_WG])}${body}}
   };
 }
 
-/** Which matmul kernel suits the adapter: GPUs get workgroup-shared tiles, CPU adapters direct loads. */
-export type MatmulVariant = 'tiled' | 'direct';
+/**
+ * Which matmul kernel suits the adapter: GPUs get workgroup-shared tiles, CPU adapters
+ * the register-tiled one (`direct`: the earlier 4x4 direct/outer kernels, kept for
+ * benchmarks side by side).
+ */
+export type MatmulVariant = 'tiled' | SoftwareMatmul;
 
-/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU adapters get direct loads. */
+/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU adapters get register tiles. */
 export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): KernelPlan {
   if (numel(p.batch) === 0 || p.m === 0 || p.n === 0) return { steps: [] };
+  if (variant === 'register') return { steps: [registerTiled(p)] };
   if (variant === 'direct') {
     // A transposed or K not a multiple of 4: the outer-product form (matmul-outer.ts).
     return { steps: [!p.ta && p.k % 4 === 0 && p.k > 0 ? direct(p) : directOuter(p)] };
   }
   return { steps: [p.m <= 4 ? gemv(p) : tiled(p)] };
+}
+
+function variantFor(ctx: KernelContext): MatmulVariant {
+  return ctx.software ? (ctx.softwareMatmul ?? 'register') : 'tiled';
 }
 
 const matmul: Kernel = (ctx) => {
@@ -331,7 +349,7 @@ const matmul: Kernel = (ctx) => {
       bBatchStrides: batchStrides(b.shape, batch, k * n),
       bias: false,
     },
-    ctx.software ? 'direct' : 'tiled',
+    variantFor(ctx),
   );
 };
 
@@ -355,7 +373,7 @@ const linear: Kernel = (ctx) => {
       bBatchStrides: [],
       bias: ctx.inputs.length > 2,
     },
-    ctx.software ? 'direct' : 'tiled',
+    variantFor(ctx),
   );
 };
 
