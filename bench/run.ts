@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { runGraph } from '../src/backends/cpu/index.ts';
 import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
+import { DEFAULT_SOFTWARE_MATMUL } from '../src/backends/webgpu/kernels/matmul.ts';
 import { GraphBuilder } from '../src/ir/builder.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { tensor } from '../src/ir/tensor.ts';
@@ -98,8 +99,7 @@ const backend = new WebGpuBackend({
 const gpu = await backend.ready();
 // Software adapters (lavapipe): each matmul also on the other kernel family, right after
 // it in the same run (issue 21: register tiles against the earlier 4x4 direct kernels).
-const DEFAULT_SOFTWARE_MATMUL = 'register';
-const ALT_SOFTWARE_MATMUL = 'direct';
+const ALT_SOFTWARE_MATMUL = DEFAULT_SOFTWARE_MATMUL === 'direct' ? 'register' : 'direct';
 const alt = gpu.software
   ? new WebGpuBackend({
       timestamps: true,

@@ -24,7 +24,7 @@ export interface WebGpuOptions {
    * 'gpu' forces the GPU ones (workgroup-shared matmul tiles), e.g. to test them on lavapipe.
    */
   readonly kernels?: 'auto' | 'gpu' | 'cpu';
-  /** Matmul kernels on software adapters: 'register' (default, 8x8 register tiles) or 'direct' (the earlier 4x4). */
+  /** Matmul kernels on software adapters: 'direct' (4x4, the default) or 'register' (8x4 register tiles). */
   readonly softwareMatmul?: SoftwareMatmul;
 }
 

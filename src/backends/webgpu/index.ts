@@ -13,7 +13,8 @@ export { type TimedResult, WebGpuBackend, WebGpuExecutable } from './executor.ts
 export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
-export { planMatmul } from './kernels/matmul.ts';
+export { linearProblem, matmulProblem, planMatmul, variantFor } from './kernels/matmul.ts';
+export type { MatmulEpilogue } from './kernels/matmul-parts.ts';
 export {
   canonicalKey,
   foldDispatch,
@@ -21,6 +22,7 @@ export {
   type KernelContext,
   type KernelPlan,
   type ProgramDesc,
+  type SoftwareMatmul,
   type Step,
   Uniforms,
 } from './program.ts';

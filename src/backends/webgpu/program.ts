@@ -112,7 +112,7 @@ export interface KernelContext {
   readonly f16: boolean;
   /** The adapter is a CPU implementation (lavapipe, SwiftShader): kernels may pick CPU-friendly variants. */
   readonly software: boolean;
-  /** The matmul kernel family on software adapters (default 'register'; 'direct' for benchmarks). */
+  /** The matmul kernel family on software adapters (default: DEFAULT_SOFTWARE_MATMUL in kernels/matmul.ts). */
   readonly softwareMatmul?: SoftwareMatmul;
 }
 

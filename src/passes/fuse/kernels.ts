@@ -12,17 +12,30 @@ import {
   broadcastKind,
   getKernel,
   type Kernel,
+  linearProblem,
   MATH,
+  type MatmulEpilogue,
   mapKernel,
+  matmulProblem,
+  planMatmul,
   registerKernel,
   UNARY,
+  type Uniforms,
+  variantFor,
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
 import type { Tensor } from '../../ir/tensor.ts';
-import type { FusedMapAttrs } from './fused-map.ts';
+import type { FusedMapAttrs, FusedStep } from './fused-map.ts';
+import { type MatmulMapAttrs, productArity } from './matmul-map.ts';
 
-const cpuFusedMap: CpuKernel = (inputs, ctx) => {
-  const a = ctx.node.attrs as unknown as FusedMapAttrs;
+/** Runs fused steps over `inputs` through each op's own CPU kernel; the last value. */
+function runSteps(
+  inputs: readonly Tensor[],
+  steps: readonly FusedStep[],
+  shape: readonly number[],
+  ctx: Parameters<CpuKernel>[1],
+): Tensor {
+  const a = { steps, shape: [...shape] };
   const values: Tensor[] = [...inputs];
   for (const s of a.steps) {
     const kernel = getCpuKernel(s.op);
@@ -41,7 +54,54 @@ const cpuFusedMap: CpuKernel = (inputs, ctx) => {
     );
   }
   return values[values.length - 1];
+}
+
+const cpuFusedMap: CpuKernel = (inputs, ctx) => {
+  const a = ctx.node.attrs as unknown as FusedMapAttrs;
+  return runSteps(inputs, a.steps, a.shape, ctx);
 };
+
+// matmul_map: the product through its op's CPU kernel, then the steps: the unfused
+// graph's arithmetic, bit for bit.
+const cpuMatmulMap: CpuKernel = (inputs, ctx) => {
+  const a = ctx.node.attrs as unknown as MatmulMapAttrs;
+  const k = productArity(a);
+  const kernel = getCpuKernel(a.product.op) as CpuKernel;
+  const node: Node = {
+    ...ctx.node,
+    op: a.product.op,
+    inputs: ctx.node.inputs.slice(0, k),
+    attrs:
+      a.product.op === 'matmul'
+        ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
+        : {},
+    type: { dtype: 'f32', shape: a.shape },
+  };
+  const product = kernel(inputs.slice(0, k), { ...ctx, node });
+  const ins = [...inputs.slice(k)];
+  ins.splice(a.slot, 0, product);
+  return runSteps(ins, a.steps, a.shape, ctx);
+};
+
+/** WGSL statements `let t<j> = ...;` for the steps, input i named `name(i)`; returns the last name. */
+function stepsWgsl(steps: readonly FusedStep[], u: Uniforms, name: (i: number) => string): string {
+  let code = '';
+  steps.forEach((s, k) => {
+    const [p, q, r] = s.args.map(name);
+    const expr =
+      s.op === 'scale'
+        ? `${p} * ${u.f32v(s.factor ?? 1)}`
+        : s.op === 'where'
+          ? `select(${r}, ${q}, ${p} != 0.0)`
+          : s.args.length === 1
+            ? UNARY[s.op](p, 'f32')
+            : BINARY[s.op](p, q, 'f32');
+    code += `  let t${k} = ${expr};\n`;
+  });
+  return code;
+}
+
+const progDesc = (steps: readonly FusedStep[]) => steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';');
 
 const webgpuFusedMap: Kernel = (ctx) => {
   const a = ctx.node.attrs as unknown as FusedMapAttrs;
@@ -53,7 +113,7 @@ const webgpuFusedMap: Kernel = (ctx) => {
     desc: {
       rank: out.length,
       bcast: ctx.inputs.map((t) => broadcastKind(out, t.shape)),
-      prog: a.steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';'),
+      prog: progDesc(a.steps),
     },
     helpers: MATH,
     body: (u) => {
@@ -62,22 +122,36 @@ const webgpuFusedMap: Kernel = (ctx) => {
         const ix = broadcastIndex(u, out, t.shape, `p${k}_`);
         code += `${ix.code}  let x${k} = ld_in${k}(${ix.index});\n`;
       });
-      a.steps.forEach((s, k) => {
-        const [p, q, r] = s.args.map(name);
-        const expr =
-          s.op === 'scale'
-            ? `${p} * ${u.f32v(s.factor ?? 1)}`
-            : s.op === 'where'
-              ? `select(${r}, ${q}, ${p} != 0.0)`
-              : s.args.length === 1
-                ? UNARY[s.op](p, 'f32')
-                : BINARY[s.op](p, q, 'f32');
-        code += `  let t${k} = ${expr};\n`;
-      });
+      code += stepsWgsl(a.steps, u, name);
       return `${code}  return t${a.steps.length - 1};`;
     },
   });
 };
 
+// matmul_map: the matmul kernel the adapter gets for the product, with the steps as its
+// epilogue (map input `slot` is the product + bias `m`, the others E0, E1, ... in order).
+const webgpuMatmulMap: Kernel = (ctx) => {
+  const a = ctx.node.attrs as unknown as MatmulMapAttrs;
+  const k = productArity(a);
+  const sub = { ...ctx, inputs: ctx.inputs.slice(0, k) };
+  const p =
+    a.product.op === 'matmul'
+      ? matmulProblem(sub, a.product.transpose_a, a.product.transpose_b)
+      : linearProblem(sub, a.product.bias);
+  const n = ctx.inputs.length - k + 1;
+  // Map input i: the product at the slot, the extras (e0, e1, ...) around it; steps after.
+  const name = (i: number) => (i >= n ? `t${i - n}` : i === a.slot ? 'm' : `e${i < a.slot ? i : i - 1}`);
+  const epilogue: MatmulEpilogue = {
+    first: k,
+    extras: n - 1,
+    desc: `${a.slot}:${progDesc(a.steps)}`,
+    helpers: MATH,
+    body: (u) => `${stepsWgsl(a.steps, u, name)}  return t${a.steps.length - 1};`,
+  };
+  return planMatmul({ ...p, epilogue }, variantFor(ctx));
+};
+
+if (!getCpuKernel('matmul_map')) registerCpuKernel('matmul_map', cpuMatmulMap);
+if (!getKernel('matmul_map')) registerKernel('matmul_map', webgpuMatmulMap);
 if (!getCpuKernel('fused_map')) registerCpuKernel('fused_map', cpuFusedMap);
 if (!getKernel('fused_map')) registerKernel('fused_map', webgpuFusedMap);

@@ -21,6 +21,35 @@ export interface MatmulProblem {
   readonly aBatchStrides: readonly number[];
   readonly bBatchStrides: readonly number[];
   readonly bias: boolean;
+  /** Elementwise ops applied to each output element before it is stored (f32 output only). */
+  readonly epilogue?: MatmulEpilogue;
+}
+
+/**
+ * A matmul epilogue (issue 21): `fn epi(i: u32, m: f32) -> f32` maps the product (+ bias)
+ * `m` of flat output element `i` to the value stored, reading `extras` more operands at
+ * that same element (node inputs `first`, `first + 1`, ..., bound after the bias as
+ * E0, E1, ...). Kernels with an epilogue store element by element.
+ */
+export interface MatmulEpilogue {
+  readonly first: number;
+  readonly extras: number;
+  /** What changes the WGSL (the program), for the cache key. */
+  readonly desc: string;
+  /** Statements of epi's body: `m` and `e0`, `e1`, ... are in scope; ends with `return ...;`. */
+  readonly body: (u: Uniforms) => string;
+  /** WGSL functions the body calls (the elementwise ops' helpers). */
+  readonly helpers?: string;
+}
+
+/** The description fields an epilogue adds to a kernel's ProgramDesc. */
+export function epilogueDesc(p: MatmulProblem): { epi?: string } {
+  return p.epilogue ? { epi: p.epilogue.desc } : {};
+}
+
+/** The value stored at flat output index `i`: `v`, through the epilogue if any. */
+export function outValue(p: MatmulProblem, i: string, v: string): string {
+  return p.epilogue ? `epi(${i}, ${v})` : v;
 }
 
 export const TILE = 64;
@@ -50,7 +79,8 @@ export function batchCode(u: Uniforms, p: MatmulProblem): string {
   return s;
 }
 
-export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean) {
+/** Operand, bias and epilogue bindings (and the epilogue's `epi`, allocating its uniforms from `u`). */
+export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean, u: Uniforms) {
   const el = storageElem(p.dtype);
   const bel = storageElem(p.bDtype ?? p.dtype);
   const oel = storageElem(p.outDtype);
@@ -65,8 +95,21 @@ export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC
     code += declStorage('bias', p.bDtype ?? p.dtype, 3, false);
     bindings.push({ ref: { kind: 'input', index: 2 }, write: false });
   }
+  const e = p.epilogue;
+  if (e) {
+    if (vecC || p.outDtype !== 'f32')
+      throw new Error('internal: a matmul epilogue stores f32 element by element');
+    for (let j = 0; j < e.extras; j++) {
+      code += `@group(0) @binding(${bindings.length + 1}) var<storage, read> E${j}: array<f32>;\n`;
+      bindings.push({ ref: { kind: 'input', index: e.first + j }, write: false });
+    }
+  }
   code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
   bindings.push({ ref: { kind: 'output' }, write: true });
+  if (e) {
+    const loads = Array.from({ length: e.extras }, (_, j) => `  let e${j} = E${j}[i];\n`).join('');
+    code += `${e.helpers ?? ''}fn epi(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
+  }
   return { code, bindings };
 }
 
@@ -86,5 +129,5 @@ export function storeTileRow(p: MatmulProblem, vecC: boolean, N: string, v = 'ac
   const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
   return vecC
     ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(${v}${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
-    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`${v}[c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { let o = cBase + gm * ${N} + gn + c; C[o] = ${st1(outValue(p, 'o', `${v}[c]${biasV('gn + c')}`), p.outDtype)}; } }`;
 }

@@ -12,7 +12,15 @@
 import { numel } from '../../../ir/shape.ts';
 import { enables, PRELUDE } from '../dtypes.ts';
 import { entry, type Step, Uniforms } from '../program.ts';
-import { batchCode, bindingsFor, f1, f4, type MatmulProblem, storeTileRow } from './matmul-parts.ts';
+import {
+  batchCode,
+  bindingsFor,
+  epilogueDesc,
+  f1,
+  f4,
+  type MatmulProblem,
+  storeTileRow,
+} from './matmul-parts.ts';
 
 /** Rows of the register tile: 8, or 4 for short problems (a 4-row tile wastes less of M <= 4). */
 export function registerRows(m: number): number {
@@ -45,10 +53,10 @@ export function registerTiled(p: MatmulProblem): Step {
   // vec4 along K (A rows, B^T rows) needs K % 4 == 0; along M (A^T) / N (B) M or N % 4 == 0.
   const vecA = (p.ta ? p.m : p.k) % 4 === 0;
   const vecB = (p.tb ? p.k : p.n) % 4 === 0;
-  const vecC = p.n % 4 === 0;
+  const vecC = p.n % 4 === 0 && !p.epilogue;
   const kVecA = vecA && !p.ta;
   const kVecB = vecB && p.tb;
-  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC);
+  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC, u);
   const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   const rows = [...Array(RM).keys()];
@@ -144,6 +152,7 @@ ${[...Array(RNV).keys()].map((h) => `    { let gn = cv${h} * 4u; ${storeTileRow(
       batchRank: p.batch.length,
       vec: [vecA, vecB, vecC],
       bias: p.bias,
+      ...epilogueDesc(p),
     },
     code,
     uniforms: u,
