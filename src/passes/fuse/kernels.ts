@@ -24,6 +24,7 @@ import {
   variantFor,
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
+import { getOp } from '../../ir/ops/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedStep } from './fused-map.ts';
 import { type MatmulMapAttrs, productArity } from './matmul-map.ts';
@@ -67,19 +68,25 @@ const cpuMatmulMap: CpuKernel = (inputs, ctx) => {
   const a = ctx.node.attrs as unknown as MatmulMapAttrs;
   const k = productArity(a);
   const kernel = getCpuKernel(a.product.op) as CpuKernel;
+  const attrs: Node['attrs'] =
+    a.product.op === 'matmul'
+      ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
+      : {};
+  const op = getOp(a.product.op);
   const node: Node = {
     ...ctx.node,
     op: a.product.op,
     inputs: ctx.node.inputs.slice(0, k),
-    attrs:
-      a.product.op === 'matmul'
-        ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
-        : {},
-    type: { dtype: 'f32', shape: a.shape },
+    attrs,
+    type: op.infer(
+      inputs.slice(0, k).map((t) => ({ dtype: t.dtype, shape: t.shape })),
+      op.attrs.parse(attrs),
+    ),
   };
   const product = kernel(inputs.slice(0, k), { ...ctx, node });
   const ins = [...inputs.slice(k)];
-  ins.splice(a.slot, 0, product);
+  // The product through reshapes (views) to the map's shape: the same elements in order.
+  ins.splice(a.slot, 0, { ...product, shape: [...a.shape] });
   return runSteps(ins, a.steps, a.shape, ctx);
 };
 

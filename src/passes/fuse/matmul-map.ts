@@ -4,7 +4,9 @@
 // mapped through the reader's program in the matmul's store, so the product never goes
 // to memory and the map is no dispatch of its own. Runs after fuse-elementwise; the other
 // operands of the map must have the output's shape (read at the stored element's own
-// index; a broadcast one, e.g. a per-column scale, leaves the pair unfused).
+// index; a broadcast one, e.g. a per-column scale, leaves the pair unfused). The product
+// may reach the reader through reshapes (views: the flat index is the same), each read
+// only by the next.
 //
 // `matmul_map` inputs: the product's operands (a, b for matmul; x, w[, bias] for linear),
 // then the map's other inputs. attrs: `product` (the matmul or linear and its transposes,
@@ -13,6 +15,7 @@
 import { z } from 'zod';
 import type { Graph, Node, TensorType } from '../../ir/graph.ts';
 import { defineOp, getOp, hasOp, registerOp } from '../../ir/ops/index.ts';
+import { numel } from '../../ir/shape.ts';
 import type { PassDef } from '../pass.ts';
 import { rewrite } from '../rewrite/engine.ts';
 import { FUSABLE, type FusedStep, fusedStepSchema } from './fused-map.ts';
@@ -55,7 +58,11 @@ export const matmulMap = defineOp({
       ),
     );
     const extras = inputs.slice(k);
-    for (const t of [mm, ...extras])
+    if (mm.dtype !== 'f32' || numel(mm.shape) !== numel(a.shape))
+      throw new Error(
+        `matmul_map's product must be f32 with ${numel(a.shape)} elements, got ${mm.dtype} [${mm.shape}]`,
+      );
+    for (const t of extras)
       if (t.dtype !== 'f32' || t.shape.join() !== a.shape.join())
         throw new Error(`matmul_map operands are f32 [${a.shape}], got ${t.dtype} [${t.shape}]`);
     const n = extras.length + 1;
@@ -106,19 +113,24 @@ function candidates(g: Graph): Map<number, Found> {
     if (new Set(c.inputs).size !== c.inputs.length) continue;
     const same = (id: number) => g.node(id).type.shape.join() === c.type.shape.join();
     if (!c.inputs.every(same) || c.inputs.length > MAX_EPILOGUE_INPUTS + 1) continue;
-    const slot = c.inputs.findIndex((id) => {
-      const p = g.node(id);
-      return (
-        (p.op === 'matmul' || p.op === 'linear') &&
-        isF32(g, p) &&
-        !outputs.has(id) &&
-        !taken.has(id) &&
-        (users.get(id) ?? []).every((u) => u === c.id)
-      );
-    });
+    // The product behind input `id`: through reshapes, each read only by the next.
+    const productOf = (id: number): Node | undefined => {
+      let reader = c.id;
+      let p = g.node(id);
+      for (;;) {
+        if (outputs.has(p.id) || taken.has(p.id)) return undefined;
+        if (!(users.get(p.id) ?? []).every((u) => u === reader)) return undefined;
+        if (p.op !== 'reshape') break;
+        reader = p.id;
+        p = g.node(p.inputs[0]);
+      }
+      return (p.op === 'matmul' || p.op === 'linear') && isF32(g, p) ? p : undefined;
+    };
+    const slot = c.inputs.findIndex((id) => productOf(id) !== undefined);
     if (slot < 0) continue;
-    taken.add(c.inputs[slot]);
-    out.set(c.id, { product: g.node(c.inputs[slot]), slot, steps });
+    const product = productOf(c.inputs[slot]) as Node;
+    taken.add(product.id);
+    out.set(c.id, { product, slot, steps });
   }
   return out;
 }
@@ -186,7 +198,11 @@ export function unfuseEpilogue(g: Graph): Graph {
             m.node.scope,
           );
           const ins = [...m.inputs.slice(k)];
-          ins.splice(a.slot, 0, mm);
+          const view =
+            mm.type.shape.join() === a.shape.join()
+              ? mm
+              : b.emit('reshape', [mm], { shape: [...a.shape] } as never, m.node.scope);
+          ins.splice(a.slot, 0, view);
           return b.emit('fused_map', ins, { steps: a.steps, shape: a.shape } as never, m.node.scope);
         },
         'unfuse-epilogue',

@@ -9,10 +9,10 @@ import { entry, type Step, Uniforms } from '../program.ts';
 import {
   batchCode,
   bindingsFor,
-  epilogueDesc,
   f1,
   f4,
   type MatmulProblem,
+  matmulDesc,
   storeTileRow,
 } from './matmul-parts.ts';
 
@@ -67,18 +67,7 @@ ${bcode}  let m0 = (tile / ${nbxU}) * 4u;
 }
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, bdt, p.outDtype],
-      workgroup: [WG],
-      kernel: 'outer',
-      ta: p.ta,
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecA, vecB, vecC],
-      bias: p.bias,
-      ...epilogueDesc(p),
-    },
+    desc: matmulDesc(p, 'outer', [WG], { vec: [vecA, vecB, vecC] }),
     code,
     uniforms: u,
     bindings,

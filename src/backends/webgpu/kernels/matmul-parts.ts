@@ -3,7 +3,7 @@
 import type { DType } from '../../../ir/dtype.ts';
 import type { Shape } from '../../../ir/shape.ts';
 import { declStorage, storageElem } from '../dtypes.ts';
-import type { BindingRef, Uniforms } from '../program.ts';
+import type { BindingRef, ProgramDesc, Uniforms } from '../program.ts';
 
 export interface MatmulProblem {
   readonly op: string;
@@ -42,9 +42,25 @@ export interface MatmulEpilogue {
   readonly helpers?: string;
 }
 
-/** The description fields an epilogue adds to a kernel's ProgramDesc. */
-export function epilogueDesc(p: MatmulProblem): { epi?: string } {
-  return p.epilogue ? { epi: p.epilogue.desc } : {};
+/** A matmul kernel's ProgramDesc: the problem's fields, the kernel's own, the epilogue's program. */
+export function matmulDesc(
+  p: MatmulProblem,
+  kernel: string,
+  workgroup: readonly number[],
+  fields: Readonly<Record<string, number | boolean | readonly boolean[]>>,
+): ProgramDesc {
+  return {
+    op: p.op,
+    dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
+    workgroup,
+    kernel,
+    ta: p.ta,
+    tb: p.tb,
+    batchRank: p.batch.length,
+    bias: p.bias,
+    ...fields,
+    ...(p.epilogue ? { epi: p.epilogue.desc } : {}),
+  };
 }
 
 /** The value stored at flat output index `i`: `v`, through the epilogue if any. */

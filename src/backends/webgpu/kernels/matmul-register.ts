@@ -15,10 +15,10 @@ import { entry, type Step, Uniforms } from '../program.ts';
 import {
   batchCode,
   bindingsFor,
-  epilogueDesc,
   f1,
   f4,
   type MatmulProblem,
+  matmulDesc,
   storeTileRow,
 } from './matmul-parts.ts';
 
@@ -140,20 +140,7 @@ ${[...Array(RNV).keys()].map((h) => `    { let gn = cv${h} * 4u; ${storeTileRow(
   .join('')}}
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, bdt, p.outDtype],
-      workgroup: [WGN],
-      kernel: 'register',
-      rows: RM,
-      cols: 4 * RNV,
-      ta: p.ta,
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecA, vecB, vecC],
-      bias: p.bias,
-      ...epilogueDesc(p),
-    },
+    desc: matmulDesc(p, 'register', [WGN], { rows: RM, cols: 4 * RNV, vec: [vecA, vecB, vecC] }),
     code,
     uniforms: u,
     bindings,

@@ -20,11 +20,11 @@ import {
   batchCode,
   batchStrides,
   bindingsFor,
-  epilogueDesc,
   f1,
   f4,
   GEMV_WG,
   type MatmulProblem,
+  matmulDesc,
   outValue,
   st1,
   storeTileRow,
@@ -126,18 +126,7 @@ ${bcode}  let m0 = by * ${TILE}u;
 }
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
-      workgroup: [16, 16],
-      kernel: 'tiled',
-      ta: p.ta,
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecA, vecB, vecC],
-      bias: p.bias,
-      ...epilogueDesc(p),
-    },
+    desc: matmulDesc(p, 'tiled', [16, 16], { vec: [vecA, vecB, vecC] }),
     code,
     uniforms: u,
     bindings,
@@ -206,17 +195,7 @@ ${inner}
 }
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
-      workgroup: [WG],
-      kernel: 'direct',
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecB, vecC],
-      bias: p.bias,
-      ...epilogueDesc(p),
-    },
+    desc: matmulDesc(p, 'direct', [WG], { vec: [vecB, vecC] }),
     code,
     uniforms: u,
     bindings,
@@ -288,19 +267,7 @@ ${accs.map((r) => `  { let o = cBase + ${r}u * ${N} + col; C[o] = ${st1(outValue
 ${entry([GEMV_WG])}${body}}
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
-      workgroup: [GEMV_WG],
-      kernel: 'gemv',
-      rows,
-      ta: p.ta,
-      tb: p.tb,
-      vecB,
-      batchRank: p.batch.length,
-      bias: p.bias,
-      ...epilogueDesc(p),
-    },
+    desc: matmulDesc(p, 'gemv', [GEMV_WG], { rows, vecB }),
     code,
     uniforms: u,
     bindings,
