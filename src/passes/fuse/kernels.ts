@@ -10,6 +10,7 @@ import {
   BINARY,
   broadcastIndex,
   broadcastKind,
+  type EpilogueRead,
   getKernel,
   type Kernel,
   linearProblem,
@@ -27,7 +28,7 @@ import type { Node } from '../../ir/graph.ts';
 import { getOp } from '../../ir/ops/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedStep } from './fused-map.ts';
-import { type MatmulMapAttrs, productArity } from './matmul-map.ts';
+import { epilogueRead, type MatmulMapAttrs, productArity } from './matmul-map.ts';
 
 /** Runs fused steps over `inputs` through each op's own CPU kernel; the last value. */
 function runSteps(
@@ -148,9 +149,11 @@ const webgpuMatmulMap: Kernel = (ctx) => {
   const n = ctx.inputs.length - k + 1;
   // Map input i: the product at the slot, the extras (e0, e1, ...) around it; steps after.
   const name = (i: number) => (i >= n ? `t${i - n}` : i === a.slot ? 'm' : `e${i < a.slot ? i : i - 1}`);
+  const columns = a.shape.length ? a.shape[a.shape.length - 1] : 1;
   const epilogue: MatmulEpilogue = {
     first: k,
-    extras: n - 1,
+    extras: ctx.inputs.slice(k).map((t) => epilogueRead(t.shape, a.shape) as EpilogueRead),
+    columns,
     desc: `${a.slot}:${progDesc(a.steps)}`,
     helpers: MATH,
     body: (u) => `${stepsWgsl(a.steps, u, name)}  return t${a.steps.length - 1};`,

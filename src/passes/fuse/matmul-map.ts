@@ -63,8 +63,10 @@ export const matmulMap = defineOp({
         `matmul_map's product must be f32 with ${numel(a.shape)} elements, got ${mm.dtype} [${mm.shape}]`,
       );
     for (const t of extras)
-      if (t.dtype !== 'f32' || t.shape.join() !== a.shape.join())
-        throw new Error(`matmul_map operands are f32 [${a.shape}], got ${t.dtype} [${t.shape}]`);
+      if (t.dtype !== 'f32' || !epilogueRead(t.shape, a.shape))
+        throw new Error(
+          `matmul_map operands are f32 of its shape [${a.shape}], one per column or one value, got ${t.dtype} [${t.shape}]`,
+        );
     const n = extras.length + 1;
     if (a.slot >= n) throw new Error(`matmul_map slot ${a.slot} is not one of its ${n} map inputs`);
     a.steps.forEach((s, j) => {
@@ -78,6 +80,23 @@ export const matmulMap = defineOp({
 });
 
 if (!hasOp('matmul_map')) registerOp(matmulMap);
+
+/**
+ * How an epilogue reads an operand of `shape` for an output of `out`: at the element's own
+ * index ('full'), per column ([N] or [1, .., N], N the output's last dimension), one value
+ * (numel 1); undefined for any other broadcast.
+ */
+export function epilogueRead(
+  shape: readonly number[],
+  out: readonly number[],
+): 'full' | 'column' | 'scalar' | undefined {
+  if (shape.join() === out.join()) return 'full';
+  if (shape.length > out.length) return undefined;
+  if (numel(shape) === 1) return 'scalar';
+  const last = shape[shape.length - 1];
+  if (out.length && last === out[out.length - 1] && numel(shape) === last) return 'column';
+  return undefined;
+}
 
 const isF32 = (g: Graph, n: Node) =>
   n.type.dtype === 'f32' && n.inputs.every((i) => g.node(i).type.dtype === 'f32');
@@ -111,8 +130,8 @@ function candidates(g: Graph): Map<number, Found> {
     if (!steps || !isF32(g, c)) continue;
     // Each input read once (a product read twice would need its slot twice).
     if (new Set(c.inputs).size !== c.inputs.length) continue;
-    const same = (id: number) => g.node(id).type.shape.join() === c.type.shape.join();
-    if (!c.inputs.every(same) || c.inputs.length > MAX_EPILOGUE_INPUTS + 1) continue;
+    const readable = (id: number) => epilogueRead(g.node(id).type.shape, c.type.shape) !== undefined;
+    if (!c.inputs.every(readable) || c.inputs.length > MAX_EPILOGUE_INPUTS + 1) continue;
     // The product behind input `id`: through reshapes, each read only by the next.
     const productOf = (id: number): Node | undefined => {
       let reader = c.id;
@@ -124,7 +143,11 @@ function candidates(g: Graph): Map<number, Found> {
         reader = p.id;
         p = g.node(p.inputs[0]);
       }
-      return (p.op === 'matmul' || p.op === 'linear') && isF32(g, p) ? p : undefined;
+      return (p.op === 'matmul' || p.op === 'linear') &&
+        isF32(g, p) &&
+        numel(p.type.shape) === numel(c.type.shape)
+        ? p
+        : undefined;
     };
     const slot = c.inputs.findIndex((id) => productOf(id) !== undefined);
     if (slot < 0) continue;

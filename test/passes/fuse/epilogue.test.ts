@@ -49,6 +49,27 @@ describe('fuse-epilogue', () => {
     expect(Array.from(runGraph(f, feeds, w).z.data)).toEqual(Array.from(runGraph(g, feeds, w).z.data));
   });
 
+  it('reads per-column and one-value operands (a per-feature scale), on the CPU and WebGPU', async () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', 'f32', [5, 6]);
+    const lin = b.linear(x, b.param('w', 'f32', [7, 6]));
+    const y = b.mul(b.add(lin, b.param('s', 'f32', [1])), b.param('col', 'f32', [1, 7]));
+    const g = b.build({ y });
+    const f = fuse(g);
+    expect(f.nodes.filter((n) => n.op === 'matmul_map').length).toBe(1);
+    const feeds = randomFeeds(g, 3);
+    const w = randomWeights(g, 3);
+    const want = runGraph(g, feeds, w).y.data;
+    expect(Array.from(runGraph(f, feeds, w).y.data)).toEqual(Array.from(want));
+    for (const opts of [{ kernels: 'cpu' }, { kernels: 'gpu' }] as WebGpuOptions[]) {
+      const be = new WebGpuBackend(opts);
+      const exe = await be.compile(f, w);
+      expect(maxDiff(want, (await exe.run({ feeds })).y.data)).toBeLessThan(1e-5);
+      exe.dispose();
+      be.dispose();
+    }
+  });
+
   it('looks through reshapes read only by the next (a view keeps the flat index)', () => {
     const b = new GraphBuilder();
     const x = b.input('x', 'f32', [2, 3, 4]);

@@ -27,13 +27,20 @@ export interface MatmulProblem {
 
 /**
  * A matmul epilogue (issue 21): `fn epi(i: u32, m: f32) -> f32` maps the product (+ bias)
- * `m` of flat output element `i` to the value stored, reading `extras` more operands at
- * that same element (node inputs `first`, `first + 1`, ..., bound after the bias as
- * E0, E1, ...). Kernels with an epilogue store element by element.
+ * `m` of flat output element `i` to the value stored, reading more operands (node inputs
+ * `first`, `first + 1`, ..., bound after the bias as E0, E1, ...) at that element: each
+ * of the output's shape, one per output column (a [N] / [1, .., N] extra, read at
+ * i % N: a per-feature scale) or one value. Kernels with an epilogue store element by
+ * element.
  */
+export type EpilogueRead = 'full' | 'column' | 'scalar';
+
 export interface MatmulEpilogue {
   readonly first: number;
-  readonly extras: number;
+  /** How each extra is read: at i, at i % columns, or its one element. */
+  readonly extras: readonly EpilogueRead[];
+  /** The output's last dimension (for 'column' extras). */
+  readonly columns: number;
   /** What changes the WGSL (the program), for the cache key. */
   readonly desc: string;
   /** Statements of epi's body: `m` and `e0`, `e1`, ... are in scope; ends with `return ...;`. */
@@ -59,7 +66,7 @@ export function matmulDesc(
     batchRank: p.batch.length,
     bias: p.bias,
     ...fields,
-    ...(p.epilogue ? { epi: p.epilogue.desc } : {}),
+    ...(p.epilogue ? { epi: p.epilogue.desc, epiReads: p.epilogue.extras } : {}),
   };
 }
 
@@ -115,7 +122,7 @@ export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC
   if (e) {
     if (vecC || p.outDtype !== 'f32')
       throw new Error('internal: a matmul epilogue stores f32 element by element');
-    for (let j = 0; j < e.extras; j++) {
+    for (let j = 0; j < e.extras.length; j++) {
       code += `@group(0) @binding(${bindings.length + 1}) var<storage, read> E${j}: array<f32>;\n`;
       bindings.push({ ref: { kind: 'input', index: e.first + j }, write: false });
     }
@@ -123,7 +130,9 @@ export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC
   code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
   bindings.push({ ref: { kind: 'output' }, write: true });
   if (e) {
-    const loads = Array.from({ length: e.extras }, (_, j) => `  let e${j} = E${j}[i];\n`).join('');
+    const cols = e.extras.includes('column') ? u.u32(e.columns) : '';
+    const at = { full: 'i', column: `i % ${cols}`, scalar: '0u' };
+    const loads = e.extras.map((r, j) => `  let e${j} = E${j}[${at[r]}];\n`).join('');
     code += `${e.helpers ?? ''}fn epi(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
   }
   return { code, bindings };
