@@ -9,6 +9,7 @@ import type { PassDef } from '../pass.ts';
 import { rewrite } from '../rewrite/engine.ts';
 import { FUSABLE, type FusedStep } from './fused-map.ts';
 import './kernels.ts';
+import { unfuseEpilogue } from './matmul-map.ts';
 
 export const MAX_INPUTS = 6;
 
@@ -107,10 +108,12 @@ export const fuseElementwisePass: PassDef = {
 };
 
 /**
- * The inverse: every fused_map expanded back into its ops (in the fused node's scope).
- * For reading a fused graph op by op and for differentiating one (fused_map has no VJP).
+ * The inverse: every matmul_map split back (unfuseEpilogue), then every fused_map expanded
+ * back into its ops (in the fused node's scope). For reading a fused graph op by op and
+ * for differentiating one (neither has a VJP).
  */
-export function unfuseElementwise(g: Graph): Graph {
+export function unfuseElementwise(fused: Graph): Graph {
+  const g = unfuseEpilogue(fused);
   if (!g.nodes.some((n) => n.op === 'fused_map')) return g;
   return rewrite(
     g,
