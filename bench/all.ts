@@ -12,6 +12,8 @@ import { parseArgs } from 'node:util';
 
 const BENCHES: { name: string; file: string; args?: string[] }[] = [
   { name: 'kernels', file: 'bench/run.ts', args: ['--name', 'kernels'] },
+  { name: 'software-matmul', file: 'bench/software-matmul.ts' },
+  { name: 'epilogue', file: 'bench/epilogue.ts' },
   { name: 'quant4', file: 'bench/quant4.ts' },
   { name: 'train', file: 'bench/train.ts' },
   { name: 'dora', file: 'bench/dora.ts' },

@@ -3,11 +3,13 @@
 // GPU time comes from timestamp queries where the adapter has them, else wall time
 // around submit + onSubmittedWorkDone. Writes bench/results/<name>.json and a table.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { runGraph } from '../src/backends/cpu/index.ts';
 import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
+import { DEFAULT_SOFTWARE_MATMUL } from '../src/backends/webgpu/kernels/matmul.ts';
 import { GraphBuilder } from '../src/ir/builder.ts';
 import type { Graph } from '../src/ir/graph.ts';
 import { tensor } from '../src/ir/tensor.ts';
@@ -24,6 +26,8 @@ interface Case {
   readonly bytes?: number;
   readonly reps: number;
   readonly cpuReps: number;
+  /** Runs on the second backend (software adapters: the other matmul kernel family). */
+  readonly alt?: boolean;
 }
 
 function weightsFor(g: Graph): MapWeightStore {
@@ -93,10 +97,28 @@ const backend = new WebGpuBackend({
   dawnFlags: ['disable-dawn-features=timestamp_quantization'],
 });
 const gpu = await backend.ready();
+// Software adapters (lavapipe): each matmul also on the other kernel family, right after
+// it in the same run (issue 21: register tiles against the earlier 4x4 direct kernels).
+const ALT_SOFTWARE_MATMUL = DEFAULT_SOFTWARE_MATMUL === 'direct' ? 'register' : 'direct';
+const alt = gpu.software
+  ? new WebGpuBackend({
+      timestamps: true,
+      dawnFlags: ['disable-dawn-features=timestamp_quantization'],
+      softwareMatmul: ALT_SOFTWARE_MATMUL,
+    })
+  : undefined;
+await alt?.ready();
+const withAlt = (c: Case): Case[] =>
+  alt
+    ? [
+        { ...c, name: `${c.name} [${DEFAULT_SOFTWARE_MATMUL}]` },
+        { ...c, name: `${c.name} [${ALT_SOFTWARE_MATMUL}]`, alt: true, cpuReps: 0 },
+      ]
+    : [c];
 const cases: Case[] = [
-  matmulCase(128, 128, 128, 10, 3),
-  matmulCase(512, 512, 512, quick ? 3 : 6, 1),
-  matmulCase(257, 129, 65, 6, 2),
+  ...withAlt(matmulCase(128, 128, 128, 10, 3)),
+  ...withAlt(matmulCase(512, 512, 512, quick ? 3 : 6, 1)),
+  ...withAlt(matmulCase(257, 129, 65, 6, 2)),
   linearCase(1, 2048, 2048, 10, 2),
   linearCase(4, 2048, 2048, 10, 2),
   addCase(1 << 22, 10),
@@ -124,7 +146,7 @@ const bar = new cliProgress.SingleBar(
 bar.start(cases.length, 0, { case: '' });
 for (const c of cases) {
   bar.update({ case: c.name });
-  const exe = await backend.compile(c.graph, c.weights);
+  const exe = await (c.alt && alt ? alt : backend).compile(c.graph, c.weights);
   await exe.runTimed({ feeds: {}, outputs: [] }); // warm-up: pipeline caches, first touch
   const gpuTimes: number[] = [];
   let timer: Row['timer'] = 'wall';
@@ -157,6 +179,7 @@ for (const c of cases) {
 }
 bar.stop();
 backend.dispose();
+alt?.dispose();
 
 const label =
   nameArg && !nameArg.startsWith('--') ? nameArg : gpu.adapterInfo.split(' ').slice(0, 2).join('-');
@@ -168,10 +191,14 @@ const out = join(dirname(fileURLToPath(import.meta.url)), 'results', `${slug}.js
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
-  `${JSON.stringify({ adapter: gpu.adapterInfo, date: new Date().toISOString(), node: process.version, rows }, null, 2)}\n`,
+  `${JSON.stringify({ adapter: gpu.adapterInfo, date: new Date().toISOString(), node: process.version, load: loadavg(), rows }, null, 2)}\n`,
 );
 
-console.log(`adapter: ${gpu.adapterInfo}`);
+console.log(
+  `adapter: ${gpu.adapterInfo}; 1/5/15-min load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' / ')}`,
+);
 const timerLegend =
   'how the GPU ms were taken: timestamp = GPU timestamp queries, wall = submit to onSubmittedWorkDone';
 for (const unit of ['GFLOP/s', 'GB/s'] as const) {

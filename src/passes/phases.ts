@@ -97,6 +97,7 @@ const inference: PipelineStep[] = [
   { name: 'fuse-dequant' },
   { name: 'eval-mode' },
   { name: 'fuse-elementwise' },
+  { name: 'fuse-epilogue' },
 ];
 
 const builtin: PhaseDef[] = [];
@@ -125,6 +126,7 @@ builtin.push({
       optimizer,
       { name: 'fuse-dequant' },
       { name: 'fuse-elementwise' },
+      { name: 'fuse-epilogue' },
     ];
   },
 });

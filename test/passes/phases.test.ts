@@ -37,9 +37,27 @@ describe('phase registry', () => {
       phasePasses('train', { train: { optimizer: { type: 'sgd', lr: 0.1 }, checkpointing } }).map(
         (s) => s.name,
       );
-    expect(names(false)).toEqual(['autodiff', 'optimizer', 'fuse-dequant', 'fuse-elementwise']);
-    expect(names(true)).toEqual(['autodiff', 'checkpoint', 'optimizer', 'fuse-dequant', 'fuse-elementwise']);
-    expect(phasePasses('eval').map((s) => s.name)).toEqual(['fuse-dequant', 'eval-mode', 'fuse-elementwise']);
+    expect(names(false)).toEqual([
+      'autodiff',
+      'optimizer',
+      'fuse-dequant',
+      'fuse-elementwise',
+      'fuse-epilogue',
+    ]);
+    expect(names(true)).toEqual([
+      'autodiff',
+      'checkpoint',
+      'optimizer',
+      'fuse-dequant',
+      'fuse-elementwise',
+      'fuse-epilogue',
+    ]);
+    expect(phasePasses('eval').map((s) => s.name)).toEqual([
+      'fuse-dequant',
+      'eval-mode',
+      'fuse-elementwise',
+      'fuse-epilogue',
+    ]);
     expect(() => phasePasses('train')).toThrow(/needs the optimizer settings/);
   });
 

@@ -2,6 +2,7 @@
 // caller or from the environment (PEFTC_WEBGPU_BACKEND / _ADAPTER / _FEATURE_LEVEL);
 // a missing adapter is an error that says what to install.
 import { create, globals } from 'webgpu';
+import type { SoftwareMatmul } from './program.ts';
 
 export const DAWN_BACKENDS = ['vulkan', 'opengles', 'opengl', 'metal', 'd3d12', 'd3d11', 'null'] as const;
 export type DawnBackend = (typeof DAWN_BACKENDS)[number];
@@ -23,6 +24,8 @@ export interface WebGpuOptions {
    * 'gpu' forces the GPU ones (workgroup-shared matmul tiles), e.g. to test them on lavapipe.
    */
   readonly kernels?: 'auto' | 'gpu' | 'cpu';
+  /** Matmul kernels on software adapters: 'direct' (4x4, the default) or 'register' (8x4 register tiles). */
+  readonly softwareMatmul?: SoftwareMatmul;
 }
 
 export class NoAdapterError extends Error {
@@ -114,6 +117,7 @@ export interface GpuContext {
   readonly timestamps: boolean;
   /** Use kernels for a CPU implementation of Vulkan/GL (lavapipe, SwiftShader); see WebGpuOptions.kernels. */
   readonly software: boolean;
+  readonly softwareMatmul?: SoftwareMatmul;
   /** Set when the device is lost; every later use reports it. */
   lostReason(): string | undefined;
   /** Uncaptured errors since the last call (cleared). */
@@ -178,6 +182,7 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
     software:
       opts.kernels === 'cpu' ||
       (opts.kernels !== 'gpu' && /llvmpipe|lavapipe|swiftshader|software/i.test(desc)),
+    softwareMatmul: opts.softwareMatmul,
     gpu,
     device,
     adapterInfo: `${info.vendor || '?'} ${info.device || info.description || '?'} (${info.architecture || opts.backend || ''})`,

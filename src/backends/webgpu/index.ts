@@ -13,7 +13,8 @@ export { type TimedResult, WebGpuBackend, WebGpuExecutable } from './executor.ts
 export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
-export { planMatmul } from './kernels/matmul.ts';
+export { linearProblem, matmulProblem, planMatmul, variantFor } from './kernels/matmul.ts';
+export type { EpilogueRead, MatmulEpilogue } from './kernels/matmul-parts.ts';
 export { type ReducePrologue, reduction } from './kernels/reduce.ts';
 export {
   canonicalKey,
@@ -23,6 +24,7 @@ export {
   type KernelContext,
   type KernelPlan,
   type ProgramDesc,
+  type SoftwareMatmul,
   type Step,
   Uniforms,
 } from './program.ts';

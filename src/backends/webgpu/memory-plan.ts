@@ -19,7 +19,7 @@ import { ASSIGN_PREFIX } from '../backend.ts';
 import { WebGpuError } from './device.ts';
 import { gpuByteSize } from './dtypes.ts';
 import { getKernel } from './kernels/index.ts';
-import type { KernelPlan } from './program.ts';
+import type { KernelPlan, SoftwareMatmul } from './program.ts';
 
 export type NodePlan = KernelPlan | 'alias' | 'source';
 
@@ -40,6 +40,8 @@ export interface KernelTarget {
   readonly f16: boolean;
   /** A CPU adapter (lavapipe): kernels pick CPU-friendly variants. */
   readonly software: boolean;
+  /** See KernelContext.softwareMatmul. */
+  readonly softwareMatmul?: SoftwareMatmul;
 }
 
 export class KernelPlanError extends WebGpuError {
@@ -65,6 +67,7 @@ export function planNode(graph: Graph, node: Node, target: KernelTarget): NodePl
       out: node.type,
       f16: target.f16,
       software: target.software,
+      softwareMatmul: target.softwareMatmul,
     });
   } catch (e) {
     throw new KernelPlanError(`${describeNode(node)}: planning its kernel failed: ${(e as Error).message}`, {

@@ -112,7 +112,12 @@ export interface KernelContext {
   readonly f16: boolean;
   /** The adapter is a CPU implementation (lavapipe, SwiftShader): kernels may pick CPU-friendly variants. */
   readonly software: boolean;
+  /** The matmul kernel family on software adapters (default: DEFAULT_SOFTWARE_MATMUL in kernels/matmul.ts). */
+  readonly softwareMatmul?: SoftwareMatmul;
 }
+
+/** Matmul kernels for CPU adapters: 8x8 register tiles, or the earlier 4x4 direct/outer ones. */
+export type SoftwareMatmul = 'register' | 'direct';
 
 export interface KernelPlan {
   readonly steps: readonly Step[];

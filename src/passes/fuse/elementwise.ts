@@ -13,6 +13,7 @@ import type { PassDef } from '../pass.ts';
 import { type Match, rewrite } from '../rewrite/engine.ts';
 import { FUSABLE, type FusedMapAttrs, type FusedReduceAttrs, type FusedStep } from './fused-map.ts';
 import './kernels.ts';
+import { unfuseEpilogue } from './matmul-map.ts';
 
 export const MAX_INPUTS = 6;
 /** A shared elementwise value is recomputed by at most this many consumer trees. */
@@ -181,10 +182,12 @@ export const fuseElementwisePass: PassDef = {
 };
 
 /**
- * The inverse: every fused_map expanded back into its ops (in the fused node's scope).
- * For reading a fused graph op by op and for differentiating one (fused_map has no VJP).
+ * The inverse: every matmul_map split back (unfuseEpilogue), then every fused_map expanded
+ * back into its ops (in the fused node's scope). For reading a fused graph op by op and
+ * for differentiating one (neither has a VJP).
  */
-export function unfuseElementwise(g: Graph): Graph {
+export function unfuseElementwise(fused: Graph): Graph {
+  const g = unfuseEpilogue(fused);
   if (!g.nodes.some((n) => n.op === 'fused_map' || n.op === 'fused_reduce')) return g;
   const expand = (m: Match, b: GraphBuilder) => {
     const { steps, shape } = m.node.attrs as unknown as FusedMapAttrs;

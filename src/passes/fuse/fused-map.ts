@@ -37,17 +37,17 @@ export const FUSABLE_BINARY = [
 ] as const;
 export const FUSABLE = new Set<string>([...FUSABLE_UNARY, ...FUSABLE_BINARY, 'scale', 'where']);
 
-const stepSchema = z.strictObject({
+export const fusedStepSchema = z.strictObject({
   op: z.string().refine((o) => FUSABLE.has(o), { error: 'not a fusable elementwise op' }),
   args: z.array(z.number().int().nonnegative()).min(1).max(3),
   /** scale's factor. */
   factor: z.number().optional(),
 });
 
-export type FusedStep = z.infer<typeof stepSchema>;
+export type FusedStep = z.infer<typeof fusedStepSchema>;
 
 const attrs = z.strictObject({
-  steps: z.array(stepSchema).min(1),
+  steps: z.array(fusedStepSchema).min(1),
   shape: z.array(z.number().int().nonnegative()),
 });
 

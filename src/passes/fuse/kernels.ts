@@ -10,24 +10,32 @@ import {
   BINARY,
   broadcastIndex,
   broadcastKind,
+  type EpilogueRead,
   getKernel,
   type Kernel,
+  linearProblem,
   MATH,
+  type MatmulEpilogue,
   mapKernel,
+  matmulProblem,
+  planMatmul,
   reduction,
   registerKernel,
   UNARY,
   type Uniforms,
+  variantFor,
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
+import { getOp } from '../../ir/ops/index.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedReduceAttrs, FusedStep } from './fused-map.ts';
+import { epilogueRead, type MatmulMapAttrs, productArity } from './matmul-map.ts';
 
-/** The program's result on the CPU: each step through its op's own kernel, in order. */
+/** Runs fused steps over `inputs` through each op's own CPU kernel; the last value. */
 function runSteps(
   inputs: readonly Tensor[],
   steps: readonly FusedStep[],
-  shape: number[],
+  shape: readonly number[],
   ctx: Parameters<CpuKernel>[1],
 ): Tensor {
   const values: Tensor[] = [...inputs];
@@ -38,7 +46,7 @@ function runSteps(
       ...ctx.node,
       op: s.op,
       attrs: s.op === 'scale' ? { factor: s.factor ?? 1 } : {},
-      type: { dtype: 'f32', shape },
+      type: { dtype: 'f32', shape: [...shape] },
     };
     values.push(
       kernel(
@@ -65,20 +73,37 @@ const cpuFusedReduce: CpuKernel = (inputs, ctx) => {
   return reduce([mapped], { ...ctx, node });
 };
 
-/** WGSL statements evaluating the program at element `i` of `shape` into `t<last>`, inputs read as ld_in<k>. */
-function programWgsl(
-  u: Uniforms,
-  inputs: readonly { shape: readonly number[] }[],
-  steps: readonly FusedStep[],
-  shape: readonly number[],
-): string {
-  const n = inputs.length;
-  const name = (i: number) => (i < n ? `x${i}` : `t${i - n}`);
+// matmul_map: the product through its op's CPU kernel, then the steps: the unfused
+// graph's arithmetic, bit for bit.
+const cpuMatmulMap: CpuKernel = (inputs, ctx) => {
+  const a = ctx.node.attrs as unknown as MatmulMapAttrs;
+  const k = productArity(a);
+  const kernel = getCpuKernel(a.product.op) as CpuKernel;
+  const attrs: Node['attrs'] =
+    a.product.op === 'matmul'
+      ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
+      : {};
+  const op = getOp(a.product.op);
+  const node: Node = {
+    ...ctx.node,
+    op: a.product.op,
+    inputs: ctx.node.inputs.slice(0, k),
+    attrs,
+    type: op.infer(
+      inputs.slice(0, k).map((t) => ({ dtype: t.dtype, shape: t.shape })),
+      op.attrs.parse(attrs),
+    ),
+  };
+  const product = kernel(inputs.slice(0, k), { ...ctx, node });
+  const ins = [...inputs.slice(k)];
+  // The product through reshapes (views) to the map's shape: the same elements in order.
+  ins.splice(a.slot, 0, { ...product, shape: [...a.shape] });
+  return runSteps(ins, a.steps, a.shape, ctx);
+};
+
+/** WGSL statements `let t<j> = ...;` for the steps, input i named `name(i)`; returns the last name. */
+function stepsWgsl(steps: readonly FusedStep[], u: Uniforms, name: (i: number) => string): string {
   let code = '';
-  inputs.forEach((t, k) => {
-    const ix = broadcastIndex(u, shape, t.shape, `p${k}_`);
-    code += `${ix.code}  let x${k} = ld_in${k}(${ix.index});\n`;
-  });
   steps.forEach((s, k) => {
     const [p, q, r] = s.args.map(name);
     const expr =
@@ -94,8 +119,26 @@ function programWgsl(
   return code;
 }
 
-const programDesc = (steps: readonly FusedStep[]) =>
-  steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';');
+/**
+ * WGSL statements evaluating the program at element `i` of `shape` into `t<last>`: each
+ * input loaded (ld_in<k>) at its broadcast index, then the steps.
+ */
+function programWgsl(
+  u: Uniforms,
+  inputs: readonly { shape: readonly number[] }[],
+  steps: readonly FusedStep[],
+  shape: readonly number[],
+): string {
+  const n = inputs.length;
+  let code = '';
+  inputs.forEach((t, k) => {
+    const ix = broadcastIndex(u, shape, t.shape, `p${k}_`);
+    code += `${ix.code}  let x${k} = ld_in${k}(${ix.index});\n`;
+  });
+  return code + stepsWgsl(steps, u, (i) => (i < n ? `x${i}` : `t${i - n}`));
+}
+
+const progDesc = (steps: readonly FusedStep[]) => steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';');
 
 const webgpuFusedMap: Kernel = (ctx) => {
   const a = ctx.node.attrs as unknown as FusedMapAttrs;
@@ -105,7 +148,7 @@ const webgpuFusedMap: Kernel = (ctx) => {
     desc: {
       rank: out.length,
       bcast: ctx.inputs.map((t) => broadcastKind(out, t.shape)),
-      prog: programDesc(a.steps),
+      prog: progDesc(a.steps),
     },
     helpers: MATH,
     body: (u) => `${programWgsl(u, ctx.inputs, a.steps, out)}  return t${a.steps.length - 1};`,
@@ -117,12 +160,39 @@ const webgpuFusedReduce: Kernel = (ctx) => {
   const a = ctx.node.attrs as unknown as FusedReduceAttrs;
   return reduction(a.reduce, {
     shape: a.shape,
-    desc: { bcast: ctx.inputs.map((t) => broadcastKind(a.shape, t.shape)), prog: programDesc(a.steps) },
+    desc: { bcast: ctx.inputs.map((t) => broadcastKind(a.shape, t.shape)), prog: progDesc(a.steps) },
     fn: (u) =>
       `${MATH}fn pre(i: u32) -> f32 {\n${programWgsl(u, ctx.inputs, a.steps, a.shape)}  return t${a.steps.length - 1};\n}\n`,
   })(ctx);
 };
 
+// matmul_map: the matmul kernel the adapter gets for the product, with the steps as its
+// epilogue (map input `slot` is the product + bias `m`, the others E0, E1, ... in order).
+const webgpuMatmulMap: Kernel = (ctx) => {
+  const a = ctx.node.attrs as unknown as MatmulMapAttrs;
+  const k = productArity(a);
+  const sub = { ...ctx, inputs: ctx.inputs.slice(0, k) };
+  const p =
+    a.product.op === 'matmul'
+      ? matmulProblem(sub, a.product.transpose_a, a.product.transpose_b)
+      : linearProblem(sub, a.product.bias);
+  const n = ctx.inputs.length - k + 1;
+  // Map input i: the product at the slot, the extras (e0, e1, ...) around it; steps after.
+  const name = (i: number) => (i >= n ? `t${i - n}` : i === a.slot ? 'm' : `e${i < a.slot ? i : i - 1}`);
+  const columns = a.shape.length ? a.shape[a.shape.length - 1] : 1;
+  const epilogue: MatmulEpilogue = {
+    first: k,
+    extras: ctx.inputs.slice(k).map((t) => epilogueRead(t.shape, a.shape) as EpilogueRead),
+    columns,
+    desc: `${a.slot}:${progDesc(a.steps)}`,
+    helpers: MATH,
+    body: (u) => `${stepsWgsl(a.steps, u, name)}  return t${a.steps.length - 1};`,
+  };
+  return planMatmul({ ...p, epilogue }, variantFor(ctx));
+};
+
+if (!getCpuKernel('matmul_map')) registerCpuKernel('matmul_map', cpuMatmulMap);
+if (!getKernel('matmul_map')) registerKernel('matmul_map', webgpuMatmulMap);
 if (!getCpuKernel('fused_map')) registerCpuKernel('fused_map', cpuFusedMap);
 if (!getKernel('fused_map')) registerKernel('fused_map', webgpuFusedMap);
 if (!getCpuKernel('fused_reduce')) registerCpuKernel('fused_reduce', cpuFusedReduce);

@@ -3,10 +3,8 @@
 // updated param, both backends), with far fewer dispatches; unfuse is its inverse.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { stepFeeds } from '../../../bench/step-feeds.ts';
 import { runGraph } from '../../../src/backends/cpu/index.ts';
 import { createBackend } from '../../../src/backends/index.ts';
-import type { WebGpuExecutable } from '../../../src/backends/webgpu/index.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { printGraph } from '../../../src/ir/printer.ts';
 import { tensor } from '../../../src/ir/tensor.ts';
@@ -18,18 +16,7 @@ import { fuseElementwise, MAX_INPUTS, unfuseElementwise } from '../../../src/pas
 import { prepareRun } from '../../../src/train/setup.ts';
 import { Rng } from '../../../src/util/rng.ts';
 import { arbGraph, randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    m =
-      Number.isNaN(a[i]) && Number.isNaN(b[i])
-        ? m
-        : Math.max(m, Number.isNaN(d) ? Infinity : d / (1 + Math.abs(a[i])));
-  }
-  return m;
-}
+import { compareSteps, expectSameOnCpu, maxDiff } from './same.ts';
 
 describe('fuse-elementwise', () => {
   it('random graphs: the fused graph gives the same outputs (CPU, f64 and f32); unfuse gives the same too', () => {
@@ -38,18 +25,7 @@ describe('fuse-elementwise', () => {
       fc.property(arbGraph({ maxNodes: 24, floatOnly: true }), fc.nat(1000), (g, seed) => {
         const f = verify(fuseElementwise(g));
         if (f.nodes.some((n) => n.op === 'fused_map')) fusedSome++;
-        const feeds = randomFeeds(g, seed);
-        const w = randomWeights(g, seed);
-        for (const precision of ['f64', 'f32'] as const) {
-          const want = runGraph(g, feeds, w, { precision });
-          const got = runGraph(f, feeds, w, { precision });
-          const back = runGraph(verify(unfuseElementwise(f)), feeds, w, { precision });
-          for (const o of g.outputs) {
-            // Step by step through the same kernels: the same numbers, bit for bit.
-            expect(Array.from(got[o.name].data)).toEqual(Array.from(want[o.name].data));
-            expect(Array.from(back[o.name].data)).toEqual(Array.from(want[o.name].data));
-          }
-        }
+        expectSameOnCpu(g, f, verify(unfuseElementwise(f)), seed);
       }),
       { numRuns: 60 },
     );
@@ -179,28 +155,9 @@ describe('fuse-elementwise', () => {
     it(`${backend}: the fused training step (QLoRA + DoRA + LoRA+) equals the unfused one: losses and params over 2 steps`, async () => {
       const plain = unfuseElementwise(run.step);
       expect(run.step.nodes.some((n) => n.op === 'fused_map')).toBe(true);
-      const be = await createBackend(backend);
-      try {
-        const [a, b] = await Promise.all([be.compile(plain, run.weights), be.compile(run.step, run.weights)]);
-        const feeds = stepFeeds(2, 16);
-        for (let k = 0; k < 2; k++) {
-          const [x, y] = await Promise.all([a.run({ feeds: feeds(k) }), b.run({ feeds: feeds(k) })]);
-          expect(Math.abs(x.loss.data[0] - y.loss.data[0])).toBeLessThan(backend === 'cpu' ? 1e-12 : 1e-5);
-        }
-        let worst = 0;
-        for (const name of run.trainable) {
-          const [p, q] = await Promise.all([a.readParam(name), b.readParam(name)]);
-          worst = Math.max(worst, maxDiff(p.data, q.data));
-        }
-        expect(worst).toBeLessThan(backend === 'cpu' ? 1e-12 : 1e-5);
-        if (backend === 'webgpu') {
-          const d = (e: unknown) => (e as WebGpuExecutable).stats.dispatches;
-          expect(d(b)).toBeLessThan(0.7 * d(a));
-        }
-        a.dispose();
-        b.dispose();
-      } finally {
-        be.dispose();
-      }
+      const r = await compareSteps(backend, plain, run.step, run, 2, 16);
+      expect(r.loss).toBeLessThan(backend === 'cpu' ? 1e-12 : 1e-5);
+      expect(r.params).toBeLessThan(backend === 'cpu' ? 1e-12 : 1e-5);
+      if (r.dispatches) expect(r.dispatches[1]).toBeLessThan(0.7 * r.dispatches[0]);
     });
 });

@@ -6,7 +6,15 @@
 import { numel } from '../../../ir/shape.ts';
 import { enables, PRELUDE } from '../dtypes.ts';
 import { entry, type Step, Uniforms } from '../program.ts';
-import { batchCode, bindingsFor, f1, f4, type MatmulProblem, storeTileRow } from './matmul-parts.ts';
+import {
+  batchCode,
+  bindingsFor,
+  f1,
+  f4,
+  type MatmulProblem,
+  matmulDesc,
+  storeTileRow,
+} from './matmul-parts.ts';
 
 const WG = 64;
 
@@ -20,8 +28,8 @@ export function directOuter(p: MatmulProblem): Step {
   // A's m run is contiguous when transposed, B's n run when not; aligned when M (N) % 4 == 0.
   const vecA = p.ta && p.m % 4 === 0;
   const vecB = !p.tb && p.n % 4 === 0;
-  const vecC = p.n % 4 === 0;
-  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC);
+  const vecC = p.n % 4 === 0 && !p.epilogue;
+  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC, u);
   const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   const aAt = (m: string) => (p.ta ? `aBase + k * ${M} + ${m}` : `aBase + (${m}) * ${K} + k`);
@@ -59,17 +67,7 @@ ${bcode}  let m0 = (tile / ${nbxU}) * 4u;
 }
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, bdt, p.outDtype],
-      workgroup: [WG],
-      kernel: 'outer',
-      ta: p.ta,
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecA, vecB, vecC],
-      bias: p.bias,
-    },
+    desc: matmulDesc(p, 'outer', [WG], { vec: [vecA, vecB, vecC] }),
     code,
     uniforms: u,
     bindings,

@@ -3,7 +3,7 @@
 import type { DType } from '../../../ir/dtype.ts';
 import type { Shape } from '../../../ir/shape.ts';
 import { declStorage, storageElem } from '../dtypes.ts';
-import type { BindingRef, Uniforms } from '../program.ts';
+import type { BindingRef, ProgramDesc, Uniforms } from '../program.ts';
 
 export interface MatmulProblem {
   readonly op: string;
@@ -21,6 +21,58 @@ export interface MatmulProblem {
   readonly aBatchStrides: readonly number[];
   readonly bBatchStrides: readonly number[];
   readonly bias: boolean;
+  /** Elementwise ops applied to each output element before it is stored (f32 output only). */
+  readonly epilogue?: MatmulEpilogue;
+}
+
+/**
+ * A matmul epilogue (issue 21): `fn epi(i: u32, m: f32) -> f32` maps the product (+ bias)
+ * `m` of flat output element `i` to the value stored, reading more operands (node inputs
+ * `first`, `first + 1`, ..., bound after the bias as E0, E1, ...) at that element: each
+ * of the output's shape, one per output column (a [N] / [1, .., N] extra, read at
+ * i % N: a per-feature scale) or one value. Kernels with an epilogue store element by
+ * element.
+ */
+export type EpilogueRead = 'full' | 'column' | 'scalar';
+
+export interface MatmulEpilogue {
+  readonly first: number;
+  /** How each extra is read: at i, at i % columns, or its one element. */
+  readonly extras: readonly EpilogueRead[];
+  /** The output's last dimension (for 'column' extras). */
+  readonly columns: number;
+  /** What changes the WGSL (the program), for the cache key. */
+  readonly desc: string;
+  /** Statements of epi's body: `m` and `e0`, `e1`, ... are in scope; ends with `return ...;`. */
+  readonly body: (u: Uniforms) => string;
+  /** WGSL functions the body calls (the elementwise ops' helpers). */
+  readonly helpers?: string;
+}
+
+/** A matmul kernel's ProgramDesc: the problem's fields, the kernel's own, the epilogue's program. */
+export function matmulDesc(
+  p: MatmulProblem,
+  kernel: string,
+  workgroup: readonly number[],
+  fields: Readonly<Record<string, number | boolean | readonly boolean[]>>,
+): ProgramDesc {
+  return {
+    op: p.op,
+    dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
+    workgroup,
+    kernel,
+    ta: p.ta,
+    tb: p.tb,
+    batchRank: p.batch.length,
+    bias: p.bias,
+    ...fields,
+    ...(p.epilogue ? { epi: p.epilogue.desc, epiReads: p.epilogue.extras } : {}),
+  };
+}
+
+/** The value stored at flat output index `i`: `v`, through the epilogue if any. */
+export function outValue(p: MatmulProblem, i: string, v: string): string {
+  return p.epilogue ? `epi(${i}, ${v})` : v;
 }
 
 export const TILE = 64;
@@ -50,7 +102,8 @@ export function batchCode(u: Uniforms, p: MatmulProblem): string {
   return s;
 }
 
-export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean) {
+/** Operand, bias and epilogue bindings (and the epilogue's `epi`, allocating its uniforms from `u`). */
+export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean, u: Uniforms) {
   const el = storageElem(p.dtype);
   const bel = storageElem(p.bDtype ?? p.dtype);
   const oel = storageElem(p.outDtype);
@@ -65,8 +118,23 @@ export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC
     code += declStorage('bias', p.bDtype ?? p.dtype, 3, false);
     bindings.push({ ref: { kind: 'input', index: 2 }, write: false });
   }
+  const e = p.epilogue;
+  if (e) {
+    if (vecC || p.outDtype !== 'f32')
+      throw new Error('internal: a matmul epilogue stores f32 element by element');
+    for (let j = 0; j < e.extras.length; j++) {
+      code += `@group(0) @binding(${bindings.length + 1}) var<storage, read> E${j}: array<f32>;\n`;
+      bindings.push({ ref: { kind: 'input', index: e.first + j }, write: false });
+    }
+  }
   code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
   bindings.push({ ref: { kind: 'output' }, write: true });
+  if (e) {
+    const cols = e.extras.includes('column') ? u.u32(e.columns) : '';
+    const at = { full: 'i', column: `i % ${cols}`, scalar: '0u' };
+    const loads = e.extras.map((r, j) => `  let e${j} = E${j}[${at[r]}];\n`).join('');
+    code += `${e.helpers ?? ''}fn epi(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
+  }
   return { code, bindings };
 }
 
@@ -77,13 +145,14 @@ export function st1(v: string, dt: DType): string {
 }
 
 /**
- * Statement storing row `i` of a 4x4 register tile `acc` (output row `gm`, columns
- * gn..gn+3, plus the bias) into C at `cBase`; columns past N are dropped.
+ * Statement storing one vec4 row of a register tile (`v`, default row `i` of `acc`:
+ * output row `gm`, columns gn..gn+3, plus the bias) into C at `cBase`; columns past N
+ * are dropped.
  */
-export function storeTileRow(p: MatmulProblem, vecC: boolean, N: string): string {
+export function storeTileRow(p: MatmulProblem, vecC: boolean, N: string, v = 'acc[i]'): string {
   const bdt = p.bDtype ?? p.dtype;
   const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
   return vecC
-    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(acc[i]${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
-    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { C[cBase + gm * ${N} + gn + c] = ${st1(`acc[i][c]${biasV('gn + c')}`, p.outDtype)}; } }`;
+    ? `if (gn < ${N}) { C[(cBase + gm * ${N} + gn) / 4u] = ${p.outDtype === 'f16' ? 'vec4<f16>' : ''}(${v}${p.bias ? ` + vec4<f32>(${['0u', '1u', '2u', '3u'].map((c) => f1(`bias[gn + ${c}]`, bdt)).join(', ')})` : ''}); }`
+    : `for (var c = 0u; c < 4u; c++) { if (gn + c < ${N}) { let o = cBase + gm * ${N} + gn + c; C[o] = ${st1(outValue(p, 'o', `${v}[c]${biasV('gn + c')}`), p.outDtype)}; } }`;
 }

@@ -5,7 +5,15 @@
 // `linear` is x W^T (+ b) on the same kernels.
 import { broadcastShapes, numel } from '../../../ir/shape.ts';
 import { enables, PRELUDE } from '../dtypes.ts';
-import { entry, type Kernel, type KernelPlan, type Step, Uniforms } from '../program.ts';
+import {
+  entry,
+  type Kernel,
+  type KernelContext,
+  type KernelPlan,
+  type SoftwareMatmul,
+  type Step,
+  Uniforms,
+} from '../program.ts';
 import { directOuter } from './matmul-outer.ts';
 import {
   BK,
@@ -16,10 +24,13 @@ import {
   f4,
   GEMV_WG,
   type MatmulProblem,
+  matmulDesc,
+  outValue,
   st1,
   storeTileRow,
   TILE,
 } from './matmul-parts.ts';
+import { registerTiled } from './matmul-register.ts';
 import { ROW_WG, wgReduce } from './reduce.ts';
 
 export type { MatmulProblem } from './matmul-parts.ts';
@@ -34,8 +45,8 @@ function tiled(p: MatmulProblem): Step {
   // vec4 loads along each operand's contiguous axis when it is a multiple of 4.
   const vecA = (p.ta ? p.m : p.k) % 4 === 0;
   const vecB = (p.tb ? p.k : p.n) % 4 === 0;
-  const vecC = p.n % 4 === 0;
-  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC);
+  const vecC = p.n % 4 === 0 && !p.epilogue;
+  const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC, u);
   const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   // Operands may be expressions (`k + 1u`): parenthesised before they are scaled.
@@ -115,17 +126,7 @@ ${bcode}  let m0 = by * ${TILE}u;
 }
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
-      workgroup: [16, 16],
-      kernel: 'tiled',
-      ta: p.ta,
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecA, vecB, vecC],
-      bias: p.bias,
-    },
+    desc: matmulDesc(p, 'tiled', [16, 16], { vec: [vecA, vecB, vecC] }),
     code,
     uniforms: u,
     bindings,
@@ -149,8 +150,8 @@ function direct(p: MatmulProblem): Step {
   const [nbxU, tilesU, batchesU] = [u.u32(nbx), u.u32(tiles), u.u32(numel(p.batch))];
   const bcode = batchCode(u, p);
   const vecB = !p.tb && p.n % 4 === 0;
-  const vecC = p.n % 4 === 0;
-  const { code: decls, bindings } = bindingsFor(p, true, p.tb || vecB, vecC);
+  const vecC = p.n % 4 === 0 && !p.epilogue;
+  const { code: decls, bindings } = bindingsFor(p, true, p.tb || vecB, vecC, u);
   const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   const K4 = `(${K} / 4u)`;
@@ -194,16 +195,7 @@ ${inner}
 }
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
-      workgroup: [WG],
-      kernel: 'direct',
-      tb: p.tb,
-      batchRank: p.batch.length,
-      vec: [vecB, vecC],
-      bias: p.bias,
-    },
+    desc: matmulDesc(p, 'direct', [WG], { vec: [vecB, vecC] }),
     code,
     uniforms: u,
     bindings,
@@ -222,7 +214,7 @@ function gemv(p: MatmulProblem): Step {
   const aAt = (m: string, k: string) =>
     p.ta ? `aBase + (${k}) * ${M} + (${m})` : `aBase + (${m}) * ${K} + (${k})`;
   const vecB = p.k % 4 === 0 && p.tb;
-  const { code: decls, bindings } = bindingsFor(p, false, vecB, false);
+  const { code: decls, bindings } = bindingsFor(p, false, vecB, false, u);
   const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
   const a = (m: string, k: string) => f1(`A[${aAt(m, k)}]`, dt);
   let body: string;
@@ -248,7 +240,7 @@ ${batchCode(u, p)}  let cBase = batch * ${M} * ${N};
 ${accs.map((r) => `  var s${r} = 0.0;`).join('\n')}
   ${inner}
 ${accs.map((r) => wgReduce(`t${r}`, `s${r}`, (x, y) => `${x} + ${y}`)).join('')}  if (lid == 0u) {
-${accs.map((r) => `    C[cBase + ${r}u * ${N} + col] = ${st1(`t${r}${biasV('col')}`, p.outDtype)};`).join('\n')}
+${accs.map((r) => `    { let o = cBase + ${r}u * ${N} + col; C[o] = ${st1(outValue(p, 'o', `t${r}${biasV('col')}`), p.outDtype)}; }`).join('\n')}
   }
 `;
   } else {
@@ -268,25 +260,14 @@ ${accs.map((r) => `  var s${r} = 0.0;`).join('\n')}
     let b = ${f1(`B[bBase + k * ${N} + col]`, bdt)};
 ${accs.map((r) => `    s${r} = fma(${a(`${r}u`, 'k')}, b, s${r});`).join('\n')}
   }
-${accs.map((r) => `  C[cBase + ${r}u * ${N} + col] = ${st1(`s${r}${biasV('col')}`, p.outDtype)};`).join('\n')}
+${accs.map((r) => `  { let o = cBase + ${r}u * ${N} + col; C[o] = ${st1(outValue(p, 'o', `s${r}${biasV('col')}`), p.outDtype)}; }`).join('\n')}
 `;
   }
   const code = `${enables([p.dtype, p.bDtype ?? p.dtype, p.outDtype]) + PRELUDE + u.decl() + decls}var<workgroup> red: array<f32, ${ROW_WG}>;
 ${entry([GEMV_WG])}${body}}
 `;
   return {
-    desc: {
-      op: p.op,
-      dtypes: [p.dtype, p.bDtype ?? p.dtype, p.outDtype],
-      workgroup: [GEMV_WG],
-      kernel: 'gemv',
-      rows,
-      ta: p.ta,
-      tb: p.tb,
-      vecB,
-      batchRank: p.batch.length,
-      bias: p.bias,
-    },
+    desc: matmulDesc(p, 'gemv', [GEMV_WG], { rows, vecB }),
     code,
     uniforms: u,
     bindings,
@@ -294,12 +275,16 @@ ${entry([GEMV_WG])}${body}}
   };
 }
 
-/** Which matmul kernel suits the adapter: GPUs get workgroup-shared tiles, CPU adapters direct loads. */
-export type MatmulVariant = 'tiled' | 'direct';
+/**
+ * Which matmul kernel suits the adapter: GPUs get workgroup-shared tiles, CPU adapters
+ * the 4x4 direct/outer kernels by default or the register-tiled one (`register`).
+ */
+export type MatmulVariant = 'tiled' | SoftwareMatmul;
 
-/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU adapters get direct loads. */
+/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU adapters direct or register tiles. */
 export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): KernelPlan {
   if (numel(p.batch) === 0 || p.m === 0 || p.n === 0) return { steps: [] };
+  if (variant === 'register') return { steps: [registerTiled(p)] };
   if (variant === 'direct') {
     // A transposed or K not a multiple of 4: the outer-product form (matmul-outer.ts).
     return { steps: [!p.ta && p.k % 4 === 0 && p.k > 0 ? direct(p) : directOuter(p)] };
@@ -307,56 +292,67 @@ export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): 
   return { steps: [p.m <= 4 ? gemv(p) : tiled(p)] };
 }
 
-const matmul: Kernel = (ctx) => {
+/**
+ * The software adapters' default: the 4x4 direct kernels. The register-tiled kernel is
+ * 2x faster on a lone 512^3 matmul but measured 0.87x on the small-shape training step
+ * (bench/software-matmul.ts, docs/DECISIONS.md), so it stays opt-in (softwareMatmul).
+ */
+export const DEFAULT_SOFTWARE_MATMUL: SoftwareMatmul = 'direct';
+
+/** The matmul kernel family for the adapter (see MatmulVariant). */
+export function variantFor(ctx: KernelContext): MatmulVariant {
+  return ctx.software ? (ctx.softwareMatmul ?? DEFAULT_SOFTWARE_MATMUL) : 'tiled';
+}
+
+/** The problem of a `matmul` node over inputs [a, b] (types from ctx.inputs). */
+export function matmulProblem(ctx: KernelContext, ta: boolean, tb: boolean): MatmulProblem {
   const [a, b] = ctx.inputs;
-  const ta = !!ctx.node.attrs.transpose_a;
-  const tb = !!ctx.node.attrs.transpose_b;
   const ra = a.shape.length;
   const rb = b.shape.length;
   const [m, k] = ta ? [a.shape[ra - 1], a.shape[ra - 2]] : [a.shape[ra - 2], a.shape[ra - 1]];
   const n = tb ? b.shape[rb - 2] : b.shape[rb - 1];
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
-  return planMatmul(
-    {
-      op: 'matmul',
-      dtype: a.dtype,
-      outDtype: ctx.out.dtype,
-      m,
-      n,
-      k,
-      ta,
-      tb,
-      batch,
-      aBatchStrides: batchStrides(a.shape, batch, m * k),
-      bBatchStrides: batchStrides(b.shape, batch, k * n),
-      bias: false,
-    },
-    ctx.software ? 'direct' : 'tiled',
-  );
-};
+  return {
+    op: 'matmul',
+    dtype: a.dtype,
+    outDtype: ctx.out.dtype,
+    m,
+    n,
+    k,
+    ta,
+    tb,
+    batch,
+    aBatchStrides: batchStrides(a.shape, batch, m * k),
+    bBatchStrides: batchStrides(b.shape, batch, k * n),
+    bias: false,
+  };
+}
 
-const linear: Kernel = (ctx) => {
+/** The problem of a `linear` node over inputs [x, w] or [x, w, bias]. */
+export function linearProblem(ctx: KernelContext, bias: boolean): MatmulProblem {
   const [x, w] = ctx.inputs;
   const [n, k] = w.shape;
-  return planMatmul(
-    {
-      op: 'linear',
-      dtype: x.dtype,
-      bDtype: w.dtype,
-      outDtype: ctx.out.dtype,
-      // Not numel(x) / k: with k = 0 the output still has rows (of zeros, or the bias).
-      m: numel(x.shape.slice(0, -1)),
-      n,
-      k,
-      ta: false,
-      tb: true,
-      batch: [],
-      aBatchStrides: [],
-      bBatchStrides: [],
-      bias: ctx.inputs.length > 2,
-    },
-    ctx.software ? 'direct' : 'tiled',
-  );
-};
+  return {
+    op: 'linear',
+    dtype: x.dtype,
+    bDtype: w.dtype,
+    outDtype: ctx.out.dtype,
+    // Not numel(x) / k: with k = 0 the output still has rows (of zeros, or the bias).
+    m: numel(x.shape.slice(0, -1)),
+    n,
+    k,
+    ta: false,
+    tb: true,
+    batch: [],
+    aBatchStrides: [],
+    bBatchStrides: [],
+    bias,
+  };
+}
+
+const matmul: Kernel = (ctx) =>
+  planMatmul(matmulProblem(ctx, !!ctx.node.attrs.transpose_a, !!ctx.node.attrs.transpose_b), variantFor(ctx));
+
+const linear: Kernel = (ctx) => planMatmul(linearProblem(ctx, ctx.inputs.length > 2), variantFor(ctx));
 
 export const matmulKernels = { matmul, linear } satisfies Record<string, Kernel>;
