@@ -31,10 +31,11 @@ import {
   type LoraSlotsOptions,
   type SlotModule,
 } from '../methods/multi-lora/index.ts';
+import { phasePasses, runPipeline } from '../passes/index.ts';
 import { UserError } from '../util/errors.ts';
 import type { LlamaBuildOptions, LlamaShape } from './llama/build.ts';
 import type { LoadedModel } from './llama/load.ts';
-import { prepareModel, withAdapters } from './prepare.ts';
+import { withAdapters } from './prepare.ts';
 
 export { ADAPTER_INDEX, type LoraSlotsOptions } from '../methods/multi-lora/index.ts';
 
@@ -367,11 +368,19 @@ export function prepareMultiLora(
   options: LoraSlotsOptions,
   opts: LlamaBuildOptions & { slots?: AdapterSlots } = {},
 ): { graph: Graph; weights: WeightStore; slots: AdapterSlots } {
-  const base = prepareModel(model, shape, opts);
-  const { graph, layout, initial } = addLoraSlots(base.graph, opts.slots?.layout.settings ?? options);
+  // Slots go on the graph as the checkpoint stores it (its linears unfused), then the serve
+  // phase fuses the whole (4-bit dequantization, elementwise trees, matmul epilogues).
+  const base = withAdapters(model, shape, [], opts);
+  const {
+    graph: slotted,
+    layout,
+    initial,
+  } = addLoraSlots(base.graph, opts.slots?.layout.settings ?? options);
   const slots = opts.slots ?? new AdapterSlots(model, layout, initial);
   const key = (l: LoraSlotsLayout) => JSON.stringify(l.modules);
   if (key(slots.layout) !== key(layout))
     throw new UserError('these adapter slots were made for another model (its targeted modules differ)');
-  return { graph, weights: slots.weights(base.weights), slots };
+  const weights = slots.weights(base.weights);
+  const graph = runPipeline(slotted, phasePasses('serve'), { weights }).graph;
+  return { graph, weights, slots };
 }
