@@ -34,6 +34,13 @@ export interface SessionOptions {
   readonly maxLen: number;
   /** Longest prefill chunk (tokens per row per prefill run; default 64): longer prompts run in chunks. */
   readonly prefillChunk?: number;
+  /**
+   * Feeds of graph inputs beyond the cache's own (e.g. each row's adapter index in a
+   * multi-adapter graph), for one run: `rows[i]` is the session row that batch row i
+   * serves in this run, undefined for an idle batch row. Prefill runs have their own
+   * (smaller) batch, so batch row i is not session row i there.
+   */
+  readonly extraFeeds?: (rows: readonly (number | undefined)[]) => Record<string, Tensor>;
 }
 
 export interface ModelSessionOptions extends SessionOptions {
@@ -48,18 +55,23 @@ export class CacheFullError extends UserError {}
 
 export class DecodeSession {
   private readonly lengths: number[];
-  private readonly prefills = new Map<number, Promise<Executable>>();
+  private readonly prefills = new Map<string, Promise<Executable>>();
+
+  readonly batch: number;
+  readonly maxLen: number;
+  private readonly prefillChunk: number;
 
   private constructor(
     private readonly backend: Backend,
     private readonly factory: KvGraphFactory,
     private readonly decoder: Executable,
-    readonly batch: number,
-    readonly maxLen: number,
     readonly vocabSize: number,
-    private readonly prefillChunk: number,
+    private readonly o: SessionOptions,
   ) {
-    this.lengths = new Array(batch).fill(0);
+    this.batch = o.batch;
+    this.maxLen = o.maxLen;
+    this.prefillChunk = Math.max(1, Math.min(o.prefillChunk ?? 64, o.maxLen));
+    this.lengths = new Array(o.batch).fill(0);
   }
 
   /** A session over a loaded model (base, 4-bit, with PEFT adapters attached or merged). */
@@ -86,8 +98,7 @@ export class DecodeSession {
     if (!Number.isInteger(o.maxLen) || o.maxLen < 1)
       throw new UserError(`the cache length must be >= 1, got ${o.maxLen}`);
     const decoder = await compile(backend, factory, o.batch, 1, o.maxLen);
-    const chunk = Math.max(1, Math.min(o.prefillChunk ?? 64, o.maxLen));
-    return new DecodeSession(backend, factory, decoder, o.batch, o.maxLen, config.vocabSize, chunk);
+    return new DecodeSession(backend, factory, decoder, config.vocabSize, o);
   }
 
   /** Tokens in the cache of `row` (0 for a free row). */
@@ -111,26 +122,26 @@ export class DecodeSession {
       this.checkFits(r.row, r.tokens.length);
     }
     if (rows.length === 0) return [];
+    // The prefill graph's batch: the joining rows (rounded up to a power of two), not the session's.
     const longest = Math.max(...rows.map((r) => r.tokens.length));
     const seq = Math.min(this.prefillChunk, nextPow2(longest));
-    const exe = await this.prefiller(seq);
-    const out = new Map<number, Float32Array>();
+    const batch = Math.min(this.batch, nextPow2(rows.length));
+    const exe = await this.prefiller(batch, seq);
+    const served = Array.from({ length: batch }, (_, i) => rows[i]?.row);
+    const out: Float32Array[] = [];
     for (let start = 0; start < longest; start += seq) {
-      const feeds: RowFeed[] = Array.from({ length: this.batch }, () => ({ start: 0, tokens: [] }));
-      for (const r of rows) feeds[r.row] = { start, tokens: r.tokens.slice(start, start + seq) };
-      const { logits } = await exe.run({ feeds: kvFeeds(feeds, seq, this.maxLen), outputs: ['logits'] });
-      for (const r of rows) {
-        if (feeds[r.row].tokens.length > 0 && start + seq >= r.tokens.length)
-          out.set(r.row, rowOf(logits, r.row));
-      }
+      const feeds: RowFeed[] = served.map((_, i) => ({
+        start,
+        tokens: rows[i]?.tokens.slice(start, start + seq) ?? [],
+      }));
+      const { logits } = await exe.run({ feeds: this.feedsFor(feeds, served, seq), outputs: ['logits'] });
+      rows.forEach((r, i) => {
+        if (feeds[i].tokens.length > 0 && start + seq >= r.tokens.length) out[i] = rowOf(logits, i);
+      });
     }
-    await copyCacheRows(
-      exe,
-      this.decoder,
-      rows.map((r) => r.row),
-    );
+    await copyCacheRows(exe, this.decoder, served);
     for (const r of rows) this.lengths[r.row] = r.tokens.length;
-    return rows.map((r) => out.get(r.row) as Float32Array);
+    return out;
   }
 
   /**
@@ -145,8 +156,9 @@ export class DecodeSession {
       this.checkFits(r.row, this.lengths[r.row] + 1);
       feeds[r.row] = { start: this.lengths[r.row], tokens: [r.token] };
     }
+    const served = feeds.map((f, row) => (f.tokens.length ? row : undefined));
     const { logits } = await this.decoder.run({
-      feeds: kvFeeds(feeds, 1, this.maxLen),
+      feeds: this.feedsFor(feeds, served, 1),
       outputs: ['logits'],
     });
     for (const r of rows) this.lengths[r.row]++;
@@ -170,11 +182,20 @@ export class DecodeSession {
     this.prefills.clear();
   }
 
-  private prefiller(seq: number): Promise<Executable> {
-    let p = this.prefills.get(seq);
+  private feedsFor(
+    feeds: readonly RowFeed[],
+    served: readonly (number | undefined)[],
+    seq: number,
+  ): Record<string, Tensor> {
+    return { ...kvFeeds(feeds, seq, this.maxLen), ...this.o.extraFeeds?.(served) };
+  }
+
+  private prefiller(batch: number, seq: number): Promise<Executable> {
+    const key = `${batch}x${seq}`;
+    let p = this.prefills.get(key);
     if (!p) {
-      p = compile(this.backend, this.factory, this.batch, seq, this.maxLen);
-      this.prefills.set(seq, p);
+      p = compile(this.backend, this.factory, batch, seq, this.maxLen);
+      this.prefills.set(key, p);
     }
     return p;
   }
@@ -212,10 +233,15 @@ function rowOf(logits: Tensor, b: number): Float32Array {
 }
 
 /**
- * Copies the cache of `rows` from one executable to another (prefill to decode): the two
- * hold their params apart, so the rows go through the host.
+ * Copies the cache rows of a prefill executable into the decode executable: batch row i
+ * of `from` becomes session row `rows[i]` (skipped where undefined). Executables hold
+ * their params apart, so the rows go through the host.
  */
-async function copyCacheRows(from: Executable, to: Executable, rows: readonly number[]): Promise<void> {
+async function copyCacheRows(
+  from: Executable,
+  to: Executable,
+  rows: readonly (number | undefined)[],
+): Promise<void> {
   for (const p of to.graph.params()) {
     const name = String(p.attrs.name);
     if (!isKvParam(name)) continue;
@@ -223,7 +249,9 @@ async function copyCacheRows(from: Executable, to: Executable, rows: readonly nu
     const dst = await to.readParam(name);
     const per = dst.data.length / dst.shape[0];
     const data = Float32Array.from(dst.data as Float32Array);
-    for (const r of rows) data.set(src.subarray(r * per, (r + 1) * per), r * per);
+    rows.forEach((r, i) => {
+      if (r !== undefined) data.set(src.subarray(i * per, (i + 1) * per), r * per);
+    });
     await to.writeParam(name, tensor('f32', dst.shape, data));
   }
 }

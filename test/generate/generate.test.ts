@@ -69,6 +69,28 @@ describe('generate', () => {
     expect(heldBack('abcx', ['xyz', 'cx!'])).toBe(2);
   });
 
+  it('extraFeeds learns which session row each batch row serves', async () => {
+    const calls: (number | undefined)[][] = [];
+    const s = await DecodeSession.create(cpu, model, {
+      batch: 3,
+      maxLen: 8,
+      extraFeeds: (rows) => {
+        calls.push([...rows]);
+        return {};
+      },
+    });
+    await s.prefill([
+      { row: 2, tokens: [256, 1] },
+      { row: 0, tokens: [256] },
+    ]);
+    await s.step([{ row: 2, token: 5 }]);
+    s.dispose();
+    expect(calls).toEqual([
+      [2, 0],
+      [undefined, undefined, 2],
+    ]);
+  });
+
   it('feeds: a row sees its own slots only, idle rows write nothing', () => {
     const f = kvFeeds(
       [

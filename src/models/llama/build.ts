@@ -80,7 +80,11 @@ function attention(
 ): Value {
   const { batch: B, seq: S } = shape;
   const D = c.headDim;
-  const heads = (v: Value, n: number) => b.transpose(b.reshape(v, [B, S, n, D]), 1, 2);
+  // A decode step (one new token per row) moves no data between [B,S,n,D] and [B,n,S,D]:
+  // a reshape (a view) instead of a transpose kernel.
+  const view = !!kv && S === 1;
+  const heads = (v: Value, n: number) =>
+    view ? b.reshape(v, [B, n, S, D]) : b.transpose(b.reshape(v, [B, S, n, D]), 1, 2);
   const q = heads(projection(b, x, 'q_proj', c.numHeads * D, c.hiddenSize, c.attentionBias), c.numHeads);
   const k = heads(projection(b, x, 'k_proj', c.numKvHeads * D, c.hiddenSize, c.attentionBias), c.numKvHeads);
   const v = heads(projection(b, x, 'v_proj', c.numKvHeads * D, c.hiddenSize, c.attentionBias), c.numKvHeads);
@@ -95,13 +99,15 @@ function attention(
     const cached = (which: 'k' | 'v', fresh: Value) => {
       const name = kvParamName(layer, which);
       const cache = b.param(name, 'f32', [B, c.numKvHeads, kv.maxLen, D], 'state', { kind: 'zeros' });
-      const next = b.add(b.mul(cache, kv.keep), b.matmul(kv.write, fresh));
+      // With one new token the scatter is a broadcast product, which fuses with the rest.
+      const scattered = S === 1 ? b.mul(kv.write, fresh) : b.matmul(kv.write, fresh);
+      const next = b.add(b.mul(cache, kv.keep), scattered);
       kv.assigns.push([name, next]);
       return next;
     };
     o = b.attention(qr, cached('k', kr), cached('v', v), kv.bias, { causal: false });
   } else o = b.attention(qr, kr, v, undefined, { causal: true });
-  const merged = b.reshape(b.transpose(o, 1, 2), [B, S, c.numHeads * D]);
+  const merged = b.reshape(view ? o : b.transpose(o, 1, 2), [B, S, c.numHeads * D]);
   return projection(b, merged, 'o_proj', c.hiddenSize, c.numHeads * D, c.attentionBias);
 }
 
