@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]; then
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  # npm ci refuses a lock without every optional platform package of node-llama-cpp (a
+  # registry mirror may lack the mac/win/riscv ones); npm install then keeps the lock's versions.
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund || {
+      echo "setup: npm ci refused the lock (optional packages this registry lacks?); npm install with the lock instead" >&2
+      npm install --no-audit --no-fund
+    }
+  else npm install --no-audit --no-fund; fi
 fi
 
 probe() { node scripts/probe-adapter.mjs >/dev/null 2>&1; }
