@@ -112,7 +112,7 @@ describe('fuse-epilogue', () => {
             for (const o of g.outputs)
               expect(maxDiff(want[o.name].data, got[o.name].data)).toBeLessThan(1e-4);
           }),
-          { numRuns: 10 },
+          { numRuns: 5 },
         );
       } finally {
         be.dispose();
