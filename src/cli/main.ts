@@ -27,6 +27,7 @@ const commands: Array<() => Promise<{ register: (p: Command) => void }>> = [
   () => import('./commands/plan.ts'),
   () => import('./commands/export.ts'),
   () => import('./commands/generate.ts'),
+  () => import('./commands/serve.ts'),
 ];
 
 function packageVersion(): string {

@@ -1,10 +1,11 @@
 // The decoding loop over a DecodeSession: prompts take free rows as rows finish
 // (continuous batching), every active row advances one token per decode run, and a row
 // stops on an end-of-sequence token, a stop string or its token limit.
-import { Sampler, type SamplingOptions } from './sampling.ts';
+import { type FinishReason, RowDecoder } from './row.ts';
+import type { SamplingOptions } from './sampling.ts';
 import type { DecodeSession } from './session.ts';
 
-export type FinishReason = 'stop' | 'length';
+export type { FinishReason } from './row.ts';
 
 export interface GenerateOptions {
   /** Most tokens generated per prompt. */
@@ -32,11 +33,7 @@ export interface Generation {
 
 interface Active {
   readonly index: number;
-  readonly sampler: Sampler;
-  readonly seen: number[];
-  readonly out: number[];
-  /** Characters of text already streamed. */
-  streamed: number;
+  readonly row: RowDecoder;
 }
 
 /**
@@ -51,59 +48,31 @@ export async function generate(
   const results: Generation[] = new Array(prompts.length);
   const rows = new Map<number, Active>();
   const pending = prompts.map((_, i) => i);
-  const eos = new Set(o.eos ?? []);
-  const stops = (o.stop ?? []).filter((s) => s.length > 0);
+  const rowOptions = { ...o, eos: new Set(o.eos ?? []) };
 
-  const text = (a: Active): { text: string; stopped: boolean } => {
-    const full = o.decode ? o.decode(a.out) : '';
-    let cut = -1;
-    for (const s of stops) {
-      const at = full.indexOf(s);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-    }
-    return cut >= 0 ? { text: full.slice(0, cut), stopped: true } : { text: full, stopped: false };
-  };
-  const finish = (row: number, a: Active, reason: FinishReason, t: string | undefined) => {
-    results[a.index] = { outputIds: a.out, finishReason: reason, ...(o.decode ? { text: t ?? '' } : {}) };
+  const finish = (row: number, a: Active, reason: FinishReason) => {
+    const text = a.row.text;
+    results[a.index] = {
+      outputIds: a.row.out,
+      finishReason: reason,
+      ...(text !== undefined ? { text } : {}),
+    };
     rows.delete(row);
     session.release(row);
   };
   // Takes the next token of a row; finishes the row when it is done.
   const accept = (row: number, a: Active, logits: Float32Array): void => {
-    const token = a.sampler.next(logits, a.seen);
-    a.out.push(token);
-    a.seen.push(token);
-    o.onToken?.(a.index, token);
-    const t = o.decode ? text(a) : undefined;
-    const done: FinishReason | undefined =
-      eos.has(token) || t?.stopped
-        ? 'stop'
-        : a.out.length >= o.maxNewTokens || session.length(row) + 1 > session.maxLen
-          ? 'length'
-          : undefined;
-    if (t && o.onText) {
-      // Stream only text that cannot turn into a stop string or a split character.
-      const hold = done ? 0 : Math.max(heldBack(t.text, stops), t.text.endsWith('\uFFFD') ? 1 : 0);
-      const upto = t.text.length - hold;
-      if (upto > a.streamed) {
-        o.onText(a.index, t.text.slice(a.streamed, upto));
-        a.streamed = upto;
-      }
-    }
-    if (done) finish(row, a, done, t?.text);
+    const r = a.row.accept(logits, session.length(row) + 1 > session.maxLen);
+    o.onToken?.(a.index, r.token);
+    if (r.text) o.onText?.(a.index, r.text);
+    if (r.done) finish(row, a, r.done);
   };
 
   while (pending.length || rows.size) {
     const free = session.freeRows().filter((r) => !rows.has(r));
     const joining = free.slice(0, pending.length).map((row) => {
       const index = pending.shift() as number;
-      const a: Active = {
-        index,
-        sampler: new Sampler(o.sampling ?? {}, index),
-        seen: [...prompts[index]],
-        out: [],
-        streamed: 0,
-      };
+      const a: Active = { index, row: new RowDecoder(prompts[index], rowOptions, index) };
       rows.set(row, a);
       return { row, tokens: prompts[index] };
     });
@@ -111,30 +80,16 @@ export async function generate(
       const logits = await session.prefill(joining);
       joining.forEach((j, i) => {
         const a = rows.get(j.row) as Active;
-        if (o.maxNewTokens <= 0) finish(j.row, a, 'length', o.decode ? '' : undefined);
+        if (o.maxNewTokens <= 0) finish(j.row, a, 'length');
         else accept(j.row, a, logits[i]);
       });
       continue; // rows freed by the first token take the next prompts first
     }
-    const stepping = [...rows].map(([row, a]) => ({ row, token: a.out[a.out.length - 1] }));
+    const stepping = [...rows].map(([row, a]) => ({ row, token: a.row.out[a.row.out.length - 1] }));
     const logits = await session.step(stepping);
     stepping.forEach((s, i) => {
       accept(s.row, rows.get(s.row) as Active, logits[i]);
     });
   }
   return results;
-}
-
-/** Characters at the end of `text` that begin some stop string (held back from the stream). */
-export function heldBack(text: string, stops: readonly string[]): number {
-  let hold = 0;
-  for (const s of stops) {
-    for (let n = Math.min(s.length - 1, text.length); n > hold; n--) {
-      if (text.endsWith(s.slice(0, n))) {
-        hold = n;
-        break;
-      }
-    }
-  }
-  return hold;
 }

@@ -1,9 +1,11 @@
 // Opening `--model`: a bitsandbytes 4-bit checkpoint (QLoRA base), a plain HF
 // directory, or a built-in preset. Lives above models/llama because reading a 4-bit
 // checkpoint needs the qlora method's graph rewrite.
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Bnb4bitModel, loadBnb4bitModel } from './bnb4bit.ts';
 import { ComputeF32View, type LoadedModel, loadModel } from './llama/index.ts';
+import { ByteTokenizer, loadTokenizer, type Tokenizer } from './tokenizer/index.ts';
 
 export interface OpenedModel extends LoadedModel {
   /** A bitsandbytes 4-bit checkpoint: how it stores its weights, e.g. "bitsandbytes nf4, blocksize 64, double quant". */
@@ -52,4 +54,19 @@ export function openModel(spec: string, opts: { seed?: number } = {}): OpenedMod
       return { graph: r.graph, weights: new ComputeF32View(r.weights ?? weights) };
     },
   };
+}
+
+/**
+ * The model's tokenizer: its tokenizer.json, else the byte-level one when the model's
+ * vocabulary is exactly that (the bundled tiny model); undefined when there is none.
+ */
+export function tokenizerOf(model: OpenedModel): Tokenizer | undefined {
+  if (model.dir && existsSync(join(model.dir, 'tokenizer.json'))) return loadTokenizer(model.dir);
+  const bytes = new ByteTokenizer();
+  const c = model.config;
+  const byteVocab =
+    c.vocabSize === bytes.vocabSize &&
+    (c.bosTokenId ?? bytes.bosId) === bytes.bosId &&
+    (c.eosTokenId ?? bytes.eosId) === bytes.eosId;
+  return byteVocab ? bytes : undefined;
 }

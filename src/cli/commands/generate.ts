@@ -2,12 +2,11 @@
 //   [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]
 //   [--stop <text>]... [--seed N] [--json]` plus the backend flags: decodes with the KV cache
 // (src/generate), streaming the text as it is produced; `--json` prints one object per row.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DecodeSession, type Generation, generate, type SamplingOptions } from '../../generate/index.ts';
-import { type OpenedModel, openModel } from '../../models/open.ts';
-import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
+import { openModel, tokenizerOf } from '../../models/open.ts';
+import type { Tokenizer } from '../../models/tokenizer/index.ts';
 import { UsageError } from '../errors.ts';
 import {
   addBackendOptions,
@@ -105,21 +104,6 @@ function unitInterval(flag: string): (v: string) => number {
       throw new UsageError(`${flag} must be a number in (0, 1], got '${v}'`);
     return n;
   };
-}
-
-/**
- * The model's tokenizer: its tokenizer.json, else the byte-level one when the model's
- * vocabulary is exactly that (the bundled tiny model); undefined when there is none.
- */
-export function tokenizerOf(model: OpenedModel): Tokenizer | undefined {
-  if (model.dir && existsSync(join(model.dir, 'tokenizer.json'))) return loadTokenizer(model.dir);
-  const bytes = new ByteTokenizer();
-  const c = model.config;
-  const byteVocab =
-    c.vocabSize === bytes.vocabSize &&
-    (c.bosTokenId ?? bytes.bosId) === bytes.bosId &&
-    (c.eosTokenId ?? bytes.eosId) === bytes.eosId;
-  return byteVocab ? bytes : undefined;
 }
 
 /** `--tokens`: inline JSON or a JSON file; one array of ids (one row) or an array of id arrays. */
