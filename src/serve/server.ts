@@ -72,7 +72,8 @@ interface Prompt {
 /** The app (not yet listening): routes over `engine`. */
 export function createServer(engine: Engine, o: ServerOptions = {}): FastifyInstance {
   const chat = o.chat ?? ChatTemplate.forModel(undefined);
-  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? 16 * 2 ** 20 });
+  // Closing the server ends every connection (keep-alive ones included) at once.
+  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? 16 * 2 ** 20, forceCloseConnections: true });
 
   app.setErrorHandler((e, _req, reply) => {
     const { status, body } = errorOf(e);

@@ -55,18 +55,19 @@ export interface Served {
 /** An engine with adapters a0..a{n-1} loaded, served on 127.0.0.1:0. */
 export async function serve(
   backend: Backend,
-  o: Partial<SessionEngineOptions> & { adapters?: number },
+  o: Partial<SessionEngineOptions> & { adapters?: number; chat?: ChatTemplate },
 ): Promise<Served> {
   const engine = await SessionEngine.create(backend, model, tok, {
     maxBatch: 4,
     maxQueue: 64,
     maxLen: 128,
     slots: { max_loras: 8, max_lora_rank: 8 },
+    name: BASE,
     ...o,
   });
   const d = adapterDirs();
   for (let i = 0; i < (o.adapters ?? 0); i++) await engine.loadAdapter(`a${i}`, d[i]);
-  const app = createServer(engine, { chat: ChatTemplate.forModel(MODEL_DIR) });
+  const app = createServer(engine, { chat: o.chat ?? ChatTemplate.forModel(MODEL_DIR) });
   const url = await listen(app, '127.0.0.1', 0);
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 15_000 });
   return {
@@ -96,6 +97,7 @@ export async function alone(
   maxTokens: number,
   stop: readonly string[] = [],
 ): Promise<Alone> {
+  // (prompt: token ids as the server encodes them)
   const session = await DecodeSession.create(backend, model, {
     batch: 1,
     maxLen: prompt.length + maxTokens,
