@@ -25,6 +25,7 @@ const BENCHES: { name: string; file: string; args?: string[] }[] = [
   { name: 'fusion', file: 'bench/fusion.ts' },
   { name: 'compile', file: 'bench/compile.ts' },
   { name: 'generate', file: 'bench/generate.ts' },
+  { name: 'serve', file: 'bench/serve.ts' },
   { name: 'export-webgpu-ts', file: 'bench/export-webgpu-ts.ts' },
 ];
 
