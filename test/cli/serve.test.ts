@@ -4,7 +4,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { adapterDirs, BASE, MODEL_DIR } from '../serve/helpers.ts';
+import { makeAdapter } from '../models/multi-lora-cases.ts';
+import { adapterDirs, BASE, MODEL_DIR, model } from '../serve/helpers.ts';
 import { cli } from './run-cli.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'peftc.js');
@@ -26,10 +27,16 @@ it('refuses bad flags with exit 2 and says what to give', async () => {
     expect(r.code, flags.join(' ')).toBe(2);
     expect(r.stderr).toMatch(message);
   }
+  // Not a PEFT folder: a runtime error (exit 1) naming the flag and the file.
+  const r = await cli(['serve', '--model', MODEL_DIR, '--backend', 'cpu', '--adapter', `a=${MODEL_DIR}`]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/--adapter a=examples\/models\/tiny-llama: .*adapter_config\.json/);
 });
 
 it('serves on loopback, prints its URL, and exits 0 on SIGTERM', async () => {
   const adapter = adapterDirs()[0];
+  // Rank 24, above the default --max-lora-rank 16: the default rises to fit it.
+  const big = makeAdapter(model, { r: 24, targets: ['q_proj'], alpha: 8, seed: 9 });
   const child = spawn(
     process.execPath,
     [
@@ -39,6 +46,8 @@ it('serves on loopback, prints its URL, and exits 0 on SIGTERM', async () => {
       MODEL_DIR,
       '--adapter',
       `mine=${adapter}`,
+      '--adapter',
+      `big=${big}`,
       '--backend',
       'cpu',
       '--port',
@@ -67,9 +76,9 @@ it('serves on loopback, prints its URL, and exits 0 on SIGTERM', async () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     const url = (out.match(/http:\/\/127\.0\.0\.1:\d+/) as RegExpMatchArray)[0];
-    expect(out).toMatch(new RegExp(`models: ${BASE}, mine`));
+    expect(out).toMatch(new RegExp(`models: ${BASE}, mine, big`));
     const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
-    expect(models.data.map((m) => m.id)).toEqual([BASE, 'mine']);
+    expect(models.data.map((m) => m.id)).toEqual([BASE, 'mine', 'big']);
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

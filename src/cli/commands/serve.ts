@@ -4,9 +4,10 @@
 // adapter by `model`, concurrent requests batched continuously. Runs until SIGINT/SIGTERM.
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
+import { readPeftConfig } from '../../io/peft/index.ts';
 import { openModel, tokenizerOf } from '../../models/open.ts';
 import { ChatTemplate, createServer, listen, SessionEngine } from '../../serve/index.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import {
   addBackendOptions,
   type BackendCliOptions,
@@ -24,7 +25,7 @@ export interface ServeCliOptions extends BackendCliOptions {
   readonly maxQueue: number;
   readonly maxModelLen?: number;
   readonly maxLoras?: number;
-  readonly maxLoraRank: number;
+  readonly maxLoraRank?: number;
 }
 
 const DEFAULT_PORT = 8000;
@@ -91,9 +92,8 @@ export function register(program: Command): void {
       )
       .option(
         '--max-lora-rank <n>',
-        'largest adapter rank that can be loaded',
+        `largest adapter rank that can be loaded (default: ${DEFAULT_MAX_LORA_RANK}, or the largest rank of the --adapter folders if more)`,
         positiveInt('--max-lora-rank'),
-        DEFAULT_MAX_LORA_RANK,
       ),
   ).action(async (o: ServeCliOptions) => {
     const stop = await startServe(o, (s) => process.stdout.write(s));
@@ -125,6 +125,12 @@ export async function startServe(
   const maxLoras = o.maxLoras ?? Math.max(DEFAULT_MAX_LORAS, o.adapter?.length ?? 0);
   if ((o.adapter?.length ?? 0) > maxLoras)
     throw new UsageError(`${o.adapter?.length} adapters given but --max-loras is ${maxLoras}`);
+  const maxLoraRank =
+    o.maxLoraRank ??
+    Math.max(
+      DEFAULT_MAX_LORA_RANK,
+      ...(o.adapter ?? []).map((a) => adapterFlag(a, () => adapterRank(a.dir))),
+    );
   const chat = ChatTemplate.forModel(model.dir);
   const backend = await backendFrom(o);
   let engine: SessionEngine | undefined;
@@ -133,9 +139,10 @@ export async function startServe(
       maxBatch: o.maxBatch,
       maxQueue: o.maxQueue,
       maxLen: o.maxModelLen ?? Math.min(model.config.maxPositionEmbeddings, DEFAULT_MAX_MODEL_LEN),
-      slots: { max_loras: maxLoras, max_lora_rank: o.maxLoraRank },
+      slots: { max_loras: maxLoras, max_lora_rank: maxLoraRank },
     });
-    for (const a of o.adapter ?? []) await engine.loadAdapter(a.name, a.dir);
+    for (const a of o.adapter ?? [])
+      await engine.loadAdapter(a.name, a.dir).catch((e: Error) => adapterFlag(a, () => Promise.reject(e)));
     const app = createServer(engine, { chat });
     const url = await listen(app, o.host, o.port);
     write(
@@ -154,5 +161,25 @@ export async function startServe(
     await engine?.close();
     backend.dispose();
     throw e;
+  }
+}
+
+/** The largest rank of the PEFT adapter in `dir` (r and its rank_pattern); 0 if it names none. */
+function adapterRank(dir: string): number {
+  const c = readPeftConfig(dir).config as { r?: unknown; rank_pattern?: Record<string, unknown> };
+  const ranks = [c.r, ...Object.values(c.rank_pattern ?? {})].filter(
+    (r): r is number => typeof r === 'number',
+  );
+  return Math.max(0, ...ranks);
+}
+
+/** `fn()`, its error (thrown or rejected) prefixed with the --adapter flag it came from. */
+function adapterFlag<T>(a: { name: string; dir: string }, fn: () => T): T {
+  const wrap = (e: unknown) => new UserError(`--adapter ${a.name}=${a.dir}: ${(e as Error).message}`);
+  try {
+    const r = fn();
+    return (r instanceof Promise ? r.catch((e) => Promise.reject(wrap(e))) : r) as T;
+  } catch (e) {
+    throw wrap(e);
   }
 }
