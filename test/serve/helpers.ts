@@ -55,9 +55,9 @@ export interface Served {
 /** An engine with adapters a0..a{n-1} loaded, served on 127.0.0.1:0. */
 export async function serve(
   backend: Backend,
-  o: Partial<SessionEngineOptions> & { adapters?: number; chat?: ChatTemplate },
+  o: Partial<SessionEngineOptions> & { adapters?: number; chat?: ChatTemplate; model?: OpenedModel },
 ): Promise<Served> {
-  const engine = await SessionEngine.create(backend, model, tok, {
+  const engine = await SessionEngine.create(backend, o.model ?? model, tok, {
     maxBatch: 4,
     maxQueue: 64,
     maxLen: 128,
@@ -96,9 +96,10 @@ export async function alone(
   prompt: readonly number[],
   maxTokens: number,
   stop: readonly string[] = [],
+  on: OpenedModel = model,
 ): Promise<Alone> {
   // (prompt: token ids as the server encodes them)
-  const session = await DecodeSession.create(backend, model, {
+  const session = await DecodeSession.create(backend, on, {
     batch: 1,
     maxLen: prompt.length + maxTokens,
     adapters: adapter < 0 ? [] : [adapterDirs()[adapter]],

@@ -4,9 +4,14 @@
 // JSON and out-of-range fields, 429 full queue), runtime adapter loading, and a client
 // that disconnects mid-stream freeing its batch row. Greedy answers are compared with the
 // same request decoded alone (helpers.ts `alone`). CPU backend.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/backends/cpu/index.ts';
+import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
+import { openModel } from '../../src/models/open.ts';
 import { ChatTemplate } from '../../src/serve/index.ts';
 import { adapterDirs, alone, BASE, MODEL_DIR, type Served, serve, tok, until } from './helpers.ts';
 
@@ -334,6 +339,28 @@ describe('peftc serve queue (cpu)', () => {
       const bDone = await b; // B got the freed row
       expect(bDone.choices[0].text).toBe((await alone(backend, -1, tok.encode('B'), 5)).text);
       await until(() => s.engine.stats().running === 0 && s.engine.stats().waiting === 0);
+    } finally {
+      await s.close();
+    }
+  }, 20_000);
+});
+
+describe('peftc serve on a 4-bit base (cpu)', () => {
+  it('serves adapters over an NF4 checkpoint as each alone on it', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'peftc-serve-nf4-')), 'tiny-llama-nf4');
+    quantizeCheckpoint(MODEL_DIR, dir, { quantType: 'nf4', blocksize: 64, doubleQuant: true });
+    const nf4 = openModel(dir);
+    expect(nf4.quantization).toMatch(/nf4/);
+    const s = await serve(backend, { model: nf4, name: 'tiny-llama-nf4', adapters: 2 });
+    try {
+      const answers = await Promise.all(
+        ['tiny-llama-nf4', 'a0', 'a1'].map((m) =>
+          s.client.completions.create({ model: m, prompt: 'Quantized', max_tokens: 6, temperature: 0 }),
+        ),
+      );
+      const ids = tok.encode('Quantized');
+      for (const [i, a] of [-1, 0, 1].entries())
+        expect(answers[i].choices[0].text).toBe((await alone(backend, a, ids, 6, [], nf4)).text);
     } finally {
       await s.close();
     }
