@@ -72,6 +72,7 @@ interface Prompt {
 /** The app (not yet listening): routes over `engine`. */
 export function createServer(engine: Engine, o: ServerOptions = {}): FastifyInstance {
   const chat = o.chat ?? ChatTemplate.forModel(undefined);
+  const started = now();
   // Closing the server ends every connection (keep-alive ones included) at once.
   const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? 16 * 2 ** 20, forceCloseConnections: true });
 
@@ -107,7 +108,7 @@ export function createServer(engine: Engine, o: ServerOptions = {}): FastifyInst
     data: engine.models().map((m) => ({
       id: m.id,
       object: 'model',
-      created: 0,
+      created: started,
       owned_by: 'peftc',
       root: m.root,
       parent: m.parent,
