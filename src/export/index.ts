@@ -3,7 +3,8 @@
 // imports the heavy machinery (compiler, ts-morph, ...) when it is called, so that
 // `peftc --help` stays fast.
 import type { ExportFormat } from './format.ts';
+import { hfTrainer } from './hf-trainer/index.ts';
 
 export type { ExportFlag, ExportFormat, ExportOptions } from './format.ts';
 
-export const EXPORT_FORMATS: readonly ExportFormat[] = [];
+export const EXPORT_FORMATS: readonly ExportFormat[] = [hfTrainer];
