@@ -9,11 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli } from '../cli/run-cli.ts';
+import { DATA, exportProject, ROOT, trainCpu } from '../export/hf-trainer-cli.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const MODEL = join(ROOT, 'examples', 'models', 'tiny-llama');
-const DATA = join(ROOT, 'examples', 'data', 'tiny-instruct.jsonl');
 const VENV = join(ROOT, 'bench', 'baseline', '.venv', 'bin', 'python');
 const PYTHON = process.env.PYTHON ?? (existsSync(VENV) ? VENV : 'python3');
 const TOLERANCE = 1e-4;
@@ -38,34 +35,9 @@ describe.each([
     const recipe = join(ROOT, 'test', 'interop', file);
     const dir = join(tmp, file.replace('.json', ''));
     const project = join(dir, 'project');
-    const exp = await cli([
-      'export',
-      '--format',
-      'hf-trainer',
-      '--model',
-      MODEL,
-      '--recipe',
-      recipe,
-      '--data',
-      DATA,
-      '--out',
-      project,
-    ]);
+    const exp = await exportProject(recipe, project, '--data', DATA);
     expect(exp.code, exp.stderr).toBe(0);
-    const run = await cli([
-      'train',
-      '--backend',
-      'cpu',
-      '--model',
-      MODEL,
-      '--recipe',
-      recipe,
-      '--data',
-      DATA,
-      '--out',
-      join(dir, 'peftc'),
-      '--no-plot',
-    ]);
+    const run = await trainCpu(recipe, join(dir, 'peftc'));
     expect(run.code, run.stderr).toBe(0);
     const py = spawnSync(PYTHON, ['train.py', '--cpu', '--output-dir', join(dir, 'hf')], {
       cwd: project,

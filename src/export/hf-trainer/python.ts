@@ -30,11 +30,26 @@ export function py(v: Py): string {
   return `{${entries.map(([k, x]) => `${JSON.stringify(k)}: ${py(x)}`).join(', ')}}`;
 }
 
+/** Lines longer than this break a list or dict into one item per line (as black would). */
+const WIDTH = 100;
+
+/** A literal for `v` at `indent` spaces: on one line when it fits, else one item per line. */
+export function pyBlock(v: Py, indent: number, lead = 0): string {
+  const flat = py(v);
+  if (indent + lead + flat.length <= WIDTH || v === null || typeof v !== 'object' || v instanceof PyExpr)
+    return flat;
+  const pad = ' '.repeat(indent + 4);
+  if (Array.isArray(v))
+    return `[\n${v.map((x) => `${pad}${pyBlock(x, indent + 4)},\n`).join('')}${' '.repeat(indent)}]`;
+  const entries = Object.entries(v as Record<string, Py>);
+  return `{\n${entries.map(([k, x]) => `${pad}${JSON.stringify(k)}: ${pyBlock(x, indent + 4, k.length + 4)},\n`).join('')}${' '.repeat(indent)}}`;
+}
+
 /** Keyword arguments, one `name=value,` per line at `indent` spaces (for a call split over lines). */
 export function kwargs(args: Readonly<Record<string, Py>>, indent = 4): string {
   const pad = ' '.repeat(indent);
   return Object.entries(args)
-    .map(([k, v]) => `${pad}${k}=${py(v)},\n`)
+    .map(([k, v]) => `${pad}${k}=${pyBlock(v, indent, k.length + 2)},\n`)
     .join('');
 }
 
