@@ -153,7 +153,7 @@ accelerate launch --config_file accelerate/deepspeed-zero3.yaml train.py --outpu
 Set \`num_processes\` (GPUs per machine x machines) and \`num_machines\` in the yaml files, or
 pass \`--num_processes N\` to \`accelerate launch\`. FSDP wraps each \`${i.layerClass}\`.
 \`--model DIR\` points at another copy of the model. \`out/\` then holds the ${p.fullRank ? 'trained model (a Hugging Face model directory)' : 'PEFT adapter, which `peftc logits --adapter`, `peftc merge` and PEFT load'}; \`out/losses.jsonl\`
-the unrounded loss of every step.
+the unrounded loss of every step (of process 0 when there are several).
 
 ## Files
 

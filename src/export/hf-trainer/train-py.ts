@@ -259,7 +259,8 @@ ${kwargs(p.loraplus.kwargs, 16)}            )
 `
     : '';
   return `class LossLog(TrainerCallback):
-    """Each optimizer step's loss, unrounded: the mean of its micro-batch losses, as peftc logs it."""
+    """Each optimizer step's loss, unrounded: the mean of its micro-batch losses, as peftc logs it
+    (with several processes, those of process 0; Trainer's own log averages the processes)."""
 
     def __init__(self, path):
         self.path = path
