@@ -30,6 +30,7 @@ describe.each([
   ['lora (cosine, clipping, weight decay)', 'lora-interop.json'],
   ['DoRA + LoRA+ (linear warmup, gradient accumulation 2, checkpointing)', 'dora-loraplus-interop.json'],
   ['AdaLoRA (rank allocation callback, orthogonality penalty)', 'adalora-interop.json'],
+  ['PiSSA (PEFT recomputes the SVD init; saved converted to plain LoRA)', 'pissa-interop.json'],
 ])('hf-trainer project: %s', (_what, file) => {
   it('tracks peftc train --backend cpu over the first 3 steps within 1e-4', async () => {
     const recipe = join(ROOT, 'test', 'interop', file);
