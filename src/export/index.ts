@@ -4,8 +4,9 @@
 // `peftc --help` stays fast.
 import type { ExportFormat } from './format.ts';
 import { ggufFormat, ggufLoraFormat } from './gguf.ts';
+import { hfTrainer } from './hf-trainer/index.ts';
 import { webgpuTs } from './webgpu-ts/index.ts';
 
 export type { ExportFlag, ExportFormat, ExportOptions } from './format.ts';
 
-export const EXPORT_FORMATS: readonly ExportFormat[] = [webgpuTs, ggufFormat, ggufLoraFormat];
+export const EXPORT_FORMATS: readonly ExportFormat[] = [webgpuTs, ggufFormat, ggufLoraFormat, hfTrainer];

@@ -9,9 +9,8 @@ import { makeDirs } from '../../io/atomic.ts';
 import { OutputError, outputError } from '../../io/fs-errors.ts';
 import { loadRecipe, parseRecipe, type Recipe, resolveRecipe } from '../../methods/index.ts';
 import { type OpenedModel, openModel } from '../../models/open.ts';
-import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../../models/tokenizer/index.ts';
 import { latestCheckpoint } from '../../train/checkpoint/index.ts';
-import { loadDataset } from '../../train/data/index.ts';
+import { DEFAULT_BATCH, datasetFor } from '../../train/data/index.ts';
 import { RecipeEntryError } from '../../train/setup.ts';
 import { type TrainResult, train } from '../../train/trainer.ts';
 import { UsageError, UserError } from '../errors.ts';
@@ -67,20 +66,6 @@ function fraction(flag: string) {
       throw new UsageError(`${flag} must be a number in [0, 1) (0: no eval split), got '${v}'`);
     return x;
   };
-}
-
-function tokenizerFor(dir: string | undefined, vocab: number): Tokenizer {
-  const tok = dir ? loadTokenizer(dir, { fallbackToBytes: true }) : new ByteTokenizer();
-  if (tok.vocabSize > vocab) {
-    const which =
-      tok instanceof ByteTokenizer
-        ? `the byte-level tokenizer (used when ${dir ?? 'the model'} has no tokenizer.json)`
-        : 'the tokenizer';
-    throw new UserError(
-      `${which} has ${tok.vocabSize} ids but the model's vocab_size is ${vocab}; add the model's tokenizer.json, or give token ids with --tokens <file> (no tokenizer needed)`,
-    );
-  }
-  return tok;
 }
 
 /** --out must be a directory (or not exist yet); --resume needs a checkpoint in it. */
@@ -160,31 +145,7 @@ async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream, sig
   const recipe = applyOverrides(loadRecipe(o.recipe), o);
   const model = openModel(o.model, { seed: recipe.seed });
   checkNotQuantizedTwice(o, recipe, model);
-  const seq = recipe.seq_len ?? 64;
-  if (seq > model.config.maxPositionEmbeddings) {
-    throw new UserError(
-      `--seq ${seq} is longer than the model's max_position_embeddings ${model.config.maxPositionEmbeddings}`,
-    );
-  }
-  const c = model.config;
-  // Pre-tokenized data needs no tokenizer: the model's vocab_size bounds its ids.
-  const tokenizer = o.tokens === undefined ? tokenizerFor(model.dir, c.vocabSize) : undefined;
-  const dataset = loadDataset({
-    data: o.data,
-    tokens: o.tokens,
-    evalData: o.evalData,
-    tokenizer,
-    ...(tokenizer
-      ? {}
-      : {
-          vocabSize: c.vocabSize,
-          vocabName: "the model's vocab_size",
-          padId: c.padTokenId ?? c.eosTokenId ?? 0,
-        }),
-    seq,
-    seed: recipe.seed,
-    evalFraction: recipe.eval_fraction,
-  });
+  const { dataset, tokenizer } = datasetFor(model, recipe, o);
   const backend = await backendFrom(o);
   try {
     return await train({
@@ -196,7 +157,7 @@ async function trainWith(o: TrainCliOptions, stream?: NodeJS.WritableStream, sig
       out: o.out,
       steps: recipe.steps,
       scheduleSteps: o.scheduleSteps,
-      batch: recipe.batch_size ?? 4,
+      batch: recipe.batch_size ?? DEFAULT_BATCH,
       seed: recipe.seed,
       initAdapter: o.initAdapter,
       saveEvery: o.saveEvery,

@@ -7,6 +7,7 @@ export {
   seededPermutation,
 } from './batches.ts';
 export { type Dataset, type DatasetOptions, datasetFingerprint, loadDataset, splitRows } from './dataset.ts';
+export { type DataFiles, DEFAULT_BATCH, DEFAULT_SEQ, datasetFor, modelTokenizer } from './for-model.ts';
 export {
   type DataFormat,
   type Document,
