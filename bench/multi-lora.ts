@@ -10,8 +10,7 @@
 // (src/generate DecodeSession, prompts of 8 tokens). Interleaved rounds (each
 // round runs both variants) and the median per variant, so machine load hits both alike.
 // Target (issue 23): multi >= 0.7x the merged throughput.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Executable } from '../src/backends/backend.ts';
@@ -19,12 +18,10 @@ import { WebGpuBackend } from '../src/backends/webgpu/index.ts';
 import { argmax, DecodeSession } from '../src/generate/index.ts';
 import { type Tensor, tensor } from '../src/ir/tensor.ts';
 import { bindParams } from '../src/ir/weights.ts';
-import { injectLora, loraOptions } from '../src/methods/lora/index.ts';
-import { savePeftAdapter } from '../src/models/adapters.ts';
-import { buildLlama } from '../src/models/llama/index.ts';
 import { ADAPTER_INDEX, prepareMultiLora } from '../src/models/multi-lora.ts';
 import { openModel } from '../src/models/open.ts';
 import { prepareModel } from '../src/models/prepare.ts';
+import { ALL_LINEARS, writeRandomAdapters } from './random-adapters.ts';
 import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
@@ -45,25 +42,9 @@ const rank = Number(a.rank);
 const nAdapters = Number(a.adapters);
 const rounds = Number(a.rounds);
 const iters = Number(a.iters);
-const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
 const model = openModel(a.model!);
-const tmp = mkdtempSync(join(tmpdir(), 'peftc-bench-multi-lora-'));
-// Random (non-zero) PEFT adapters, as training would leave them.
-const dirs = Array.from({ length: nAdapters }, (_, i) => {
-  const o = loraOptions.parse({
-    r: rank,
-    lora_alpha: 2 * rank,
-    target_modules: TARGETS,
-    init_lora_weights: false,
-  });
-  const g = buildLlama(model.config, { batch: 1, seq: 1 });
-  const inj = injectLora(g, o, model.weights);
-  const w = bindParams(inj.graph, inj.weights!, 100 + i);
-  const dir = join(tmp, `adapter${i}`);
-  savePeftAdapter(dir, inj.graph, (n) => w.get(n)! as Tensor, o, model.source);
-  return dir;
-});
+const { dirs, root: adapterRoot } = writeRandomAdapters(model, nAdapters, rank, 100);
 
 const gpu = new WebGpuBackend();
 await gpu.ready();
@@ -86,7 +67,7 @@ for (const seq of seqs) {
   const m = prepareMultiLora(
     model,
     { batch, seq },
-    { target_modules: TARGETS, max_loras: nAdapters, max_lora_rank: rank },
+    { target_modules: ALL_LINEARS, max_loras: nAdapters, max_lora_rank: rank },
   );
   const multi = await gpu.compile(m.graph, bindParams(m.graph, m.weights));
   m.slots.attach(multi);
@@ -127,7 +108,7 @@ const merged = await DecodeSession.create(gpu, model, { batch, maxLen, adapters:
 const { slots } = prepareMultiLora(
   model,
   { batch: 1, seq: 1 },
-  { target_modules: TARGETS, max_loras: nAdapters, max_lora_rank: rank },
+  { target_modules: ALL_LINEARS, max_loras: nAdapters, max_lora_rank: rank },
 );
 const multi = await DecodeSession.fromFactory(
   slots.wrap(gpu),
@@ -159,14 +140,14 @@ for (const v of sessions) {
   v.s.dispose();
 }
 gpu.dispose();
-rmSync(tmp, { recursive: true, force: true });
+rmSync(adapterRoot, { recursive: true, force: true });
 
 const result = {
   model: model.source,
   batch,
   rank,
   adapters: nAdapters,
-  targets: TARGETS,
+  targets: ALL_LINEARS,
   rounds,
   iters,
   target_ratio: 0.7,
@@ -181,7 +162,7 @@ const result = {
 mkdirSync(join('bench', 'results'), { recursive: true });
 writeFileSync(join('bench', 'results', 'multi-lora.json'), `${JSON.stringify(result, null, 2)}\n`);
 printTable(
-  `Multi-LoRA batch vs one merged adapter on webgpu, ${model.source}, batch ${batch} (row i: adapter i), rank ${rank} on ${TARGETS.length} linears per layer, median of ${rounds} interleaved rounds x ${iters} forward passes`,
+  `Multi-LoRA batch vs one merged adapter on webgpu, ${model.source}, batch ${batch} (row i: adapter i), rank ${rank} on ${ALL_LINEARS.length} linears per layer, median of ${rounds} interleaved rounds x ${iters} forward passes`,
   [
     {
       header: 'seq',

@@ -9,19 +9,14 @@
 // - unbatched: the mixed requests with --max-batch 1 (one request at a time).
 // Reported: completion tokens/s over the whole burst, requests/s, median and p95 latency
 // and time to first token (every request streams).
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 import { type BackendName, createBackend } from '../src/backends/index.ts';
-import type { Tensor } from '../src/ir/tensor.ts';
-import { bindParams } from '../src/ir/weights.ts';
-import { injectLora, loraOptions } from '../src/methods/lora/index.ts';
-import { savePeftAdapter } from '../src/models/adapters.ts';
-import { buildLlama } from '../src/models/llama/index.ts';
 import { openModel, tokenizerOf } from '../src/models/open.ts';
 import { createServer, listen, SessionEngine } from '../src/serve/index.ts';
+import { writeRandomAdapters } from './random-adapters.ts';
 import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
@@ -43,22 +38,8 @@ const rank = Number(a.rank);
 const backendName = a.backend as BackendName;
 const model = openModel(a.model!);
 const tok = tokenizerOf(model);
-const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 
-const tmp = mkdtempSync(join(tmpdir(), 'peftc-bench-serve-'));
-const dirs = Array.from({ length: nAdapters }, (_, i) => {
-  const o = loraOptions.parse({
-    r: rank,
-    lora_alpha: 2 * rank,
-    target_modules: TARGETS,
-    init_lora_weights: false,
-  });
-  const inj = injectLora(buildLlama(model.config, { batch: 1, seq: 1 }), o, model.weights);
-  const w = bindParams(inj.graph, inj.weights!, 200 + i);
-  const dir = join(tmp, `adapter${i}`);
-  savePeftAdapter(dir, inj.graph, (n) => w.get(n)! as Tensor, o, model.source);
-  return dir;
-});
+const { dirs, root: adapterRoot } = writeRandomAdapters(model, nAdapters, rank, 200);
 const prompts = Array.from({ length: N }, (_, i) =>
   Array.from({ length: 8 + (i % 13) }, (_, j) => (i * 31 + j * 7) % 256),
 );
@@ -179,4 +160,5 @@ printTable(
   rows,
   [`mixed / one adapter throughput: ${num(result.mixed_over_one_adapter, 2)}`],
 );
+rmSync(adapterRoot, { recursive: true, force: true });
 process.exit(0);
