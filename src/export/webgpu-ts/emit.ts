@@ -2,7 +2,7 @@
 // the model's manifest generated as a typed constant), package.json and tsconfig.json as
 // JSON data, the WGSL kernels and plans as files, the weights as safetensors, a README.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind } from 'ts-morph';
 import { writeSafetensors } from '../../io/safetensors/index.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
@@ -10,8 +10,15 @@ import type { PackageData } from './plan.ts';
 import type { ModelManifest, Plan, PlanTarget } from './runtime/plan-types.ts';
 
 /** The runtime's sources, copied into the package's src/ (model.ts is generated instead). */
-const RUNTIME = ['plan-types.ts', 'safetensors.ts', 'runner.ts', 'cli.ts', 'test.ts'];
+const RUNTIME = ['plan-types.ts', 'safetensors.ts', 'kv-feeds.ts', 'runner.ts', 'cli.ts', 'test.ts'];
 const RUNTIME_DIR = join(import.meta.dirname, 'runtime');
+const SRC_DIR = resolve(import.meta.dirname, '../..');
+/**
+ * peftc's own files the package ships as they are (relative to src/), so that its sampler and
+ * finish rules are peftc's: they import nothing beyond this list (emit refuses otherwise).
+ * test/audit/layering.test.ts lets the runtime import exactly these.
+ */
+export const SHIPPED = ['generate/sampling.ts', 'generate/row.ts', 'util/rng.ts'];
 
 /** Versions the package asks for: those peftc itself is built and tested with. */
 const VERSIONS = {
@@ -24,6 +31,7 @@ const VERSIONS = {
 export interface PackageContents {
   readonly name: string;
   readonly manifest: ModelManifest;
+  /** By target: the logits plans (manifest.plans), then the generate plans (manifest.generation.plans). */
   readonly plans: Readonly<Record<PlanTarget, readonly Plan[]>>;
   readonly data: PackageData;
 }
@@ -39,7 +47,23 @@ function sources(manifest: ModelManifest): { path: string; text: string }[] {
     useInMemoryFileSystem: true,
     manipulationSettings: { indentationText: IndentationText.TwoSpaces, quoteKind: QuoteKind.Single },
   });
-  for (const f of RUNTIME) project.createSourceFile(`src/${f}`, readFileSync(join(RUNTIME_DIR, f), 'utf8'));
+  const files = [
+    ...RUNTIME.map((f) => ({ from: join(RUNTIME_DIR, f), to: f })),
+    ...SHIPPED.map((f) => ({ from: join(SRC_DIR, f), to: basename(f) })),
+  ];
+  const packaged = new Map(files.map((f) => [f.from, f.to]));
+  packaged.set(join(RUNTIME_DIR, 'model.ts'), 'model.ts');
+  for (const f of files) {
+    const sf = project.createSourceFile(`src/${f.to}`, readFileSync(f.from, 'utf8'));
+    // Imports of the shipped files point at their copies, side by side in src/.
+    for (const decl of [...sf.getImportDeclarations(), ...sf.getExportDeclarations()]) {
+      const spec = decl.getModuleSpecifierValue();
+      if (!spec?.startsWith('.')) continue;
+      const to = packaged.get(resolve(dirname(f.from), spec));
+      if (!to) throw new Error(`internal: ${f.from} imports '${spec}', which the package does not ship`);
+      decl.setModuleSpecifier(`./${to}`);
+    }
+  }
   const model = project.createSourceFile('src/model.ts', '');
   model.addImportDeclaration({
     isTypeOnly: true,
@@ -163,8 +187,10 @@ export function writePackage(dir: string, c: PackageContents): void {
   for (const s of sources(c.manifest)) write(join(dir, s.path), s.text);
   for (const k of c.data.kernels) write(join(dir, 'model', k.file), k.code);
   for (const target of Object.keys(c.plans) as PlanTarget[]) {
+    // The logits plans, then the generate plans.
+    const files = [...c.manifest.plans[target], ...(c.manifest.generation?.plans[target] ?? [])];
     c.plans[target].forEach((p, i) => {
-      write(join(dir, 'model', c.manifest.plans[target][i]), JSON.stringify(p));
+      write(join(dir, 'model', files[i]), JSON.stringify(p));
     });
   }
   const weights: Record<string, Tensor> = {};

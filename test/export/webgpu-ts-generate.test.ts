@@ -1,0 +1,219 @@
+// `generate` in the exported webgpu-ts package (issue 22): the KV-cache plans (prefill chunks
+// and the decode plan, batch 1) run by the package's runtime give `peftc generate --json`'s
+// tokens, greedy and seeded-sampled, with the same finish reasons. One package (tiny-llama
+// with a random LoRA adapter, unmerged) is exported and built once, offline (build-offline.ts),
+// in a temporary directory outside the repository; its CLI runs in a child process.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildOffline } from '../../src/export/webgpu-ts/build-offline.ts';
+import { SHIPPED } from '../../src/export/webgpu-ts/emit.ts';
+import { kvFeedArrays, MASKED } from '../../src/export/webgpu-ts/runtime/kv-feeds.ts';
+import type { Plan } from '../../src/export/webgpu-ts/runtime/plan-types.ts';
+import { kvFeeds, MASKED as PEFTC_MASKED } from '../../src/generate/feeds.ts';
+import { cli } from '../cli/run-cli.ts';
+import { ENV, MODEL, ROOT, writeTestAdapter } from './webgpu-ts-fixtures.ts';
+
+type Runner = typeof import('../../src/export/webgpu-ts/runtime/runner.ts');
+
+const dir = mkdtempSync(join(tmpdir(), 'peftc-webgpu-ts-gen-'));
+const adapter = join(dir, 'adapter');
+const pkg = join(dir, 'pkg');
+/** Two prompts: a short one, and one of 80 tokens (two prefill chunks of 64). */
+const prompts = [
+  [256, 1, 2, 3, 4, 5],
+  [256, ...Array.from({ length: 79 }, (_, i) => (7 * i + 3) % 256)],
+];
+const SAMPLED = ['--temperature', '0.9', '--top-k', '40', '--top-p', '0.95', '--repetition-penalty', '1.2'];
+
+interface Row {
+  index: number;
+  output_ids: number[];
+  finish_reason: string;
+}
+
+const rows = (stdout: string): Row[] =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const { index, output_ids, finish_reason } = JSON.parse(l) as Row;
+      return { index, output_ids, finish_reason };
+    });
+
+async function peftcGenerate(flags: string[], given: readonly number[][] = prompts): Promise<Row[]> {
+  const r = await cli([
+    'generate',
+    '--model',
+    MODEL,
+    '--adapter',
+    adapter,
+    '--tokens',
+    JSON.stringify(given),
+    '--json',
+    ...flags,
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return rows(r.stdout);
+}
+
+function packageCli(args: string[]) {
+  return spawnSync(process.execPath, ['dist/cli.js', ...args], { cwd: pkg, env: ENV, encoding: 'utf8' });
+}
+
+function packageGenerate(flags: string[]): Row[] {
+  const out = execFileSync(
+    process.execPath,
+    ['dist/cli.js', 'generate', '--tokens', JSON.stringify(prompts), '--json', ...flags],
+    { cwd: pkg, env: ENV, encoding: 'utf8', stdio: 'pipe' },
+  );
+  return rows(out);
+}
+
+describe('the webgpu-ts package generates as peftc does', () => {
+  beforeAll(async () => {
+    writeTestAdapter(adapter);
+    const r = await cli([
+      'export',
+      '--format',
+      'webgpu-ts',
+      '--model',
+      MODEL,
+      '--adapter',
+      adapter,
+      '--out',
+      pkg,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /generate: a 512-slot KV cache \(batch 1\), prefill chunks of 1, 2, 4, .*, 64 tokens/,
+    );
+    buildOffline(pkg);
+  }, 20_000);
+
+  it('greedy (no sampling flag): token for token the ids of `peftc generate --json`, adapter unmerged', async () => {
+    const flags = ['--max-new-tokens', '12'];
+    const want = await peftcGenerate(flags);
+    expect(want.map((r) => r.output_ids.length)).toEqual([12, 12]);
+    expect(packageGenerate(flags)).toEqual(want);
+    // --temperature 0 is greedy too.
+    expect(packageGenerate([...flags, '--temperature', '0'])).toEqual(want);
+  }, 20_000);
+
+  it("seeded sampling: peftc's draws (HF order, stream per prompt), repeated; another seed differs", async () => {
+    const flags = ['--max-new-tokens', '16', ...SAMPLED, '--seed', '7'];
+    const want = await peftcGenerate(flags);
+    const got = packageGenerate(flags);
+    expect(got).toEqual(want);
+    expect(packageGenerate(flags)).toEqual(got);
+    const other = packageGenerate(['--max-new-tokens', '16', ...SAMPLED, '--seed', '8']);
+    expect(other.map((r) => r.output_ids)).not.toEqual(got.map((r) => r.output_ids));
+  }, 20_000);
+
+  it("finish reasons: 'length' at maxNewTokens, 'stop' on an eos id (kept last), streamed by onToken", async () => {
+    const { loadModel, MODEL: manifest } = (await import(
+      pathToFileURL(join(pkg, 'dist', 'runner.js')).href
+    )) as Runner;
+    expect(manifest.generation?.eos).toEqual([257]); // the model's eos_token_id
+    const model = await loadModel();
+    try {
+      const long = await model.generate(prompts[0], { maxNewTokens: 10 });
+      expect(long.finishReason).toBe('length');
+      expect(long.outputIds).toHaveLength(10);
+      const eos = long.outputIds[4];
+      const streamed: number[] = [];
+      const stopped = await model.generate(prompts[0], {
+        maxNewTokens: 10,
+        eos: [eos],
+        onToken: (t) => streamed.push(t),
+      });
+      expect(stopped.finishReason).toBe('stop');
+      expect(stopped.outputIds).toEqual(long.outputIds.slice(0, long.outputIds.indexOf(eos) + 1));
+      expect(streamed).toEqual(stopped.outputIds);
+      // peftc stops on the same id with the same reason.
+      const [peftcRow] = await peftcGenerate(['--max-new-tokens', '10'], [prompts[0]]);
+      expect(peftcRow.output_ids).toEqual(long.outputIds);
+      await expect(model.generate([], {})).rejects.toThrow(/generate takes 1 to 512 tokens/);
+      await expect(model.generate([259])).rejects.toThrow(/not a token id in \[0, 259\)/);
+    } finally {
+      model.dispose();
+    }
+  }, 20_000);
+
+  it('the plans: the cache is state shared by the generate plans, written in place by copies', () => {
+    const manifest = JSON.parse(
+      readFileSync(join(pkg, 'model', 'plans', 'software-kv512-1.json'), 'utf8'),
+    ) as Plan;
+    const states = manifest.buffers.flatMap((b) => (b.state ? [b.state] : []));
+    expect(states.sort()).toEqual(['kv.0.k', 'kv.0.v', 'kv.1.k', 'kv.1.v']);
+    expect(manifest.copies?.length).toBe(4);
+    expect(Object.keys(manifest.feeds ?? {}).sort()).toEqual([
+      'attn_bias',
+      'kv_keep',
+      'kv_write',
+      'positions',
+    ]);
+    const prefill = JSON.parse(
+      readFileSync(join(pkg, 'model', 'plans', 'software-kv512-64.json'), 'utf8'),
+    ) as Plan;
+    expect(Object.keys(prefill.feeds ?? {})).toContain('last_token');
+    // The weights file holds no cache.
+    const header = readFileSync(join(pkg, 'model', 'weights.safetensors'));
+    const n = Number(header.readBigUInt64LE(0));
+    const keys = Object.keys(JSON.parse(header.subarray(8, 8 + n).toString('utf8')));
+    expect(keys.some((k) => k.startsWith('kv.'))).toBe(false);
+  });
+
+  it("the package's sampler and row rules are peftc's files, imports pointed at the copies", () => {
+    for (const f of SHIPPED) {
+      const ours = readFileSync(join(ROOT, 'src', f), 'utf8');
+      const theirs = readFileSync(join(pkg, 'src', f.split('/').pop() as string), 'utf8');
+      expect(theirs.replace("from './rng.ts'", "from '../util/rng.ts'")).toBe(ours);
+    }
+  });
+
+  it("the package's generate refuses bad flags and tokens, with the reason", () => {
+    const cases: [string[], RegExp][] = [
+      [['--tokens', '[1, 259]'], /--tokens: \[0\]\[1\] = 259 is not a token id in \[0, 259\)/],
+      [['--tokens', '[1]', '--top-p', '0'], /--top-p must be a number in \(0, 1\]/],
+      [['--tokens', '[1]', '--max-new-tokens', '1.5'], /--max-new-tokens must be an integer >= 1/],
+      [['--tokens', '[1]', '--bogus'], /Unknown option '--bogus'/],
+      [[], /generate needs --tokens/],
+    ];
+    for (const [args, why] of cases) {
+      const r = packageCli(['generate', ...args]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(why);
+    }
+  });
+});
+
+describe("the runtime's KV feeds", () => {
+  it("equal peftc's kvFeeds for one row", () => {
+    expect(MASKED).toBe(PEFTC_MASKED);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 0, max: 8 }),
+        fc.integer({ min: 0, max: 8 }),
+        fc.integer({ min: 0, max: 6 }),
+        (maxLen, s, n, st) => {
+          const seq = Math.max(1, Math.min(s, maxLen));
+          const count = Math.min(n, seq);
+          const start = Math.min(st, maxLen - count);
+          const tokens = Array.from({ length: count }, (_, i) => i + 3);
+          const want = kvFeeds([{ start, tokens }], seq, maxLen);
+          const got = kvFeedArrays(start, tokens, seq, maxLen);
+          expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+          for (const [k, t] of Object.entries(want))
+            expect(Array.from(got[k as keyof typeof got] ?? [])).toEqual(Array.from(t.data));
+        },
+      ),
+      { seed: 22, numRuns: 200 },
+    );
+  });
+});
