@@ -144,6 +144,27 @@ describe('the webgpu-ts package generates as peftc does', () => {
     }
   }, 20_000);
 
+  it("the gpu plans (hardware kernel variants), forced on this adapter, generate peftc's tokens too", async () => {
+    const { loadModel } = (await import(pathToFileURL(join(pkg, 'dist', 'runner.js')).href)) as Runner;
+    // The short prompt only: the gpu variants are slow on lavapipe.
+    const want = await peftcGenerate(['--max-new-tokens', '8', ...SAMPLED, '--seed', '3'], [prompts[0]]);
+    const model = await loadModel(undefined, { target: 'gpu' });
+    try {
+      expect(model.device.target).toBe('gpu');
+      const g = await model.generate(prompts[0], {
+        maxNewTokens: 8,
+        temperature: 0.9,
+        topK: 40,
+        topP: 0.95,
+        repetitionPenalty: 1.2,
+        seed: 3,
+      });
+      expect(g.outputIds).toEqual(want[0].output_ids);
+    } finally {
+      model.dispose();
+    }
+  }, 20_000);
+
   it('the plans: the cache is state shared by the generate plans, written in place by copies', () => {
     const manifest = JSON.parse(
       readFileSync(join(pkg, 'model', 'plans', 'software-kv512-1.json'), 'utf8'),
