@@ -146,6 +146,7 @@ It runs without peftc: its only runtime dependency is \`webgpu\` (Dawn for Node)
 \`\`\`sh
 npm install && npm run build && npm test
 node dist/cli.js logits --tokens tokens.json --out logits.safetensors
+node dist/cli.js generate --tokens '[1, 2, 3]' --max-new-tokens 16 --json
 \`\`\`
 
 \`tokens.json\` is a JSON array of token-id arrays; the output holds \`logits.0\`, \`logits.1\`, ...,
@@ -155,9 +156,10 @@ each f32 [tokens, ${m.vocabSize}], as \`peftc logits\` writes them. From TypeScr
 import { loadModel } from '${c.name}';
 const model = await loadModel();
 const logits = await model.logits([1, 2, 3]); // Float32Array [3 * ${m.vocabSize}]
+const { outputIds, finishReason } = await model.generate([1, 2, 3], { maxNewTokens: 16 });
 model.dispose();
 \`\`\`
-
+${generation(m)}
 ## What is inside
 
 - \`model/kernels/*.wgsl\`: the ${m.kernels.length} WGSL programs of the compiled inference graph, specialised
@@ -168,7 +170,11 @@ model.dispose();
   \`software\` ones for CPU adapters (lavapipe, SwiftShader); \`loadModel\` picks one by the adapter.
 - \`model/weights.safetensors\`: the weights and constants in the device's layout (f32; packed 4-bit
   weights and other small types as raw bytes).
-- \`src/\`: the runner (\`loadModel(dir?)\`, \`logits(ids)\`), the CLI, and this package's test.
+- \`model/plans/<target>-kv<slots>-<tokens>.json\`: the generate plans (KV cache), one per prefill chunk
+  length; the 1-token plan is also the decode plan. The cache buffers (\`state\`) are shared by these plans
+  and written in place (\`copies\`).
+- \`src/\`: the runner (\`loadModel(dir?)\`, \`logits(ids)\`, \`generate(ids, opts)\`), the CLI, this package's
+  test, and peftc's own sampler and finish rules (\`sampling.ts\`, \`row.ts\`, \`rng.ts\`, copied as they are).
 
 ## Sequence lengths
 
@@ -176,6 +182,26 @@ The graph is compiled for fixed lengths: ${m.lengths.join(', ')} tokens. An inpu
 (with token ${m.padId}) up to the shortest compiled length that holds it. Attention is causal, so the
 padding cannot change the logits of the real tokens, which are the only rows returned. Inputs longer than
 ${m.lengths[m.lengths.length - 1]} tokens are refused.
+`;
+}
+
+/** The README's section on generate. */
+function generation(m: ModelManifest): string {
+  const g = m.generation;
+  if (!g) return '';
+  return `
+## Generation
+
+\`generate\` runs the KV-cache graphs \`peftc generate\` runs, for one sequence at a time (batch 1): the
+prompt in chunks (${g.lengths.join(', ')} tokens), then one decode run per new token, over a cache of
+${g.maxLen} slots (prompt plus new tokens; a generation that fills it ends with \`length\`). Options:
+\`maxNewTokens\` (default 32), \`temperature\`, \`topK\`, \`topP\`, \`repetitionPenalty\`, \`seed\`, \`eos\` (default
+${JSON.stringify(g.eos)}, the model's), \`onToken\` (each id as it comes). No sampling option, or temperature 0, is
+greedy; otherwise tokens are drawn in Hugging Face's order (repetition penalty, temperature, top-k, top-p) by
+peftc's own sampler with a seeded generator, so a seeded run repeats and equals \`peftc generate\`'s. The result
+is \`{ outputIds, finishReason }\`: \`stop\` after an eos id (kept as the last id), else \`length\`. The CLI's
+\`--tokens\` takes an array of ids or of id arrays (one generation each), inline or a file; \`--json\` prints one
+line per prompt with \`output_ids\` and \`finish_reason\`, as \`peftc generate --json\` does.
 `;
 }
 
