@@ -197,6 +197,23 @@ describe('the webgpu-ts package generates as peftc does', () => {
     }
   });
 
+  it("the CLI streams one prompt's ids without --json, and --eos stops it", () => {
+    const [greedy] = packageGenerate(['--max-new-tokens', '6']);
+    let r = packageCli(['generate', '--tokens', JSON.stringify(prompts[0]), '--max-new-tokens', '6']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim().split(' ').map(Number)).toEqual(greedy.output_ids);
+    const eos = greedy.output_ids[3];
+    const args = ['generate', '--tokens', JSON.stringify([prompts[0]]), '--max-new-tokens', '6', '--json'];
+    r = packageCli([...args, '--eos', String(eos)]);
+    expect(rows(r.stdout)).toEqual([
+      {
+        index: 0,
+        output_ids: greedy.output_ids.slice(0, greedy.output_ids.indexOf(eos) + 1),
+        finish_reason: 'stop',
+      },
+    ]);
+  });
+
   it("the package's generate refuses bad flags and tokens, with the reason", () => {
     const cases: [string[], RegExp][] = [
       [['--tokens', '[1, 259]'], /--tokens: \[0\]\[1\] = 259 is not a token id in \[0, 259\)/],
@@ -204,6 +221,7 @@ describe('the webgpu-ts package generates as peftc does', () => {
       [['--tokens', '[1]', '--max-new-tokens', '1.5'], /--max-new-tokens must be an integer >= 1/],
       [['--tokens', '[1]', '--bogus'], /Unknown option '--bogus'/],
       [[], /generate needs --tokens/],
+      [['--tokens', '[1]', '--eos', '259'], /--eos must be an integer >= 0 and <= 258, got '259'/],
     ];
     for (const [args, why] of cases) {
       const r = packageCli(['generate', ...args]);
