@@ -15,6 +15,7 @@ import { SHIPPED } from '../../src/export/webgpu-ts/emit.ts';
 import { kvFeedArrays, MASKED } from '../../src/export/webgpu-ts/runtime/kv-feeds.ts';
 import type { Plan } from '../../src/export/webgpu-ts/runtime/plan-types.ts';
 import { kvFeeds, MASKED as PEFTC_MASKED } from '../../src/generate/feeds.ts';
+import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
 import { cli } from '../cli/run-cli.ts';
 import { ENV, MODEL, ROOT, writeTestAdapter } from './webgpu-ts-fixtures.ts';
 
@@ -45,18 +46,12 @@ const rows = (stdout: string): Row[] =>
       return { index, output_ids, finish_reason };
     });
 
-async function peftcGenerate(flags: string[], given: readonly number[][] = prompts): Promise<Row[]> {
-  const r = await cli([
-    'generate',
-    '--model',
-    MODEL,
-    '--adapter',
-    adapter,
-    '--tokens',
-    JSON.stringify(given),
-    '--json',
-    ...flags,
-  ]);
+async function peftcGenerate(
+  flags: string[],
+  given: readonly number[][] = prompts,
+  model = ['--model', MODEL, '--adapter', adapter],
+): Promise<Row[]> {
+  const r = await cli(['generate', ...model, '--tokens', JSON.stringify(given), '--json', ...flags]);
   expect(r.code, r.stderr).toBe(0);
   return rows(r.stdout);
 }
@@ -65,34 +60,29 @@ function packageCli(args: string[]) {
   return spawnSync(process.execPath, ['dist/cli.js', ...args], { cwd: pkg, env: ENV, encoding: 'utf8' });
 }
 
-function packageGenerate(flags: string[]): Row[] {
+function packageGenerate(flags: string[], at = pkg): Row[] {
   const out = execFileSync(
     process.execPath,
     ['dist/cli.js', 'generate', '--tokens', JSON.stringify(prompts), '--json', ...flags],
-    { cwd: pkg, env: ENV, encoding: 'utf8', stdio: 'pipe' },
+    { cwd: at, env: ENV, encoding: 'utf8', stdio: 'pipe' },
   );
   return rows(out);
+}
+
+/** Exports tiny-llama with `flags` into `at` and builds the package there. */
+async function exportAndBuild(at: string, flags: string[]): Promise<void> {
+  const r = await cli(['export', '--format', 'webgpu-ts', '--model', MODEL, ...flags, '--out', at]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.stdout).toMatch(
+    /generate: a 512-slot KV cache \(batch 1\), prefill chunks of 1, 2, 4, .*, 64 tokens/,
+  );
+  buildOffline(at);
 }
 
 describe('the webgpu-ts package generates as peftc does', () => {
   beforeAll(async () => {
     writeTestAdapter(adapter);
-    const r = await cli([
-      'export',
-      '--format',
-      'webgpu-ts',
-      '--model',
-      MODEL,
-      '--adapter',
-      adapter,
-      '--out',
-      pkg,
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(
-      /generate: a 512-slot KV cache \(batch 1\), prefill chunks of 1, 2, 4, .*, 64 tokens/,
-    );
-    buildOffline(pkg);
+    await exportAndBuild(pkg, ['--adapter', adapter]);
   }, 20_000);
 
   it('greedy (no sampling flag): token for token the ids of `peftc generate --json`, adapter unmerged', async () => {
@@ -163,6 +153,23 @@ describe('the webgpu-ts package generates as peftc does', () => {
     } finally {
       model.dispose();
     }
+  }, 20_000);
+
+  it('--merge: the folded adapter generates what `peftc generate --merge` does (seeded sampling)', async () => {
+    const at = join(dir, 'merged');
+    await exportAndBuild(at, ['--adapter', adapter, '--merge']);
+    const flags = ['--max-new-tokens', '10', ...SAMPLED, '--seed', '11'];
+    const want = await peftcGenerate(flags, prompts, ['--model', MODEL, '--adapter', adapter, '--merge']);
+    expect(packageGenerate(flags, at)).toEqual(want);
+  }, 20_000);
+
+  it('--quant nf4: the 4-bit package generates what peftc generates on the same NF4 checkpoint', async () => {
+    const at = join(dir, 'nf4');
+    await exportAndBuild(at, ['--quant', 'nf4']);
+    const q = join(dir, 'nf4-model');
+    quantizeCheckpoint(MODEL, q, { quantType: 'nf4', blocksize: 64, doubleQuant: false });
+    const flags = ['--max-new-tokens', '10', ...SAMPLED, '--seed', '5'];
+    expect(packageGenerate(flags, at)).toEqual(await peftcGenerate(flags, prompts, ['--model', q]));
   }, 20_000);
 
   it('the plans: the cache is state shared by the generate plans, written in place by copies', () => {
