@@ -11,7 +11,11 @@
 // - the commands as users run them: `peftc logits` and the package's `node dist/cli.js
 //   logits`, each a fresh process (start-up, load, one call, write), median of 3;
 // - kernels: dispatches per run of the package (fused as peftc fuses them) against peftc's
-//   graph before fusion, and the WGSL programs the package ships.
+//   graph before fusion, and the WGSL programs the package ships;
+// - decode tokens/s: greedy generation of `--new` tokens after the same prompt, the package's
+//   `generate` against peftc's DecodeSession (generate/generate.ts) over the same cache length
+//   (the package's, batch 1), interleaved, median of 3; tokens/s over the decode runs only
+//   (first token to last), and the time to the first token (prefill) beside it.
 // The package is exported to a temporary directory and built there (buildOffline).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,6 +27,7 @@ import { acquireDevice, WebGpuBackend, type WebGpuExecutable } from '../src/back
 import { runExport } from '../src/cli/commands/export.ts';
 import { buildOffline } from '../src/export/webgpu-ts/build-offline.ts';
 import type { Model } from '../src/export/webgpu-ts/runtime/runner.ts';
+import { DecodeSession, generate } from '../src/generate/index.ts';
 import { tensor } from '../src/ir/tensor.ts';
 import { bindParams } from '../src/ir/weights.ts';
 import { buildLlama } from '../src/models/llama/index.ts';
@@ -36,10 +41,12 @@ const { values: a } = parseArgs({
     model: { type: 'string', default: 'examples/models/tiny-llama' },
     seq: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '15' },
+    new: { type: 'string', default: '32' },
   },
 });
 const seq = Number(a.seq);
 const rounds = Number(a.rounds);
+const newTokens = Number(a.new);
 const modelDir = resolve(a.model!);
 const dir = mkdtempSync(join(tmpdir(), 'peftc-bench-webgpu-ts-'));
 const adapter = join(dir, 'adapter');
@@ -98,6 +105,28 @@ for (let r = 0; r < rounds; r++) {
 }
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const peftcDispatches = exe.stats.dispatches;
+exe.dispose();
+
+// Decode: greedy, the same prompt, the same cache length; token times from the first to the last.
+const maxLen = exported.manifest.generation?.maxLen ?? seq + newTokens;
+const session = await DecodeSession.create(gpu, model, { batch: 1, maxLen, adapters: [adapter] });
+const decode = { peftc: [] as Timed[], pkg: [] as Timed[] };
+for (let r = 0; r < 3; r++) {
+  decode.peftc.push(
+    await timed((onToken) =>
+      generate(session, [ids], { maxNewTokens: newTokens, onToken: (_, t) => onToken(t) }).then(
+        ([g]) => g.outputIds,
+      ),
+    ),
+  );
+  decode.pkg.push(
+    await timed((onToken) =>
+      exported.generate(ids, { maxNewTokens: newTokens, onToken }).then((g) => g.outputIds),
+    ),
+  );
+}
+const sameTokens = decode.peftc.every((d, i) => JSON.stringify(d.ids) === JSON.stringify(decode.pkg[i].ids));
+session.dispose();
 exported.dispose();
 gpu.dispose();
 
@@ -125,6 +154,30 @@ function planDispatches(): number {
   );
   return plan.dispatches.length;
 }
+
+interface Timed {
+  readonly ids: number[];
+  /** Prompt to first token. */
+  readonly firstMs: number;
+  /** Decode tokens per second, first token to last. */
+  readonly tps: number;
+}
+
+/** Runs a generation, timing its tokens as `onToken` sees them. */
+async function timed(run: (onToken: (t: number) => void) => Promise<number[]>): Promise<Timed> {
+  const at: number[] = [];
+  const start = performance.now();
+  const ids = await run(() => at.push(performance.now()));
+  return {
+    ids,
+    firstMs: at[0] - start,
+    tps: (at.length - 1) / ((at[at.length - 1] - at[0]) / 1000),
+  };
+}
+const decodeRow = (xs: Timed[]) => ({
+  tokens_per_s_median: median(xs.map((x) => x.tps)),
+  first_token_ms_median: median(xs.map((x) => x.firstMs)),
+});
 
 // The commands as users run them, each a fresh process (start-up, load, one call, write),
 // alternated: `peftc logits` (bin/peftc.js, tsx included) and the package's dist/cli.js.
@@ -163,6 +216,14 @@ const result = {
   max_abs_diff_vs_peftc: diff,
   padded_to: manifest.lengths.find((l) => l >= seq),
   command_wall_ms_median: { peftc_logits: median(wall.peftc), package_cli: median(wall.pkg) },
+  decode: {
+    prompt_tokens: seq,
+    new_tokens: newTokens,
+    cache_slots: maxLen,
+    same_tokens: sameTokens,
+    peftc_decode_session: decodeRow(decode.peftc),
+    package_generate: decodeRow(decode.pkg),
+  },
   rows: rows.map((r) => ({
     runner: r.name,
     first_load_ms: r.first,
@@ -198,6 +259,7 @@ printTable(
   [
     `  package: ${manifest.kernels.length} WGSL programs; at ${result.kernels.longest} tokens ${manifest.dispatches.fused} dispatches per run against ${manifest.dispatches.unfused} for peftc's graph before fusion`,
     `  the commands, each a fresh process (median of 3): peftc logits ${num(median(wall.peftc), 0)} ms, node dist/cli.js logits ${num(median(wall.pkg), 0)} ms`,
+    `  decode (greedy, ${seq}-token prompt, ${newTokens} new, ${maxLen} cache slots, median of 3): peftc DecodeSession ${num(result.decode.peftc_decode_session.tokens_per_s_median, 1)} tokens/s (first token ${num(result.decode.peftc_decode_session.first_token_ms_median, 0)} ms), package generate ${num(result.decode.package_generate.tokens_per_s_median, 1)} tokens/s (first token ${num(result.decode.package_generate.first_token_ms_median, 0)} ms); same tokens: ${sameTokens}`,
     `  package pads ${seq} tokens to ${result.padded_to}; max |diff| vs peftc ${diff.toExponential(2)}; export ${num(exportMs, 0)} ms, build ${num(buildMs, 0)} ms`,
   ],
 );

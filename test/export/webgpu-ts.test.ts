@@ -8,21 +8,17 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runLogits } from '../../src/cli/commands/logits.ts';
 import { buildOffline } from '../../src/export/webgpu-ts/build-offline.ts';
 import { exportLengths } from '../../src/export/webgpu-ts/export.ts';
 import { quantizeCheckpoint } from '../../src/models/bnb4bit.ts';
-import { buildLlama } from '../../src/models/llama/index.ts';
-import { openModel } from '../../src/models/open.ts';
-import { maxDiff, readLogits, writeRandomAdapter } from '../cli/fixtures.ts';
+import { maxDiff, readLogits } from '../cli/fixtures.ts';
 import { cli } from '../cli/run-cli.ts';
+import { ENV, MODEL, ROOT, writeTestAdapter } from './webgpu-ts-fixtures.ts';
 
-const ENV = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
-const ROOT = resolve(import.meta.dirname, '../..');
-const MODEL = join(ROOT, 'examples/models/tiny-llama');
 const dir = mkdtempSync(join(tmpdir(), 'peftc-webgpu-ts-'));
 const tokens = join(dir, 'tokens.json');
 const adapter = join(dir, 'adapter');
@@ -64,14 +60,7 @@ describe('peftc export --format webgpu-ts', () => {
   let base: Float32Array[];
   beforeAll(async () => {
     writeFileSync(tokens, JSON.stringify(seqs));
-    const m = openModel(MODEL);
-    writeRandomAdapter(
-      adapter,
-      buildLlama(m.config, { batch: 1, seq: 4 }),
-      m.weights,
-      { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'], scaleB: 5 },
-      MODEL,
-    );
+    writeTestAdapter(adapter);
     base = await peftcLogits('base', MODEL);
   });
 
@@ -154,8 +143,8 @@ describe('peftc export --format webgpu-ts', () => {
     r = run(['logits', '--tokens', tokens, '--out', join(dir, 'base.safetensors')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/already exists; choose a new file or pass --overwrite/);
-    r = run(['generate']);
-    expect(r.stderr).toMatch(/unknown command 'generate'/);
+    r = run(['train']);
+    expect(r.stderr).toMatch(/unknown command 'train'/);
   }, 20_000);
 
   it('a DoRA adapter (test/fixtures/peft/dora, made by PEFT) unmerged, within 1e-4', async () => {

@@ -2,7 +2,7 @@
 // the model's manifest generated as a typed constant), package.json and tsconfig.json as
 // JSON data, the WGSL kernels and plans as files, the weights as safetensors, a README.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind } from 'ts-morph';
 import { writeSafetensors } from '../../io/safetensors/index.ts';
 import { type Tensor, tensor } from '../../ir/tensor.ts';
@@ -10,8 +10,15 @@ import type { PackageData } from './plan.ts';
 import type { ModelManifest, Plan, PlanTarget } from './runtime/plan-types.ts';
 
 /** The runtime's sources, copied into the package's src/ (model.ts is generated instead). */
-const RUNTIME = ['plan-types.ts', 'safetensors.ts', 'runner.ts', 'cli.ts', 'test.ts'];
+const RUNTIME = ['plan-types.ts', 'safetensors.ts', 'kv-feeds.ts', 'runner.ts', 'cli.ts', 'test.ts'];
 const RUNTIME_DIR = join(import.meta.dirname, 'runtime');
+const SRC_DIR = resolve(import.meta.dirname, '../..');
+/**
+ * peftc's own files the package ships as they are (relative to src/), so that its sampler and
+ * finish rules are peftc's: they import nothing beyond this list (emit refuses otherwise).
+ * test/audit/layering.test.ts lets the runtime import exactly these.
+ */
+export const SHIPPED = ['generate/sampling.ts', 'generate/row.ts', 'util/rng.ts'];
 
 /** Versions the package asks for: those peftc itself is built and tested with. */
 const VERSIONS = {
@@ -24,6 +31,7 @@ const VERSIONS = {
 export interface PackageContents {
   readonly name: string;
   readonly manifest: ModelManifest;
+  /** By target: the logits plans (manifest.plans), then the generate plans (manifest.generation.plans). */
   readonly plans: Readonly<Record<PlanTarget, readonly Plan[]>>;
   readonly data: PackageData;
 }
@@ -39,7 +47,23 @@ function sources(manifest: ModelManifest): { path: string; text: string }[] {
     useInMemoryFileSystem: true,
     manipulationSettings: { indentationText: IndentationText.TwoSpaces, quoteKind: QuoteKind.Single },
   });
-  for (const f of RUNTIME) project.createSourceFile(`src/${f}`, readFileSync(join(RUNTIME_DIR, f), 'utf8'));
+  const files = [
+    ...RUNTIME.map((f) => ({ from: join(RUNTIME_DIR, f), to: f })),
+    ...SHIPPED.map((f) => ({ from: join(SRC_DIR, f), to: basename(f) })),
+  ];
+  const packaged = new Map(files.map((f) => [f.from, f.to]));
+  packaged.set(join(RUNTIME_DIR, 'model.ts'), 'model.ts');
+  for (const f of files) {
+    const sf = project.createSourceFile(`src/${f.to}`, readFileSync(f.from, 'utf8'));
+    // Imports of the shipped files point at their copies, side by side in src/.
+    for (const decl of [...sf.getImportDeclarations(), ...sf.getExportDeclarations()]) {
+      const spec = decl.getModuleSpecifierValue();
+      if (!spec?.startsWith('.')) continue;
+      const to = packaged.get(resolve(dirname(f.from), spec));
+      if (!to) throw new Error(`internal: ${f.from} imports '${spec}', which the package does not ship`);
+      decl.setModuleSpecifier(`./${to}`);
+    }
+  }
   const model = project.createSourceFile('src/model.ts', '');
   model.addImportDeclaration({
     isTypeOnly: true,
@@ -122,6 +146,7 @@ It runs without peftc: its only runtime dependency is \`webgpu\` (Dawn for Node)
 \`\`\`sh
 npm install && npm run build && npm test
 node dist/cli.js logits --tokens tokens.json --out logits.safetensors
+node dist/cli.js generate --tokens '[1, 2, 3]' --max-new-tokens 16 --json
 \`\`\`
 
 \`tokens.json\` is a JSON array of token-id arrays; the output holds \`logits.0\`, \`logits.1\`, ...,
@@ -131,9 +156,10 @@ each f32 [tokens, ${m.vocabSize}], as \`peftc logits\` writes them. From TypeScr
 import { loadModel } from '${c.name}';
 const model = await loadModel();
 const logits = await model.logits([1, 2, 3]); // Float32Array [3 * ${m.vocabSize}]
+const { outputIds, finishReason } = await model.generate([1, 2, 3], { maxNewTokens: 16 });
 model.dispose();
 \`\`\`
-
+${generation(m)}
 ## What is inside
 
 - \`model/kernels/*.wgsl\`: the ${m.kernels.length} WGSL programs of the compiled inference graph, specialised
@@ -144,7 +170,11 @@ model.dispose();
   \`software\` ones for CPU adapters (lavapipe, SwiftShader); \`loadModel\` picks one by the adapter.
 - \`model/weights.safetensors\`: the weights and constants in the device's layout (f32; packed 4-bit
   weights and other small types as raw bytes).
-- \`src/\`: the runner (\`loadModel(dir?)\`, \`logits(ids)\`), the CLI, and this package's test.
+- \`model/plans/<target>-kv<slots>-<tokens>.json\`: the generate plans (KV cache), one per prefill chunk
+  length; the 1-token plan is also the decode plan. The cache buffers (\`state\`) are shared by these plans
+  and written in place (\`copies\`).
+- \`src/\`: the runner (\`loadModel(dir?)\`, \`logits(ids)\`, \`generate(ids, opts)\`), the CLI, this package's
+  test, and peftc's own sampler and finish rules (\`sampling.ts\`, \`row.ts\`, \`rng.ts\`, copied as they are).
 
 ## Sequence lengths
 
@@ -152,6 +182,26 @@ The graph is compiled for fixed lengths: ${m.lengths.join(', ')} tokens. An inpu
 (with token ${m.padId}) up to the shortest compiled length that holds it. Attention is causal, so the
 padding cannot change the logits of the real tokens, which are the only rows returned. Inputs longer than
 ${m.lengths[m.lengths.length - 1]} tokens are refused.
+`;
+}
+
+/** The README's section on generate. */
+function generation(m: ModelManifest): string {
+  const g = m.generation;
+  if (!g) return '';
+  return `
+## Generation
+
+\`generate\` runs the KV-cache graphs \`peftc generate\` runs, for one sequence at a time (batch 1): the
+prompt in chunks (${g.lengths.join(', ')} tokens), then one decode run per new token, over a cache of
+${g.maxLen} slots (prompt plus new tokens; a generation that fills it ends with \`length\`). Options:
+\`maxNewTokens\` (default 32), \`temperature\`, \`topK\`, \`topP\`, \`repetitionPenalty\`, \`seed\`, \`eos\` (default
+${JSON.stringify(g.eos)}, the model's), \`onToken\` (each id as it comes). No sampling option, or temperature 0, is
+greedy; otherwise tokens are drawn in Hugging Face's order (repetition penalty, temperature, top-k, top-p) by
+peftc's own sampler with a seeded generator, so a seeded run repeats and equals \`peftc generate\`'s. The result
+is \`{ outputIds, finishReason }\`: \`stop\` after an eos id (kept as the last id), else \`length\`. The CLI's
+\`--tokens\` takes an array of ids or of id arrays (one generation each), inline or a file; \`--json\` prints one
+line per prompt with \`output_ids\` and \`finish_reason\`, as \`peftc generate --json\` does.
 `;
 }
 
@@ -163,8 +213,10 @@ export function writePackage(dir: string, c: PackageContents): void {
   for (const s of sources(c.manifest)) write(join(dir, s.path), s.text);
   for (const k of c.data.kernels) write(join(dir, 'model', k.file), k.code);
   for (const target of Object.keys(c.plans) as PlanTarget[]) {
+    // The logits plans, then the generate plans.
+    const files = [...c.manifest.plans[target], ...(c.manifest.generation?.plans[target] ?? [])];
     c.plans[target].forEach((p, i) => {
-      write(join(dir, 'model', c.manifest.plans[target][i]), JSON.stringify(p));
+      write(join(dir, 'model', files[i]), JSON.stringify(p));
     });
   }
   const weights: Record<string, Tensor> = {};

@@ -11,7 +11,7 @@ import { writeDirAtomic } from '../../io/atomic.ts';
 import { asOutput } from '../../io/fs-errors.ts';
 import { bindParams } from '../../ir/weights.ts';
 import { quantizeCheckpoint } from '../../models/bnb4bit.ts';
-import { type OpenedModel, openModel } from '../../models/open.ts';
+import { type OpenedModel, openModel, tokenizerOf } from '../../models/open.ts';
 import { mergeAttached, prepareModel, withAdapters } from '../../models/prepare.ts';
 import { runPipeline } from '../../passes/index.ts';
 import { UsageError } from '../../util/errors.ts';
@@ -23,6 +23,8 @@ import type { ModelManifest, Plan, PlanTarget } from './runtime/plan-types.ts';
 export const QUANTS = ['none', 'nf4'] as const;
 /** The longest length compiled (or the model's max_position_embeddings when smaller). */
 export const MAX_EXPORT_LENGTH = 512;
+/** The longest prefill chunk of the generate plans: DecodeSession's default `prefillChunk`. */
+export const PREFILL_CHUNK = 64;
 const TARGETS: Record<PlanTarget, { f16: boolean; software: boolean }> = {
   gpu: { f16: false, software: false },
   software: { f16: false, software: true },
@@ -69,8 +71,17 @@ function unfusedDispatches(model: OpenedModel, seq: number, o: ExportOptions): n
   return listKernels(graph, TARGETS.gpu).dispatches.length;
 }
 
-/** The plans of every length and target, their kernels and weights in one PackageData. */
-function planLengths(model: OpenedModel, lengths: readonly number[], o: ExportOptions) {
+/** One compiled graph of the package: a logits plan, or a KV-cache plan (`generate`). */
+interface PlanJob {
+  readonly seq: number;
+  /** File name stem under plans/ (`<target>-<stem>.json`). */
+  readonly stem: string;
+  /** The cache length of a KV-cache graph (batch 1), absent for a logits graph. */
+  readonly maxLen?: number;
+}
+
+/** The plans of every job and target, their kernels and weights in one PackageData. */
+function planJobs(model: OpenedModel, jobs: readonly PlanJob[], o: ExportOptions) {
   const data = new PackageData();
   const plans: Record<PlanTarget, Plan[]> = { gpu: [], software: [] };
   const files: Record<PlanTarget, string[]> = { gpu: [], software: [] };
@@ -78,26 +89,28 @@ function planLengths(model: OpenedModel, lengths: readonly number[], o: ExportOp
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar(
         {
-          format: ' planning {bar} {value}/{total} lengths ({seq} tokens)',
+          format: ' planning {bar} {value}/{total} graphs ({what})',
           stream: process.stderr,
           barsize: 20,
         },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
-  bar?.start(lengths.length, 0, { seq: lengths[0] });
+  const what = (j: PlanJob) => (j.maxLen ? `generate, ${j.seq} tokens` : `logits, ${j.seq} tokens`);
+  bar?.start(jobs.length, 0, { what: what(jobs[0]) });
   try {
-    for (const seq of lengths) {
-      bar?.increment(0, { seq });
+    for (const job of jobs) {
+      bar?.increment(0, { what: what(job) });
+      // The graph DecodeSession.create compiles for one row (prepareModel with kvCache), or logits'.
       const { graph, weights } = prepareModel(
         model,
-        { batch: 1, seq },
-        { adapters: o.adapter, merge: o.merge },
+        { batch: 1, seq: job.seq },
+        { adapters: o.adapter, merge: o.merge, ...(job.maxLen ? { kvCache: { maxLen: job.maxLen } } : {}) },
       );
       const bound = bindParams(graph, weights);
       for (const target of Object.keys(TARGETS) as PlanTarget[]) {
-        plans[target].push(graphPlan(graph, bound, TARGETS[target], data));
-        files[target].push(`plans/${target}-${seq}.json`);
+        plans[target].push(graphPlan(graph, bound, TARGETS[target], data, { kv: !!job.maxLen }));
+        files[target].push(`plans/${target}-${job.stem}.json`);
       }
       bar?.increment(1);
     }
@@ -116,8 +129,28 @@ export async function runWebgpuTs(o: ExportOptions): Promise<string[]> {
   try {
     const model = openForExport(o, quant, tmp);
     const lengths = exportLengths(model.config.maxPositionEmbeddings);
-    const { data, plans, files } = planLengths(model, lengths, o);
+    // Generation: the cache as long as the longest logits length, prefill chunks as DecodeSession's.
+    const maxLen = lengths[lengths.length - 1];
+    const chunks = exportLengths(Math.min(PREFILL_CHUNK, maxLen));
+    const jobs: PlanJob[] = [
+      ...lengths.map((seq) => ({ seq, stem: String(seq) })),
+      ...chunks.map((seq) => ({ seq, stem: `kv${maxLen}-${seq}`, maxLen })),
+    ];
+    const { data, plans: all, files: allFiles } = planJobs(model, jobs, o);
+    const split = <T>(r: Record<PlanTarget, T[]>, kv: boolean) =>
+      Object.fromEntries(
+        (Object.keys(r) as PlanTarget[]).map((t) => [
+          t,
+          kv ? r[t].slice(lengths.length) : r[t].slice(0, lengths.length),
+        ]),
+      ) as Record<PlanTarget, T[]>;
+    const plans = split(all, false);
+    const files = split(allFiles, false);
     const longest = lengths[lengths.length - 1];
+    const tok = tokenizerOf(model);
+    const eos = [
+      ...new Set([...(model.config.eosTokenIds ?? []), ...(tok?.eosId !== undefined ? [tok.eosId] : [])]),
+    ];
     const manifest: ModelManifest = {
       model: o.model,
       vocabSize: model.config.vocabSize,
@@ -133,17 +166,20 @@ export async function runWebgpuTs(o: ExportOptions): Promise<string[]> {
         fused: plans.gpu[plans.gpu.length - 1].dispatches.length,
         unfused: unfusedDispatches(model, longest, o),
       },
+      generation: { maxLen, lengths: chunks, plans: split(allFiles, true), eos },
     };
     const name = packageName(o.model);
     asOutput('--out', o.out, () =>
-      writeDirAtomic(o.out, (dir) => void writePackage(dir, { name, manifest, plans, data }), {
+      writeDirAtomic(o.out, (dir) => void writePackage(dir, { name, manifest, plans: all, data }), {
         replace: o.overwrite,
       }),
     );
     return [
       `wrote ${o.out}: package ${name}, ${data.kernels.length} WGSL kernels, ${lengths.length} lengths (${lengths[0]} to ${longest} tokens) x ${Object.keys(TARGETS).length} targets`,
+      `  generate: a ${maxLen}-slot KV cache (batch 1), prefill chunks of ${chunks.join(', ')} tokens (1 = the decode plan)`,
       `  ${manifest.dispatches.fused} dispatches per run at ${longest} tokens (unfused graph: ${manifest.dispatches.unfused}); ${data.blobs.size} weight tensors${quant === 'nf4' ? ' (NF4)' : ''}`,
       `  cd ${o.out} && npm install && npm run build && node dist/cli.js logits --tokens <json> --out <file.safetensors>`,
+      `  node dist/cli.js generate --tokens <json> [--max-new-tokens N] [--json]`,
     ];
   } finally {
     if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });

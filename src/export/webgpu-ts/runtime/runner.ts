@@ -2,19 +2,49 @@
 // kernels as WGSL files, and one plan per compiled length (plan-types.ts). Inputs shorter
 // than a compiled length are padded at the end up to it: attention is causal, so the padding
 // cannot change the logits of the real tokens, which are all that `logits` returns.
+// `generate` runs the KV-cache plans as peftc's DecodeSession runs its graphs for one row
+// (prompt in chunks, then one decode run per token; the cache is state shared by those
+// plans, written in place), and picks tokens with peftc's own sampler and row bookkeeping
+// (sampling.ts, row.ts: copies of peftc's files).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { create, globals } from 'webgpu';
+import { type FinishReason, RowDecoder } from '../../../generate/row.ts';
+import type { SamplingOptions } from '../../../generate/sampling.ts';
+import { kvFeedArrays } from './kv-feeds.ts';
 import { MODEL } from './model.ts';
-import type { ModelManifest, Plan, PlanTarget } from './plan-types.ts';
+import type { ModelManifest, Plan, PlanRegion, PlanTarget } from './plan-types.ts';
 import { type RawTensor, readSafetensors } from './safetensors.ts';
 
 // WebGPU's constants (GPUBufferUsage, ...) are globals in browsers.
 Object.assign(globalThis, globals);
 
+export type { FinishReason } from '../../../generate/row.ts';
+export type { SamplingOptions } from '../../../generate/sampling.ts';
 export type { ModelManifest, Plan, PlanTarget } from './plan-types.ts';
 export { MODEL };
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens generated (default 32, as `peftc generate`). */
+  readonly maxNewTokens?: number;
+  /** Token ids that end the generation (kept as its last id); default the model's (manifest). */
+  readonly eos?: readonly number[];
+  /** Each generated token, as it is produced. */
+  readonly onToken?: (token: number) => void;
+  /** The seeded draw stream: prompt i of `peftc generate` draws from stream i (default 0). */
+  readonly stream?: number;
+}
+
+export interface Generation {
+  /** Generated token ids (an end-of-sequence token included). */
+  readonly outputIds: number[];
+  /** 'stop': an eos token; 'length': maxNewTokens reached, or the cache is full. */
+  readonly finishReason: FinishReason;
+}
+
+/** Tokens generated when `maxNewTokens` is not given (as `peftc generate`). */
+export const DEFAULT_MAX_NEW_TOKENS = 32;
 
 export interface LoadOptions {
   /** Dawn flags such as `backend=vulkan` or `adapter=llvmpipe` (default: vulkan on Linux). */
@@ -29,6 +59,12 @@ export interface Model {
   readonly device: { readonly adapter: string; readonly target: PlanTarget };
   /** Logits of every token of `ids` (1 to the longest compiled length): f32 [ids.length * vocab]. */
   logits(ids: readonly number[]): Promise<Float32Array>;
+  /**
+   * Generates after the prompt `ids` as `peftc generate` does (KV cache, batch 1): greedy
+   * without sampling options or at temperature 0, else sampled in Hugging Face's order with
+   * a seeded generator (seeded runs repeat, and equal peftc's).
+   */
+  generate(ids: readonly number[], opts?: GenerateOptions): Promise<Generation>;
   /** Destroys the device and its buffers. */
   dispose(): void;
 }
@@ -43,7 +79,8 @@ const ownedSize = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16);
 
 interface Ready {
   readonly plan: Plan;
-  readonly run: (enc: GPUComputePassEncoder) => void;
+  /** Records the plan's dispatches, its in-place copies between them. */
+  readonly run: (enc: GPUCommandEncoder) => void;
   readonly buffers: GPUBuffer[];
 }
 
@@ -115,20 +152,27 @@ export async function loadModel(dir: string = MODEL_DIR, opts: LoadOptions = {})
     return p;
   };
 
-  const ready = new Map<number, Ready>();
-  const instantiate = async (li: number): Promise<Ready> => {
-    const have = ready.get(li);
+  // State (KV caches): one buffer per key, shared by the plans that name it.
+  const state = new Map<string, GPUBuffer>();
+  const ready = new Map<string, Ready>();
+  const instantiate = async (file: string): Promise<Ready> => {
+    const have = ready.get(file);
     if (have) return have;
-    const plan = JSON.parse(readFileSync(join(dir, MODEL.plans[target][li]), 'utf8')) as Plan;
+    const plan = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Plan;
     device.pushErrorScope('validation');
     const own: GPUBuffer[] = [];
     const bufs = plan.buffers.map((b, i) => {
       if (b.init !== undefined) {
         const s = shared.get(b.init);
-        if (!s)
-          throw new Error(
-            `${MODEL.plans[target][li]}: buffer ${i} wants '${b.init}', which weights.safetensors lacks`,
-          );
+        if (!s) throw new Error(`${file}: buffer ${i} wants '${b.init}', which weights.safetensors lacks`);
+        return s;
+      }
+      if (b.state !== undefined) {
+        let s = state.get(b.state);
+        if (!s) {
+          s = device.createBuffer({ size: b.bytes, usage: STORAGE, label: b.state });
+          state.set(b.state, s);
+        }
         return s;
       }
       const made = device.createBuffer({ size: b.bytes, usage: STORAGE });
@@ -160,70 +204,154 @@ export async function loadModel(dir: string = MODEL_DIR, opts: LoadOptions = {})
       return { p, bindGroup, size: d.size };
     });
     const err = await device.popErrorScope();
-    if (err) throw new Error(`setting up the ${plan.seq}-token plan failed: ${err.message}`);
+    if (err) throw new Error(`setting up the plan ${file} failed: ${err.message}`);
+    const copies = plan.copies ?? [];
     const r: Ready = {
       plan,
       buffers: bufs,
-      run: (pass) => {
-        for (const s of steps) {
-          pass.setPipeline(s.p);
-          pass.setBindGroup(0, s.bindGroup);
-          pass.dispatchWorkgroups(...s.size);
+      run: (enc) => {
+        // Copies split the compute pass: before dispatch `at`, as peftc's executor does.
+        let c = 0;
+        for (let k = 0; k <= steps.length; ) {
+          for (; c < copies.length && copies[c].at === k; c++) {
+            const { from, to, bytes } = copies[c];
+            enc.copyBufferToBuffer(bufs[from.buffer], from.offset, bufs[to.buffer], to.offset, bytes);
+          }
+          const end = c < copies.length ? copies[c].at : steps.length;
+          if (end > k) {
+            const pass = enc.beginComputePass();
+            for (const s of steps.slice(k, end)) {
+              pass.setPipeline(s.p);
+              pass.setBindGroup(0, s.bindGroup);
+              pass.dispatchWorkgroups(...s.size);
+            }
+            pass.end();
+          }
+          if (c === copies.length && end === steps.length) break;
+          k = end;
         }
       },
     };
-    ready.set(li, r);
+    ready.set(file, r);
     return r;
   };
 
-  let queue: Promise<unknown> = Promise.resolve();
-  let disposed = false;
-  const logitsNow = async (ids: readonly number[]): Promise<Float32Array> => {
-    if (disposed) throw new Error('this model was disposed; load it again');
-    const max = MODEL.lengths[MODEL.lengths.length - 1];
-    if (ids.length === 0 || ids.length > max)
-      throw new Error(`logits takes 1 to ${max} tokens (the longest compiled length), got ${ids.length}`);
-    ids.forEach((id, j) => {
-      if (!Number.isInteger(id) || id < 0 || id >= MODEL.vocabSize)
-        throw new Error(`token [${j}] = ${JSON.stringify(id)} is not a token id in [0, ${MODEL.vocabSize})`);
-    });
-    const li = MODEL.lengths.findIndex((l) => l >= ids.length);
-    const r = await instantiate(li);
-    const padded = new Int32Array(r.plan.seq).fill(MODEL.padId);
-    padded.set(ids);
-    device.queue.writeBuffer(r.buffers[r.plan.input.buffer], r.plan.input.offset, padded);
-    const bytes = ids.length * MODEL.vocabSize * 4;
-    const staging = device.createBuffer({
-      size: bytes,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+  /** Writes the feeds, runs the plan and reads `bytes` of its output back (none: nothing read). */
+  const runPlan = async (
+    r: Ready,
+    feeds: readonly [PlanRegion, Int32Array | Float32Array][],
+    bytes: number,
+  ): Promise<Float32Array> => {
+    for (const [at, data] of feeds) device.queue.writeBuffer(r.buffers[at.buffer], at.offset, data);
+    const staging = bytes
+      ? device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+      : undefined;
     try {
       device.pushErrorScope('validation');
       const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      r.run(pass);
-      pass.end();
-      enc.copyBufferToBuffer(r.buffers[r.plan.output.buffer], r.plan.output.offset, staging, 0, bytes);
+      r.run(enc);
+      if (staging)
+        enc.copyBufferToBuffer(r.buffers[r.plan.output.buffer], r.plan.output.offset, staging, 0, bytes);
       device.queue.submit([enc.finish()]);
       const err = await device.popErrorScope();
       if (err) throw new Error(`running the ${r.plan.seq}-token plan failed: ${err.message}`);
+      if (!staging) return new Float32Array(0);
       await staging.mapAsync(GPUMapMode.READ);
       const out = new Float32Array(staging.getMappedRange().slice(0));
       if (errors.length) throw new Error(`WebGPU reported: ${errors.splice(0).join('; ')}`);
       return out;
     } finally {
-      staging.destroy();
+      staging?.destroy();
+    }
+  };
+
+  const checkIds = (ids: readonly number[], what: string, max: number, why: string) => {
+    if (ids.length === 0 || ids.length > max)
+      throw new Error(`${what} takes 1 to ${max} tokens (${why}), got ${ids.length}`);
+    ids.forEach((id, j) => {
+      if (!Number.isInteger(id) || id < 0 || id >= MODEL.vocabSize)
+        throw new Error(`token [${j}] = ${JSON.stringify(id)} is not a token id in [0, ${MODEL.vocabSize})`);
+    });
+  };
+
+  let queue: Promise<unknown> = Promise.resolve();
+  let disposed = false;
+  const serial = <T>(f: () => Promise<T>): Promise<T> => {
+    const next = queue.then(() => {
+      if (disposed) throw new Error('this model was disposed; load it again');
+      return f();
+    });
+    queue = next.catch(() => undefined);
+    return next;
+  };
+
+  const logitsNow = async (ids: readonly number[]): Promise<Float32Array> => {
+    checkIds(ids, 'logits', MODEL.lengths[MODEL.lengths.length - 1], 'the longest compiled length');
+    const li = MODEL.lengths.findIndex((l) => l >= ids.length);
+    const r = await instantiate(MODEL.plans[target][li]);
+    const padded = new Int32Array(r.plan.seq).fill(MODEL.padId);
+    padded.set(ids);
+    return runPlan(r, [[r.plan.input, padded]], ids.length * MODEL.vocabSize * 4);
+  };
+
+  /** One run of the KV-cache plan of `seq` tokens: `tokens` appended at slot `start`. */
+  const kvRun = async (seq: number, start: number, tokens: readonly number[], read: boolean) => {
+    const g = MODEL.generation as NonNullable<ModelManifest['generation']>;
+    const r = await instantiate(g.plans[target][g.lengths.indexOf(seq)]);
+    const f = kvFeedArrays(start, tokens, seq, g.maxLen);
+    const feeds: [PlanRegion, Int32Array | Float32Array][] = [[r.plan.input, f.input_ids]];
+    for (const [name, at] of Object.entries(r.plan.feeds ?? {})) {
+      const data = f[name as keyof typeof f];
+      if (!data) throw new Error(`internal: no feed for the plan's input '${name}'`);
+      feeds.push([at, data]);
+    }
+    return runPlan(r, feeds, read ? MODEL.vocabSize * 4 : 0);
+  };
+
+  const generateNow = async (ids: readonly number[], o: GenerateOptions): Promise<Generation> => {
+    const g = MODEL.generation;
+    if (!g) throw new Error('this package was exported without generate plans; export it again with peftc');
+    checkIds(ids, 'generate', g.maxLen, 'the cache slots');
+    const maxNewTokens = o.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS;
+    const { temperature, topK, topP, repetitionPenalty, seed } = o;
+    const row = new RowDecoder(
+      ids,
+      {
+        maxNewTokens,
+        sampling: { temperature, topK, topP, repetitionPenalty, seed },
+        eos: new Set(o.eos ?? g.eos),
+      },
+      o.stream ?? 0,
+    );
+    if (maxNewTokens <= 0) return { outputIds: [], finishReason: 'length' };
+    // A fresh cache: every state buffer zeroed (made by the first plan that names it).
+    await instantiate(g.plans[target][0]);
+    const enc = device.createCommandEncoder();
+    for (const b of state.values()) enc.clearBuffer(b);
+    device.queue.submit([enc.finish()]);
+    // The prompt in chunks, as DecodeSession.prefill: the shortest power of two that holds it, at most the longest chunk.
+    const chunk = g.lengths[g.lengths.length - 1];
+    const seq = Math.min(chunk, 2 ** Math.ceil(Math.log2(ids.length)));
+    let logits: Float32Array = new Float32Array(0);
+    for (let start = 0; start < ids.length; start += seq) {
+      const last = start + seq >= ids.length;
+      logits = await kvRun(seq, start, ids.slice(start, start + seq), last);
+    }
+    let length = ids.length;
+    for (;;) {
+      const r = row.accept(logits, length + 1 > g.maxLen);
+      o.onToken?.(r.token);
+      if (r.done) return { outputIds: row.out, finishReason: r.done };
+      logits = await kvRun(1, length, [r.token], true);
+      length++;
     }
   };
 
   return {
     manifest: MODEL,
     device: { adapter: `${info.vendor || '?'} ${info.device || info.description || '?'}`, target },
-    logits(ids) {
-      const next = queue.then(() => logitsNow(ids));
-      queue = next.catch(() => undefined);
-      return next;
-    },
+    logits: (ids) => serial(() => logitsNow(ids)),
+    generate: (ids, opts = {}) => serial(() => generateNow(ids, opts)),
     dispose() {
       if (disposed) return;
       disposed = true;
