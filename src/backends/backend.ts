@@ -43,6 +43,11 @@ export interface CompileOptions {
    */
   readonly share?: Executable;
   /**
+   * With `share`: params this executable holds itself even where `share` has one of that
+   * name, e.g. a prefill graph's KV cache, sized to its own batch, beside the decode graph's.
+   */
+  readonly ownParams?: (name: string) => boolean;
+  /**
    * Write each param's new value into the param as soon as its old value's last reader has
    * run (the WebGPU backend; the CPU interpreter keeps values on the host anyway).
    */

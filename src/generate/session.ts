@@ -194,7 +194,7 @@ export class DecodeSession {
     const key = `${batch}x${seq}`;
     let p = this.prefills.get(key);
     if (!p) {
-      p = compile(this.backend, this.factory, batch, seq, this.maxLen);
+      p = compile(this.backend, this.factory, batch, seq, this.maxLen, this.decoder);
       this.prefills.set(key, p);
     }
     return p;
@@ -215,15 +215,24 @@ function nextPow2(n: number): number {
   return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 }
 
+/**
+ * Compiles the KV-cache graph for `batch` rows of `seq` tokens. A prefill graph shares every
+ * param but the cache with the decode graph (`decoder`): one copy of the weights and adapter
+ * slots however many prefill shapes a session compiles; its cache is sized to its own batch.
+ */
 async function compile(
   backend: Backend,
   factory: KvGraphFactory,
   batch: number,
   seq: number,
   maxLen: number,
+  decoder?: Executable,
 ): Promise<Executable> {
   const { graph, weights } = factory({ batch, seq }, { maxLen });
-  return backend.compile(graph, bindParams(graph, weights), { inPlaceAssigns: true });
+  return backend.compile(graph, bindParams(graph, weights), {
+    inPlaceAssigns: true,
+    ...(decoder ? { share: decoder, ownParams: isKvParam } : {}),
+  });
 }
 
 /** Row b of logits [B,1,V] (a copy). */
@@ -234,8 +243,8 @@ function rowOf(logits: Tensor, b: number): Float32Array {
 
 /**
  * Copies the cache rows of a prefill executable into the decode executable: batch row i
- * of `from` becomes session row `rows[i]` (skipped where undefined). Executables hold
- * their params apart, so the rows go through the host.
+ * of `from` becomes session row `rows[i]` (skipped where undefined). The two caches are
+ * apart (each sized to its graph's batch), so the rows go through the host.
  */
 async function copyCacheRows(
   from: Executable,

@@ -14,7 +14,7 @@
 // Refused at load, with the reason: other adapter structures (AdaLoRA, mixtures), adapters
 // on embeddings, modules_to_save, RoPE scaling (LongLoRA), ranks above max_lora_rank,
 // modules outside the configured targets.
-import type { Backend } from '../backends/backend.ts';
+import type { Backend, Executable } from '../backends/backend.ts';
 import { runGraph } from '../backends/cpu/index.ts';
 import { FormatError } from '../io/errors.ts';
 import { readPeftConfig } from '../io/peft/index.ts';
@@ -181,15 +181,18 @@ export class AdapterSlots {
    * decoding session) then serves many adapters unchanged.
    */
   wrap(backend: Backend): Backend {
+    // `share` names a wrapper; the backend knows only the executable inside it.
+    const inner = new WeakMap<Executable, Executable>();
     return {
       name: backend.name,
       compile: async (graph, weights, opts) => {
-        const exe = await backend.compile(graph, weights, opts);
+        const share = opts?.share && (inner.get(opts.share) ?? opts.share);
+        const exe = await backend.compile(graph, weights, share ? { ...opts, share } : opts);
         this.attach(exe);
         const input = graph.inputs().find((n) => n.attrs.name === ADAPTER_INDEX);
         const batch = input?.type.shape[0] ?? 0;
         const rowsFeed = () => this.index(Array.from({ length: batch }, (_, r) => this.rows.get(r) ?? null));
-        return {
+        const wrapped: Executable = {
           graph: exe.graph,
           run: (req) =>
             exe.run(
@@ -204,6 +207,8 @@ export class AdapterSlots {
             exe.dispose();
           },
         };
+        inner.set(wrapped, exe);
+        return wrapped;
       },
       dispose: () => backend.dispose(),
     };

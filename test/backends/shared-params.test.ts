@@ -76,6 +76,34 @@ describe.each(backends)('%s: executables sharing params', (_name, make) => {
       be.dispose();
     }
   });
+
+  it('ownParams: a param named there is held apart (its own shape, its own writes); the rest is shared', async () => {
+    const be = make();
+    try {
+      const { step, weights } = graphs(8);
+      const a = await be.compile(step, weights);
+      // A smaller "prefill": its cache is [4] and its own; w is a's (the first 4 of w are read).
+      const s = new GraphBuilder();
+      const x = s.input('x', 'f32', [4]);
+      const cache = s.param('cache', 'f32', [4]);
+      const w = s.param('w', 'f32', [8]);
+      const small = s.build({ y: s.mul(s.slice(w, 0, 0, 4), x), 'assign:cache': s.add(cache, x) });
+      const mine = new MapWeightStore([
+        ['cache', tensor('f32', [4], new Float32Array(4))],
+        ['w', weights.get('w')!],
+      ]);
+      const b = await be.compile(small, mine, { share: a, ownParams: (n) => n === 'cache' });
+      await a.writeParam('w', tensor('f32', [8], new Float32Array(8).fill(5)));
+      const x4 = tensor('f32', [4], new Float32Array(4).fill(2));
+      expect(Array.from((await b.run({ feeds: { x: x4 } })).y.data)).toEqual([10, 10, 10, 10]);
+      expect(Array.from((await b.readParam('cache')).data)).toEqual([2, 2, 2, 2]);
+      expect(Array.from((await a.readParam('cache')).data)).toEqual(new Array(8).fill(0));
+      a.dispose();
+      b.dispose();
+    } finally {
+      be.dispose();
+    }
+  });
 });
 
 it('webgpu: a shared param is allocated once (the second executable counts only its own buffers)', async () => {

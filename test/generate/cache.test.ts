@@ -7,9 +7,11 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, Executable } from '../../src/backends/backend.ts';
 import { CpuBackend } from '../../src/backends/cpu/index.ts';
+import type { WebGpuExecutable } from '../../src/backends/webgpu/index.ts';
 import { argmax, DecodeSession } from '../../src/generate/index.ts';
 import { tensor } from '../../src/ir/tensor.ts';
 import { bindParams } from '../../src/ir/weights.ts';
+import { isKvParam } from '../../src/models/llama/index.ts';
 import { type OpenedModel, openModel } from '../../src/models/open.ts';
 import { prepareModel } from '../../src/models/prepare.ts';
 import { gpuSuite } from '../backends/webgpu/gpu.ts';
@@ -119,4 +121,35 @@ describe('KV-cache decoding on the cpu backend', () => {
   checks(() => cpu);
 });
 
-await gpuSuite('KV-cache decoding on the webgpu backend', ({ backend }) => checks(() => backend));
+await gpuSuite('KV-cache decoding on the webgpu backend', ({ backend }) => {
+  checks(() => backend);
+
+  it('prefill executables hold no weights of their own: one copy however many prefill shapes', async () => {
+    // The backend as the session sees it, recording what it compiles.
+    const compiled: WebGpuExecutable[] = [];
+    const recording: Backend = {
+      name: backend.name,
+      compile: async (g, w, o) => {
+        const exe = (await backend.compile(g, w, o)) as WebGpuExecutable;
+        compiled.push(exe);
+        return exe;
+      },
+      dispose: () => undefined,
+    };
+    const model = openModel(plain);
+    const s = await DecodeSession.create(recording, model, { batch: 2, maxLen: 16, adapters: [adapter] });
+    try {
+      await s.prefill([{ row: 0, tokens: prompts[0] }]); // batch 1 x seq 16
+      await s.prefill([{ row: 1, tokens: prompts[1] }]); // batch 1 x seq 4
+      const [decoder, ...prefills] = compiled;
+      expect(prefills).toHaveLength(2);
+      const weightBytes = decoder.graph
+        .params()
+        .filter((p) => !isKvParam(String(p.attrs.name)))
+        .reduce((sum, p) => sum + 4 * p.type.shape.reduce((a, b) => a * b, 1), 0);
+      for (const p of prefills) expect(p.memory.deviceBytes).toBeLessThan(weightBytes / 4);
+    } finally {
+      s.dispose();
+    }
+  });
+});

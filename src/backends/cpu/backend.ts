@@ -19,28 +19,41 @@ import type { Precision } from './kernel.ts';
 const storeUsers = new WeakMap<MapWeightStore, number>();
 
 export class CpuExecutable implements Executable {
+  /** The params as the interpreter sees them: this executable's own ones, else the shared store's. */
+  private readonly params: WeightStore & { set(name: string, t: Tensor): void };
+
   constructor(
     readonly graph: Graph,
-    /** This executable's own copy of the weight references (assigns replace entries, never data). */
+    /** Weight references, shared with the executables compiled to share them (assigns replace entries, never data). */
     readonly weights: MapWeightStore,
     private readonly precision: Precision,
-  ) {}
+    /** Params held apart from `weights` (CompileOptions.ownParams). */
+    own: MapWeightStore = new MapWeightStore(),
+  ) {
+    const storeOf = (name: string) => (own.has(name) ? own : weights);
+    this.params = {
+      get: (name) => storeOf(name).get(name),
+      has: (name) => own.has(name) || weights.has(name),
+      names: () => new Set([...own.names(), ...weights.names()]),
+      set: (name, t) => void storeOf(name).set(name, t),
+    };
+  }
 
   async run(req: RunRequest): Promise<Record<string, Tensor>> {
     const assigns = this.graph.outputs.filter((o) => o.name.startsWith(ASSIGN_PREFIX)).map((o) => o.name);
     const wanted =
       req.outputs ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(ASSIGN_PREFIX));
     const all = [...new Set([...wanted, ...assigns])];
-    const res = runGraph(this.graph, req.feeds, this.weights, { precision: this.precision, outputs: all });
-    for (const name of assigns) this.weights.set(name.slice(ASSIGN_PREFIX.length), res[name]);
+    const res = runGraph(this.graph, req.feeds, this.params, { precision: this.precision, outputs: all });
+    for (const name of assigns) this.params.set(name.slice(ASSIGN_PREFIX.length), res[name]);
     const out: Record<string, Tensor> = {};
     for (const name of wanted) out[name] = res[name];
     return out;
   }
 
   async readParam(name: string): Promise<Tensor> {
-    const t = this.weights.get(name);
-    if (!t) throw new CpuRunError(`no parameter '${name}' (params: ${[...this.weights.names()].join(', ')})`);
+    const t = this.params.get(name);
+    if (!t) throw new CpuRunError(`no parameter '${name}' (params: ${[...this.params.names()].join(', ')})`);
     return t;
   }
 
@@ -51,7 +64,7 @@ export class CpuExecutable implements Executable {
         `cannot write '${name}': it is ${t.dtype}${formatShape(t.shape)}, the value is ${value.dtype}${formatShape(value.shape)}`,
       );
     }
-    this.weights.set(name, value);
+    this.params.set(name, value);
   }
 
   dispose(): void {
@@ -72,14 +85,16 @@ export class CpuBackend implements Backend {
 
   async compile(graph: Graph, weights: WeightStore, opts: CompileOptions = {}): Promise<Executable> {
     // Shared params live in one store: assigns replace its entries, which both see.
-    let own = new MapWeightStore();
+    let shared = new MapWeightStore();
     if (opts.share) {
       if (!(opts.share instanceof CpuExecutable))
         throw new CpuRunError('share: the executable to share params with is not a CPU executable');
-      own = opts.share.weights;
+      shared = opts.share.weights;
     }
+    const apart = new MapWeightStore();
     const params = new Map(graph.params().map((p) => [String(p.attrs.name), p]));
     for (const [name, p] of params) {
+      const own = opts.ownParams?.(name) ? apart : shared;
       const mine = own.get(name);
       if (mine) {
         if (sameShape(mine.shape, p.type.shape) && mine.dtype === p.type.dtype) continue;
@@ -102,8 +117,8 @@ export class CpuBackend implements Backend {
         );
       }
     }
-    storeUsers.set(own, (storeUsers.get(own) ?? 0) + 1);
-    return new CpuExecutable(graph, own, this.opts.precision ?? 'f32');
+    storeUsers.set(shared, (storeUsers.get(shared) ?? 0) + 1);
+    return new CpuExecutable(graph, shared, this.opts.precision ?? 'f32', apart);
   }
 
   dispose(): void {}

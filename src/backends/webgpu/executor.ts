@@ -531,7 +531,7 @@ export class WebGpuBackend implements Backend {
       }
     }
     const { paged } = planPaging(graph, opts.paging ?? this.opts.paging);
-    const shared = this.sharedParams(graph, paged, opts.share);
+    const shared = this.sharedParams(graph, paged, opts.share, opts.ownParams);
     const host = new Map([...paged].map((id) => [id, encodeTensor(params.get(id) as Tensor)]));
     const schedule = await buildSchedule({
       graph,
@@ -559,7 +559,12 @@ export class WebGpuBackend implements Backend {
   }
 
   /** Node id -> the other executable's buffer, for each param the two have in common. */
-  private sharedParams(graph: Graph, paged: ReadonlySet<number>, other?: Executable): Map<number, GPUBuffer> {
+  private sharedParams(
+    graph: Graph,
+    paged: ReadonlySet<number>,
+    other?: Executable,
+    ownParams?: (name: string) => boolean,
+  ): Map<number, GPUBuffer> {
     const out = new Map<number, GPUBuffer>();
     if (!other) return out;
     if (!(other instanceof WebGpuExecutable) || !this.live.has(other))
@@ -569,7 +574,7 @@ export class WebGpuBackend implements Backend {
     const theirNames = new Set(other.graph.params().map((q) => String(q.attrs.name)));
     for (const p of graph.params()) {
       const name = String(p.attrs.name);
-      if (!theirNames.has(name)) continue;
+      if (!theirNames.has(name) || ownParams?.(name)) continue;
       const theirs = other.residentParam(name);
       const what = `${p.type.dtype}${formatShape(p.type.shape)}`;
       if (!theirs || paged.has(p.id))
