@@ -95,6 +95,14 @@ export interface Region {
 }
 
 /**
+ * The bytes a binding of `bytes` at `offset` covers in a buffer of `bufferBytes`: whole
+ * 16-byte elements (kernels may read vec4s), never past the buffer's end.
+ */
+export function bindingSize(bufferBytes: number, offset: number, bytes: number): number {
+  return Math.min(bufferBytes - offset, Math.ceil(bytes / 16) * 16);
+}
+
+/**
  * A copy before dispatch `at` (see schedule.ts Transfer): a paged param's value to the device
  * (`upload`) or its new value to the host (`download`), a new value into its param
  * (`assign`), or an output to the host when the run asks for it (`output`).

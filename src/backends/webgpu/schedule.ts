@@ -8,6 +8,7 @@ import type { Tensor } from '../../ir/tensor.ts';
 import { checked, type GpuContext, WebGpuError } from './device.ts';
 import { encodeTensor, gpuByteSize, isPacked } from './dtypes.ts';
 import {
+  bindingSize,
   describeNode,
   type MemoryPlanOptions,
   type PlannedTransfer,
@@ -131,12 +132,8 @@ export async function buildSchedule({
   });
   const region = (r: Region): DeviceRegion => ({ buffer: made[r.buffer], offset: r.offset });
   const regionOf = (id: number) => region(plan.valueRegion.get(id) as Region);
-  // A binding covers the value's bytes (whole 16-byte elements for vec4 access) at its offset.
-  const binding = (r: DeviceRegion, type: { dtype: Node['type']['dtype']; shape: readonly number[] }) => ({
-    buffer: r.buffer,
-    offset: r.offset,
-    size: Math.min(r.buffer.size - r.offset, Math.ceil(gpuByteSize(type.dtype, numel(type.shape)) / 16) * 16),
-  });
+  const binding = (r: DeviceRegion, type: { dtype: Node['type']['dtype']; shape: readonly number[] }) =>
+    scratchBinding(r, gpuByteSize(type.dtype, numel(type.shape)));
   const dispatches: Dispatch[] = [];
   const maxStorage = gpu.limits.maxStorageBuffersPerShaderStage;
   for (let pos = 0; pos < graph.nodes.length; pos++) {
@@ -212,13 +209,9 @@ export async function buildSchedule({
   return { dispatches, transfers, buffers, owned, pooledBytes: plan.pooledBytes };
 }
 
-/** A scratch binding: `bytes` (rounded up to 16) at its region. */
+/** A binding of `bytes` at its region (bindingSize: whole 16-byte elements). */
 function scratchBinding(r: DeviceRegion, bytes: number): GPUBufferBinding {
-  return {
-    buffer: r.buffer,
-    offset: r.offset,
-    size: Math.min(r.buffer.size - r.offset, Math.ceil(bytes / 16) * 16),
-  };
+  return { buffer: r.buffer, offset: r.offset, size: bindingSize(r.buffer.size, r.offset, bytes) };
 }
 
 /** The host tensor of a `const` node (what its device buffer starts with). */

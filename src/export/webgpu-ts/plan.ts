@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { ASSIGN_PREFIX } from '../../backends/backend.ts';
 import { encodeTensor, gpuByteSize } from '../../backends/webgpu/dtypes.ts';
 import {
+  bindingSize,
   describeNode,
   type KernelTarget,
   planMemory,
@@ -100,11 +101,11 @@ export function graphPlan(
   });
   if (assigns.length && !opts.kv) throw new Error('internal: an inference graph that writes its params');
   const state = new Set(assigns.map((a) => a.param));
-  // A binding covers the value's bytes (whole 16-byte elements) at its offset, as buildSchedule binds.
+  // Bound as buildSchedule binds (bindingSize).
   const binding = (r: Region, bytes: number): PlanBinding => ({
     buffer: r.buffer,
     offset: r.offset,
-    size: Math.min(mem.buffers[r.buffer].bytes - r.offset, Math.ceil(bytes / 16) * 16),
+    size: bindingSize(mem.buffers[r.buffer].bytes, r.offset, bytes),
   });
   const nodeBytes = (id: number) => {
     const t = graph.node(id).type;

@@ -97,7 +97,7 @@ const REDUCTIONS = new Set(['sum', 'mean', 'max']);
 function fuseReductions(g: Graph): Graph {
   const users = g.users();
   const outputs = new Set(g.outputs.map((o) => o.id));
-  const producer = (r: Node): Node | undefined => {
+  const producerOf = (r: Node): Node | undefined => {
     if (!REDUCTIONS.has(r.op) || r.type.dtype !== 'f32') return undefined;
     const x = g.node(r.inputs[0]);
     if (outputs.has(x.id) || (users.get(x.id) ?? []).length !== 1) return undefined;
@@ -106,14 +106,20 @@ function fuseReductions(g: Graph): Graph {
       FUSABLE.has(x.op) && x.type.dtype === 'f32' && x.inputs.every((i) => g.node(i).type.dtype === 'f32');
     return single ? x : undefined;
   };
-  if (!g.nodes.some((n) => producer(n))) return g;
+  // Reduction id -> the elementwise node it absorbs, decided once.
+  const producer = new Map<number, Node>();
+  for (const n of g.nodes) {
+    const x = producerOf(n);
+    if (x) producer.set(n.id, x);
+  }
+  if (producer.size === 0) return g;
   return rewrite(
     g,
     [
       [
-        { where: (n) => producer(n) !== undefined },
+        { where: (n) => producer.has(n.id) },
         (m, b) => {
-          const x = producer(m.node) as Node;
+          const x = producer.get(m.node.id) as Node;
           const steps: FusedStep[] =
             x.op === 'fused_map'
               ? (x.attrs as unknown as FusedMapAttrs).steps
