@@ -30,7 +30,34 @@ export interface Executable {
    * adapter of a training-step executable to an eval executable of the same model.
    */
   writeParam(name: string, value: Tensor): Promise<void>;
+  /**
+   * Copies rows (along the first axis) of param `name` of `source`, an executable of the
+   * same backend, into this one's param of that name: source row i becomes row `rows[i]`
+   * (skipped where undefined); other rows keep their values. On the device where the
+   * backend has one (e.g. a prefill's new KV-cache rows into a decoding session's cache).
+   */
+  copyParamRows(source: Executable, name: string, rows: readonly (number | undefined)[]): Promise<void>;
   dispose(): void;
+}
+
+/**
+ * Why rows of `from` cannot be copied into `to` as `rows` says (copyParamRows), or
+ * undefined: same dtype and trailing shape, every source row present, targets in range.
+ */
+export function rowCopyProblem(
+  name: string,
+  from: { readonly dtype: string; readonly shape: readonly number[] },
+  to: { readonly dtype: string; readonly shape: readonly number[] },
+  rows: readonly (number | undefined)[],
+): string | undefined {
+  const trailing = (s: readonly number[]) => s.slice(1).join(',');
+  if (from.dtype !== to.dtype || trailing(from.shape) !== trailing(to.shape) || to.shape.length === 0)
+    return `copyParamRows '${name}': rows of ${from.dtype}[${from.shape}] do not fit ${to.dtype}[${to.shape}]`;
+  if (rows.length > from.shape[0])
+    return `copyParamRows '${name}': ${rows.length} rows asked, the source has ${from.shape[0]}`;
+  const bad = rows.find((r) => r !== undefined && (!Number.isInteger(r) || r < 0 || r >= to.shape[0]));
+  if (bad !== undefined) return `copyParamRows '${name}': target row ${bad} is not in [0, ${to.shape[0]})`;
+  return undefined;
 }
 
 /** How a backend may compile a graph; options a backend has no use for are ignored. */

@@ -12,7 +12,7 @@
 // (continuous batching); rows not named in a call are left untouched.
 import type { Backend, Executable } from '../backends/backend.ts';
 import type { Graph } from '../ir/graph.ts';
-import { type Tensor, tensor } from '../ir/tensor.ts';
+import type { Tensor } from '../ir/tensor.ts';
 import { bindParams, type WeightStore } from '../ir/weights.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { isKvParam } from '../models/llama/index.ts';
@@ -244,7 +244,7 @@ function rowOf(logits: Tensor, b: number): Float32Array {
 /**
  * Copies the cache rows of a prefill executable into the decode executable: batch row i
  * of `from` becomes session row `rows[i]` (skipped where undefined). The two caches are
- * apart (each sized to its graph's batch), so the rows go through the host.
+ * apart (each sized to its graph's batch); the rows move on the device.
  */
 async function copyCacheRows(
   from: Executable,
@@ -253,14 +253,6 @@ async function copyCacheRows(
 ): Promise<void> {
   for (const p of to.graph.params()) {
     const name = String(p.attrs.name);
-    if (!isKvParam(name)) continue;
-    const src = (await from.readParam(name)).data as Float32Array;
-    const dst = await to.readParam(name);
-    const per = dst.data.length / dst.shape[0];
-    const data = Float32Array.from(dst.data as Float32Array);
-    rows.forEach((r, i) => {
-      if (r !== undefined) data.set(src.subarray(i * per, (i + 1) * per), r * per);
-    });
-    await to.writeParam(name, tensor('f32', dst.shape, data));
+    if (isKvParam(name)) await to.copyParamRows(from, name, rows);
   }
 }

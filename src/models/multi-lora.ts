@@ -202,6 +202,7 @@ export class AdapterSlots {
             ),
           readParam: (n) => exe.readParam(n),
           writeParam: (n, v) => exe.writeParam(n, v),
+          copyParamRows: (from, n, rows) => exe.copyParamRows(inner.get(from) ?? from, n, rows),
           dispose: () => {
             this.detach(exe);
             exe.dispose();

@@ -77,6 +77,36 @@ describe.each(backends)('%s: executables sharing params', (_name, make) => {
     }
   });
 
+  it('copyParamRows: source row i lands in row rows[i], other rows untouched; a misfit is refused', async () => {
+    const be = make();
+    try {
+      // Two executables of one graph shape pair: a [2, 3] "prefill" cache and a [4, 3] "session" one.
+      const cacheOf = (rows: number, fill: number) => {
+        const g = new GraphBuilder();
+        const c = g.param('cache', 'f32', [rows, 3]);
+        const graph = g.build({ y: g.scale(c, 1) });
+        const w = new MapWeightStore([
+          ['cache', tensor('f32', [rows, 3], new Float32Array(rows * 3).fill(fill))],
+        ]);
+        return be.compile(graph, w);
+      };
+      const small = await cacheOf(2, 0);
+      await small.writeParam('cache', tensor('f32', [2, 3], [1, 2, 3, 4, 5, 6]));
+      const big = await cacheOf(4, 9);
+      await big.copyParamRows(small, 'cache', [3, undefined]);
+      expect(Array.from((await big.readParam('cache')).data)).toEqual([9, 9, 9, 9, 9, 9, 9, 9, 9, 1, 2, 3]);
+      await big.copyParamRows(small, 'cache', [undefined, 0]);
+      expect(Array.from((await big.readParam('cache')).data)).toEqual([4, 5, 6, 9, 9, 9, 9, 9, 9, 1, 2, 3]);
+      await expect(big.copyParamRows(small, 'cache', [4])).rejects.toThrow(/target row 4 is not in \[0, 4\)/);
+      await expect(big.copyParamRows(small, 'cache', [0, 1, 2])).rejects.toThrow(
+        /3 rows asked, the source has 2/,
+      );
+      await expect(big.copyParamRows(small, 'nope', [0])).rejects.toThrow(/no parameter 'nope'/);
+    } finally {
+      be.dispose();
+    }
+  });
+
   it('ownParams: a param named there is held apart (its own shape, its own writes); the rest is shared', async () => {
     const be = make();
     try {

@@ -446,6 +446,7 @@ describe('training with gradient_accumulation_steps (cpu, tiny model)', () => {
           },
           readParam: (n) => exe.readParam(n),
           writeParam: (n, v) => exe.writeParam(n, v),
+          copyParamRows: (from, n, rows) => exe.copyParamRows(from, n, rows),
           dispose: () => exe.dispose(),
         };
       },

@@ -3,7 +3,7 @@
 
 import type { Graph } from '../../ir/graph.ts';
 import { formatShape, sameShape } from '../../ir/shape.ts';
-import type { Tensor } from '../../ir/tensor.ts';
+import { type Tensor, tensor } from '../../ir/tensor.ts';
 import { MapWeightStore, type WeightStore } from '../../ir/weights.ts';
 import {
   ASSIGN_PREFIX,
@@ -11,6 +11,7 @@ import {
   type CompileOptions,
   type Executable,
   type RunRequest,
+  rowCopyProblem,
 } from '../backend.ts';
 import { CpuRunError, runGraph } from './interpreter.ts';
 import type { Precision } from './kernel.ts';
@@ -65,6 +66,26 @@ export class CpuExecutable implements Executable {
       );
     }
     this.params.set(name, value);
+  }
+
+  async copyParamRows(
+    source: Executable,
+    name: string,
+    rows: readonly (number | undefined)[],
+  ): Promise<void> {
+    if (!(source instanceof CpuExecutable))
+      throw new CpuRunError(`copyParamRows '${name}': the source is not a CPU executable`);
+    const from = await source.readParam(name);
+    const to = await this.readParam(name);
+    const problem = rowCopyProblem(name, from, to, rows);
+    if (problem) throw new CpuRunError(problem);
+    const per = to.shape.slice(1).reduce((a, b) => a * b, 1);
+    // A new tensor, never the old one's data: stores hand their tensors out (readParam).
+    const data = to.data.slice();
+    rows.forEach((r, i) => {
+      if (r !== undefined) data.set(from.data.subarray(i * per, (i + 1) * per) as never, r * per);
+    });
+    this.params.set(name, tensor(to.dtype, to.shape, data));
   }
 
   dispose(): void {

@@ -11,6 +11,7 @@ import {
   type CompileOptions,
   type Executable,
   type RunRequest,
+  rowCopyProblem,
 } from '../backend.ts';
 import { acquireDevice, checked, type GpuContext, WebGpuError, type WebGpuOptions } from './device.ts';
 import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
@@ -461,6 +462,50 @@ export class WebGpuExecutable implements Executable {
           },
         );
       }
+    });
+  }
+
+  async copyParamRows(
+    source: Executable,
+    name: string,
+    rows: readonly (number | undefined)[],
+  ): Promise<void> {
+    if (!(source instanceof WebGpuExecutable))
+      throw new WebGpuError(`copyParamRows '${name}': the source is not a WebGPU executable`);
+    const from = source.graph.node(source.paramId(name));
+    const to = this.graph.node(this.paramId(name));
+    const problem = rowCopyProblem(name, from.type, to.type, rows);
+    if (problem) throw new WebGpuError(problem);
+    const rowBytes = gpuByteSize(to.type.dtype, numel(to.type.shape.slice(1)));
+    if (rowBytes % 4 !== 0)
+      throw new WebGpuError(`copyParamRows '${name}': rows of ${rowBytes} bytes (not whole 4-byte words)`);
+    return this.serial(async () => {
+      // The source's runs and writes before this call come first (its queue may be another).
+      if (source.runQueue !== this.runQueue) await source.runQueue.tail;
+      if (this.host.has(to.id) || source.host.has(from.id))
+        throw new WebGpuError(
+          `copyParamRows '${name}': the param is paged to the host in one of the two executables`,
+        );
+      await checked(
+        this.gpu,
+        () => `copying rows of param '${name}'`,
+        () => {
+          const enc = this.gpu.device.createCommandEncoder();
+          const src = source.buf(from.id);
+          const dst = this.buf(to.id);
+          rows.forEach((r, i) => {
+            if (r !== undefined)
+              enc.copyBufferToBuffer(
+                src.buffer,
+                src.offset + i * rowBytes,
+                dst.buffer,
+                dst.offset + r * rowBytes,
+                rowBytes,
+              );
+          });
+          this.gpu.device.queue.submit([enc.finish()]);
+        },
+      );
     });
   }
 
