@@ -1,9 +1,11 @@
-// Elementwise ops. Binary ops and where broadcast as NumPy. Integer dtypes compute
+// Elementwise ops. The math ops' kernels come from their definitions (ir/ops/math.ts);
+// binary ops and where broadcast as NumPy. Integer dtypes compute
 // in JS numbers and are stored with the typed array's wrap-around, so integer div
 // truncates toward zero (as C and WGSL); i32/u32 mul uses Math.imul (exact mod 2^32).
 // Comparisons give 1 or 0 in the inputs' dtype.
 import { isFloat } from '../../ir/dtype.ts';
 import type { OpAttrs } from '../../ir/ops/index.ts';
+import { MATH_OPS, type MathDef, type MathOpName } from '../../ir/ops/math.ts';
 import { attrsOf, type CpuKernel, empty } from './kernel.ts';
 import { gelu as geluFn } from './math.ts';
 import { broadcastIndex } from './util.ts';
@@ -30,28 +32,13 @@ function unary(f: (x: number) => number): CpuKernel {
   };
 }
 
-export const add = binary((a, b) => a + b);
-export const sub = binary((a, b) => a - b);
-export const mul = binary((a, b) => a * b, Math.imul);
-export const div = binary((a, b) => a / b);
-export const pow = binary(Math.pow);
-// NaN propagates (as torch.maximum).
-export const maximum = binary(Math.max);
-export const minimum = binary(Math.min);
-export const greater = binary((a, b) => (a > b ? 1 : 0));
-export const equal = binary((a, b) => (a === b ? 1 : 0));
-
-export const neg = unary((x) => -x);
-export const abs = unary(Math.abs);
-export const exp = unary(Math.exp);
-export const log = unary(Math.log);
-export const sqrt = unary(Math.sqrt);
-export const rsqrt = unary((x) => 1 / Math.sqrt(x));
-export const relu = unary((x) => Math.max(x, 0)); // NaN stays NaN, as torch.relu
-export const sigmoid = unary((x) => 1 / (1 + Math.exp(-x)));
-export const tanh = unary(Math.tanh);
-export const silu = unary((x) => x / (1 + Math.exp(-x)));
-export const sign = unary(Math.sign);
+/** The math ops' kernels, from their definitions (ir/ops/math.ts). */
+export const mathKernels = Object.fromEntries(
+  Object.values(MATH_OPS).map((d: MathDef) => [
+    d.name,
+    d.kind === 'unary' ? unary(d.cpu) : binary(d.cpu, d.cpuInt),
+  ]),
+) as Record<MathOpName, CpuKernel>;
 
 export const gelu: CpuKernel = (ins, ctx) => {
   const { approximate } = attrsOf<OpAttrs<'gelu'>>(ctx);

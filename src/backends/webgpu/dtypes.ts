@@ -5,10 +5,11 @@
 // i32 for i32, u32 for the unsigned types.
 import { Float16Array } from '@petamoriken/float16';
 import { byteSize, type DType } from '../../ir/dtype.ts';
+import type { ComputeType } from '../../ir/ops/math.ts';
 import { numel, type Shape } from '../../ir/shape.ts';
 import { allocFor, type Tensor } from '../../ir/tensor.ts';
 
-export type ComputeType = 'f32' | 'i32' | 'u32';
+export type { ComputeType };
 
 export function computeType(d: DType): ComputeType {
   if (d === 'f32' || d === 'f16' || d === 'bf16') return 'f32';

@@ -1,6 +1,7 @@
 // The shape of one row of the op table. Each row gives the attrs schema (zod) and
-// the shape/dtype rule; CPU semantics live in backends/cpu, VJPs in passes/autodiff,
-// WGSL lowerings in backends/webgpu, each keyed by the same op name.
+// the shape/dtype rule. The math ops carry their CPU function, WGSL expression and
+// derivative too (math.ts); the other ops' CPU kernels, VJPs and WGSL lowerings live in
+// backends/cpu, passes/autodiff and backends/webgpu, keyed by the same op name (README.md).
 import type { z } from 'zod';
 import type { Attrs, TensorType } from '../graph.ts';
 

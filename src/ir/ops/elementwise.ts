@@ -1,4 +1,5 @@
-// Elementwise ops: unary, binary with NumPy broadcasting, where, cast, scale, dropout.
+// Elementwise ops with attrs or kernels of their own: gelu, scale, where, cast, dropout.
+// The math ops (unary, broadcasting binary, comparisons) are in math.ts, every aspect at once.
 import { z } from 'zod';
 import { DTYPES, isFloat } from '../dtype.ts';
 import type { TensorType } from '../graph.ts';
@@ -14,51 +15,6 @@ function sameDtype(op: string, ts: readonly TensorType[]): void {
     }
   }
 }
-
-function binary(name: string, doc: string) {
-  return defineOp({
-    name,
-    arity: 2,
-    attrs: none,
-    infer: ([a, b]) => {
-      sameDtype(name, [a, b]);
-      return { dtype: a.dtype, shape: broadcastShapes(a.shape, b.shape) };
-    },
-    doc,
-  });
-}
-
-function unary(name: string, doc: string, floatOnly = true) {
-  return defineOp({
-    name,
-    arity: 1,
-    attrs: none,
-    infer: ([a]) => {
-      if (floatOnly && !isFloat(a.dtype)) throw new ShapeError(`${name} needs a float input, got ${a.dtype}`);
-      return a;
-    },
-    doc,
-  });
-}
-
-export const add = binary('add', 'a + b');
-export const sub = binary('sub', 'a - b');
-export const mul = binary('mul', 'a * b');
-export const div = binary('div', 'a / b');
-export const pow = binary('pow', 'a ** b');
-export const maximum = binary('maximum', 'max(a, b) elementwise');
-export const minimum = binary('minimum', 'min(a, b) elementwise');
-
-export const neg = unary('neg', '-x', false);
-export const abs = unary('abs', '|x|', false);
-export const exp = unary('exp', 'e^x');
-export const log = unary('log', 'natural log');
-export const sqrt = unary('sqrt', 'square root');
-export const rsqrt = unary('rsqrt', '1 / sqrt(x)');
-export const relu = unary('relu', 'max(x, 0)');
-export const sigmoid = unary('sigmoid', '1 / (1 + e^-x)');
-export const tanh = unary('tanh', 'hyperbolic tangent');
-export const silu = unary('silu', 'x * sigmoid(x) (SiLU / swish, LLaMA MLP)');
 
 export const gelu = defineOp({
   name: 'gelu',

@@ -1,9 +1,8 @@
 // Ops that reverse-mode autodiff needs besides the forward ones: scatter_add (the
-// transpose of gather/embedding), one_hot, comparisons and sign (masks for the
-// VJPs of relu/max/abs/cross_entropy), and broadcast_to (the transpose of a sum).
-// Comparisons return 1 or 0 in the inputs' dtype: masks are used in arithmetic.
+// transpose of gather/embedding), one_hot, and broadcast_to (the transpose of a sum).
+// The comparisons and sign the VJPs use as masks are math ops (math.ts).
 import { z } from 'zod';
-import { isFloat } from '../dtype.ts';
+
 import { broadcastShapes, formatShape, normAxis, ShapeError } from '../shape.ts';
 import { defineOp } from './def.ts';
 
@@ -40,35 +39,6 @@ export const one_hot = defineOp({
     return { dtype, shape: [...ids.shape, depth] };
   },
   doc: 'out[..., j] = (ids[...] == j); ids out of [0, depth) give an all-zero row',
-});
-
-function compare(name: string, doc: string) {
-  return defineOp({
-    name,
-    arity: 2,
-    attrs: z.strictObject({}),
-    infer: ([a, b]) => {
-      if (a.dtype !== b.dtype)
-        throw new ShapeError(`${name} needs inputs of one dtype, got ${a.dtype} and ${b.dtype}`);
-      return { dtype: a.dtype, shape: broadcastShapes(a.shape, b.shape) };
-    },
-    doc,
-  });
-}
-
-export const greater = compare('greater', '1 where a > b else 0 (broadcasting)');
-export const equal = compare('equal', '1 where a == b else 0 (broadcasting)');
-
-export const sign = defineOp({
-  name: 'sign',
-  arity: 1,
-  attrs: z.strictObject({}),
-  infer: ([a]) => {
-    if (!isFloat(a.dtype) && a.dtype !== 'i32')
-      throw new ShapeError(`sign needs a float or i32 input, got ${a.dtype}`);
-    return a;
-  },
-  doc: '-1, 0 or 1',
 });
 
 export const broadcast_to = defineOp({

@@ -6,6 +6,7 @@ import * as elementwise from './elementwise.ts';
 import * as grad from './grad.ts';
 import * as layout from './layout.ts';
 import * as linalg from './linalg.ts';
+import { MATH_OPS } from './math.ts';
 import * as nn from './nn.ts';
 import * as reduce from './reduce.ts';
 import * as sources from './sources.ts';
@@ -16,23 +17,7 @@ const core = {
   const: sources.constant,
   matmul: linalg.matmul,
   linear: linalg.linear,
-  add: elementwise.add,
-  sub: elementwise.sub,
-  mul: elementwise.mul,
-  div: elementwise.div,
-  pow: elementwise.pow,
-  maximum: elementwise.maximum,
-  minimum: elementwise.minimum,
-  neg: elementwise.neg,
-  abs: elementwise.abs,
-  exp: elementwise.exp,
-  log: elementwise.log,
-  sqrt: elementwise.sqrt,
-  rsqrt: elementwise.rsqrt,
-  relu: elementwise.relu,
-  sigmoid: elementwise.sigmoid,
-  tanh: elementwise.tanh,
-  silu: elementwise.silu,
+  ...MATH_OPS,
   gelu: elementwise.gelu,
   scale: elementwise.scale,
   where: elementwise.where,
@@ -58,9 +43,6 @@ const core = {
   attention: nn.attention,
   scatter_add: grad.scatter_add,
   one_hot: grad.one_hot,
-  greater: grad.greater,
-  equal: grad.equal,
-  sign: grad.sign,
   broadcast_to: grad.broadcast_to,
   stop_gradient: grad.stop_gradient,
 } as const;

@@ -1,13 +1,9 @@
 // Small building blocks the VJP rules share.
 import type { GraphBuilder, Value } from '../../ir/builder.ts';
 import type { DType } from '../../ir/dtype.ts';
+import { oneMinus, scalarLike } from '../../ir/ops/math.ts';
 import { reducedShape } from '../../ir/ops/reduce.ts';
 import { type Shape, sameShape } from '../../ir/shape.ts';
-
-/** A scalar constant in `like`'s dtype (binary ops need one dtype). */
-export function scalarLike(b: GraphBuilder, v: number, like: Value): Value {
-  return b.const(v, [], like.type.dtype);
-}
 
 /** Reshape only when the shape differs, so the graph stays small. */
 export function reshapeTo(b: GraphBuilder, x: Value, shape: Shape): Value {
@@ -47,7 +43,4 @@ export function castTo(b: GraphBuilder, x: Value, dtype: DType): Value {
   return x.type.dtype === dtype ? x : b.cast(x, dtype);
 }
 
-/** 1 - x, in x's dtype. */
-export function oneMinus(b: GraphBuilder, x: Value): Value {
-  return b.sub(scalarLike(b, 1, x), x);
-}
+export { oneMinus, scalarLike };

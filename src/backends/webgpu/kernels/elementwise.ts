@@ -1,5 +1,6 @@
 // Elementwise kernels: unary math, broadcasting binary ops and comparisons, where,
 // cast, scale, sign and dropout. Floats compute in f32; integer dtypes in i32/u32.
+import { type ComputeType, MATH_OPS, type MathDef, type MathOpName } from '../../../ir/ops/math.ts';
 import { computeType, lit } from '../dtypes.ts';
 import type { Kernel, KernelContext, KernelPlan } from '../program.ts';
 import { broadcastIndex, broadcastKind, mapKernel } from './map.ts';
@@ -32,21 +33,14 @@ fn pow_f(a: f32, b: f32) -> f32 {
 }
 `;
 
-type Unary = (x: string, ct: 'f32' | 'i32' | 'u32') => string;
+type Unary = (x: string, ct: ComputeType) => string;
 
-export const UNARY: Record<string, Unary> = {
-  neg: (x, ct) => (ct === 'u32' ? `0u - ${x}` : `-${x}`),
-  abs: (x, ct) => (ct === 'u32' ? x : `abs(${x})`),
-  exp: (x) => `exp(${x})`,
-  log: (x) => `log(${x})`,
-  sqrt: (x) => `sqrt(${x})`,
-  rsqrt: (x) => `1.0 / sqrt(${x})`,
-  relu: (x) => `select(0.0, ${x}, ${x} > 0.0 || ${x} != ${x})`,
-  sigmoid: (x) => `sigmoid_f(${x})`,
-  tanh: (x) => `tanh_f(${x})`,
-  silu: (x) => `${x} * sigmoid_f(${x})`,
-  sign: (x, ct) => (ct === 'u32' ? `select(0u, 1u, ${x} > 0u)` : `sign(${x})`),
-};
+const mathDefs = Object.values(MATH_OPS) as MathDef[];
+
+/** WGSL expressions of the unary math ops (from ir/ops/math.ts; fused kernels compose them). */
+export const UNARY: Record<string, Unary> = Object.fromEntries(
+  mathDefs.flatMap((d) => (d.kind === 'unary' ? [[d.name, d.wgsl]] : [])),
+);
 
 /** `vec4`: the op's expression is valid WGSL on vec4 operands too (mapKernel's vec4 path). */
 function unary(f: Unary, vec4 = false): Kernel {
@@ -62,23 +56,12 @@ function unary(f: Unary, vec4 = false): Kernel {
   };
 }
 
-type Binary = (a: string, b: string, ct: 'f32' | 'i32' | 'u32') => string;
+type Binary = (a: string, b: string, ct: ComputeType) => string;
 
-export const BINARY: Record<string, Binary> = {
-  add: (a, b) => `${a} + ${b}`,
-  sub: (a, b) => `${a} - ${b}`,
-  mul: (a, b) => `${a} * ${b}`,
-  div: (a, b, ct) =>
-    ct === 'f32' ? `${a} / ${b}` : `select(0${ct === 'i32' ? 'i' : 'u'}, ${a} / ${b}, ${b} != 0)`,
-  pow: (a, b, ct) => (ct === 'f32' ? `pow_f(${a}, ${b})` : `${ct}(pow_f(f32(${a}), f32(${b})))`),
-  // NaN in either input propagates, as torch.maximum / Math.max.
-  maximum: (a, b, ct) =>
-    ct === 'f32' ? `select(${b}, ${a}, ${a} > ${b} || ${a} != ${a})` : `max(${a}, ${b})`,
-  minimum: (a, b, ct) =>
-    ct === 'f32' ? `select(${b}, ${a}, ${a} < ${b} || ${a} != ${a})` : `min(${a}, ${b})`,
-  greater: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} > ${b})`,
-  equal: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} == ${b})`,
-};
+/** WGSL expressions of the binary math ops (from ir/ops/math.ts). */
+export const BINARY: Record<string, Binary> = Object.fromEntries(
+  mathDefs.flatMap((d) => (d.kind === 'binary' ? [[d.name, d.wgsl]] : [])),
+);
 
 function binary(f: Binary, vec4 = false): Kernel {
   return (ctx) => {
@@ -218,27 +201,19 @@ function gelu(ctx: KernelContext): KernelPlan {
   });
 }
 
+/** The math ops' kernels, each with the vec4 path where its expression allows it. */
+const mathKernels = Object.fromEntries(
+  mathDefs.map((d): [string, Kernel] => [
+    d.name,
+    (ctx) => {
+      const vec4 = d.vec4(computeType(ctx.out.dtype));
+      return d.kind === 'unary' ? unary(d.wgsl, vec4)(ctx) : binary(d.wgsl, vec4)(ctx);
+    },
+  ]),
+) as Record<MathOpName, Kernel>;
+
 export const elementwiseKernels = {
-  add: binary(BINARY.add, true),
-  sub: binary(BINARY.sub, true),
-  mul: binary(BINARY.mul, true),
-  div: (ctx) => binary(BINARY.div, computeType(ctx.out.dtype) === 'f32')(ctx),
-  pow: binary(BINARY.pow),
-  maximum: binary(BINARY.maximum),
-  minimum: binary(BINARY.minimum),
-  greater: binary(BINARY.greater),
-  equal: binary(BINARY.equal),
-  neg: unary(UNARY.neg, true),
-  abs: unary(UNARY.abs, true),
-  exp: unary(UNARY.exp, true),
-  log: unary(UNARY.log, true),
-  sqrt: unary(UNARY.sqrt, true),
-  rsqrt: unary(UNARY.rsqrt, true),
-  relu: unary(UNARY.relu),
-  sigmoid: unary(UNARY.sigmoid),
-  tanh: unary(UNARY.tanh),
-  silu: unary(UNARY.silu),
-  sign: unary(UNARY.sign),
+  ...mathKernels,
   gelu,
   scale,
   where,

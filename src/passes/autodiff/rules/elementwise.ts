@@ -1,6 +1,7 @@
-// VJPs of elementwise ops. Binary ops reduce the cotangent back to each input's
-// shape (broadcasting's transpose). Rules emit nodes only for inputs that need them.
+// VJPs of elementwise ops: the math ops' from their definitions (ir/ops/math.ts), the rest
+// here. Binary ops reduce the cotangent back to each input's shape (broadcasting's transpose). Rules emit nodes only for inputs that need them.
 import type { GraphBuilder, Value } from '../../../ir/builder.ts';
+import { type LocalGrad, MATH_OPS, type MathDef, type MathOpName } from '../../../ir/ops/math.ts';
 import { oneMinus, scalarLike, unbroadcast } from '../helpers.ts';
 import { attrsOf, none, type VjpContext, type VjpRule, vjp } from '../rule.ts';
 
@@ -17,11 +18,6 @@ function binary(da: ((c: VjpContext) => Value) | null, db: ((c: VjpContext) => V
 
 function unary(dx: (c: VjpContext, x: Value) => Value): VjpRule {
   return vjp((c) => [c.needs[0] ? dx(c, c.inputs[0]) : null]);
-}
-
-/** mask_a * g where a wins, half each on ties (as PyTorch's maximum/minimum). */
-function tieSplit(b: GraphBuilder, win: Value, tie: Value, g: Value): Value {
-  return b.mul(g, b.add(win, b.scale(tie, 0.5)));
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -47,55 +43,23 @@ function geluTanhGrad(b: GraphBuilder, x: Value): Value {
   return b.add(left, right);
 }
 
+/** A math op's VJP from its definition (ir/ops/math.ts): local cotangents, broadcast axes summed away. */
+function mathVjp(d: MathDef): VjpRule {
+  if ('none' in d.grad) return none(d.grad.none);
+  if (d.kind === 'unary') {
+    const dx = d.grad as LocalGrad;
+    return unary((c) => dx(c));
+  }
+  const [da, db] = d.grad as readonly [LocalGrad, LocalGrad];
+  return binary(da, db);
+}
+
+const mathVjps = Object.fromEntries(
+  (Object.values(MATH_OPS) as MathDef[]).map((d) => [d.name, mathVjp(d)]),
+) as Record<MathOpName, VjpRule>;
+
 export const elementwiseVjps = {
-  add: binary(
-    (c) => c.cot,
-    (c) => c.cot,
-  ),
-  sub: binary(
-    (c) => c.cot,
-    (c) => c.b.neg(c.cot),
-  ),
-  mul: binary(
-    (c) => c.b.mul(c.cot, c.inputs[1]),
-    (c) => c.b.mul(c.cot, c.inputs[0]),
-  ),
-  div: binary(
-    (c) => c.b.div(c.cot, c.inputs[1]),
-    // d(a/b)/db = -(a/b)/b
-    (c) => c.b.neg(c.b.div(c.b.mul(c.cot, c.out), c.inputs[1])),
-  ),
-  pow: binary(
-    (c) => {
-      const [a, e] = c.inputs;
-      return c.b.mul(c.cot, c.b.mul(e, c.b.pow(a, c.b.sub(e, scalarLike(c.b, 1, e)))));
-    },
-    // d(a^e)/de = a^e log a (defined for a > 0)
-    (c) => c.b.mul(c.b.mul(c.cot, c.out), c.b.unary('log', c.inputs[0])),
-  ),
-  maximum: binary(
-    (c) => tieSplit(c.b, c.b.greater(c.inputs[0], c.inputs[1]), c.b.equal(c.inputs[0], c.inputs[1]), c.cot),
-    (c) => tieSplit(c.b, c.b.greater(c.inputs[1], c.inputs[0]), c.b.equal(c.inputs[0], c.inputs[1]), c.cot),
-  ),
-  minimum: binary(
-    (c) => tieSplit(c.b, c.b.greater(c.inputs[1], c.inputs[0]), c.b.equal(c.inputs[0], c.inputs[1]), c.cot),
-    (c) => tieSplit(c.b, c.b.greater(c.inputs[0], c.inputs[1]), c.b.equal(c.inputs[0], c.inputs[1]), c.cot),
-  ),
-  neg: unary((c) => c.b.neg(c.cot)),
-  abs: unary((c, x) => c.b.mul(c.cot, c.b.sign(x))),
-  exp: unary((c) => c.b.mul(c.cot, c.out)),
-  log: unary((c, x) => c.b.div(c.cot, x)),
-  sqrt: unary((c) => c.b.scale(c.b.div(c.cot, c.out), 0.5)),
-  // d x^-1/2 = -1/2 x^-3/2 = -1/2 out^3
-  rsqrt: unary((c) => c.b.mul(c.cot, c.b.scale(c.b.mul(c.out, c.b.mul(c.out, c.out)), -0.5))),
-  relu: unary((c, x) => c.b.mul(c.cot, c.b.greater(x, scalarLike(c.b, 0, x)))),
-  sigmoid: unary((c) => c.b.mul(c.cot, c.b.mul(c.out, oneMinus(c.b, c.out)))),
-  tanh: unary((c) => c.b.mul(c.cot, oneMinus(c.b, c.b.mul(c.out, c.out)))),
-  // silu' = s (1 + x (1 - s)), s = sigmoid(x)
-  silu: unary((c, x) => {
-    const s = c.b.unary('sigmoid', x);
-    return c.b.mul(c.cot, c.b.mul(s, c.b.add(scalarLike(c.b, 1, x), c.b.mul(x, oneMinus(c.b, s)))));
-  }),
+  ...mathVjps,
   gelu: unary((c, x) => {
     const { approximate } = attrsOf(c, 'gelu');
     const d = approximate === 'tanh' ? geluTanhGrad(c.b, x) : geluExactGrad(c.b, x, c.out);
@@ -125,7 +89,4 @@ export const elementwiseVjps = {
     },
     [1], // the step counter is an integer
   ),
-  sign: none('sign is piecewise constant: its derivative is zero almost everywhere'),
-  greater: none('greater is a 0/1 mask: piecewise constant'),
-  equal: none('equal is a 0/1 mask: piecewise constant'),
 } satisfies Record<string, VjpRule>;
