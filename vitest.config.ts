@@ -17,7 +17,7 @@ export default defineConfig({
     // Files in one worker share the module cache instead of importing the compiler again
     // per file: the suite ran in 174 s instead of 293 s (1253 tests, same busy machine).
     // The price is a rule: a test leaves no global state behind (process.env restored,
-    // test-only methods registered under names of their own, plugins loaded in a child process).
+    // test-only methods registered as test-*, plugins loaded in a child process).
     isolate: false,
   },
 });
