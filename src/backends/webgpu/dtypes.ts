@@ -5,11 +5,11 @@
 // i32 for i32, u32 for the unsigned types.
 import { Float16Array } from '@petamoriken/float16';
 import { byteSize, type DType } from '../../ir/dtype.ts';
-import type { ComputeType } from '../../ir/ops/math.ts';
+import { type ComputeType, lit } from '../../ir/ops/math.ts';
 import { numel, type Shape } from '../../ir/shape.ts';
 import { allocFor, type Tensor } from '../../ir/tensor.ts';
 
-export type { ComputeType };
+export { type ComputeType, lit };
 
 export function computeType(d: DType): ComputeType {
   if (d === 'f32' || d === 'f16' || d === 'bf16') return 'f32';
@@ -83,12 +83,6 @@ fn inf_f32(sign: f32) -> f32 { var u = 0x7f800000u; return sign * bitcast<f32>(u
 /** Converts a compute-typed WGSL expression between compute types. */
 export function convert(expr: string, from: ComputeType, to: ComputeType): string {
   return from === to ? expr : `${to}(${expr})`;
-}
-
-/** A literal of a compute type. */
-export function lit(v: number, t: ComputeType): string {
-  if (t === 'f32') return Number.isInteger(v) ? `${v}.0` : `${v}`;
-  return t === 'i32' ? `${v}i` : `${v}u`;
 }
 
 /** Host bytes for a tensor as the device stores it (padded to a multiple of 4). */

@@ -131,8 +131,11 @@ function tieSplit(b: GraphBuilder, win: Value, tie: Value, g: Value): Value {
   return b.mul(g, b.add(win, b.scale(tie, 0.5)));
 }
 
-const zeroOne = (ct: ComputeType) =>
-  ct === 'f32' ? ['0.0', '1.0'] : ct === 'i32' ? ['0i', '1i'] : ['0u', '1u'];
+/** A WGSL literal of `v` in compute type `t` (1.0, 1i, 1u). */
+export function lit(v: number, t: ComputeType): string {
+  if (t === 'f32') return Number.isInteger(v) ? `${v}.0` : `${v}`;
+  return t === 'i32' ? `${v}i` : `${v}u`;
+}
 
 export const add = binary({
   name: 'add',
@@ -219,7 +222,7 @@ export const greater = binary({
   name: 'greater',
   doc: '1 where a > b else 0 (broadcasting)',
   cpu: (a, b) => (a > b ? 1 : 0),
-  wgsl: (a, b, ct) => `select(${zeroOne(ct)[0]}, ${zeroOne(ct)[1]}, ${a} > ${b})`,
+  wgsl: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} > ${b})`,
   grad: { none: 'greater is a 0/1 mask: piecewise constant' },
 });
 
@@ -227,7 +230,7 @@ export const equal = binary({
   name: 'equal',
   doc: '1 where a == b else 0 (broadcasting)',
   cpu: (a, b) => (a === b ? 1 : 0),
-  wgsl: (a, b, ct) => `select(${zeroOne(ct)[0]}, ${zeroOne(ct)[1]}, ${a} == ${b})`,
+  wgsl: (a, b, ct) => `select(${lit(0, ct)}, ${lit(1, ct)}, ${a} == ${b})`,
   grad: { none: 'equal is a 0/1 mask: piecewise constant' },
 });
 
