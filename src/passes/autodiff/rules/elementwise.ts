@@ -46,10 +46,7 @@ function geluTanhGrad(b: GraphBuilder, x: Value): Value {
 /** A math op's VJP from its definition (ir/ops/math.ts): local cotangents, broadcast axes summed away. */
 function mathVjp(d: MathDef): VjpRule {
   if ('none' in d.grad) return none(d.grad.none);
-  if (d.kind === 'unary') {
-    const dx = d.grad as LocalGrad;
-    return unary((c) => dx(c));
-  }
+  if (d.kind === 'unary') return unary(d.grad as LocalGrad);
   const [da, db] = d.grad as readonly [LocalGrad, LocalGrad];
   return binary(da, db);
 }
