@@ -79,6 +79,12 @@ export interface CompileOptions {
    * run (the WebGPU backend; the CPU interpreter keeps values on the host anyway).
    */
   readonly inPlaceAssigns?: boolean;
+  /**
+   * Kernels over several nodes (runs of elementwise nodes as one dispatch, WebGPU
+   * kernel-groups.ts); default true. False: one kernel per node, the baseline benches
+   * compare against.
+   */
+  readonly groups?: boolean;
 }
 
 export interface Backend {

@@ -17,7 +17,11 @@ await gpuSuite('ir --kernels matches the schedule', ({ backend }) => {
     const run = prepareRun(loadModel('tiny'), loadRecipe(R), { batch: 1, seq: 8 }, { seed: 0 });
     const gpu = await backend.ready();
     for (const graph of [run.forward, run.step]) {
-      const planned = listKernels(graph, { f16: gpu.f16, software: gpu.software });
+      const planned = listKernels(graph, {
+        f16: gpu.f16,
+        software: gpu.software,
+        storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
+      });
       const exe = await backend.compile(graph, run.weights);
       try {
         const real = exe.dispatches.map((d) => `%${d.node.id} ${d.key}`);

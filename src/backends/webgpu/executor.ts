@@ -122,7 +122,11 @@ export class WebGpuExecutable implements Executable {
   }
 
   /** The schedule's dispatches (node, kernel key), in run order: names what `dispatchMs` times. */
-  get dispatches(): readonly { readonly node: Node; readonly key: string }[] {
+  get dispatches(): readonly {
+    readonly node: Node;
+    readonly members?: readonly Node[];
+    readonly key: string;
+  }[] {
     return this.schedule.dispatches;
   }
 
@@ -585,6 +589,7 @@ export class WebGpuBackend implements Backend {
       params,
       paged,
       inPlaceAssigns: opts.inPlaceAssigns,
+      groups: opts.groups,
       shared,
     });
     const borrowed = [...shared.values()];

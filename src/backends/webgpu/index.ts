@@ -10,12 +10,14 @@ export {
   type WebGpuOptions,
 } from './device.ts';
 export { type TimedResult, WebGpuBackend, WebGpuExecutable } from './executor.ts';
+export { type MapMember, registerMapMember } from './kernel-groups.ts';
 export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
 export { linearProblem, matmulProblem, planMatmul, variantFor } from './kernels/matmul.ts';
 export type { EpilogueRead, MatmulEpilogue } from './kernels/matmul-parts.ts';
 export { type ReducePrologue, reduction } from './kernels/reduce.ts';
+export { type ElementwiseStep, progDesc, programWgsl, stepsMember, stepsWgsl } from './kernels/steps.ts';
 export {
   canonicalKey,
   entry,

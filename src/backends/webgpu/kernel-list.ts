@@ -4,16 +4,18 @@
 // two adapter facts (shader-f16, software adapter), so `peftc ir --kernels` can show
 // the dispatch list without compiling or running anything.
 import type { Graph, Node } from '../../ir/graph.ts';
-import { type KernelTarget, planNode } from './memory-plan.ts';
+import { type KernelTarget, planKernels } from './kernel-plan.ts';
 import { canonicalKey } from './program.ts';
 
-export { KernelPlanError, type KernelTarget } from './memory-plan.ts';
+export { KernelPlanError, type KernelTarget } from './kernel-plan.ts';
 
 export interface PlannedDispatch {
   /** Position in dispatch order. */
   readonly index: number;
-  /** The node whose value this dispatch computes (one node per kernel until fusion lands). */
+  /** The node whose value this dispatch computes (a group kernel's last member). */
   readonly node: Node;
+  /** Nodes a group kernel computes besides `node` (kernel-groups.ts). */
+  readonly members?: readonly Node[];
   /** The kernel's program name (ProgramDesc.op; several steps of one node may differ). */
   readonly kernel: string;
   /** The pipeline cache key (canonical program description + binding access). */
@@ -28,28 +30,33 @@ export interface KernelList {
   readonly pipelines: number;
   /** Nodes with no dispatch: sources (params, inputs, consts) and views that alias their input. */
   readonly free: number;
+  /** Nodes computed by a group kernel dispatched at another node. */
+  readonly grouped: number;
 }
 
 export function listKernels(graph: Graph, target: KernelTarget): KernelList {
   const dispatches: PlannedDispatch[] = [];
   let free = 0;
-  for (const node of graph.nodes) {
-    const plan = planNode(graph, node, target);
-    if (plan === 'alias' || plan === 'source') {
-      free++;
-      continue;
-    }
+  let grouped = 0;
+  const planned = planKernels(graph, target);
+  graph.nodes.forEach((node, pos) => {
+    const plan = planned.nodes[pos];
+    if (plan === 'member') grouped++;
+    if (plan === 'alias' || plan === 'source') free++;
+    if (typeof plan === 'string') return;
+    const members = planned.groupOf.get(node.id)?.members.slice(0, -1);
     for (const step of plan.steps) {
       if (step.workgroups === 0) continue; // buildSchedule skips these too
       dispatches.push({
         index: dispatches.length,
         node,
+        ...(members ? { members } : {}),
         kernel: step.desc.op,
         key: canonicalKey({ program: step.desc, writes: step.bindings.map((b) => b.write) }),
         workgroups: step.workgroups,
         workgroupSize: step.desc.workgroup,
       });
     }
-  }
-  return { dispatches, pipelines: new Set(dispatches.map((d) => d.key)).size, free };
+  });
+  return { dispatches, pipelines: new Set(dispatches.map((d) => d.key)).size, free, grouped };
 }

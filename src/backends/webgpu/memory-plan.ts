@@ -14,14 +14,13 @@
 // pool was 4x the live bytes at its peak. Sources (params, inputs, consts) own their
 // buffers; a view ('alias') shares its input's.
 import type { Graph, Node } from '../../ir/graph.ts';
-import { formatShape, numel } from '../../ir/shape.ts';
+import { numel } from '../../ir/shape.ts';
 import { ASSIGN_PREFIX } from '../backend.ts';
-import { WebGpuError } from './device.ts';
 import { gpuByteSize } from './dtypes.ts';
-import { getKernel } from './kernels/index.ts';
-import type { KernelPlan, SoftwareMatmul } from './program.ts';
+import type { KernelGroup } from './kernel-groups.ts';
+import { describeNode, type KernelTarget, type NodePlan, planKernels } from './kernel-plan.ts';
 
-export type NodePlan = KernelPlan | 'alias' | 'source';
+export { describeNode, KernelPlanError, type KernelTarget, type NodePlan, planNode } from './kernel-plan.ts';
 
 /** What a planned buffer holds, for the memory report. */
 export type MemoryKind =
@@ -34,47 +33,6 @@ export type MemoryKind =
   | 'activations'
   | 'workspace'
   | 'uniforms';
-
-export interface KernelTarget {
-  /** The adapter offers shader-f16. */
-  readonly f16: boolean;
-  /** A CPU adapter (lavapipe): kernels pick CPU-friendly variants. */
-  readonly software: boolean;
-  /** See KernelContext.softwareMatmul. */
-  readonly softwareMatmul?: SoftwareMatmul;
-}
-
-export class KernelPlanError extends WebGpuError {
-  override name = 'KernelPlanError';
-}
-
-export function describeNode(n: Node): string {
-  const name = n.op === 'param' || n.op === 'input' ? ` '${String(n.attrs.name)}'` : '';
-  return `%${n.id} = ${n.op}${name} ${n.type.dtype}${formatShape(n.type.shape)} in ${n.scope || '(top level)'}`;
-}
-
-/** The kernel plan of one node (its dispatches, or that it aliases its input / is a source). */
-export function planNode(graph: Graph, node: Node, target: KernelTarget): NodePlan {
-  const kernel = getKernel(node.op);
-  if (!kernel)
-    throw new KernelPlanError(
-      `${describeNode(node)}: no WebGPU kernel for op '${node.op}' (register one with registerKernel)`,
-    );
-  try {
-    return kernel({
-      node,
-      inputs: node.inputs.map((i) => graph.node(i).type),
-      out: node.type,
-      f16: target.f16,
-      software: target.software,
-      softwareMatmul: target.softwareMatmul,
-    });
-  } catch (e) {
-    throw new KernelPlanError(`${describeNode(node)}: planning its kernel failed: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-}
 
 /** One device buffer of the plan. */
 export interface PlannedBuffer {
@@ -122,6 +80,8 @@ export interface PlannedTransfer {
 
 export interface MemoryPlan {
   readonly nodes: readonly NodePlan[];
+  /** The group kernel of each grouped node, by node id (kernel-groups.ts). */
+  readonly groupOf: ReadonlyMap<number, KernelGroup>;
   readonly buffers: readonly PlannedBuffer[];
   /** Region of each value (aliases share one). */
   readonly valueRegion: ReadonlyMap<number, Region>;
@@ -164,6 +124,8 @@ export interface MemoryPlanOptions {
    * (a runner that reads its outputs after the last dispatch: the webgpu-ts package).
    */
   readonly outputsAtEnd?: boolean;
+  /** Merge runs of elementwise nodes into kernels over several nodes (default true). */
+  readonly groups?: boolean;
 }
 
 /** Param node id by name (one scan: the plan asks once per `assign:` output). */
@@ -194,6 +156,7 @@ function inPlaceCandidates(
   paramIdByName: ReadonlyMap<string, number>,
   paged: ReadonlySet<number>,
   lastReader: ReadonlyMap<number, number>,
+  at: (id: number) => number,
 ): Map<number, [number, number]> {
   const outputsOf = new Map<number, number>();
   for (const o of graph.outputs) outputsOf.set(o.id, (outputsOf.get(o.id) ?? 0) + 1);
@@ -203,7 +166,7 @@ function inPlaceCandidates(
     const p = paramIdByName.get(o.name.slice(ASSIGN_PREFIX.length));
     if (p === undefined || p === o.id || paged.has(p) || outputsOf.has(p) || outputsOf.get(o.id) !== 1)
       continue;
-    out.set(o.id, [p, Math.max(graph.position(o.id), lastReader.get(p) ?? -1)]);
+    out.set(o.id, [p, Math.max(at(o.id), lastReader.get(p) ?? -1)]);
   }
   return out;
 }
@@ -212,15 +175,6 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   const paged = opts.paged ?? new Set<number>();
   const gradients = opts.gradients ?? new Set<number>();
   const paramIdByName = paramIds(graph);
-  // Last reader of each value; graph outputs live to the end.
-  const lastUse = new Map<number, number>();
-  const lastReader = new Map<number, number>();
-  graph.nodes.forEach((n, pos) => {
-    for (const i of n.inputs) {
-      lastUse.set(i, pos);
-      lastReader.set(i, pos);
-    }
-  });
   // A paged param's new value is copied to the host right after it is computed (`downloads`);
   // unless it is also another output, its buffer then lives only as long as its readers.
   const downloads = new Map<number, number[]>();
@@ -230,11 +184,28 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     const p = paramIdByName.get(o.name.slice(ASSIGN_PREFIX.length));
     if (p !== undefined && paged.has(p)) {
       if (p !== o.id) downloads.set(o.id, [...(downloads.get(o.id) ?? []), p]);
-    } else {
-      assigned.add(o.id);
-      lastUse.set(o.id, Number.POSITIVE_INFINITY);
-    }
+    } else assigned.add(o.id);
   }
+  // A paged param's readers may be grouped: its upload is planned before the group's
+  // dispatch, its new value (written in place into the uploaded copy) downloaded after it.
+  const kernels = planKernels(graph, target, { groups: opts.groups });
+  // A group member runs where its group dispatches: at its last member.
+  const leaderPos = (g: KernelGroup) => graph.position(g.members[g.members.length - 1].id);
+  const at = (id: number) => {
+    const g = kernels.groupOf.get(id);
+    return g ? leaderPos(g) : graph.position(id);
+  };
+  // Last reader of each value; graph outputs live to the end.
+  const lastUse = new Map<number, number>();
+  const lastReader = new Map<number, number>();
+  graph.nodes.forEach((n) => {
+    const pos = at(n.id);
+    for (const i of n.inputs) {
+      lastUse.set(i, Math.max(pos, lastUse.get(i) ?? -1));
+      lastReader.set(i, Math.max(pos, lastReader.get(i) ?? -1));
+    }
+  });
+  for (const id of assigned) lastUse.set(id, Number.POSITIVE_INFINITY);
   // Other outputs a run may return are copied out right after they are made (when the run
   // asks for them), so they need not hold device memory to the end: a GaLore refresh probe's
   // full-rank gradients, say, would otherwise all be live at once.
@@ -249,12 +220,13 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     if (n.op === 'param' || n.op === 'input' || n.op === 'const' || paged.has(o.id)) continue;
     copiedOut.add(o.id);
   }
-  for (const id of [...downloads.keys(), ...copiedOut])
-    if (!lastUse.has(id)) lastUse.set(id, graph.position(id));
-  // In-place assigns: copied after position `at`, freed after max(at, last reader).
+  for (const id of [...downloads.keys(), ...copiedOut]) if (!lastUse.has(id)) lastUse.set(id, at(id));
+  // In-place assigns: copied after position `at`, freed after max(at, last reader). Values a
+  // group kernel writes into their param need no copy.
   const inPlace = opts.inPlaceAssigns
-    ? inPlaceCandidates(graph, paramIdByName, paged, lastReader)
+    ? inPlaceCandidates(graph, paramIdByName, paged, lastReader, at)
     : new Map<number, [number, number]>();
+  for (const g of new Set(kernels.groupOf.values())) for (const v of g.inPlace.keys()) inPlace.delete(v);
   const copyAt = new Map<number, number[]>();
   const releaseAt = new Map<number, number[]>();
   for (const [v, [, at]] of inPlace) {
@@ -307,13 +279,17 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   const transfers: (Omit<PlannedTransfer, 'buffer' | 'target'> & { buffer: number; target?: number })[] = [];
   let dispatches = 0;
   let uniformBytes = 0;
-  graph.nodes.forEach((node, at) => {
-    pos = at;
-    const plan = planNode(graph, node, target);
+  graph.nodes.forEach((node, position) => {
+    pos = position;
+    const plan = kernels.nodes[pos];
     nodes.push(plan);
-    const bytes = valueBytes(node);
+    // A group's members run at its last member: nothing happens at the others' positions.
+    if (plan === 'member') return;
+    const group = kernels.groupOf.get(node.id);
+    const unit = group ? group.members : [node];
+    const unitInputs = new Set(unit.flatMap((m) => m.inputs));
     // Paged params get a pooled buffer at their first reader, filled by an upload just before.
-    for (const i of new Set(node.inputs)) {
+    for (const i of unitInputs) {
       if (!paged.has(i) || valueBuffer.has(i)) continue;
       const src = graph.node(i);
       const pbytes = valueBytes(src);
@@ -331,7 +307,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
       // Bound at its first reader (above).
     } else if (plan === 'source') {
       slots.push({
-        bytes: ownedSize(bytes),
+        bytes: ownedSize(valueBytes(node)),
         label: describeNode(node),
         pooled: false,
         kind: sourceKind(node),
@@ -343,18 +319,32 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     } else if (plan === 'alias') {
       bind(node.id, valueBuffer.get(node.inputs[0]) as number);
     } else {
-      bind(node.id, acquire(bytes, describeNode(node), valueKind(node)));
+      // The values the kernel writes: each stored member's (one written into its param
+      // shares the param's buffer), and scratch.
+      const written: number[] = [];
+      for (const m of unit) {
+        if (group && !group.stored.has(m.id)) continue;
+        const param = group?.inPlace.get(m.id);
+        if (param !== undefined) {
+          // Into the param's buffer; a paged param's is pooled, and written (conflicts below).
+          bind(m.id, valueBuffer.get(param) as number);
+          if (slots[valueBuffer.get(param) as number].pooled) written.push(valueBuffer.get(param) as number);
+        } else {
+          bind(m.id, acquire(valueBytes(m), describeNode(m), valueKind(m)));
+          written.push(valueBuffer.get(m.id) as number);
+        }
+      }
       const s = (plan.scratch ?? []).map((b) => {
         const i = acquire(b, `${describeNode(node)} scratch`, 'workspace');
         slots[i].end = pos;
         return i;
       });
       if (s.length) scratch.set(node.id, s);
+      written.push(...s);
       // A later step may read what an earlier one wrote (scratch, the output): the written
       // slots are apart from each other too.
-      const written = [valueBuffer.get(node.id) as number, ...s];
       for (const w of written) {
-        for (const i of node.inputs) conflict(w, valueBuffer.get(i) as number);
+        for (const i of unitInputs) if (valueBuffer.has(i)) conflict(w, valueBuffer.get(i) as number);
         for (const v of written) conflict(w, v);
       }
       for (const step of plan.steps) {
@@ -363,25 +353,26 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         uniformBytes += step.uniforms.bytes().byteLength;
       }
     }
-    for (const p of downloads.get(node.id) ?? []) {
-      const tb = valueBytes(graph.node(p));
-      transfers.push({
-        kind: 'download',
-        at: dispatches,
-        param: p,
-        value: node.id,
-        buffer: valueBuffer.get(node.id)!,
-        bytes: tb,
-      });
-    }
-    if (copiedOut.has(node.id)) {
-      transfers.push({
-        kind: 'output',
-        at: dispatches,
-        value: node.id,
-        buffer: valueBuffer.get(node.id)!,
-        bytes: valueBytes(node),
-      });
+    for (const m of unit) {
+      for (const p of downloads.get(m.id) ?? []) {
+        transfers.push({
+          kind: 'download',
+          at: dispatches,
+          param: p,
+          value: m.id,
+          buffer: valueBuffer.get(m.id)!,
+          bytes: valueBytes(graph.node(p)),
+        });
+      }
+      if (copiedOut.has(m.id)) {
+        transfers.push({
+          kind: 'output',
+          at: dispatches,
+          value: m.id,
+          buffer: valueBuffer.get(m.id)!,
+          bytes: valueBytes(m),
+        });
+      }
     }
     for (const v of copyAt.get(pos) ?? []) {
       const [p] = inPlace.get(v) as [number, number];
@@ -402,15 +393,17 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         bytes: tb,
       });
     }
-    // Inputs whose last reader this was go back to the pool (after the output was taken).
-    for (const i of new Set(node.inputs)) if (lastUse.get(i) === pos && !inPlace.has(i)) unref(i);
+    // Inputs whose last reader this was go back to the pool (after the output was taken);
+    // a group's registers (members read only by members) never had a buffer.
+    for (const i of unitInputs) if (lastUse.get(i) === pos && !inPlace.has(i) && valueBuffer.has(i)) unref(i);
     for (const v of releaseAt.get(pos) ?? []) if (inPlace.has(v)) unref(v);
-    if (
-      !paged.has(node.id) &&
-      (!lastUse.has(node.id) ||
-        ((downloads.has(node.id) || copiedOut.has(node.id)) && lastUse.get(node.id) === pos))
-    )
-      unref(node.id);
+    for (const m of unit)
+      if (
+        !paged.has(m.id) &&
+        valueBuffer.has(m.id) &&
+        (!lastUse.has(m.id) || ((downloads.has(m.id) || copiedOut.has(m.id)) && lastUse.get(m.id) === pos))
+      )
+        unref(m.id);
   });
   const { buffers, regionOf, byKind } = packSlots(slots, uniformBytes, conflicts);
   const valueRegion = new Map<number, Region>();
@@ -431,6 +424,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
   const deviceBytes = Object.values(byKind).reduce((s, x) => s + x, 0);
   return {
     nodes,
+    groupOf: kernels.groupOf,
     buffers,
     valueRegion,
     scratch: scratchRegions,

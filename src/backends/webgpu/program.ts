@@ -87,11 +87,15 @@ export class Uniforms {
   }
 }
 
-/** A binding of one step: an input of the node, its output, or a scratch buffer of the step. */
+/**
+ * A binding of one step: an input of the node, its output, a scratch buffer of the step, or
+ * (a kernel over several nodes, kernel-groups.ts) any value by node id.
+ */
 export type BindingRef =
   | { readonly kind: 'input'; readonly index: number }
   | { readonly kind: 'output' }
-  | { readonly kind: 'scratch'; readonly index: number };
+  | { readonly kind: 'scratch'; readonly index: number }
+  | { readonly kind: 'value'; readonly id: number };
 
 export interface Step {
   readonly desc: ProgramDesc;

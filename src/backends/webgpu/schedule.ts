@@ -21,7 +21,10 @@ import { foldDispatch } from './program.ts';
 export { describeNode };
 
 export interface Dispatch {
+  /** The node the kernel computes; a group kernel's last member. */
   readonly node: Node;
+  /** A group kernel's members, `node` last (kernel-groups.ts). */
+  readonly members?: readonly Node[];
   readonly key: string;
   readonly pipeline: GPUComputePipeline;
   readonly bindGroup: GPUBindGroup;
@@ -79,7 +82,7 @@ export function checkSizes(graph: Graph, gpu: GpuContext): void {
   }
 }
 
-export interface ScheduleInputs extends Pick<MemoryPlanOptions, 'paged' | 'inPlaceAssigns'> {
+export interface ScheduleInputs extends Pick<MemoryPlanOptions, 'paged' | 'inPlaceAssigns' | 'groups'> {
   /** Buffers of params another executable holds (CompileOptions.share), by node id. */
   readonly shared?: ReadonlyMap<number, GPUBuffer>;
   readonly graph: Graph;
@@ -97,11 +100,13 @@ export async function buildSchedule({
   params,
   paged = new Set(),
   inPlaceAssigns = false,
+  groups = true,
   shared = new Map(),
 }: ScheduleInputs): Promise<Schedule> {
   const { device } = gpu;
   checkSizes(graph, gpu);
-  const plan = planMemory(graph, gpu, { paged, inPlaceAssigns, external: new Set(shared.keys()) });
+  const target = { ...gpu, storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage };
+  const plan = planMemory(graph, target, { paged, inPlaceAssigns, groups, external: new Set(shared.keys()) });
   const externalBuffer = new Map<number, GPUBuffer>();
   for (const [id, b] of shared) externalBuffer.set((plan.valueRegion.get(id) as Region).buffer, b);
   // Sources start with their values (params, consts); inputs are written by each run.
@@ -139,7 +144,7 @@ export async function buildSchedule({
   for (let pos = 0; pos < graph.nodes.length; pos++) {
     const node = graph.nodes[pos];
     const kp = plan.nodes[pos];
-    if (kp === 'source' || kp === 'alias') continue;
+    if (kp === 'source' || kp === 'alias' || kp === 'member') continue;
     if (
       isPacked(node.type.dtype) &&
       kp.steps.some((s) => s.bindings.some((b) => b.write && b.ref.kind === 'output')) &&
@@ -150,7 +155,7 @@ export async function buildSchedule({
         `${describeNode(node)}: writing packed ${node.type.dtype} is not supported by this kernel`,
       );
     }
-    const out = binding(regionOf(node.id), node.type);
+    const valueBinding = (id: number) => binding(regionOf(id), graph.node(id).type);
     const scratchRegions = plan.scratch.get(node.id) ?? [];
     for (const step of kp.steps) {
       if (step.workgroups === 0) continue;
@@ -176,17 +181,20 @@ export async function buildSchedule({
         owned.push(ubuf);
         const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ubuf } }];
         step.bindings.forEach((b, i) => {
+          const { ref } = b;
           const bound =
-            b.ref.kind === 'output'
-              ? out
-              : b.ref.kind === 'scratch'
-                ? scratchBinding(region(scratchRegions[b.ref.index]), kp.scratch?.[b.ref.index] ?? 0)
-                : binding(regionOf(node.inputs[b.ref.index]), graph.node(node.inputs[b.ref.index]).type);
+            ref.kind === 'output'
+              ? valueBinding(node.id)
+              : ref.kind === 'scratch'
+                ? scratchBinding(region(scratchRegions[ref.index]), kp.scratch?.[ref.index] ?? 0)
+                : valueBinding(ref.kind === 'value' ? ref.id : node.inputs[ref.index]);
           entries.push({ binding: i + 1, resource: bound });
         });
         const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+        const members = plan.groupOf.get(node.id)?.members;
         return {
           node,
+          ...(members ? { members } : {}),
           key,
           pipeline,
           bindGroup,

@@ -50,12 +50,12 @@ export function formatKernels(list: KernelList, target: string): string {
       d.kernel,
       String(d.workgroups),
       d.workgroupSize.join('x'),
-      `%${d.node.id} ${d.node.op}${d.node.scope ? ` @${d.node.scope}` : ''}`,
+      `${d.members ? `${d.members.map((m) => `%${m.id}`).join(' ')} ` : ''}%${d.node.id} ${d.node.op}${d.node.scope ? ` @${d.node.scope}` : ''}`,
       d.key,
     ]),
   ];
   const head =
     `// WebGPU kernels for ${target}: ${list.dispatches.length} dispatches, ${list.pipelines} distinct pipelines; ` +
-    `${list.free} nodes need none (params, inputs, consts, views)`;
+    `${list.free} nodes need none (params, inputs, consts, views), ${list.grouped} run in another node's kernel`;
   return `${head}\n${table(rows, new Set([0, 2]))}\n`;
 }

@@ -10,7 +10,12 @@ export async function thisMachineKernelTarget(): Promise<KernelTarget & { name: 
     gpu.device.destroy();
     const yes = (b: boolean) => (b ? 'yes' : 'no');
     const name = `${gpu.adapterInfo} (shader-f16: ${yes(gpu.f16)}, software kernels: ${yes(gpu.software)})`;
-    return { f16: gpu.f16, software: gpu.software, name };
+    return {
+      f16: gpu.f16,
+      software: gpu.software,
+      storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
+      name,
+    };
   } catch (e) {
     if (!(e instanceof NoAdapterError)) throw e;
     return {

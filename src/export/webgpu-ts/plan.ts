@@ -133,7 +133,7 @@ export function graphPlan(
   const dispatches: PlanDispatch[] = [];
   graph.nodes.forEach((node, pos) => {
     const kp = mem.nodes[pos];
-    if (kp === 'source' || kp === 'alias') return;
+    if (kp === 'source' || kp === 'alias' || kp === 'member') return;
     const scratch = mem.scratch.get(node.id) ?? [];
     for (const step of kp.steps) {
       if (step.workgroups === 0) continue; // buildSchedule skips these too
@@ -144,7 +144,7 @@ export function graphPlan(
             ? valueBinding(node.id)
             : ref.kind === 'scratch'
               ? binding(scratch[ref.index], kp.scratch?.[ref.index] ?? 0)
-              : valueBinding(node.inputs[ref.index]),
+              : valueBinding(ref.kind === 'value' ? ref.id : node.inputs[ref.index]),
         ),
         writes: step.bindings.map((b) => b.write),
         uniforms: [...step.uniforms.bytes()],

@@ -7,22 +7,25 @@
 import type { CpuKernel } from '../../backends/cpu/index.ts';
 import { getCpuKernel, registerCpuKernel } from '../../backends/cpu/index.ts';
 import {
-  BINARY,
-  broadcastIndex,
   broadcastKind,
   type EpilogueRead,
   getKernel,
   type Kernel,
+  type KernelContext,
   linearProblem,
   MATH,
+  type MapMember,
   type MatmulEpilogue,
   mapKernel,
   matmulProblem,
   planMatmul,
+  progDesc,
+  programWgsl,
   reduction,
   registerKernel,
-  UNARY,
-  type Uniforms,
+  registerMapMember,
+  stepsMember,
+  stepsWgsl,
   variantFor,
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
@@ -101,45 +104,6 @@ const cpuMatmulMap: CpuKernel = (inputs, ctx) => {
   return runSteps(ins, a.steps, a.shape, ctx);
 };
 
-/** WGSL statements `let t<j> = ...;` for the steps, input i named `name(i)`; returns the last name. */
-function stepsWgsl(steps: readonly FusedStep[], u: Uniforms, name: (i: number) => string): string {
-  let code = '';
-  steps.forEach((s, k) => {
-    const [p, q, r] = s.args.map(name);
-    const expr =
-      s.op === 'scale'
-        ? `${p} * ${u.f32v(s.factor ?? 1)}`
-        : s.op === 'where'
-          ? `select(${r}, ${q}, ${p} != 0.0)`
-          : s.args.length === 1
-            ? UNARY[s.op](p, 'f32')
-            : BINARY[s.op](p, q, 'f32');
-    code += `  let t${k} = ${expr};\n`;
-  });
-  return code;
-}
-
-/**
- * WGSL statements evaluating the program at element `i` of `shape` into `t<last>`: each
- * input loaded (ld_in<k>) at its broadcast index, then the steps.
- */
-function programWgsl(
-  u: Uniforms,
-  inputs: readonly { shape: readonly number[] }[],
-  steps: readonly FusedStep[],
-  shape: readonly number[],
-): string {
-  const n = inputs.length;
-  let code = '';
-  inputs.forEach((t, k) => {
-    const ix = broadcastIndex(u, shape, t.shape, `p${k}_`);
-    code += `${ix.code}  let x${k} = ld_in${k}(${ix.index});\n`;
-  });
-  return code + stepsWgsl(steps, u, (i) => (i < n ? `x${i}` : `t${i - n}`));
-}
-
-const progDesc = (steps: readonly FusedStep[]) => steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';');
-
 const webgpuFusedMap: Kernel = (ctx) => {
   const a = ctx.node.attrs as unknown as FusedMapAttrs;
   const out = ctx.out.shape;
@@ -154,6 +118,10 @@ const webgpuFusedMap: Kernel = (ctx) => {
     body: (u) => `${programWgsl(u, ctx.inputs, a.steps, out)}  return t${a.steps.length - 1};`,
   });
 };
+
+// The same program as a member of a kernel over several nodes (kernel-groups.ts).
+const fusedMapMember = (ctx: KernelContext): MapMember =>
+  stepsMember(ctx, (ctx.node.attrs as unknown as FusedMapAttrs).steps);
 
 // The reduction kernel reading each element through the program (fn pre).
 const webgpuFusedReduce: Kernel = (ctx) => {
@@ -194,6 +162,9 @@ const webgpuMatmulMap: Kernel = (ctx) => {
 if (!getCpuKernel('matmul_map')) registerCpuKernel('matmul_map', cpuMatmulMap);
 if (!getKernel('matmul_map')) registerKernel('matmul_map', webgpuMatmulMap);
 if (!getCpuKernel('fused_map')) registerCpuKernel('fused_map', cpuFusedMap);
-if (!getKernel('fused_map')) registerKernel('fused_map', webgpuFusedMap);
+if (!getKernel('fused_map')) {
+  registerKernel('fused_map', webgpuFusedMap);
+  registerMapMember('fused_map', fusedMapMember);
+}
 if (!getCpuKernel('fused_reduce')) registerCpuKernel('fused_reduce', cpuFusedReduce);
 if (!getKernel('fused_reduce')) registerKernel('fused_reduce', webgpuFusedReduce);

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ASSIGN_PREFIX } from '../../../src/backends/backend.ts';
-import { CpuBackend, runGraph } from '../../../src/backends/cpu/index.ts';
+import { runGraph } from '../../../src/backends/cpu/index.ts';
 import type { WebGpuBackend } from '../../../src/backends/webgpu/index.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { Graph } from '../../../src/ir/graph.ts';
@@ -15,6 +15,7 @@ import { Rng } from '../../../src/util/rng.ts';
 import { arbGraph, randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
 import { expectClose, randTensor, tensorOf } from '../../ops/case.ts';
 import { gpuSuite } from './gpu.ts';
+import { expectRunsAsCpu } from './runs-as-cpu.ts';
 
 /** Runs `g` on both backends and compares every output. */
 async function agree(
@@ -267,7 +268,6 @@ await gpuSuite('webgpu adversarial review', ({ backend }) => {
   });
 
   it('random graphs with assigns (from params, inputs, aliases, other values): 3 runs as the CPU backend', async () => {
-    const cpu = new CpuBackend();
     await fc.assert(
       fc.asyncProperty(arbGraph({ maxNodes: 30, floatOnly: true }), fc.nat(1000), async (g0, seed) => {
         // Each param is assigned some value of its type: possibly another param, an input, a reshape.
@@ -280,25 +280,11 @@ await gpuSuite('webgpu adversarial review', ({ backend }) => {
           if (src.id !== p.id || i % 2) outputs.push({ name: `${ASSIGN_PREFIX}${p.attrs.name}`, id: src.id });
         });
         const g = new Graph(g0.nodes, outputs);
-        const feeds = randomFeeds(g, seed);
-        const weights = randomWeights(g, seed);
-        const ref = await cpu.compile(g, weights);
-        const exe = await backend.compile(g, weights);
-        try {
-          const names = g0.outputs.map((o) => o.name);
-          for (let rep = 0; rep < 3; rep++) {
-            const want = await ref.run({ feeds, outputs: names });
-            const got = await exe.run({ feeds, outputs: names });
-            for (const o of names) expectClose(got[o], want[o], 1e-3, `output ${o} (run ${rep})`);
-          }
-          for (const p of g.params()) {
-            const name = String(p.attrs.name);
-            expectClose(await exe.readParam(name), await ref.readParam(name), 1e-3, `param ${name}`);
-          }
-        } finally {
-          exe.dispose();
-          ref.dispose();
-        }
+        await expectRunsAsCpu(backend, g, randomWeights(g, seed), {
+          feeds: () => randomFeeds(g, seed),
+          outputs: g0.outputs.map((o) => o.name),
+          tol: 1e-3,
+        });
       }),
       { numRuns: 25 },
     );

@@ -127,10 +127,16 @@ await gpuSuite('webgpu runtime', ({ backend }) => {
     const b = new GraphBuilder();
     let v = b.input('x', 'f32', [256]);
     for (let i = 0; i < 12; i++) v = b.emit('tanh', [b.scale(v, 1.01)]);
-    const exe = await backend.compile(b.build({ y: v }), new MapWeightStore());
+    const g = b.build({ y: v });
+    const exe = await backend.compile(g, new MapWeightStore(), { groups: false });
     expect(exe.stats.dispatches).toBe(24);
     expect(exe.stats.pooledBytes).toBeLessThanOrEqual(3 * 1024);
     exe.dispose();
+    // As one group kernel: the chain in registers, only the output stored.
+    const grouped = await backend.compile(g, new MapWeightStore());
+    expect(grouped.stats.dispatches).toBe(1);
+    expect(grouped.stats.pooledBytes).toBeLessThanOrEqual(1024);
+    grouped.dispose();
   });
 });
 

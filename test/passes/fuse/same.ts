@@ -49,7 +49,11 @@ export async function compareSteps(
 ): Promise<{ loss: number; params: number; dispatches?: [number, number] }> {
   const be = await createBackend(backend);
   try {
-    const [a, b] = await Promise.all([be.compile(plain, run.weights), be.compile(fused, run.weights)]);
+    // The plain graph as the node-per-kernel schedule (no group kernels either): the baseline.
+    const [a, b] = await Promise.all([
+      be.compile(plain, run.weights, { groups: false }),
+      be.compile(fused, run.weights),
+    ]);
     const feeds = stepFeeds(batch, seq);
     let loss = 0;
     for (let k = 0; k < 2; k++) {

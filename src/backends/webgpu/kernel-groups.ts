@@ -1,0 +1,269 @@
+// Kernels that cover several nodes (issue 21). A run of elementwise programs next to each
+// other in the schedule (nothing that dispatches, and no reader of their values, between
+// them) becomes one dispatch: each invocation evaluates every member at its element, a
+// member reading an earlier member's value at its own element takes it from a register,
+// and only values read outside the group (or graph outputs) are stored. A member whose
+// value is a param's new value (`assign:<param>`) writes it into the param's buffer in
+// place when every read of the param is a member's at its own element or comes before the
+// group: the param is bound once, read_write, its old value loaded before any store.
+// That is AdamW's tail: m, v and w of several tensors in one kernel, with no copies after.
+//
+// The members' programs come from their ops: the plain f32 elementwise ops (kernels/steps.ts)
+// and ops registered with registerMapMember (fused_map, passes/fuse/kernels.ts), written
+// with the same emitters as the ops' own kernels.
+import type { Graph, Node } from '../../ir/graph.ts';
+import { numel } from '../../ir/shape.ts';
+import { ASSIGN_PREFIX } from '../backend.ts';
+import { declStorage, loadFn, PRELUDE, storeStmt } from './dtypes.ts';
+import { MAP_PER_INVOCATION, MAP_WORKGROUP } from './kernels/map.ts';
+import { elementwiseMember } from './kernels/steps.ts';
+import { entry, type KernelContext, type KernelPlan, Uniforms } from './program.ts';
+
+/** An f32 elementwise program that can run as a member of a group kernel. */
+export interface MapMember {
+  /** Everything in the WGSL of `body` besides sizes (uniforms): part of the cache key. */
+  readonly desc: string;
+  /** WGSL functions the body calls (several members' equal helpers are declared once). */
+  readonly helpers: string;
+  /** Per input: 'same' (read at the output's own element), 'scalar' or 'bcast'. */
+  readonly bcast: readonly string[];
+  /**
+   * Statements of `fn (i: u32) -> f32` for element `i` of the output, ending in `return`;
+   * input k's element `index` is the expression `read(k, index)`.
+   */
+  readonly body: (u: Uniforms, read: (k: number, index: string) => string) => string;
+}
+
+const members = new Map<string, (ctx: KernelContext) => MapMember | undefined>();
+
+/** Lets nodes of `op` join group kernels (`program` may decline one node: undefined). */
+export function registerMapMember(op: string, program: (ctx: KernelContext) => MapMember | undefined): void {
+  if (members.has(op)) throw new Error(`a group-kernel member program for op '${op}' is already registered`);
+  members.set(op, program);
+}
+
+/** A kernel over several nodes: `members` in graph order, dispatched at the last one's position. */
+export interface KernelGroup {
+  readonly members: readonly Node[];
+  /** Member value -> the param whose buffer it is written into, in place. */
+  readonly inPlace: ReadonlyMap<number, number>;
+  /** Member values given a buffer (read outside the group, or graph outputs). */
+  readonly stored: ReadonlySet<number>;
+  /** The group's one dispatch step (bindings name values: `{ kind: 'value' }`). */
+  readonly plan: KernelPlan;
+}
+
+export interface GroupOptions {
+  /** Storage buffers one kernel may bind (maxStorageBuffersPerShaderStage). */
+  readonly maxBindings: number;
+  /** Params that must not be written in place (paged: their new value goes to the host). */
+  readonly notInPlace: ReadonlySet<number>;
+  /** Values no group may take (their own transfers are planned at their position). */
+  readonly excluded: ReadonlySet<number>;
+}
+
+interface Candidate {
+  readonly node: Node;
+  readonly pos: number;
+  readonly program: MapMember;
+}
+
+/** What a group binds: value ids in order, written or not, and where each member reads. */
+interface Layout {
+  readonly slots: { id: number; write: boolean }[];
+  readonly inPlace: Map<number, number>;
+  readonly stored: Set<number>;
+}
+
+/**
+ * Groups of elementwise nodes, given each node's own plan (`plans[pos]`: 'source' and
+ * 'alias' dispatch nothing). Groups of one are not returned.
+ */
+export function findGroups(
+  graph: Graph,
+  plans: readonly (KernelPlan | 'alias' | 'source')[],
+  ctxOf: (node: Node) => KernelContext,
+  opts: GroupOptions,
+): KernelGroup[] {
+  const readers = new Map<number, number[]>();
+  graph.nodes.forEach((n, pos) => {
+    for (const i of new Set(n.inputs)) {
+      const r = readers.get(i);
+      if (r) r.push(pos);
+      else readers.set(i, [pos]);
+    }
+  });
+  const outputCount = new Map<number, number>();
+  for (const o of graph.outputs) outputCount.set(o.id, (outputCount.get(o.id) ?? 0) + 1);
+  const paramByName = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
+  // Param -> the value assigned to it, where in-place could apply at all.
+  const assignOf = new Map<number, number>();
+  for (const o of graph.outputs) {
+    if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
+    const p = paramByName.get(o.name.slice(ASSIGN_PREFIX.length));
+    if (p === undefined || p === o.id || opts.notInPlace.has(p) || outputCount.has(p)) continue;
+    if (outputCount.get(o.id) !== 1) continue;
+    assignOf.set(p, o.id);
+  }
+
+  const layout = (group: readonly Candidate[]): Layout | undefined => {
+    const ids = new Map(group.map((c, k) => [c.node.id, k]));
+    const last = group[group.length - 1].pos;
+    const same = (c: Candidate, k: number) => c.program.bcast[k] === 'same';
+    // A param is written in place when its new value is a member's and every read of it is
+    // a member's at its own element or comes before the group's dispatch.
+    const inPlace = new Map<number, number>();
+    for (const [p, v] of assignOf) {
+      if (!ids.has(v)) continue;
+      const ok = (readers.get(p) ?? []).every((r) => {
+        // A view of the param would be read through after the write: never in place.
+        if (r > last || plans[r] === 'alias') return false;
+        const k = ids.get(graph.nodes[r].id);
+        if (k === undefined) return true;
+        const c = group[k];
+        return c.node.inputs.every((x, j) => x !== p || same(c, j));
+      });
+      if (ok && numel(graph.node(p).type.shape) === numel(graph.node(v).type.shape)) inPlace.set(v, p);
+    }
+    const paramSlot = new Map([...inPlace].map(([v, p]) => [p, v]));
+    const slots: { id: number; write: boolean }[] = [];
+    const slotOf = new Map<number, number>();
+    const use = (id: number, write: boolean) => {
+      const s = slotOf.get(id);
+      if (s !== undefined) {
+        if (write) slots[s].write = true;
+        return;
+      }
+      slotOf.set(id, slots.length);
+      slots.push({ id, write });
+    };
+    const stored = new Set<number>();
+    for (const c of group) {
+      for (const [j, x] of c.node.inputs.entries()) {
+        if (ids.has(x)) {
+          // An earlier member's value: from a register, so only at this element.
+          if (!same(c, j)) return undefined;
+          continue;
+        }
+        const v = paramSlot.get(x);
+        use(v ?? x, v !== undefined);
+      }
+      const id = c.node.id;
+      const outside = (readers.get(id) ?? []).some((r) => !ids.has(graph.nodes[r].id));
+      if (outside || outputCount.has(id)) {
+        stored.add(id);
+        use(id, true);
+      }
+    }
+    return slots.length <= opts.maxBindings ? { slots, inPlace, stored } : undefined;
+  };
+
+  const groups: KernelGroup[] = [];
+  let open: Candidate[] = [];
+  let openIds = new Set<number>();
+  const close = () => {
+    if (open.length > 1) {
+      const l = layout(open) as Layout;
+      groups.push({
+        members: open.map((c) => c.node),
+        inPlace: l.inPlace,
+        stored: l.stored,
+        plan: groupPlan(open, l),
+      });
+    }
+    open = [];
+    openIds = new Set();
+  };
+  graph.nodes.forEach((node, pos) => {
+    const plan = plans[pos];
+    const program = members.get(node.op) ?? elementwiseMember;
+    const member =
+      plan !== 'source' && plan !== 'alias' && node.type.dtype === 'f32' && !opts.excluded.has(node.id)
+        ? program(ctxOf(node))
+        : undefined;
+    if (!member) {
+      // Whatever dispatches, or reads a member's value (a view of it too), ends the run.
+      if ((plan !== 'source' && plan !== 'alias') || node.inputs.some((i) => openIds.has(i))) close();
+      return;
+    }
+    const c: Candidate = { node, pos, program: member };
+    if (open.length && !layout([...open, c])) close();
+    // A member must fit alone (its own kernel binds as many).
+    open.push(c);
+    openIds.add(node.id);
+  });
+  close();
+  return groups;
+}
+
+/** The WGSL and bindings of a group's one dispatch. */
+function groupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
+  const u = new Uniforms();
+  const ids = new Map(group.map((c, k) => [c.node.id, k]));
+  const slotOf = new Map(l.slots.map((s, k) => [s.id, k]));
+  const paramSlot = new Map([...l.inPlace].map(([v, p]) => [p, slotOf.get(v) as number]));
+  const sizes = group.map((c) => numel(c.node.type.shape));
+  const max = Math.max(...sizes);
+  const helpers = new Set<string>();
+  let fns = '';
+  const memberDesc: string[] = [];
+  // Each member is a function of its element and the registers of the members it reads.
+  const argsOf = group.map((c, k) => {
+    helpers.add(c.program.helpers);
+    const args: string[] = [];
+    const from = c.node.inputs.map((x) => {
+      const m = ids.get(x);
+      if (m !== undefined) {
+        args.push(`r${m}`);
+        return `a${args.length - 1}`;
+      }
+      return `s${paramSlot.get(x) ?? slotOf.get(x)}`;
+    });
+    const read = (j: number, index: string) => {
+      const f = from[j];
+      if (f.startsWith('a')) return f; // a register: always at the member's own element
+      return `ld_${f}(${index})`;
+    };
+    const body = c.program.body(u, read);
+    const params = args.map((_, j) => `, a${j}: f32`).join('');
+    fns += `fn g${k}(i: u32${params}) -> f32 {\n${body}\n}\n`;
+    memberDesc.push(`${c.program.desc}<${from.join(',')}>${l.stored.has(c.node.id) ? '' : '!'}`);
+    return args;
+  });
+  const n = sizes.map((s) => u.u32(s));
+  const maxU = u.u32(max);
+  let code = PRELUDE + u.decl();
+  l.slots.forEach((s, k) => {
+    code += declStorage(`s${k}`, 'f32', k + 1, s.write) + loadFn(`s${k}`, 'f32');
+  });
+  code += [...helpers].join('') + fns + entry([MAP_WORKGROUP]);
+  code += `  for (var rep = 0u; rep < ${MAP_PER_INVOCATION}u; rep++) {
+  let i = (wid * ${MAP_PER_INVOCATION}u + rep) * ${MAP_WORKGROUP}u + lid;
+  if (i >= ${maxU}) { return; }\n`;
+  // Every member computes (loading old values) before any store: params written in place.
+  argsOf.forEach((args, k) => {
+    code += `  var r${k} = 0.0;\n  if (i < ${n[k]}) { r${k} = g${k}(i${args.map((a) => `, ${a}`).join('')}); }\n`;
+  });
+  group.forEach((c, k) => {
+    if (!l.stored.has(c.node.id)) return;
+    const s = slotOf.get(c.node.id) as number;
+    code += `  if (i < ${n[k]}) { ${storeStmt(`s${s}`, 'f32', 'i', `r${k}`)} }\n`;
+  });
+  code += '  }\n}\n';
+  return {
+    steps: [
+      {
+        desc: {
+          op: 'fused_group',
+          dtypes: l.slots.map(() => 'f32'),
+          workgroup: [MAP_WORKGROUP],
+          members: memberDesc,
+        },
+        code,
+        uniforms: u,
+        bindings: l.slots.map((s) => ({ ref: { kind: 'value', id: s.id }, write: s.write })),
+        workgroups: Math.ceil(max / (MAP_WORKGROUP * MAP_PER_INVOCATION)),
+      },
+    ],
+  };
+}

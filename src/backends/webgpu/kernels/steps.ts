@@ -1,0 +1,96 @@
+// Elementwise programs as WGSL: steps (op, args) over inputs loaded at their broadcast
+// index, each step through its op's own emitter (UNARY / BINARY from ir/ops/math.ts, scale,
+// where). fused_map's kernel (passes/fuse/kernels.ts) and the members of group kernels
+// (kernel-groups.ts: a fused_map, or one plain elementwise node as a program of one step)
+// are written with these, so a node computes the same expression in any kernel.
+import type { KernelContext, Uniforms } from '../program.ts';
+import { BINARY, MATH, UNARY } from './elementwise.ts';
+import { broadcastIndex, broadcastKind } from './map.ts';
+
+/** Step k applies `op` to `args`: below the input count an input, above it step (arg - inputs). */
+export interface ElementwiseStep {
+  readonly op: string;
+  readonly args: readonly number[];
+  /** scale's factor. */
+  readonly factor?: number;
+}
+
+/** The ops a step may apply. */
+export const STEP_OPS: ReadonlySet<string> = new Set([
+  ...Object.keys(UNARY),
+  ...Object.keys(BINARY),
+  'scale',
+  'where',
+]);
+
+/** WGSL statements `let t<j> = ...;` for the steps, input i named `name(i)`. */
+export function stepsWgsl(
+  steps: readonly ElementwiseStep[],
+  u: Uniforms,
+  name: (i: number) => string,
+): string {
+  let code = '';
+  steps.forEach((s, k) => {
+    const [p, q, r] = s.args.map(name);
+    const expr =
+      s.op === 'scale'
+        ? `${p} * ${u.f32v(s.factor ?? 1)}`
+        : s.op === 'where'
+          ? `select(${r}, ${q}, ${p} != 0.0)`
+          : s.args.length === 1
+            ? UNARY[s.op](p, 'f32')
+            : BINARY[s.op](p, q, 'f32');
+    code += `  let t${k} = ${expr};\n`;
+  });
+  return code;
+}
+
+/**
+ * WGSL statements evaluating the program at element `i` of `shape` into `t<last>`: input k
+ * loaded at its broadcast index through `read(k, index)` (default `ld_in<k>(index)`), then the steps.
+ */
+export function programWgsl(
+  u: Uniforms,
+  inputs: readonly { shape: readonly number[] }[],
+  steps: readonly ElementwiseStep[],
+  shape: readonly number[],
+  read: (k: number, index: string) => string = (k, index) => `ld_in${k}(${index})`,
+): string {
+  const n = inputs.length;
+  let code = '';
+  inputs.forEach((t, k) => {
+    const ix = broadcastIndex(u, shape, t.shape, `p${k}_`);
+    code += `${ix.code}  let x${k} = ${read(k, ix.index)};\n`;
+  });
+  return code + stepsWgsl(steps, u, (i) => (i < n ? `x${i}` : `t${i - n}`));
+}
+
+/** The program's part of a cache key. */
+export const progDesc = (steps: readonly ElementwiseStep[]) =>
+  steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';');
+
+/** An f32 program of `steps` over the node's inputs as a group-kernel member (kernel-groups.ts MapMember). */
+export function stepsMember(ctx: KernelContext, steps: readonly ElementwiseStep[]) {
+  const out = ctx.out.shape;
+  const bcast = ctx.inputs.map((t) => broadcastKind(out, t.shape));
+  return {
+    desc: `r${out.length}[${bcast.join(',')}]${progDesc(steps)}`,
+    helpers: MATH,
+    bcast,
+    body: (u: Uniforms, read: (k: number, index: string) => string) =>
+      `${programWgsl(u, ctx.inputs, steps, out, read)}  return t${steps.length - 1};`,
+  };
+}
+
+/** A plain f32 elementwise node as a program of one step (undefined: not one of STEP_OPS, or not all f32). */
+export function elementwiseMember(ctx: KernelContext) {
+  const { node } = ctx;
+  if (!STEP_OPS.has(node.op) || ctx.out.dtype !== 'f32' || ctx.inputs.some((t) => t.dtype !== 'f32'))
+    return undefined;
+  const step: ElementwiseStep = {
+    op: node.op,
+    args: ctx.inputs.map((_, i) => i),
+    ...(node.op === 'scale' ? { factor: Number(node.attrs.factor) } : {}),
+  };
+  return stepsMember(ctx, [step]);
+}
