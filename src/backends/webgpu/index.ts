@@ -10,7 +10,12 @@ export {
   type WebGpuOptions,
 } from './device.ts';
 export { type TimedResult, WebGpuBackend, WebGpuExecutable } from './executor.ts';
-export { type MapMember, registerMapMember } from './kernel-groups.ts';
+export {
+  type MapMember,
+  type ReduceMember,
+  registerMapMember,
+  registerReduceMember,
+} from './kernel-groups.ts';
 export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';

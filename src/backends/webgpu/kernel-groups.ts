@@ -16,7 +16,8 @@ import { numel } from '../../ir/shape.ts';
 import { ASSIGN_PREFIX } from '../backend.ts';
 import { declStorage, loadFn, PRELUDE, storeStmt } from './dtypes.ts';
 import { MAP_PER_INVOCATION, MAP_WORKGROUP } from './kernels/map.ts';
-import { elementwiseMember } from './kernels/steps.ts';
+import { fadd, fmax, ROW_WG, rowMode, THREAD_ROWS, WORKGROUP_ROWS } from './kernels/reduce.ts';
+import { elementwiseMember, wholeReduceMember } from './kernels/steps.ts';
 import { entry, type KernelContext, type KernelPlan, Uniforms } from './program.ts';
 
 /** An f32 elementwise program that can run as a member of a group kernel. */
@@ -34,12 +35,32 @@ export interface MapMember {
   readonly body: (u: Uniforms, read: (k: number, index: string) => string) => string;
 }
 
+/**
+ * A reduction of a whole tensor to one value that can run as a member of a group kernel:
+ * `program` yields element i of the tensor reduced (its shape's elements, `count`).
+ */
+export interface ReduceMember {
+  readonly kind: 'sum' | 'mean' | 'max';
+  readonly count: number;
+  readonly program: MapMember;
+}
+
 const members = new Map<string, (ctx: KernelContext) => MapMember | undefined>();
+const reduceMembers = new Map<string, (ctx: KernelContext) => ReduceMember | undefined>();
 
 /** Lets nodes of `op` join group kernels (`program` may decline one node: undefined). */
 export function registerMapMember(op: string, program: (ctx: KernelContext) => MapMember | undefined): void {
   if (members.has(op)) throw new Error(`a group-kernel member program for op '${op}' is already registered`);
   members.set(op, program);
+}
+
+/** Lets whole-tensor reductions of `op` share a kernel with their neighbours (one row each). */
+export function registerReduceMember(
+  op: string,
+  program: (ctx: KernelContext) => ReduceMember | undefined,
+): void {
+  if (reduceMembers.has(op)) throw new Error(`a group-kernel reduction for op '${op}' is already registered`);
+  reduceMembers.set(op, program);
 }
 
 /** A kernel over several nodes: `members` in graph order, dispatched at the last one's position. */
@@ -65,7 +86,11 @@ export interface GroupOptions {
 interface Candidate {
   readonly node: Node;
   readonly pos: number;
+  /** The member's elementwise program (a reduction's: of the tensor it reduces). */
   readonly program: MapMember;
+  /** A reduction: every member of its group is one, each one row of the kernel. */
+  readonly reduce?: ReduceMember;
+  readonly software: boolean;
 }
 
 /** What a group binds: value ids in order, written or not, and where each member reads. */
@@ -108,6 +133,7 @@ export function findGroups(
 
   const layout = (group: readonly Candidate[]): Layout | undefined => {
     const ids = new Map(group.map((c, k) => [c.node.id, k]));
+    if (group[0].reduce) return reduceLayout(group, ids, opts.maxBindings);
     const last = group[group.length - 1].pos;
     const same = (c: Candidate, k: number) => c.program.bcast[k] === 'same';
     // A param is written in place when its new value is a member's and every read of it is
@@ -168,7 +194,7 @@ export function findGroups(
         members: open.map((c) => c.node),
         inPlace: l.inPlace,
         stored: l.stored,
-        plan: groupPlan(open, l),
+        plan: open[0].reduce ? reduceGroupPlan(open, l) : groupPlan(open, l),
       });
     }
     open = [];
@@ -176,24 +202,124 @@ export function findGroups(
   };
   graph.nodes.forEach((node, pos) => {
     const plan = plans[pos];
-    const program = members.get(node.op) ?? elementwiseMember;
-    const member =
-      plan !== 'source' && plan !== 'alias' && node.type.dtype === 'f32' && !opts.excluded.has(node.id)
-        ? program(ctxOf(node))
-        : undefined;
-    if (!member) {
+    const c = plan !== 'source' && plan !== 'alias' ? candidate(node, pos, ctxOf, opts) : undefined;
+    if (!c) {
       // Whatever dispatches, or reads a member's value (a view of it too), ends the run.
       if ((plan !== 'source' && plan !== 'alias') || node.inputs.some((i) => openIds.has(i))) close();
       return;
     }
-    const c: Candidate = { node, pos, program: member };
-    if (open.length && !layout([...open, c])) close();
+    // Maps group with maps, reductions with reductions of the same combine.
+    const fits = open.length && combineOf(open[0]) === combineOf(c) && layout([...open, c]);
+    if (open.length && !fits) close();
     // A member must fit alone (its own kernel binds as many).
     open.push(c);
     openIds.add(node.id);
   });
   close();
   return groups;
+}
+
+/** A node as a group member: an f32 elementwise program or a whole-tensor reduction. */
+function candidate(
+  node: Node,
+  pos: number,
+  ctxOf: (node: Node) => KernelContext,
+  opts: GroupOptions,
+): Candidate | undefined {
+  if (node.type.dtype !== 'f32' || opts.excluded.has(node.id)) return undefined;
+  const ctx = ctxOf(node);
+  const program = (members.get(node.op) ?? elementwiseMember)(ctx);
+  if (program) return { node, pos, program, software: ctx.software };
+  const reduce = (reduceMembers.get(node.op) ?? wholeReduceMember)(ctx);
+  return reduce ? { node, pos, program: reduce.program, reduce, software: ctx.software } : undefined;
+}
+
+/** How a group combines: 'map', or the reduction's combining op (sum and mean add). */
+const combineOf = (c: Candidate) => (c.reduce ? (c.reduce.kind === 'max' ? 'max' : 'sum') : 'map');
+
+/** A reduction group binds each member's inputs and its one-value output; no member reads another. */
+function reduceLayout(
+  group: readonly Candidate[],
+  ids: ReadonlyMap<number, number>,
+  maxBindings: number,
+): Layout | undefined {
+  const slots: { id: number; write: boolean }[] = [];
+  const seen = new Set<number>();
+  for (const c of group) {
+    for (const x of c.node.inputs) {
+      if (ids.has(x)) return undefined;
+      if (!seen.has(x)) slots.push({ id: x, write: false });
+      seen.add(x);
+    }
+    slots.push({ id: c.node.id, write: true });
+  }
+  const stored = new Set(group.map((c) => c.node.id));
+  return slots.length <= maxBindings ? { slots, inPlace: new Map(), stored } : undefined;
+}
+
+/**
+ * One row per member: an invocation each where every member's own kernel would loop in one
+ * invocation, else a workgroup each (strided lanes, a tree in workgroup memory), so each
+ * value is summed in the order its own kernel sums it.
+ */
+function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
+  const u = new Uniforms();
+  const slotOf = new Map(l.slots.map((s, k) => [s.id, k]));
+  const reductions = group.map((c) => c.reduce as ReduceMember);
+  const thread = group.every(
+    (c, k) => rowMode({ software: c.software } as KernelContext, 1, reductions[k].count).kind === 'thread',
+  );
+  const mode = thread ? THREAD_ROWS : WORKGROUP_ROWS;
+  const max = reductions[0].kind === 'max';
+  const combine = max ? fmax : fadd;
+  const helpers = new Set<string>();
+  let fns = '';
+  const memberDesc: string[] = [];
+  group.forEach((c, k) => {
+    helpers.add(c.program.helpers);
+    const from = c.node.inputs.map((x) => `s${slotOf.get(x)}`);
+    fns += `fn pre${k}(i: u32) -> f32 {\n${c.program.body(u, (j, index) => `ld_${from[j]}(${index})`)}\n}\n`;
+    memberDesc.push(`${reductions[k].kind}:${c.program.desc}<${from.join(',')}>`);
+  });
+  const counts = reductions.map((r) => u.u32(r.count));
+  const rowsU = u.u32(group.length);
+  let code = PRELUDE + u.decl();
+  l.slots.forEach((s, k) => {
+    code += declStorage(`s${k}`, 'f32', k + 1, s.write) + loadFn(`s${k}`, 'f32');
+  });
+  code += [...helpers].join('') + fns;
+  if (!thread) code += `var<workgroup> red: array<f32, ${ROW_WG}>;\n`;
+  code += `${entry([ROW_WG])}  let row = ${thread ? `wid * ${ROW_WG}u + lid` : 'wid'};
+  if (row >= ${rowsU}) { return; }
+  let lane = ${thread ? '0u' : 'lid'};
+  var acc = ${max ? 'inf_f32(-1.0)' : '0.0'};
+  switch row {\n`;
+  group.forEach((_, k) => {
+    code += `    case ${k}u: { for (var e = lane; e < ${counts[k]}; e = e + ${mode.lanes}u) { acc = ${combine('acc', `pre${k}(e)`)}; } }\n`;
+  });
+  code += `    default: {}\n  }\n${mode.reduce('total', 'acc', combine)}  if (lane == 0u) {\n    switch row {\n`;
+  group.forEach((c, k) => {
+    const fin = reductions[k].kind === 'mean' ? `total / f32(${counts[k]})` : 'total';
+    code += `      case ${k}u: { ${storeStmt(`s${slotOf.get(c.node.id)}`, 'f32', '0u', fin)} }\n`;
+  });
+  code += '      default: {}\n    }\n  }\n}\n';
+  return {
+    steps: [
+      {
+        desc: {
+          op: 'reduce_group',
+          dtypes: l.slots.map(() => 'f32'),
+          workgroup: [ROW_WG],
+          rows: mode.kind,
+          members: memberDesc,
+        },
+        code,
+        uniforms: u,
+        bindings: l.slots.map((s) => ({ ref: { kind: 'value', id: s.id }, write: s.write })),
+        workgroups: thread ? Math.ceil(group.length / ROW_WG) : group.length,
+      },
+    ],
+  };
 }
 
 /** The WGSL and bindings of a group's one dispatch. */

@@ -21,15 +21,18 @@ import {
   planMatmul,
   progDesc,
   programWgsl,
+  type ReduceMember,
   reduction,
   registerKernel,
   registerMapMember,
+  registerReduceMember,
   stepsMember,
   stepsWgsl,
   variantFor,
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
 import { getOp } from '../../ir/ops/index.ts';
+import { numel } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedReduceAttrs, FusedStep } from './fused-map.ts';
 import { epilogueRead, type MatmulMapAttrs, productArity } from './matmul-map.ts';
@@ -119,6 +122,13 @@ const webgpuFusedMap: Kernel = (ctx) => {
   });
 };
 
+// A whole-tensor fused_reduce as one row of a group kernel (the clip norm's per-tensor sums).
+const fusedReduceMember = (ctx: KernelContext): ReduceMember | undefined => {
+  const a = ctx.node.attrs as unknown as FusedReduceAttrs;
+  if (numel(ctx.out.shape) !== 1) return undefined;
+  return { kind: a.reduce, count: numel(a.shape), program: stepsMember(ctx, a.steps, a.shape) };
+};
+
 // The same program as a member of a kernel over several nodes (kernel-groups.ts).
 const fusedMapMember = (ctx: KernelContext): MapMember =>
   stepsMember(ctx, (ctx.node.attrs as unknown as FusedMapAttrs).steps);
@@ -167,4 +177,7 @@ if (!getKernel('fused_map')) {
   registerMapMember('fused_map', fusedMapMember);
 }
 if (!getCpuKernel('fused_reduce')) registerCpuKernel('fused_reduce', cpuFusedReduce);
-if (!getKernel('fused_reduce')) registerKernel('fused_reduce', webgpuFusedReduce);
+if (!getKernel('fused_reduce')) {
+  registerKernel('fused_reduce', webgpuFusedReduce);
+  registerReduceMember('fused_reduce', fusedReduceMember);
+}

@@ -18,7 +18,7 @@ import { fuseElementwise } from '../../../src/passes/fuse/elementwise.ts';
 import { prepareRun } from '../../../src/train/setup.ts';
 import { Rng } from '../../../src/util/rng.ts';
 import { randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
-import { randTensor } from '../../ops/case.ts';
+import { expectClose, randTensor } from '../../ops/case.ts';
 import { gpuSuite } from './gpu.ts';
 import { expectRunsAsCpu } from './runs-as-cpu.ts';
 
@@ -161,7 +161,64 @@ it('a param read after the group, or through a view, is not written in place; a 
           expect(sameShape(h.node(i).type.shape, m.type.shape)).toBe(true);
 });
 
+/** Whole-tensor reductions side by side (the clip norm's per-tensor sums of squares, a mean, maxima). */
+function reductionsGraph(): Graph {
+  const b = new GraphBuilder();
+  const outputs: Record<string, Value> = {};
+  [[5], [33, 3], [100], [5000], [7, 9]].forEach((shape, k) => {
+    const g = b.input(`g${k}`, 'f32', shape);
+    const all = shape.map((_, i) => i);
+    outputs[`sq${k}`] = b.sum(b.mul(g, g), all);
+    outputs[`mean${k}`] = b.mean(g, all);
+  });
+  const h = b.input('h', 'f32', [6, 4]);
+  outputs.max0 = b.max(h, [0, 1]);
+  outputs.max1 = b.max(b.exp(h), [0, 1]);
+  return fuseElementwise(b.build(outputs));
+}
+
+it('whole-tensor reductions next to each other share kernels, sums apart from maxima, within the binding limit', () => {
+  const g = reductionsGraph();
+  const own = planKernels(g, SOFTWARE, { groups: false }).nodes.filter((p) => typeof p !== 'string').length;
+  const { nodes, groupOf } = planKernels(g, { ...SOFTWARE, storageBuffers: 8 });
+  const kernels = nodes.filter((p) => typeof p !== 'string');
+  expect(own).toBe(12);
+  expect(kernels.length).toBeLessThanOrEqual(5);
+  for (const k of kernels) for (const s of k.steps) expect(s.bindings.length).toBeLessThanOrEqual(8);
+  for (const grp of new Set(groupOf.values())) {
+    const maxima = grp.members.filter(
+      (m) => m.op === 'max' || (m.attrs as { reduce?: string }).reduce === 'max',
+    );
+    expect([0, grp.members.length]).toContain(maxima.length);
+  }
+});
+
 await gpuSuite('kernel groups on WebGPU', ({ backend }) => {
+  it("grouped reductions give their own kernels' values (to rounding: the compiler may contract differently) and the CPU interpreter's", async () => {
+    const g = reductionsGraph();
+    const feeds = randomFeeds(g, 5);
+    const names = g.outputs.map((o) => o.name);
+    const w = new MapWeightStore();
+    const [grouped, own] = await Promise.all([
+      backend.compile(g, w),
+      backend.compile(g, w, { groups: false }),
+    ]);
+    try {
+      expect((grouped as WebGpuExecutable).stats.dispatches).toBeLessThan(
+        (own as WebGpuExecutable).stats.dispatches,
+      );
+      const [a, b] = await Promise.all([
+        grouped.run({ feeds, outputs: names }),
+        own.run({ feeds, outputs: names }),
+      ]);
+      for (const n of names) expectClose(a[n], b[n], 1e-6, n);
+    } finally {
+      grouped.dispose();
+      own.dispose();
+    }
+    await expectRunsAsCpu(backend, g, w, { feeds: () => feeds, outputs: names, runs: 1, tol: 1e-4 });
+  });
+
   it('the AdamW tail over 3 steps: params and states as the CPU backend computes them', async () => {
     const g = adamGraph([[8], [6, 4], [3], [5, 5], [130]]);
     const rng = new Rng(3);

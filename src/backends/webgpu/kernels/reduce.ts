@@ -66,8 +66,8 @@ export function rowMode(ctx: KernelContext, rows: number, n: number): RowMode {
   return WORKGROUP_ROWS;
 }
 
-const fmax = (a: string, b: string) => `select(${b}, ${a}, ${a} > ${b} || ${a} != ${a})`;
-const fadd = (a: string, b: string) => `${a} + ${b}`;
+export const fmax = (a: string, b: string) => `select(${b}, ${a}, ${a} > ${b} || ${a} != ${a})`;
+export const fadd = (a: string, b: string) => `${a} + ${b}`;
 const NEG_INF = 'inf_f32(-1.0)';
 
 interface RowStepSpec {

@@ -3,6 +3,7 @@
 // where). fused_map's kernel (passes/fuse/kernels.ts) and the members of group kernels
 // (kernel-groups.ts: a fused_map, or one plain elementwise node as a program of one step)
 // are written with these, so a node computes the same expression in any kernel.
+import { numel } from '../../../ir/shape.ts';
 import type { KernelContext, Uniforms } from '../program.ts';
 import { BINARY, MATH, UNARY } from './elementwise.ts';
 import { broadcastIndex, broadcastKind } from './map.ts';
@@ -69,9 +70,11 @@ export function programWgsl(
 export const progDesc = (steps: readonly ElementwiseStep[]) =>
   steps.map((s) => `${s.op}(${s.args.join(',')})`).join(';');
 
-/** An f32 program of `steps` over the node's inputs as a group-kernel member (kernel-groups.ts MapMember). */
-export function stepsMember(ctx: KernelContext, steps: readonly ElementwiseStep[]) {
-  const out = ctx.out.shape;
+/**
+ * An f32 program of `steps` over the node's inputs, with the elements of `out` (default the
+ * node's shape), as a group-kernel member (kernel-groups.ts MapMember).
+ */
+export function stepsMember(ctx: KernelContext, steps: readonly ElementwiseStep[], out = ctx.out.shape) {
   const bcast = ctx.inputs.map((t) => broadcastKind(out, t.shape));
   return {
     desc: `r${out.length}[${bcast.join(',')}]${progDesc(steps)}`,
@@ -93,4 +96,24 @@ export function elementwiseMember(ctx: KernelContext) {
     ...(node.op === 'scale' ? { factor: Number(node.attrs.factor) } : {}),
   };
   return stepsMember(ctx, [step]);
+}
+
+/** A plain f32 sum, mean or max of a whole tensor to one value, as a group-kernel member. */
+export function wholeReduceMember(ctx: KernelContext) {
+  const { node } = ctx;
+  const kind = node.op;
+  if ((kind !== 'sum' && kind !== 'mean' && kind !== 'max') || ctx.inputs[0].dtype !== 'f32')
+    return undefined;
+  if (numel(ctx.out.shape) !== 1) return undefined;
+  const shape = ctx.inputs[0].shape;
+  return {
+    kind,
+    count: numel(shape),
+    program: {
+      desc: 'ld',
+      helpers: '',
+      bcast: ['same'],
+      body: (_: Uniforms, read: (k: number, index: string) => string) => `  return ${read(0, 'i')};`,
+    },
+  } as const;
 }
