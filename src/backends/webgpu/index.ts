@@ -22,7 +22,14 @@ export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernel
 export { linearProblem, matmulProblem, planMatmul, variantFor } from './kernels/matmul.ts';
 export type { EpilogueRead, MatmulEpilogue } from './kernels/matmul-parts.ts';
 export { type ReducePrologue, reduction } from './kernels/reduce.ts';
-export { type ElementwiseStep, progDesc, programWgsl, stepsMember, stepsWgsl } from './kernels/steps.ts';
+export {
+  type ElementwiseStep,
+  progDesc,
+  programShape,
+  programWgsl,
+  stepsMember,
+  stepsWgsl,
+} from './kernels/steps.ts';
 export {
   canonicalKey,
   entry,

@@ -74,6 +74,12 @@ export interface KernelGroup {
   readonly plan: KernelPlan;
 }
 
+/**
+ * Members per group at most: a long chain of members that share their inputs needs no new
+ * binding, but every member is code in the one shader (size and compile time).
+ */
+export const MAX_MEMBERS = 64;
+
 export interface GroupOptions {
   /** Storage buffers one kernel may bind (maxStorageBuffersPerShaderStage). */
   readonly maxBindings: number;
@@ -209,7 +215,8 @@ export function findGroups(
       return;
     }
     // Maps group with maps, reductions with reductions of the same combine.
-    const fits = open.length && combineOf(open[0]) === combineOf(c) && layout([...open, c]);
+    const fits =
+      open.length && open.length < MAX_MEMBERS && combineOf(open[0]) === combineOf(c) && layout([...open, c]);
     if (open.length && !fits) close();
     // A member must fit alone (its own kernel binds as many).
     open.push(c);

@@ -7,7 +7,6 @@
 import type { CpuKernel } from '../../backends/cpu/index.ts';
 import { getCpuKernel, registerCpuKernel } from '../../backends/cpu/index.ts';
 import {
-  broadcastKind,
   type EpilogueRead,
   getKernel,
   type Kernel,
@@ -20,6 +19,7 @@ import {
   matmulProblem,
   planMatmul,
   progDesc,
+  programShape,
   programWgsl,
   type ReduceMember,
   reduction,
@@ -112,11 +112,7 @@ const webgpuFusedMap: Kernel = (ctx) => {
   const out = ctx.out.shape;
   return mapKernel({
     ctx,
-    desc: {
-      rank: out.length,
-      bcast: ctx.inputs.map((t) => broadcastKind(out, t.shape)),
-      prog: progDesc(a.steps),
-    },
+    desc: { ...programShape(ctx.inputs, out), prog: progDesc(a.steps) },
     helpers: MATH,
     body: (u) => `${programWgsl(u, ctx.inputs, a.steps, out)}  return t${a.steps.length - 1};`,
   });
@@ -138,7 +134,9 @@ const webgpuFusedReduce: Kernel = (ctx) => {
   const a = ctx.node.attrs as unknown as FusedReduceAttrs;
   return reduction(a.reduce, {
     shape: a.shape,
-    desc: { bcast: ctx.inputs.map((t) => broadcastKind(a.shape, t.shape)), prog: progDesc(a.steps) },
+    desc: (({ rank, bcast }) => ({ prank: String(rank), bcast, prog: progDesc(a.steps) }))(
+      programShape(ctx.inputs, a.shape),
+    ),
     fn: (u) =>
       `${MATH}fn pre(i: u32) -> f32 {\n${programWgsl(u, ctx.inputs, a.steps, a.shape)}  return t${a.steps.length - 1};\n}\n`,
   })(ctx);

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ASSIGN_PREFIX } from '../../../src/backends/backend.ts';
 import type { WebGpuExecutable } from '../../../src/backends/webgpu/index.ts';
+import { MAX_MEMBERS } from '../../../src/backends/webgpu/kernel-groups.ts';
 import { planKernels } from '../../../src/backends/webgpu/kernel-plan.ts';
 import { planMemory } from '../../../src/backends/webgpu/memory-plan.ts';
 import { GraphBuilder, type Value } from '../../../src/ir/builder.ts';
@@ -159,6 +160,17 @@ it('a param read after the group, or through a view, is not written in place; a 
       for (const i of m.inputs)
         if (grp.members.some((o) => o.id === i))
           expect(sameShape(h.node(i).type.shape, m.type.shape)).toBe(true);
+});
+
+it(`a long chain of elementwise nodes is cut into groups of at most ${MAX_MEMBERS} members`, () => {
+  const b = new GraphBuilder();
+  let v = b.input('x', 'f32', [8]);
+  // Unfused: each node a member; the chain's values are registers, two bindings in all.
+  for (let i = 0; i < 150; i++) v = b.scale(v, 1.01);
+  const { groupOf } = planKernels(b.build({ y: v }), { ...SOFTWARE, storageBuffers: 16 });
+  const groups = new Set(groupOf.values());
+  expect(groups.size).toBeGreaterThanOrEqual(Math.ceil(150 / MAX_MEMBERS));
+  for (const g of groups) expect(g.members.length).toBeLessThanOrEqual(MAX_MEMBERS);
 });
 
 /** Whole-tensor reductions side by side (the clip norm's per-tensor sums of squares, a mean, maxima). */

@@ -3,7 +3,7 @@
 import { type ComputeType, MATH_OPS, type MathDef, type MathOpName } from '../../../ir/ops/math.ts';
 import { computeType, lit } from '../dtypes.ts';
 import type { Kernel, KernelContext, KernelPlan } from '../program.ts';
-import { broadcastIndex, broadcastKind, mapKernel } from './map.ts';
+import { broadcastIndex, broadcastKind, collapseBroadcast, mapKernel } from './map.ts';
 
 /** erf (Abramowitz-Stegun 7.1.26 refined, |err| < 1.5e-7), tanh that never overflows, pow like Math.pow. */
 export const MATH = `fn erf_f(x: f32) -> f32 {
@@ -65,17 +65,21 @@ export const BINARY: Record<string, Binary> = Object.fromEntries(
 
 function binary(f: Binary, vec4 = false): Kernel {
   return (ctx) => {
-    const [a, b] = ctx.inputs;
-    const out = ctx.out.shape;
+    const c = collapseBroadcast(
+      ctx.out.shape,
+      ctx.inputs.map((t) => t.shape),
+    );
+    const [a, b] = c.inputs;
+    const out = c.out;
     const ct = computeType(ctx.out.dtype);
     return mapKernel({
       vec4: vec4 ? () => `  return ${f('ld4_in0(i)', 'ld4_in1(i)', ct)};` : undefined,
       ctx,
-      desc: { rank: out.length, bcast: [broadcastKind(out, a.shape), broadcastKind(out, b.shape)] },
+      desc: { rank: out.length, bcast: [broadcastKind(out, a), broadcastKind(out, b)] },
       helpers: MATH,
       body: (u) => {
-        const ia = broadcastIndex(u, out, a.shape, 'a');
-        const ib = broadcastIndex(u, out, b.shape, 'b');
+        const ia = broadcastIndex(u, out, a, 'a');
+        const ib = broadcastIndex(u, out, b, 'b');
         return `${ia.code}${ib.code}  let x = ld_in0(${ia.index});\n  let y = ld_in1(${ib.index});\n  return ${f('x', 'y', computeType(ctx.out.dtype))};`;
       },
     });
@@ -83,28 +87,33 @@ function binary(f: Binary, vec4 = false): Kernel {
 }
 
 const where: Kernel = (ctx) => {
-  const [c, a, b] = ctx.inputs;
-  const out = ctx.out.shape;
-  const zero = lit(0, computeType(c.dtype));
+  const zero = lit(0, computeType(ctx.inputs[0].dtype));
+  const col = collapseBroadcast(
+    ctx.out.shape,
+    ctx.inputs.map((t) => t.shape),
+  );
+  const [c, a, b] = col.inputs;
+  const out = col.out;
   return mapKernel({
     ctx,
-    desc: { rank: out.length, bcast: [c, a, b].map((t) => broadcastKind(out, t.shape)) },
+    desc: { rank: out.length, bcast: [c, a, b].map((t) => broadcastKind(out, t)) },
     body: (u) => {
-      const ic = broadcastIndex(u, out, c.shape, 'c');
-      const ia = broadcastIndex(u, out, a.shape, 'a');
-      const ib = broadcastIndex(u, out, b.shape, 'b');
+      const ic = broadcastIndex(u, out, c, 'c');
+      const ia = broadcastIndex(u, out, a, 'a');
+      const ib = broadcastIndex(u, out, b, 'b');
       return `${ic.code}${ia.code}${ib.code}  if (ld_in0(${ic.index}) != ${zero}) { return ld_in1(${ia.index}); }\n  return ld_in2(${ib.index});`;
     },
   });
 };
 
 const broadcastTo: Kernel = (ctx) => {
-  const out = ctx.out.shape;
+  const c = collapseBroadcast(ctx.out.shape, [ctx.inputs[0].shape]);
+  const out = c.out;
   return mapKernel({
     ctx,
-    desc: { rank: out.length, bcast: [broadcastKind(out, ctx.inputs[0].shape)] },
+    desc: { rank: out.length, bcast: [broadcastKind(out, c.inputs[0])] },
     body: (u) => {
-      const ia = broadcastIndex(u, out, ctx.inputs[0].shape, 'a');
+      const ia = broadcastIndex(u, out, c.inputs[0], 'a');
       return `${ia.code}  return ld_in0(${ia.index});`;
     },
   });

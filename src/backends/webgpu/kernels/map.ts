@@ -195,6 +195,41 @@ export function broadcastIndex(
   return { code: unravel('i', dims, p), index: dot(st, p) };
 }
 
+/**
+ * `out` and the input shapes with size-1 output axes dropped and neighbouring axes merged
+ * where every input keeps both or broadcasts both: the same flat indices, found with fewer
+ * integer divisions per element (a [B,H,S,S] value against [B,H,S,1] row statistics is
+ * [B*H*S, S] against [B*H*S, 1]). Kernels use the collapsed shapes for code and
+ * description alike.
+ */
+export function collapseBroadcast(
+  out: Shape,
+  inputs: readonly Shape[],
+): { out: number[]; inputs: number[][] } {
+  const r = out.length;
+  const padded = inputs.map((s) => [...new Array<number>(r - s.length).fill(1), ...s]);
+  const o: number[] = [];
+  const ins: number[][] = inputs.map(() => []);
+  let prev: string | undefined;
+  for (let d = 0; d < r; d++) {
+    if (out[d] === 1) continue;
+    const sig = padded.map((s) => (s[d] === 1 ? 'b' : 'k')).join('');
+    if (sig === prev) {
+      o[o.length - 1] *= out[d];
+      padded.forEach((s, k) => {
+        ins[k][ins[k].length - 1] *= s[d];
+      });
+    } else {
+      o.push(out[d]);
+      padded.forEach((s, k) => {
+        ins[k].push(s[d]);
+      });
+    }
+    prev = sig;
+  }
+  return { out: o, inputs: ins };
+}
+
 /** Broadcast pattern of an input, for the program description: 'same', 'scalar' or 'bcast'. */
 export function broadcastKind(outShape: Shape, inShape: Shape): string {
   if (inShape.length === outShape.length && inShape.every((d, j) => d === outShape[j])) return 'same';

@@ -6,7 +6,7 @@
 import { numel } from '../../../ir/shape.ts';
 import type { KernelContext, Uniforms } from '../program.ts';
 import { BINARY, MATH, UNARY } from './elementwise.ts';
-import { broadcastIndex, broadcastKind } from './map.ts';
+import { broadcastIndex, broadcastKind, collapseBroadcast } from './map.ts';
 
 /** Step k applies `op` to `args`: below the input count an input, above it step (arg - inputs). */
 export interface ElementwiseStep {
@@ -58,12 +58,28 @@ export function programWgsl(
   read: (k: number, index: string) => string = (k, index) => `ld_in${k}(${index})`,
 ): string {
   const n = inputs.length;
+  const c = collapseBroadcast(
+    shape,
+    inputs.map((t) => t.shape),
+  );
   let code = '';
-  inputs.forEach((t, k) => {
-    const ix = broadcastIndex(u, shape, t.shape, `p${k}_`);
+  c.inputs.forEach((t, k) => {
+    const ix = broadcastIndex(u, c.out, t, `p${k}_`);
     code += `${ix.code}  let x${k} = ${read(k, ix.index)};\n`;
   });
   return code + stepsWgsl(steps, u, (i) => (i < n ? `x${i}` : `t${i - n}`));
+}
+
+/**
+ * The program's index pattern for a cache key: its collapsed rank and each input's
+ * broadcast kind (programWgsl's index code depends on nothing else).
+ */
+export function programShape(inputs: readonly { shape: readonly number[] }[], shape: readonly number[]) {
+  const c = collapseBroadcast(
+    shape,
+    inputs.map((t) => t.shape),
+  );
+  return { rank: c.out.length, bcast: c.inputs.map((t) => broadcastKind(c.out, t)) };
 }
 
 /** The program's part of a cache key. */
@@ -75,9 +91,10 @@ export const progDesc = (steps: readonly ElementwiseStep[]) =>
  * node's shape), as a group-kernel member (kernel-groups.ts MapMember).
  */
 export function stepsMember(ctx: KernelContext, steps: readonly ElementwiseStep[], out = ctx.out.shape) {
-  const bcast = ctx.inputs.map((t) => broadcastKind(out, t.shape));
+  const p = programShape(ctx.inputs, out);
+  const { bcast } = p;
   return {
-    desc: `r${out.length}[${bcast.join(',')}]${progDesc(steps)}`,
+    desc: `r${p.rank}[${p.bcast.join(',')}]${progDesc(steps)}`,
     helpers: MATH,
     bcast,
     body: (u: Uniforms, read: (k: number, index: string) => string) =>
