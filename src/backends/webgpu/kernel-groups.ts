@@ -1,6 +1,6 @@
-// Kernels that cover several nodes (issue 21). A run of elementwise programs next to each
-// other in the schedule (nothing that dispatches, and no reader of their values, between
-// them) becomes one dispatch: each invocation evaluates every member at its element, a
+// Kernels that cover several nodes (issue 21). A run of elementwise programs close to each
+// other in the schedule (at most LOOK_PAST other kernels, and no reader of their values,
+// between them; those kernels run before the group) becomes one dispatch: each invocation evaluates every member at its element, a
 // member reading an earlier member's value at its own element takes it from a register,
 // and only values read outside the group (or graph outputs) are stored. A member whose
 // value is a param's new value (`assign:<param>`) writes it into the param's buffer in
@@ -79,6 +79,9 @@ export interface KernelGroup {
  * binding, but every member is code in the one shader (size and compile time).
  */
 export const MAX_MEMBERS = 64;
+
+/** Dispatching nodes that read no member a run may pass over (they run before the group). */
+export const LOOK_PAST = 2;
 
 export interface GroupOptions {
   /** Storage buffers one kernel may bind (maxStorageBuffersPerShaderStage). */
@@ -205,15 +208,20 @@ export function findGroups(
     }
     open = [];
     openIds = new Set();
+    passed = 0;
   };
+  let passed = 0;
   graph.nodes.forEach((node, pos) => {
     const plan = plans[pos];
     const c = plan !== 'source' && plan !== 'alias' ? candidate(node, pos, ctxOf, opts) : undefined;
     if (!c) {
-      // Whatever dispatches, or reads a member's value (a view of it too), ends the run.
-      if ((plan !== 'source' && plan !== 'alias') || node.inputs.some((i) => openIds.has(i))) close();
+      // A reader of a member's value (a view of it too) ends the run; so does the
+      // LOOK_PAST + 1st dispatching node in a row that is not a member.
+      const dispatches = plan !== 'source' && plan !== 'alias';
+      if (node.inputs.some((i) => openIds.has(i)) || (dispatches && ++passed > LOOK_PAST)) close();
       return;
     }
+    passed = 0;
     // Maps group with maps, reductions with reductions of the same combine.
     const fits =
       open.length && open.length < MAX_MEMBERS && combineOf(open[0]) === combineOf(c) && layout([...open, c]);

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { ASSIGN_PREFIX } from '../../../src/backends/backend.ts';
 import type { WebGpuExecutable } from '../../../src/backends/webgpu/index.ts';
-import { MAX_MEMBERS } from '../../../src/backends/webgpu/kernel-groups.ts';
+import { LOOK_PAST, MAX_MEMBERS } from '../../../src/backends/webgpu/kernel-groups.ts';
 import { planKernels } from '../../../src/backends/webgpu/kernel-plan.ts';
 import { planMemory } from '../../../src/backends/webgpu/memory-plan.ts';
 import { GraphBuilder, type Value } from '../../../src/ir/builder.ts';
@@ -160,6 +160,24 @@ it('a param read after the group, or through a view, is not written in place; a 
       for (const i of m.inputs)
         if (grp.members.some((o) => o.id === i))
           expect(sameShape(h.node(i).type.shape, m.type.shape)).toBe(true);
+});
+
+it(`a run passes over up to ${LOOK_PAST} kernels that read none of its values, and ends at one that does`, () => {
+  const plan = (reads: boolean) => {
+    const b = new GraphBuilder();
+    const x = b.input('x', 'f32', [4, 4]);
+    const a = b.exp(x);
+    const m = b.matmul(reads ? a : x, x);
+    const c = b.exp(b.input('w', 'f32', [4, 4]));
+    const g = b.build({ a, m, c });
+    return { g, groupOf: planKernels(g, { ...SOFTWARE, storageBuffers: 16 }).groupOf, m };
+  };
+  const apart = plan(false);
+  expect(new Set(apart.groupOf.values()).size).toBe(1);
+  // The matmul runs before the group's dispatch: the group sits at its last member.
+  const [grp] = apart.groupOf.values();
+  expect(grp.members.map((n) => n.op)).toEqual(['exp', 'exp']);
+  expect(plan(true).groupOf.size).toBe(0);
 });
 
 it(`a long chain of elementwise nodes is cut into groups of at most ${MAX_MEMBERS} members`, () => {
