@@ -1,7 +1,8 @@
 // Kernels that cover several nodes (issue 21). A run of elementwise programs close to each
 // other in the schedule (at most LOOK_PAST other kernels, and no reader of their values,
-// between them; those kernels run before the group) becomes one dispatch: each invocation evaluates every member at its element, a
-// member reading an earlier member's value at its own element takes it from a register,
+// between them; those kernels run before the group) becomes one dispatch: each invocation
+// evaluates every member at its element, a member reading an earlier member's value at its
+// own element takes it from a register,
 // and only values read outside the group (or graph outputs) are stored. A member whose
 // value is a param's new value (`assign:<param>`) writes it into the param's buffer in
 // place when every read of the param is a member's at its own element or comes before the
@@ -86,10 +87,6 @@ export const LOOK_PAST = 2;
 export interface GroupOptions {
   /** Storage buffers one kernel may bind (maxStorageBuffersPerShaderStage). */
   readonly maxBindings: number;
-  /** Params that must not be written in place (paged: their new value goes to the host). */
-  readonly notInPlace: ReadonlySet<number>;
-  /** Values no group may take (their own transfers are planned at their position). */
-  readonly excluded: ReadonlySet<number>;
 }
 
 interface Candidate {
@@ -135,10 +132,11 @@ export function findGroups(
   for (const o of graph.outputs) {
     if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
     const p = paramByName.get(o.name.slice(ASSIGN_PREFIX.length));
-    if (p === undefined || p === o.id || opts.notInPlace.has(p) || outputCount.has(p)) continue;
+    if (p === undefined || p === o.id || outputCount.has(p)) continue;
     if (outputCount.get(o.id) !== 1) continue;
     assignOf.set(p, o.id);
   }
+  const paramOf = new Map([...assignOf].map(([p, v]) => [v, p]));
 
   const layout = (group: readonly Candidate[]): Layout | undefined => {
     const ids = new Map(group.map((c, k) => [c.node.id, k]));
@@ -148,8 +146,10 @@ export function findGroups(
     // A param is written in place when its new value is a member's and every read of it is
     // a member's at its own element or comes before the group's dispatch.
     const inPlace = new Map<number, number>();
-    for (const [p, v] of assignOf) {
-      if (!ids.has(v)) continue;
+    for (const c of group) {
+      const v = c.node.id;
+      const p = paramOf.get(v);
+      if (p === undefined) continue;
       const ok = (readers.get(p) ?? []).every((r) => {
         // A view of the param would be read through after the write: never in place.
         if (r > last || plans[r] === 'alias') return false;
@@ -213,7 +213,7 @@ export function findGroups(
   let passed = 0;
   graph.nodes.forEach((node, pos) => {
     const plan = plans[pos];
-    const c = plan !== 'source' && plan !== 'alias' ? candidate(node, pos, ctxOf, opts) : undefined;
+    const c = plan !== 'source' && plan !== 'alias' ? candidate(node, pos, ctxOf) : undefined;
     if (!c) {
       // A reader of a member's value (a view of it too) ends the run; so does the
       // LOOK_PAST + 1st dispatching node in a row that is not a member.
@@ -235,13 +235,8 @@ export function findGroups(
 }
 
 /** A node as a group member: an f32 elementwise program or a whole-tensor reduction. */
-function candidate(
-  node: Node,
-  pos: number,
-  ctxOf: (node: Node) => KernelContext,
-  opts: GroupOptions,
-): Candidate | undefined {
-  if (node.type.dtype !== 'f32' || opts.excluded.has(node.id)) return undefined;
+function candidate(node: Node, pos: number, ctxOf: (node: Node) => KernelContext): Candidate | undefined {
+  if (node.type.dtype !== 'f32') return undefined;
   const ctx = ctxOf(node);
   const program = (members.get(node.op) ?? elementwiseMember)(ctx);
   if (program) return { node, pos, program, software: ctx.software };

@@ -5,7 +5,7 @@
 import type { Graph, Node } from '../../ir/graph.ts';
 import { formatShape } from '../../ir/shape.ts';
 import { WebGpuError } from './device.ts';
-import { findGroups, type GroupOptions, type KernelGroup } from './kernel-groups.ts';
+import { findGroups, type KernelGroup } from './kernel-groups.ts';
 import { getKernel } from './kernels/index.ts';
 import type { KernelContext, KernelPlan, SoftwareMatmul } from './program.ts';
 
@@ -77,20 +77,17 @@ export interface KernelsPlan {
 
 /**
  * Every node's plan, with runs of elementwise nodes grouped (unless `groups` is false).
- * `notInPlace` / `excluded`: see GroupOptions.
  */
 export function planKernels(
   graph: Graph,
   target: KernelTarget,
-  opts: Partial<Pick<GroupOptions, 'notInPlace' | 'excluded'>> & { readonly groups?: boolean } = {},
+  opts: { readonly groups?: boolean } = {},
 ): KernelsPlan {
   const own = graph.nodes.map((n) => planNode(graph, n, target));
   const groupOf = new Map<number, KernelGroup>();
   if (opts.groups === false) return { nodes: own, groupOf };
   const groups = findGroups(graph, own, (n) => kernelContext(graph, n, target), {
     maxBindings: target.storageBuffers ?? MIN_STORAGE_BUFFERS,
-    notInPlace: opts.notInPlace ?? new Set(),
-    excluded: opts.excluded ?? new Set(),
   });
   const nodes: NodePlan[] = [...own];
   for (const g of groups) {
