@@ -29,6 +29,7 @@ export {
   programWgsl,
   stepsMember,
   stepsWgsl,
+  trailingRows,
 } from './kernels/steps.ts';
 export {
   canonicalKey,

@@ -37,11 +37,13 @@ export interface MapMember {
 }
 
 /**
- * A reduction of a whole tensor to one value that can run as a member of a group kernel:
- * `program` yields element i of the tensor reduced (its shape's elements, `count`).
+ * A reduction over a tensor's trailing axes that can run as a member of a group kernel:
+ * `rows` results, each of `count` contiguous elements; `program` yields element
+ * `row * count + e` of the tensor reduced.
  */
 export interface ReduceMember {
   readonly kind: 'sum' | 'mean' | 'max';
+  readonly rows: number;
   readonly count: number;
   readonly program: MapMember;
 }
@@ -55,7 +57,7 @@ export function registerMapMember(op: string, program: (ctx: KernelContext) => M
   members.set(op, program);
 }
 
-/** Lets whole-tensor reductions of `op` share a kernel with their neighbours (one row each). */
+/** Lets reductions of `op` over trailing axes share a kernel with their neighbours (their rows one after another). */
 export function registerReduceMember(
   op: string,
   program: (ctx: KernelContext) => ReduceMember | undefined,
@@ -194,43 +196,51 @@ export function findGroups(
   };
 
   const groups: KernelGroup[] = [];
-  let open: Candidate[] = [];
-  let openIds = new Set<number>();
-  const close = () => {
-    if (open.length > 1) {
-      const l = layout(open) as Layout;
-      groups.push({
-        members: open.map((c) => c.node),
-        inPlace: l.inPlace,
-        stored: l.stored,
-        plan: open[0].reduce ? reduceGroupPlan(open, l) : groupPlan(open, l),
-      });
-    }
-    open = [];
-    openIds = new Set();
-    passed = 0;
+  // One open run per kind (maps; sums and means; maxima): a node of one kind is passed over
+  // by the others' runs.
+  interface Run {
+    members: Candidate[];
+    ids: Set<number>;
+    passed: number;
+  }
+  const open = new Map<string, Run>();
+  const close = (kind: string) => {
+    const run = open.get(kind);
+    open.delete(kind);
+    if (!run || run.members.length < 2) return;
+    const l = layout(run.members) as Layout;
+    groups.push({
+      members: run.members.map((c) => c.node),
+      inPlace: l.inPlace,
+      stored: l.stored,
+      plan: run.members[0].reduce ? reduceGroupPlan(run.members, l) : groupPlan(run.members, l),
+    });
   };
-  let passed = 0;
   graph.nodes.forEach((node, pos) => {
     const plan = plans[pos];
-    const c = plan !== 'source' && plan !== 'alias' ? candidate(node, pos, ctxOf) : undefined;
-    if (!c) {
-      // A reader of a member's value (a view of it too) ends the run; so does the
-      // LOOK_PAST + 1st dispatching node in a row that is not a member.
-      const dispatches = plan !== 'source' && plan !== 'alias';
-      if (node.inputs.some((i) => openIds.has(i)) || (dispatches && ++passed > LOOK_PAST)) close();
+    const dispatches = plan !== 'source' && plan !== 'alias';
+    const c = dispatches ? candidate(node, pos, ctxOf) : undefined;
+    const kind = c && combineOf(c);
+    for (const [k, run] of open) {
+      // A reader of a member's value (a view of it too) ends the run, unless it joins it
+      // (layout decides: a register at its own element); so does the LOOK_PAST + 1st
+      // dispatching node in a row that does not join it.
+      if (k === kind) continue;
+      if (node.inputs.some((i) => run.ids.has(i)) || (dispatches && ++run.passed > LOOK_PAST)) close(k);
+    }
+    if (!c || !kind) return;
+    const run = open.get(kind);
+    // A member must fit alone (its own kernel binds as many).
+    if (run && run.members.length < MAX_MEMBERS && layout([...run.members, c])) {
+      run.members.push(c);
+      run.ids.add(node.id);
+      run.passed = 0;
       return;
     }
-    passed = 0;
-    // Maps group with maps, reductions with reductions of the same combine.
-    const fits =
-      open.length && open.length < MAX_MEMBERS && combineOf(open[0]) === combineOf(c) && layout([...open, c]);
-    if (open.length && !fits) close();
-    // A member must fit alone (its own kernel binds as many).
-    open.push(c);
-    openIds.add(node.id);
+    close(kind);
+    open.set(kind, { members: [c], ids: new Set([node.id]), passed: 0 });
   });
-  close();
+  for (const k of [...open.keys()]) close(k);
   return groups;
 }
 
@@ -268,16 +278,18 @@ function reduceLayout(
 }
 
 /**
- * One row per member: an invocation each where every member's own kernel would loop in one
- * invocation, else a workgroup each (strided lanes, a tree in workgroup memory), so each
- * value is summed in the order its own kernel sums it.
+ * The members' rows one after another: an invocation per row where every member's own
+ * kernel would loop in one invocation, else a workgroup per row (strided lanes, a tree in
+ * workgroup memory), so each value is summed in the order its own kernel sums it.
  */
 function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
   const u = new Uniforms();
   const slotOf = new Map(l.slots.map((s, k) => [s.id, k]));
   const reductions = group.map((c) => c.reduce as ReduceMember);
   const thread = group.every(
-    (c, k) => rowMode({ software: c.software } as KernelContext, 1, reductions[k].count).kind === 'thread',
+    (c, k) =>
+      rowMode({ software: c.software } as KernelContext, reductions[k].rows, reductions[k].count).kind ===
+      'thread',
   );
   const mode = thread ? THREAD_ROWS : WORKGROUP_ROWS;
   const max = reductions[0].kind === 'max';
@@ -292,27 +304,38 @@ function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
     memberDesc.push(`${reductions[k].kind}:${c.program.desc}<${from.join(',')}>`);
   });
   const counts = reductions.map((r) => u.u32(r.count));
-  const rowsU = u.u32(group.length);
+  // Member k's rows are the group's rows [ends[k-1], ends[k]).
+  let total = 0;
+  const ends = reductions.map((r) => u.u32((total += r.rows)));
+  const start = (k: number) => (k === 0 ? '0u' : ends[k - 1]);
+  const branches = (body: (k: number) => string) =>
+    group
+      .map(
+        (_, k) =>
+          `${k ? ' else ' : '  '}if (g < ${ends[k]}) {\n    let row = g - ${start(k)};\n${body(k)}  }`,
+      )
+      .join('') + '\n';
   let code = PRELUDE + u.decl();
   l.slots.forEach((s, k) => {
     code += declStorage(`s${k}`, 'f32', k + 1, s.write) + loadFn(`s${k}`, 'f32');
   });
   code += [...helpers].join('') + fns;
   if (!thread) code += `var<workgroup> red: array<f32, ${ROW_WG}>;\n`;
-  code += `${entry([ROW_WG])}  let row = ${thread ? `wid * ${ROW_WG}u + lid` : 'wid'};
-  if (row >= ${rowsU}) { return; }
+  code += `${entry([ROW_WG])}  let g = ${thread ? `wid * ${ROW_WG}u + lid` : 'wid'};
+  if (g >= ${ends[ends.length - 1]}) { return; }
   let lane = ${thread ? '0u' : 'lid'};
   var acc = ${max ? 'inf_f32(-1.0)' : '0.0'};
-  switch row {\n`;
-  group.forEach((_, k) => {
-    code += `    case ${k}u: { for (var e = lane; e < ${counts[k]}; e = e + ${mode.lanes}u) { acc = ${combine('acc', `pre${k}(e)`)}; } }\n`;
-  });
-  code += `    default: {}\n  }\n${mode.reduce('total', 'acc', combine)}  if (lane == 0u) {\n    switch row {\n`;
-  group.forEach((c, k) => {
+`;
+  code += branches(
+    (k) =>
+      `    for (var e = lane; e < ${counts[k]}; e = e + ${mode.lanes}u) { acc = ${combine('acc', `pre${k}(row * ${counts[k]} + e)`)}; }\n`,
+  );
+  code += `${mode.reduce('total', 'acc', combine)}  if (lane == 0u) {\n`;
+  code += branches((k) => {
     const fin = reductions[k].kind === 'mean' ? `total / f32(${counts[k]})` : 'total';
-    code += `      case ${k}u: { ${storeStmt(`s${slotOf.get(c.node.id)}`, 'f32', '0u', fin)} }\n`;
+    return `    ${storeStmt(`s${slotOf.get(group[k].node.id)}`, 'f32', 'row', fin)}\n`;
   });
-  code += '      default: {}\n    }\n  }\n}\n';
+  code += '  }\n}\n';
   return {
     steps: [
       {
@@ -326,7 +349,7 @@ function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
         code,
         uniforms: u,
         bindings: l.slots.map((s) => ({ ref: { kind: 'value', id: s.id }, write: s.write })),
-        workgroups: thread ? Math.ceil(group.length / ROW_WG) : group.length,
+        workgroups: thread ? Math.ceil(total / ROW_WG) : total,
       },
     ],
   };

@@ -28,11 +28,11 @@ import {
   registerReduceMember,
   stepsMember,
   stepsWgsl,
+  trailingRows,
   variantFor,
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
 import { getOp } from '../../ir/ops/index.ts';
-import { numel } from '../../ir/shape.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedReduceAttrs, FusedStep } from './fused-map.ts';
 import { epilogueRead, type MatmulMapAttrs, productArity } from './matmul-map.ts';
@@ -118,11 +118,12 @@ const webgpuFusedMap: Kernel = (ctx) => {
   });
 };
 
-// A whole-tensor fused_reduce as one row of a group kernel (the clip norm's per-tensor sums).
+// A fused_reduce over trailing axes as rows of a group kernel (the clip norm's per-tensor
+// sums, DoRA's weight norms, the norms' backward sums).
 const fusedReduceMember = (ctx: KernelContext): ReduceMember | undefined => {
   const a = ctx.node.attrs as unknown as FusedReduceAttrs;
-  if (numel(ctx.out.shape) !== 1) return undefined;
-  return { kind: a.reduce, count: numel(a.shape), program: stepsMember(ctx, a.steps, a.shape) };
+  const rows = trailingRows(a.shape, a.axes);
+  return rows && { kind: a.reduce, ...rows, program: stepsMember(ctx, a.steps, a.shape) };
 };
 
 // The same program as a member of a kernel over several nodes (kernel-groups.ts).

@@ -132,18 +132,19 @@ it('a param read after the group, or through a view, is not written in place; a 
   const x = b.input('x', 'f32', [4]);
   const p2 = b.add(b.exp(p), x);
   const q2 = b.add(b.exp(q), x);
-  const qView = b.reshape(q, [2, 2]);
-  // Read after the group: the sum of the old p (a reduction ends the run of maps).
+  const view = b.exp(b.exp(b.reshape(q, [2, 2])));
+  // Read after the group's last member: the sum of the old p.
   const late = b.sum(b.add(b.mul(p, x), x), [0]);
   const g = fuseElementwise(
     b.build({
       [`${ASSIGN_PREFIX}p`]: p2,
       [`${ASSIGN_PREFIX}q`]: q2,
       late,
-      view: b.exp(b.exp(qView)),
+      view,
     }),
   );
   const { groupOf } = planKernels(g, { ...SOFTWARE, storageBuffers: 16 });
+  expect(groupOf.size).toBeGreaterThan(0);
   for (const grp of groupOf.values()) expect([...grp.inPlace.values()]).toEqual([]);
 
   // y = exp(exp(a)) [4,4]; z = y * s where s [4] reads y... no: z reads a member [4] broadcast.
@@ -191,15 +192,17 @@ it(`a long chain of elementwise nodes is cut into groups of at most ${MAX_MEMBER
   for (const g of groups) expect(g.members.length).toBeLessThanOrEqual(MAX_MEMBERS);
 });
 
-/** Whole-tensor reductions side by side (the clip norm's per-tensor sums of squares, a mean, maxima). */
+/** Reductions side by side: whole tensors (the clip norm's sums of squares, means, maxima) and rows. */
 function reductionsGraph(): Graph {
   const b = new GraphBuilder();
   const outputs: Record<string, Value> = {};
-  [[5], [33, 3], [100], [5000], [7, 9]].forEach((shape, k) => {
+  [[5], [33, 3], [100], [5000], [7, 9], [3, 2, 1500]].forEach((shape, k) => {
     const g = b.input(`g${k}`, 'f32', shape);
     const all = shape.map((_, i) => i);
     outputs[`sq${k}`] = b.sum(b.mul(g, g), all);
     outputs[`mean${k}`] = b.mean(g, all);
+    // Rows: a norm over the last axis (DoRA's weight norms, rmsnorm's backward sums).
+    if (shape.length > 1) outputs[`rows${k}`] = b.sum(b.mul(g, b.exp(g)), [shape.length - 1]);
   });
   const h = b.input('h', 'f32', [6, 4]);
   outputs.max0 = b.max(h, [0, 1]);
@@ -207,13 +210,13 @@ function reductionsGraph(): Graph {
   return fuseElementwise(b.build(outputs));
 }
 
-it('whole-tensor reductions next to each other share kernels, sums apart from maxima, within the binding limit', () => {
+it('reductions next to each other share kernels, sums apart from maxima, within the binding limit', () => {
   const g = reductionsGraph();
   const own = planKernels(g, SOFTWARE, { groups: false }).nodes.filter((p) => typeof p !== 'string').length;
   const { nodes, groupOf } = planKernels(g, { ...SOFTWARE, storageBuffers: 8 });
   const kernels = nodes.filter((p) => typeof p !== 'string');
-  expect(own).toBe(12);
-  expect(kernels.length).toBeLessThanOrEqual(5);
+  expect(own).toBe(17);
+  expect(kernels.length).toBeLessThanOrEqual(7);
   for (const k of kernels) for (const s of k.steps) expect(s.bindings.length).toBeLessThanOrEqual(8);
   for (const grp of new Set(groupOf.values())) {
     const maxima = grp.members.filter(

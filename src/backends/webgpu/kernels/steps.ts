@@ -3,7 +3,7 @@
 // where). fused_map's kernel (passes/fuse/kernels.ts) and the members of group kernels
 // (kernel-groups.ts: a fused_map, or one plain elementwise node as a program of one step)
 // are written with these, so a node computes the same expression in any kernel.
-import { numel } from '../../../ir/shape.ts';
+import { normAxes, numel } from '../../../ir/shape.ts';
 import type { KernelContext, Uniforms } from '../program.ts';
 import { BINARY, MATH, UNARY } from './elementwise.ts';
 import { broadcastIndex, broadcastKind, collapseBroadcast } from './map.ts';
@@ -115,17 +115,32 @@ export function elementwiseMember(ctx: KernelContext) {
   return stepsMember(ctx, [step]);
 }
 
-/** A plain f32 sum, mean or max of a whole tensor to one value, as a group-kernel member. */
+/**
+ * Rows and elements per row of a reduction over `axes` of `shape` when those are its
+ * trailing axes (each result reduces contiguous elements), else undefined.
+ */
+export function trailingRows(
+  shape: readonly number[],
+  axes: readonly number[],
+): { rows: number; count: number } | undefined {
+  const ax = normAxes(axes, shape.length);
+  const first = shape.length - ax.length;
+  if (!ax.every((a) => a >= first)) return undefined;
+  return { rows: numel(shape.slice(0, first)), count: numel(shape.slice(first)) };
+}
+
+/** A plain f32 sum, mean or max over trailing axes, as a group-kernel member. */
 export function wholeReduceMember(ctx: KernelContext) {
   const { node } = ctx;
   const kind = node.op;
   if ((kind !== 'sum' && kind !== 'mean' && kind !== 'max') || ctx.inputs[0].dtype !== 'f32')
     return undefined;
-  if (numel(ctx.out.shape) !== 1) return undefined;
   const shape = ctx.inputs[0].shape;
+  const rows = trailingRows(shape, (node.attrs.axes as number[]).map(Number));
+  if (!rows) return undefined;
   return {
     kind,
-    count: numel(shape),
+    ...rows,
     program: {
       desc: 'ld',
       helpers: '',
