@@ -201,8 +201,23 @@ export function findGroups(
   interface Run {
     members: Candidate[];
     ids: Set<number>;
+    /** Values the members read from outside the run. */
+    reads: Set<number>;
     passed: number;
   }
+  // Whether `c` may join `run`: at most every read and every member bound is within the
+  // limit (no layout needed), else the exact layout decides (registers, values written in place).
+  const fits = (run: Run, c: Candidate): boolean => {
+    if (run.members.length >= MAX_MEMBERS) return false;
+    let extra = 0;
+    for (const [j, x] of c.node.inputs.entries()) {
+      if (run.ids.has(x)) {
+        if (c.reduce || c.program.bcast[j] !== 'same') return false;
+      } else if (!run.reads.has(x)) extra++;
+    }
+    if (run.reads.size + extra + run.members.length + 1 <= opts.maxBindings) return true;
+    return layout([...run.members, c]) !== undefined;
+  };
   const open = new Map<string, Run>();
   const close = (kind: string) => {
     const run = open.get(kind);
@@ -230,15 +245,17 @@ export function findGroups(
     }
     if (!c || !kind) return;
     const run = open.get(kind);
+    const reads = c.node.inputs.filter((x) => !run?.ids.has(x));
     // A member must fit alone (its own kernel binds as many).
-    if (run && run.members.length < MAX_MEMBERS && layout([...run.members, c])) {
+    if (run && fits(run, c)) {
       run.members.push(c);
       run.ids.add(node.id);
+      for (const x of reads) run.reads.add(x);
       run.passed = 0;
       return;
     }
     close(kind);
-    open.set(kind, { members: [c], ids: new Set([node.id]), passed: 0 });
+    open.set(kind, { members: [c], ids: new Set([node.id]), reads: new Set(c.node.inputs), passed: 0 });
   });
   for (const k of [...open.keys()]) close(k);
   return groups;
