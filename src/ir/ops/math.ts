@@ -434,15 +434,20 @@ export const scale = unary({
   grad: (c, { factor }) => c.b.scale(c.cot, factor),
 });
 
+/** One scalar zero per derivative (where's two local cotangents share it). */
+const zeros = new WeakMap<GradContext, Value>();
+function zeroOf(c: GradContext): Value {
+  let z = zeros.get(c);
+  if (!z) zeros.set(c, (z = scalarLike(c.b, 0, c.cot)));
+  return z;
+}
+
 export const where = ternary({
   name: 'where',
   doc: 'cond != 0 ? a : b, broadcasting all three',
   cpu: (c, a, b) => (c !== 0 ? a : b),
   wgsl: (c, a, b, _ct, _attrs, condCt) => `select(${b}, ${a}, ${c} != ${lit(0, condCt)})`,
-  grad: [
-    (c) => c.b.where(c.inputs[0], c.cot, scalarLike(c.b, 0, c.cot)),
-    (c) => c.b.where(c.inputs[0], scalarLike(c.b, 0, c.cot), c.cot),
-  ],
+  grad: [(c) => c.b.where(c.inputs[0], c.cot, zeroOf(c)), (c) => c.b.where(c.inputs[0], zeroOf(c), c.cot)],
 });
 
 /** Every math op, by name (the op table, the CPU and WebGPU kernel tables and the VJPs spread it). */
