@@ -2,12 +2,21 @@
 // kernel tables, the fused programs' steps and the VJPs are all derived from that list, so
 // none can drift from it or miss an op. (Each op's values are checked per backend and
 // against finite differences by the op suite, test/ops.)
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import { getCpuKernel } from '../../src/backends/cpu/index.ts';
 import { BINARY, getKernel, TERNARY, UNARY } from '../../src/backends/webgpu/index.ts';
 import { STEP_OPS } from '../../src/backends/webgpu/kernels/steps.ts';
+import type { Kernel, KernelPlan } from '../../src/backends/webgpu/program.ts';
+import { GraphBuilder, type Value } from '../../src/ir/builder.ts';
 import { getOp } from '../../src/ir/ops/index.ts';
-import { FUSABLE_OPS, MATH_OPS, type MathDef, stepAttrs, stepOf } from '../../src/ir/ops/math.ts';
+import {
+  FUSABLE_OPS,
+  MATH_OPS,
+  type MathDef,
+  type StepAttr,
+  stepAttrs,
+  stepOf,
+} from '../../src/ir/ops/math.ts';
 import { vjpRule } from '../../src/passes/autodiff/index.ts';
 import { FUSABLE, fusedStepSchema } from '../../src/passes/fuse/fused-map.ts';
 
@@ -60,5 +69,33 @@ describe('math ops: one definition, every table derived from it', () => {
     expect(fusedStepSchema.safeParse({ op: 'scale', args: [0] }).success).toBe(false);
     expect(fusedStepSchema.safeParse({ op: 'add', args: [0, 1], factor: 2 }).success).toBe(false);
     expect(fusedStepSchema.safeParse({ op: 'gelu', args: [0] }).success).toBe(false);
+  });
+
+  it('numeric attrs are uniforms: kernels differing only in them share a pipeline; other attrs pick the code', () => {
+    const plan = (f: (b: GraphBuilder, x: Value) => Value) => {
+      const b = new GraphBuilder();
+      const v = f(b, b.input('x', 'f32', [4, 4]));
+      const g = b.build({ v });
+      const node = g.node(v.id);
+      const inputs = node.inputs.map((i) => g.node(i).type);
+      const kernel = getKernel(node.op) as Kernel;
+      const [step] = (kernel({ node, inputs, out: node.type, f16: false, software: true }) as KernelPlan)
+        .steps;
+      return { desc: JSON.stringify(step.desc), code: step.code, uniforms: [...step.uniforms.bytes()] };
+    };
+    const a = plan((b, x) => b.scale(x, 0.25));
+    const c = plan((b, x) => b.scale(x, -3));
+    expect(c.desc).toBe(a.desc);
+    expect(c.code).toBe(a.code);
+    expect(c.uniforms).not.toEqual(a.uniforms);
+    const exact = plan((b, x) => b.gelu(x));
+    const tanh = plan((b, x) => b.gelu(x, 'tanh'));
+    expect(exact.desc).toContain('"approximate":"none"');
+    expect(tanh.desc).toContain('"approximate":"tanh"');
+    expect(tanh.code).not.toBe(exact.code);
+  });
+
+  it('the step attrs type is the numeric attrs of the fusable ops', () => {
+    expectTypeOf<StepAttr>().toEqualTypeOf<'factor'>();
   });
 });
