@@ -7,59 +7,38 @@ import { isFloat } from '../../ir/dtype.ts';
 import type { OpAttrs } from '../../ir/ops/index.ts';
 import { MATH_OPS, type MathDef, type MathOpName } from '../../ir/ops/math.ts';
 import { attrsOf, type CpuKernel, empty } from './kernel.ts';
-import { gelu as geluFn } from './math.ts';
 import { broadcastIndex } from './util.ts';
 
-type Binary = (a: number, b: number) => number;
-
-function binary(f: Binary, intF: Binary = f): CpuKernel {
-  return ([a, b], ctx) => {
-    const { shape } = ctx.node.type;
-    const out = empty(ctx, ctx.node.type.dtype, shape);
-    const ia = broadcastIndex(a.shape, shape);
-    const ib = broadcastIndex(b.shape, shape);
-    const fn = isFloat(a.dtype) ? f : intF;
-    for (let i = 0; i < out.data.length; i++) out.data[i] = fn(a.data[ia[i]], b.data[ib[i]]);
-    return out;
-  };
-}
-
-function unary(f: (x: number) => number): CpuKernel {
-  return ([x], ctx) => {
-    const out = empty(ctx, x.dtype, x.shape);
-    for (let i = 0; i < x.data.length; i++) out.data[i] = f(x.data[i]);
+/** A math op's kernel: its scalar function over the inputs broadcast to the result shape. */
+function mathKernel(d: MathDef): CpuKernel {
+  return (ins, ctx) => {
+    const attrs = ctx.node.attrs;
+    const { shape, dtype } = ctx.node.type;
+    if (d.kind === 'unary') {
+      const [x] = ins;
+      const out = empty(ctx, x.dtype, x.shape);
+      const f = d.cpu;
+      for (let i = 0; i < x.data.length; i++) out.data[i] = f(x.data[i], attrs);
+      return out;
+    }
+    const out = empty(ctx, dtype, shape);
+    const [ia, ib, ic] = ins.map((t) => broadcastIndex(t.shape, shape));
+    const [a, b, c] = ins.map((t) => t.data);
+    if (d.kind === 'binary') {
+      const f = isFloat(ins[0].dtype) ? d.cpu : (d.cpuInt ?? d.cpu);
+      for (let i = 0; i < out.data.length; i++) out.data[i] = f(a[ia[i]], b[ib[i]], attrs);
+    } else {
+      const f = d.cpu;
+      for (let i = 0; i < out.data.length; i++) out.data[i] = f(a[ia[i]], b[ib[i]], c[ic[i]], attrs);
+    }
     return out;
   };
 }
 
 /** The math ops' kernels, from their definitions (ir/ops/math.ts). */
 export const mathKernels = Object.fromEntries(
-  Object.values(MATH_OPS).map((d: MathDef) => [
-    d.name,
-    d.kind === 'unary' ? unary(d.cpu) : binary(d.cpu, d.cpuInt),
-  ]),
+  (Object.values(MATH_OPS) as MathDef[]).map((d) => [d.name, mathKernel(d)]),
 ) as Record<MathOpName, CpuKernel>;
-
-export const gelu: CpuKernel = (ins, ctx) => {
-  const { approximate } = attrsOf<OpAttrs<'gelu'>>(ctx);
-  return unary((x) => geluFn(x, approximate))(ins, ctx);
-};
-
-export const scale: CpuKernel = (ins, ctx) => {
-  const { factor } = attrsOf<OpAttrs<'scale'>>(ctx);
-  return unary((x) => x * factor)(ins, ctx);
-};
-
-/** cond != 0 ? a : b, all three broadcast to the result shape. */
-export const where: CpuKernel = ([c, a, b], ctx) => {
-  const { shape } = ctx.node.type;
-  const out = empty(ctx, ctx.node.type.dtype, shape);
-  const ic = broadcastIndex(c.shape, shape);
-  const ia = broadcastIndex(a.shape, shape);
-  const ib = broadcastIndex(b.shape, shape);
-  for (let i = 0; i < out.data.length; i++) out.data[i] = c.data[ic[i]] !== 0 ? a.data[ia[i]] : b.data[ib[i]];
-  return out;
-};
 
 /**
  * Float -> integer truncates toward zero (as PyTorch), then wraps to the target width.

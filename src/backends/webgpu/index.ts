@@ -16,7 +16,7 @@ export {
   registerMapMember,
   registerReduceMember,
 } from './kernel-groups.ts';
-export { BINARY, MATH, UNARY } from './kernels/elementwise.ts';
+export { BINARY, MATH, TERNARY, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
 export { linearProblem, matmulProblem, planMatmul, variantFor } from './kernels/matmul.ts';

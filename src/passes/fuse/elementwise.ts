@@ -9,6 +9,7 @@
 
 import type { GraphBuilder } from '../../ir/builder.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
+import { stepAttrs, stepOf } from '../../ir/ops/math.ts';
 import type { PassDef } from '../pass.ts';
 import { type Match, rewrite } from '../rewrite/engine.ts';
 import { FUSABLE, type FusedMapAttrs, type FusedReduceAttrs, type FusedStep } from './fused-map.ts';
@@ -124,11 +125,11 @@ function fuseReductions(g: Graph): Graph {
             x.op === 'fused_map'
               ? (x.attrs as unknown as FusedMapAttrs).steps
               : [
-                  {
-                    op: x.op,
-                    args: x.inputs.map((_, k) => k),
-                    ...(x.op === 'scale' ? { factor: Number(x.attrs.factor) } : {}),
-                  },
+                  stepOf(
+                    x.op,
+                    x.inputs.map((_, k) => k),
+                    x.attrs,
+                  ),
                 ];
           const { axes, keepdims } = m.node.attrs as { axes: number[]; keepdims?: boolean };
           return b.emit(
@@ -162,11 +163,13 @@ function fuseTrees(g: Graph): Graph {
           members.forEach((n, k) => {
             slot.set(n.id, externals.length + k);
           });
-          const steps: FusedStep[] = members.map((n) => ({
-            op: n.op,
-            args: n.inputs.map((i) => slot.get(i) as number),
-            ...(n.op === 'scale' ? { factor: Number(n.attrs.factor) } : {}),
-          }));
+          const steps: FusedStep[] = members.map((n) =>
+            stepOf(
+              n.op,
+              n.inputs.map((i) => slot.get(i) as number),
+              n.attrs,
+            ),
+          );
           return b.emit(
             'fused_map',
             externals.map((id) => m.value(g.node(id))),
@@ -199,12 +202,11 @@ export function unfuseElementwise(fused: Graph): Graph {
     const { steps, shape } = m.node.attrs as unknown as FusedMapAttrs;
     const values = [...m.inputs];
     for (const s of steps) {
-      const attrs: Record<string, number> = s.op === 'scale' ? { factor: s.factor ?? 1 } : {};
       values.push(
         b.emit(
           s.op,
           s.args.map((i) => values[i]),
-          attrs,
+          stepAttrs(s),
           m.node.scope,
         ),
       );

@@ -2,47 +2,40 @@
 // one kernel. Its inputs are the chain's external inputs (each broadcast to the output
 // shape as its reader would); `steps` is the program: step k applies `op` to `args`, an
 // arg below the input count naming an input, above it an earlier step (index - inputs);
-// the last step is the result. Ops fusable: the unary and binary elementwise ops, scale
-// (`factor`) and where. Made by the fuse-elementwise pass after autodiff, so it has no
-// VJP; the CPU runs each step with the op's own kernel, WebGPU composes the ops' WGSL.
+// the last step is the result; a step holds its op's attrs inline (scale's `factor`). Ops
+// fusable: the math ops whose attrs are all numbers (ir/ops/math.ts FUSABLE_OPS). Made by
+// the fuse-elementwise pass after autodiff, so it has no VJP; the CPU runs each step with
+// the op's own kernel, WebGPU composes the ops' WGSL.
 import { z } from 'zod';
 import type { TensorType } from '../../ir/graph.ts';
 import { defineOp, hasOp, registerOp } from '../../ir/ops/index.ts';
+import {
+  FUSABLE_OPS,
+  type MathDef,
+  mathOp,
+  STEP_ATTRS,
+  type StepAttr,
+  stepAttrs,
+} from '../../ir/ops/math.ts';
 import { reducedShape } from '../../ir/ops/reduce.ts';
 import { broadcastShapes } from '../../ir/shape.ts';
 
-export const FUSABLE_UNARY = [
-  'neg',
-  'abs',
-  'exp',
-  'log',
-  'sqrt',
-  'rsqrt',
-  'relu',
-  'sigmoid',
-  'tanh',
-  'silu',
-  'sign',
-] as const;
-export const FUSABLE_BINARY = [
-  'add',
-  'sub',
-  'mul',
-  'div',
-  'pow',
-  'maximum',
-  'minimum',
-  'greater',
-  'equal',
-] as const;
-export const FUSABLE = new Set<string>([...FUSABLE_UNARY, ...FUSABLE_BINARY, 'scale', 'where']);
+/** The ops a step may apply: the math ops whose attrs are all numbers (ir/ops/math.ts). */
+export const FUSABLE = FUSABLE_OPS;
 
-export const fusedStepSchema = z.strictObject({
-  op: z.string().refine((o) => FUSABLE.has(o), { error: 'not a fusable elementwise op' }),
-  args: z.array(z.number().int().nonnegative()).min(1).max(3),
-  /** scale's factor. */
-  factor: z.number().optional(),
-});
+/** `{op, args}` and the op's numeric attrs inline (scale's `factor`). */
+export const fusedStepSchema = z
+  .strictObject({
+    op: z.string().refine((o) => FUSABLE.has(o), { error: 'not a fusable elementwise op' }),
+    args: z.array(z.number().int().nonnegative()).min(1).max(3),
+    ...(Object.fromEntries(STEP_ATTRS.map((k) => [k, z.number().optional()])) as Record<
+      StepAttr,
+      z.ZodOptional<z.ZodNumber>
+    >),
+  })
+  .refine((s) => !FUSABLE.has(s.op) || (mathOp(s.op) as MathDef).attrs.safeParse(stepAttrs(s)).success, {
+    error: "the step's attrs are not its op's",
+  });
 
 export type FusedStep = z.infer<typeof fusedStepSchema>;
 

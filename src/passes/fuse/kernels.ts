@@ -1,8 +1,8 @@
 // fused_map and fused_reduce on both backends. CPU: each step through the op's own CPU kernel, in order
 // (the same arithmetic as the unfused graph, step by step). WebGPU: one map kernel whose
 // value(i) loads every input at its broadcast index once and evaluates the steps as WGSL
-// expressions from the elementwise ops' own emitters; scale factors are uniforms, so
-// chains that differ only in factors share a pipeline.
+// expressions from the elementwise ops' own emitters; numeric attrs (scale's factor) are
+// uniforms, so chains that differ only in them share a pipeline.
 
 import type { CpuKernel } from '../../backends/cpu/index.ts';
 import { getCpuKernel, registerCpuKernel } from '../../backends/cpu/index.ts';
@@ -33,6 +33,7 @@ import {
 } from '../../backends/webgpu/index.ts';
 import type { Node } from '../../ir/graph.ts';
 import { getOp } from '../../ir/ops/index.ts';
+import { stepAttrs } from '../../ir/ops/math.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedReduceAttrs, FusedStep } from './fused-map.ts';
 import { epilogueRead, type MatmulMapAttrs, productArity } from './matmul-map.ts';
@@ -51,7 +52,7 @@ function runSteps(
     const node: Node = {
       ...ctx.node,
       op: s.op,
-      attrs: s.op === 'scale' ? { factor: s.factor ?? 1 } : {},
+      attrs: stepAttrs(s),
       type: { dtype: 'f32', shape: [...shape] },
     };
     values.push(

@@ -15,6 +15,7 @@
 import { z } from 'zod';
 import type { Graph, Node, TensorType } from '../../ir/graph.ts';
 import { defineOp, getOp, hasOp, registerOp } from '../../ir/ops/index.ts';
+import { stepOf } from '../../ir/ops/math.ts';
 import { numel } from '../../ir/shape.ts';
 import type { PassDef } from '../pass.ts';
 import { rewrite } from '../rewrite/engine.ts';
@@ -106,11 +107,11 @@ function programOf(n: Node): FusedStep[] | undefined {
   if (n.op === 'fused_map') return (n.attrs as unknown as { steps: FusedStep[] }).steps;
   if (!FUSABLE.has(n.op)) return undefined;
   return [
-    {
-      op: n.op,
-      args: n.inputs.map((_, i) => i),
-      ...(n.op === 'scale' ? { factor: Number(n.attrs.factor) } : {}),
-    },
+    stepOf(
+      n.op,
+      n.inputs.map((_, i) => i),
+      n.attrs,
+    ),
   ];
 }
 

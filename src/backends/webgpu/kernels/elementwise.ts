@@ -1,8 +1,10 @@
-// Elementwise kernels: unary math, broadcasting binary ops and comparisons, where,
-// cast, scale, sign and dropout. Floats compute in f32; integer dtypes in i32/u32.
-import { type ComputeType, MATH_OPS, type MathDef, type MathOpName } from '../../../ir/ops/math.ts';
-import { computeType, lit } from '../dtypes.ts';
-import type { Kernel, KernelContext, KernelPlan } from '../program.ts';
+// Elementwise kernels: the math ops' (unary, broadcasting binary and ternary: from their
+// definitions in ir/ops/math.ts), cast, broadcast_to and dropout. Floats compute in f32;
+// integer dtypes in i32/u32.
+import type { Attrs } from '../../../ir/graph.ts';
+import { MATH_OPS, type MathDef, type MathOpName, type WgslAttrs, wgslOf } from '../../../ir/ops/math.ts';
+import { computeType } from '../dtypes.ts';
+import type { Kernel, Uniforms } from '../program.ts';
 import { broadcastIndex, broadcastKind, collapseBroadcast, mapKernel } from './map.ts';
 
 /** erf (Abramowitz-Stegun 7.1.26 refined, |err| < 1.5e-7), tanh that never overflows, pow like Math.pow. */
@@ -33,78 +35,81 @@ fn pow_f(a: f32, b: f32) -> f32 {
 }
 `;
 
-type Unary = (x: string, ct: ComputeType) => string;
-
 const mathDefs = Object.values(MATH_OPS) as MathDef[];
+const ofKind = <K extends MathDef['kind']>(k: K) =>
+  Object.fromEntries(
+    mathDefs.flatMap((d) =>
+      d.kind === k ? [[d.name, d.wgsl as Extract<MathDef, { kind: K }>['wgsl']]] : [],
+    ),
+  );
 
-/** WGSL expressions of the unary math ops (from ir/ops/math.ts; fused kernels compose them). */
-export const UNARY: Record<string, Unary> = Object.fromEntries(
-  mathDefs.flatMap((d) => (d.kind === 'unary' ? [[d.name, d.wgsl]] : [])),
-);
+/** WGSL expressions of the math ops (from ir/ops/math.ts; the fused kernels compose them through steps.ts). */
+export const UNARY = ofKind('unary');
+export const BINARY = ofKind('binary');
+export const TERNARY = ofKind('ternary');
 
-/** `vec4`: the op's expression is valid WGSL on vec4 operands too (mapKernel's vec4 path). */
-function unary(f: Unary, vec4 = false): Kernel {
-  return (ctx) => {
-    const ct = computeType(ctx.out.dtype);
-    return mapKernel({
-      ctx,
-      desc: {},
-      helpers: MATH,
-      body: () => `  let x = ld_in0(i);\n  return ${f('x', ct)};`,
-      vec4: vec4 ? () => `  let x = ld4_in0(i);\n  return ${f('x', ct)};` : undefined,
-    });
-  };
+/**
+ * The node's attrs as its op's WGSL reads them (`wgsl`: numbers as uniforms made through
+ * `u`, so the pipeline is the same for every value) and in the kernel description (`desc`:
+ * the others, which change the code).
+ */
+export function wgslAttrs(d: MathDef, attrs: Attrs) {
+  const numeric = new Set(d.numericAttrs);
+  const desc: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(attrs))
+    if (!numeric.has(k)) desc[k] = typeof v === 'string' || typeof v === 'boolean' ? v : JSON.stringify(v);
+  const wgsl = (u: Uniforms): WgslAttrs<Attrs> =>
+    Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, numeric.has(k) ? u.f32v(Number(v)) : v]));
+  return { desc, wgsl };
 }
 
-type Binary = (a: string, b: string, ct: ComputeType) => string;
-
-/** WGSL expressions of the binary math ops (from ir/ops/math.ts). */
-export const BINARY: Record<string, Binary> = Object.fromEntries(
-  mathDefs.flatMap((d) => (d.kind === 'binary' ? [[d.name, d.wgsl]] : [])),
-);
-
-function binary(f: Binary, vec4 = false): Kernel {
+/**
+ * A math op's kernel: unary ones element by element (vec4 where the expression allows it),
+ * the others with each input at its broadcast index (collapsed: collapseBroadcast).
+ */
+function mathKernel(d: MathDef): Kernel {
   return (ctx) => {
+    const ct = computeType(ctx.out.dtype);
+    const cts = ctx.inputs.map((t) => computeType(t.dtype));
+    const at = wgslAttrs(d, ctx.node.attrs);
+    const expr = (u: Uniforms, args: readonly string[]) => wgslOf(d, args, ct, at.wgsl(u), cts);
+    const vec4 = d.vec4(ct);
+    if (d.kind === 'unary')
+      return mapKernel({
+        ctx,
+        desc: at.desc,
+        helpers: MATH,
+        body: (u) => `  let x = ld_in0(i);\n  return ${expr(u, ['x'])};`,
+        vec4: vec4 ? (u) => `  let x = ld4_in0(i);\n  return ${expr(u, ['x'])};` : undefined,
+      });
     const c = collapseBroadcast(
       ctx.out.shape,
       ctx.inputs.map((t) => t.shape),
     );
-    const [a, b] = c.inputs;
     const out = c.out;
-    const ct = computeType(ctx.out.dtype);
+    const names = ['x', 'y', 'z'];
     return mapKernel({
-      vec4: vec4 ? () => `  return ${f('ld4_in0(i)', 'ld4_in1(i)', ct)};` : undefined,
+      vec4: vec4
+        ? (u) =>
+            `  return ${expr(
+              u,
+              ctx.inputs.map((_, k) => `ld4_in${k}(i)`),
+            )};`
+        : undefined,
       ctx,
-      desc: { rank: out.length, bcast: [broadcastKind(out, a), broadcastKind(out, b)] },
+      desc: { ...at.desc, rank: out.length, bcast: c.inputs.map((t) => broadcastKind(out, t)) },
       helpers: MATH,
       body: (u) => {
-        const ia = broadcastIndex(u, out, a, 'a');
-        const ib = broadcastIndex(u, out, b, 'b');
-        return `${ia.code}${ib.code}  let x = ld_in0(${ia.index});\n  let y = ld_in1(${ib.index});\n  return ${f('x', 'y', computeType(ctx.out.dtype))};`;
+        let code = '';
+        c.inputs.forEach((t, k) => {
+          const ix = broadcastIndex(u, out, t, 'abc'[k]);
+          code += `${ix.code}  let ${names[k]} = ld_in${k}(${ix.index});\n`;
+        });
+        return `${code}  return ${expr(u, names.slice(0, c.inputs.length))};`;
       },
     });
   };
 }
-
-const where: Kernel = (ctx) => {
-  const zero = lit(0, computeType(ctx.inputs[0].dtype));
-  const col = collapseBroadcast(
-    ctx.out.shape,
-    ctx.inputs.map((t) => t.shape),
-  );
-  const [c, a, b] = col.inputs;
-  const out = col.out;
-  return mapKernel({
-    ctx,
-    desc: { rank: out.length, bcast: [c, a, b].map((t) => broadcastKind(out, t)) },
-    body: (u) => {
-      const ic = broadcastIndex(u, out, c, 'c');
-      const ia = broadcastIndex(u, out, a, 'a');
-      const ib = broadcastIndex(u, out, b, 'b');
-      return `${ic.code}${ia.code}${ib.code}  if (ld_in0(${ic.index}) != ${zero}) { return ld_in1(${ia.index}); }\n  return ld_in2(${ib.index});`;
-    },
-  });
-};
 
 const broadcastTo: Kernel = (ctx) => {
   const c = collapseBroadcast(ctx.out.shape, [ctx.inputs[0].shape]);
@@ -150,20 +155,6 @@ const cast: Kernel = (ctx) => {
   });
 };
 
-const scale: Kernel = (ctx) => {
-  const ct = computeType(ctx.out.dtype);
-  const factor = Number(ctx.node.attrs.factor);
-  return mapKernel({
-    ctx,
-    desc: {},
-    body: (u) => {
-      const f = u.f32v(factor);
-      return ct === 'f32' ? `  return ld_in0(i) * ${f};` : `  return ${ct}(f32(ld_in0(i)) * ${f});`;
-    },
-    vec4: ct === 'f32' ? (u) => `  return ld4_in0(i) * ${u.f32v(factor)};` : undefined,
-  });
-};
-
 /** hash32 of src/util/rng.ts, bit for bit (u32 multiply wraps like Math.imul). */
 export const HASH32 = `fn hash32(seed: u32, counter: u32) -> u32 {
   var h = seed ^ (counter * 0x9e3779b1u);
@@ -197,35 +188,14 @@ export function dropThreshold(p: number): number {
   return Math.min(0xffffffff, Math.floor(p * 4294967296));
 }
 
-function gelu(ctx: KernelContext): KernelPlan {
-  const tanhApprox = ctx.node.attrs.approximate === 'tanh';
-  const expr = tanhApprox
-    ? '0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)))'
-    : '0.5 * x * (1.0 + erf_f(x * 0.7071067811865476))';
-  return mapKernel({
-    ctx,
-    desc: { approximate: tanhApprox ? 'tanh' : 'none' },
-    helpers: MATH,
-    body: () => `  let x = ld_in0(i);\n  return ${expr};`,
-  });
-}
-
-/** The math ops' kernels, each with the vec4 path where its expression allows it. */
-const mathKernels = Object.fromEntries(
-  mathDefs.map((d): [string, Kernel] => [
-    d.name,
-    (ctx) => {
-      const vec4 = d.vec4(computeType(ctx.out.dtype));
-      return d.kind === 'unary' ? unary(d.wgsl, vec4)(ctx) : binary(d.wgsl, vec4)(ctx);
-    },
-  ]),
-) as Record<MathOpName, Kernel>;
+/** The math ops' kernels, from their definitions (ir/ops/math.ts). */
+const mathKernels = Object.fromEntries(mathDefs.map((d) => [d.name, mathKernel(d)])) as Record<
+  MathOpName,
+  Kernel
+>;
 
 export const elementwiseKernels = {
   ...mathKernels,
-  gelu,
-  scale,
-  where,
   cast,
   dropout,
   broadcast_to: broadcastTo,

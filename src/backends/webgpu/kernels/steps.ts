@@ -1,30 +1,28 @@
 // Elementwise programs as WGSL: steps (op, args) over inputs loaded at their broadcast
-// index, each step through its op's own emitter (UNARY / BINARY from ir/ops/math.ts, scale,
-// where). fused_map's kernel (passes/fuse/kernels.ts) and the members of group kernels
-// (kernel-groups.ts: a fused_map, or one plain elementwise node as a program of one step)
-// are written with these, so a node computes the same expression in any kernel.
+// index, each step through its op's own WGSL expression (ir/ops/math.ts; numeric attrs
+// such as scale's factor as uniforms). fused_map's kernel (passes/fuse/kernels.ts) and the
+// members of group kernels (kernel-groups.ts: a fused_map, or one plain elementwise node
+// as a program of one step) are written with these, so a node computes the same
+// expression in any kernel.
+import {
+  type ElementwiseStep,
+  FUSABLE_OPS,
+  mathOp,
+  stepAttrs,
+  stepOf,
+  wgslOf,
+} from '../../../ir/ops/math.ts';
 import { normAxes, numel } from '../../../ir/shape.ts';
 import type { KernelContext, Uniforms } from '../program.ts';
-import { BINARY, MATH, UNARY } from './elementwise.ts';
+import { MATH, wgslAttrs } from './elementwise.ts';
 import { broadcastIndex, broadcastKind, collapseBroadcast } from './map.ts';
 
-/** Step k applies `op` to `args`: below the input count an input, above it step (arg - inputs). */
-export interface ElementwiseStep {
-  readonly op: string;
-  readonly args: readonly number[];
-  /** scale's factor. */
-  readonly factor?: number;
-}
+export type { ElementwiseStep };
 
-/** The ops a step may apply. */
-export const STEP_OPS: ReadonlySet<string> = new Set([
-  ...Object.keys(UNARY),
-  ...Object.keys(BINARY),
-  'scale',
-  'where',
-]);
+/** The ops a step may apply (the fusable math ops). */
+export const STEP_OPS = FUSABLE_OPS;
 
-/** WGSL statements `let t<j> = ...;` for the steps, input i named `name(i)`. */
+/** WGSL statements `let t<j> = ...;` for the f32 steps, input i named `name(i)`. */
 export function stepsWgsl(
   steps: readonly ElementwiseStep[],
   u: Uniforms,
@@ -32,16 +30,17 @@ export function stepsWgsl(
 ): string {
   let code = '';
   steps.forEach((s, k) => {
-    const [p, q, r] = s.args.map(name);
-    const expr =
-      s.op === 'scale'
-        ? `${p} * ${u.f32v(s.factor ?? 1)}`
-        : s.op === 'where'
-          ? `select(${r}, ${q}, ${p} != 0.0)`
-          : s.args.length === 1
-            ? UNARY[s.op](p, 'f32')
-            : BINARY[s.op](p, q, 'f32');
-    code += `  let t${k} = ${expr};\n`;
+    const d = mathOp(s.op);
+    if (!d?.fusable) throw new Error(`internal: '${s.op}' is not an op a fused step may apply`);
+    const args = s.args.map(name);
+    const attrs = wgslAttrs(d, stepAttrs(s)).wgsl(u);
+    code += `  let t${k} = ${wgslOf(
+      d,
+      args,
+      'f32',
+      attrs,
+      args.map(() => 'f32'),
+    )};\n`;
   });
   return code;
 }
@@ -107,12 +106,13 @@ export function elementwiseMember(ctx: KernelContext) {
   const { node } = ctx;
   if (!STEP_OPS.has(node.op) || ctx.out.dtype !== 'f32' || ctx.inputs.some((t) => t.dtype !== 'f32'))
     return undefined;
-  const step: ElementwiseStep = {
-    op: node.op,
-    args: ctx.inputs.map((_, i) => i),
-    ...(node.op === 'scale' ? { factor: Number(node.attrs.factor) } : {}),
-  };
-  return stepsMember(ctx, [step]);
+  return stepsMember(ctx, [
+    stepOf(
+      node.op,
+      ctx.inputs.map((_, i) => i),
+      node.attrs,
+    ),
+  ]);
 }
 
 /**
