@@ -19,7 +19,7 @@ import { declStorage, loadFn, PRELUDE, storeStmt } from './dtypes.ts';
 import { MAP_PER_INVOCATION, MAP_WORKGROUP } from './kernels/map.ts';
 import { fadd, fmax, ROW_WG, rowMode, THREAD_ROWS, WORKGROUP_ROWS } from './kernels/reduce.ts';
 import { elementwiseMember, wholeReduceMember } from './kernels/steps.ts';
-import { entry, type KernelContext, type KernelPlan, Uniforms } from './program.ts';
+import { entry, type KernelContext, type KernelPlan, type ProgramDesc, Uniforms } from './program.ts';
 
 /** An f32 elementwise program that can run as a member of a group kernel. */
 export interface MapMember {
@@ -353,23 +353,13 @@ function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
     return `    ${storeStmt(`s${slotOf.get(group[k].node.id)}`, 'f32', 'row', fin)}\n`;
   });
   code += '  }\n}\n';
-  return {
-    steps: [
-      {
-        desc: {
-          op: 'reduce_group',
-          dtypes: l.slots.map(() => 'f32'),
-          workgroup: [ROW_WG],
-          rows: mode.kind,
-          members: memberDesc,
-        },
-        code,
-        uniforms: u,
-        bindings: l.slots.map((s) => ({ ref: { kind: 'value', id: s.id }, write: s.write })),
-        workgroups: thread ? Math.ceil(total / ROW_WG) : total,
-      },
-    ],
-  };
+  return groupStep(
+    l,
+    { op: 'reduce_group', workgroup: [ROW_WG], rows: mode.kind, members: memberDesc },
+    code,
+    u,
+    thread ? Math.ceil(total / ROW_WG) : total,
+  );
 }
 
 /** The WGSL and bindings of a group's one dispatch. */
@@ -426,19 +416,36 @@ function groupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
     code += `  if (i < ${n[k]}) { ${storeStmt(`s${s}`, 'f32', 'i', `r${k}`)} }\n`;
   });
   code += '  }\n}\n';
+  return groupStep(
+    l,
+    { op: 'fused_group', workgroup: [MAP_WORKGROUP], members: memberDesc },
+    code,
+    u,
+    Math.ceil(max / (MAP_WORKGROUP * MAP_PER_INVOCATION)),
+  );
+}
+
+/** A group kernel's one step: every binding a value of the layout, all f32. */
+function groupStep(
+  l: Layout,
+  desc: {
+    readonly op: string;
+    readonly workgroup: readonly number[];
+    readonly [k: string]: string | readonly (string | number)[];
+  },
+  code: string,
+  u: Uniforms,
+  workgroups: number,
+): KernelPlan {
+  const full: ProgramDesc = { ...desc, dtypes: l.slots.map(() => 'f32' as const) };
   return {
     steps: [
       {
-        desc: {
-          op: 'fused_group',
-          dtypes: l.slots.map(() => 'f32'),
-          workgroup: [MAP_WORKGROUP],
-          members: memberDesc,
-        },
+        desc: full,
         code,
         uniforms: u,
         bindings: l.slots.map((s) => ({ ref: { kind: 'value', id: s.id }, write: s.write })),
-        workgroups: Math.ceil(max / (MAP_WORKGROUP * MAP_PER_INVOCATION)),
+        workgroups,
       },
     ],
   };
