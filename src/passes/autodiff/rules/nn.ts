@@ -81,7 +81,7 @@ export const nnVjps = {
     const b = c.b;
     // The fused backward (attention_stats + one attention_grad per input wanted) unless the
     // mask's gradient is wanted or a head is too wide for its per-row accumulator.
-    if (!process.env.OLD_ATTN && !c.needs[3] && Math.max(q.type.shape[3], v.type.shape[3]) <= GRAD_MAX_DIM) {
+    if (!c.needs[3] && Math.max(q.type.shape[3], v.type.shape[3]) <= GRAD_MAX_DIM) {
       const stats = b.emit('attention_stats', mask ? [q, k, mask] : [q, k], { causal, scale: sc });
       const dsum = b.sum(b.mul(c.cot, c.out), [-1], true);
       const grad = (wrt: 'q' | 'k' | 'v') =>
