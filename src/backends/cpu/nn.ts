@@ -93,3 +93,99 @@ export const attention: CpuKernel = ([q, k, v, mask], ctx) => {
   }
   return out;
 };
+
+/** Attention's scores as the forward kernel computes them (-Infinity where a key is not visible). */
+function attentionScores(
+  q: { shape: readonly number[]; data: ArrayLike<number> },
+  k: { shape: readonly number[]; data: ArrayLike<number> },
+  mask: { shape: readonly number[]; data: ArrayLike<number> } | undefined,
+  attrs: { causal: boolean; scale: number | null },
+) {
+  const [nb, hq, ns, d] = q.shape;
+  const [, hkv, nt] = k.shape;
+  const group = hq / hkv;
+  const sc = attrs.scale ?? 1 / Math.sqrt(d);
+  const maskAt = mask ? broadcastIndex(mask.shape, [nb, hq, ns, nt]) : undefined;
+  return {
+    nb,
+    hq,
+    hkv,
+    ns,
+    nt,
+    group,
+    sc,
+    /** Score of query row i of head h against key j. */
+    at(b: number, h: number, i: number, j: number): number {
+      if (attrs.causal && j > i + (nt - ns)) return Number.NEGATIVE_INFINITY;
+      const qBase = ((b * hq + h) * ns + i) * d;
+      const kBase = ((b * hkv + Math.floor(h / group)) * nt + j) * d;
+      let s = 0;
+      for (let c = 0; c < d; c++) s += q.data[qBase + c] * k.data[kBase + c];
+      s *= sc;
+      if (mask && maskAt) s += mask.data[maskAt[((b * hq + h) * ns + i) * nt + j]];
+      return s;
+    },
+  };
+}
+
+/** Per query row [max visible score, sum of exp(score - max)]; a row with no visible key: [-inf, 0]. */
+export const attention_stats: CpuKernel = ([q, k, mask], ctx) => {
+  const g = attentionScores(q, k, mask, attrsOf<OpAttrs<'attention_stats'>>(ctx));
+  const out = empty(ctx, 'f32', ctx.node.type.shape);
+  const w = new Float64Array(g.nt);
+  for (let b = 0; b < g.nb; b++)
+    for (let h = 0; h < g.hq; h++)
+      for (let i = 0; i < g.ns; i++) {
+        let m = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < g.nt; j++) {
+          w[j] = g.at(b, h, i, j);
+          if (w[j] > m) m = w[j];
+        }
+        let total = 0;
+        if (m !== Number.NEGATIVE_INFINITY) for (let j = 0; j < g.nt; j++) total += Math.exp(w[j] - m);
+        const r = ((b * g.hq + h) * g.ns + i) * 2;
+        out.data[r] = m;
+        out.data[r + 1] = total;
+      }
+  return out;
+};
+
+/**
+ * One attention gradient from the recomputed probabilities P = exp(score - max) / sum
+ * and dS = P (dO . v - D) (attention_grad in ir/ops/nn.ts): dq = scale dS k,
+ * dk = scale dS^T q, dv = P^T dO, the kv heads' summing their query heads.
+ */
+export const attention_grad: CpuKernel = ([q, k, v, dout, stats, dsum, mask], ctx) => {
+  const a = attrsOf<OpAttrs<'attention_grad'>>(ctx);
+  const g = attentionScores(q, k, mask, a);
+  const d = q.shape[3];
+  const dv = v.shape[3];
+  const out = empty(ctx, q.dtype, ctx.node.type.shape);
+  const acc = new Float64Array(out.data.length);
+  for (let b = 0; b < g.nb; b++)
+    for (let h = 0; h < g.hq; h++) {
+      const kvh = b * g.hkv + Math.floor(h / g.group);
+      for (let i = 0; i < g.ns; i++) {
+        const row = (b * g.hq + h) * g.ns + i;
+        const m = stats.data[row * 2];
+        const total = stats.data[row * 2 + 1];
+        if (!(total > 0)) continue;
+        for (let j = 0; j < g.nt; j++) {
+          const p = Math.exp(g.at(b, h, i, j) - m) / total;
+          if (p === 0) continue;
+          if (a.wrt === 'v') {
+            for (let e = 0; e < dv; e++) acc[(kvh * g.nt + j) * dv + e] += p * dout.data[row * dv + e];
+            continue;
+          }
+          let dp = 0;
+          for (let e = 0; e < dv; e++) dp += dout.data[row * dv + e] * v.data[(kvh * g.nt + j) * dv + e];
+          const ds = p * (dp - dsum.data[row]) * g.sc;
+          if (a.wrt === 'q')
+            for (let c = 0; c < d; c++) acc[row * d + c] += ds * k.data[(kvh * g.nt + j) * d + c];
+          else for (let c = 0; c < d; c++) acc[(kvh * g.nt + j) * d + c] += ds * q.data[row * d + c];
+        }
+      }
+    }
+  out.data.set(acc);
+  return out;
+};
