@@ -13,14 +13,10 @@ import { GALORE_MODEL as MODEL, trainGalore } from './galore-helpers.ts';
 const STEPS = 3;
 const dir = mkdtempSync(join(tmpdir(), 'peftc-galore-train-'));
 const tokens = join(dir, 'tokens.json');
-// Different rows, so micro-batches have different gradients. Rows whose gradient has its
-// r-th and (r+1)-th singular values apart: with 'the cat sat on the mat. ' and 'a dog ran
-// in the park! ' a near tie made the projector flip on a 1e-7 change of summation order
-// (the fused attention backward: 9e-3 here), testing the SVD rather than accumulation;
-// with these rows both attention backwards give 1e-7 (docs/DECISIONS.md).
+// Different rows, so micro-batches have different gradients.
 const texts = [
-  'one two three four five. ',
-  'blue green red yellow!! ',
+  'the cat sat on the mat. ',
+  'a dog ran in the park! ',
   'we eat rice at noon? ',
   'sun, rain and snow; ',
 ];

@@ -1,4 +1,4 @@
-// Cases for matmul, linear, rope, attention and its fused backward. References compute each output
+// Cases for matmul, linear, rope and attention. References compute each output
 // element from the definitions (explicit transposes, explicit GQA head mapping).
 import fc from 'fast-check';
 import { Rng } from '../../src/util/rng.ts';
@@ -17,73 +17,6 @@ import {
 } from './case.ts';
 
 const small = fc.integer({ min: 1, max: 5 });
-
-/** Random attention operands (GQA, an optional additive mask with -inf entries) and attrs. */
-const attentionArb = fc
-  .record({
-    seed: seedArb,
-    b: fc.integer({ min: 1, max: 2 }),
-    hkv: fc.integer({ min: 1, max: 3 }),
-    group: fc.integer({ min: 1, max: 3 }),
-    s: small,
-    t: small,
-    d: fc.integer({ min: 1, max: 4 }),
-    dv: fc.integer({ min: 1, max: 4 }),
-  })
-  .map(({ seed, b, hkv, group, s, t, d, dv }) => {
-    const rng = new Rng(seed);
-    const hq = hkv * group;
-    const q = randTensor(rng, 'f32', [b, hq, s, d]);
-    const k = randTensor(rng, 'f32', [b, hkv, t, d]);
-    const v = randTensor(rng, 'f32', [b, hkv, t, dv]);
-    let mask: ReturnType<typeof randTensor> | undefined;
-    if (rng.next() < 0.5) {
-      mask = randTensor(rng, 'f32', broadcastFrom(rng, [b, hq, s, t]), { lo: -2, hi: 2 });
-      for (let i = 0; i < mask.data.length; i++)
-        if (rng.next() < 0.3) mask.data[i] = Number.NEGATIVE_INFINITY;
-    }
-    const attrs = { causal: rng.next() < 0.6, scale: rng.next() < 0.5 ? null : rng.uniform(0.1, 2) };
-    return { rng, q, k, v, mask, attrs, shape: { b, hq, hkv, s, t, d, dv } };
-  });
-
-type T4 = ReturnType<typeof randTensor>;
-
-/** Score of query (bb, h, i) against key j as the definition says (-inf where not visible). */
-function refScore(
-  q: T4,
-  k: T4,
-  mask: T4 | undefined,
-  attrs: { readonly [k: string]: unknown },
-  bb: number,
-  h: number,
-  i: number,
-  j: number,
-): number {
-  const [, hq, s, d] = q.shape;
-  const [, hkv, t] = k.shape;
-  if (attrs.causal && j - (t - s) > i) return Number.NEGATIVE_INFINITY;
-  const kvh = Math.floor((h * hkv) / hq);
-  const scale = (attrs.scale as number | null) ?? 1 / Math.sqrt(d);
-  let dot = 0;
-  for (let x = 0; x < d; x++) dot += at(q, bb, h, i, x) * at(k, bb, kvh, j, x);
-  return dot * scale + (mask ? readBroadcast(mask, [bb, h, i, j]) : 0);
-}
-
-/** [max, sum of exp(score - max)] of a query row; [-inf, 0] when no key is visible. */
-function refStats(
-  q: T4,
-  k: T4,
-  mask: T4 | undefined,
-  attrs: { readonly [k: string]: unknown },
-  bb: number,
-  h: number,
-  i: number,
-): [number, number] {
-  const t = k.shape[2];
-  const sc = Array.from({ length: t }, (_, j) => refScore(q, k, mask, attrs, bb, h, i, j));
-  const m = Math.max(...sc);
-  return [m, m === Number.NEGATIVE_INFINITY ? 0 : sc.reduce((p, x) => p + Math.exp(x - m), 0)];
-}
 
 export const nnCases = {
   matmul: {
@@ -233,70 +166,6 @@ export const nnCases = {
         const ws = scores.map((x) => Math.exp(x - m));
         const z = ws.reduce((p, x) => p + x, 0);
         return ws.reduce((acc, w, j) => acc + (w / z) * at(v, bb, kvh, j, e), 0);
-      });
-    },
-  },
-  attention_stats: {
-    arb: attentionArb.map(({ q, k, mask, attrs }) =>
-      opCase('attention_stats', mask ? [q, k, mask] : [q, k], attrs),
-    ),
-    reference: (c) => {
-      const [q, k, mask] = c.inputs;
-      return build('f32', c.out.shape, ([bb, h, i, w]) => refStats(q, k, mask, c.attrs, bb, h, i)[w]);
-    },
-  },
-  attention_grad: {
-    arb: fc
-      .tuple(attentionArb, fc.constantFrom('q', 'k', 'v'))
-      .map(([{ rng, q, k, v, mask, attrs, shape }, wrt]) => {
-        const { b, hq, s, dv } = shape;
-        const dout = randTensor(rng, 'f32', [b, hq, s, dv]);
-        // Consistent statistics (as attention_stats gives them) keep the exponentials in range.
-        const stats = build(
-          'f32',
-          [b, hq, s, 2],
-          ([bb, h, i, w]) => refStats(q, k, mask, attrs, bb, h, i)[w],
-        );
-        const dsum = randTensor(rng, 'f32', [b, hq, s, 1]);
-        return opCase('attention_grad', [q, k, v, dout, stats, dsum, ...(mask ? [mask] : [])], {
-          ...attrs,
-          wrt,
-        });
-      }),
-    reference: (c) => {
-      const [q, k, v, dout, stats, dsum, mask] = c.inputs;
-      const [, hq, s, d] = q.shape;
-      const [, hkv, t] = k.shape;
-      const dv = v.shape[3];
-      const scale = (c.attrs.scale as number | null) ?? 1 / Math.sqrt(d);
-      const p = (bb: number, h: number, i: number, j: number) => {
-        const [m, l] = [at(stats, bb, h, i, 0), at(stats, bb, h, i, 1)];
-        return l > 0 ? Math.exp(refScore(q, k, mask, c.attrs, bb, h, i, j) - m) / l : 0;
-      };
-      const ds = (bb: number, h: number, i: number, j: number) => {
-        const kvh = Math.floor((h * hkv) / hq);
-        let dp = 0;
-        for (let e = 0; e < dv; e++) dp += at(dout, bb, h, i, e) * at(v, bb, kvh, j, e);
-        return p(bb, h, i, j) * (dp - at(dsum, bb, h, i, 0));
-      };
-      const group = hq / hkv;
-      return build('f32', c.out.shape, ([bb, h, i, e]) => {
-        let acc = 0;
-        if (c.attrs.wrt === 'q') {
-          for (let j = 0; j < t; j++)
-            acc += ds(bb, h, i, j) * at(k, bb, Math.floor((h * hkv) / hq), j, e) * scale;
-          return acc;
-        }
-        // h is a kv head and i a key here: sum over its query heads and every query row.
-        for (let g = 0; g < group; g++)
-          for (let r = 0; r < s; r++) {
-            const qh = h * group + g;
-            acc +=
-              c.attrs.wrt === 'k'
-                ? ds(bb, qh, r, i) * at(q, bb, qh, r, e) * scale
-                : p(bb, qh, r, i) * at(dout, bb, qh, r, e);
-          }
-        return acc;
       });
     },
   },

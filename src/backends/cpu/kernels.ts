@@ -38,8 +38,6 @@ export const CORE_KERNELS = {
   embedding: layout.embedding,
   rope: nn.rope,
   attention: nn.attention,
-  attention_stats: nn.attention_stats,
-  attention_grad: nn.attention_grad,
   scatter_add: grad.scatter_add,
   one_hot: grad.one_hot,
   broadcast_to: ew.broadcast_to,

@@ -38,8 +38,6 @@ const core = {
   embedding: layout.embedding,
   rope: nn.rope,
   attention: nn.attention,
-  attention_stats: nn.attentionStats,
-  attention_grad: nn.attentionGrad,
   scatter_add: grad.scatter_add,
   one_hot: grad.one_hot,
   broadcast_to: grad.broadcast_to,

@@ -117,38 +117,6 @@ export const structureCases: Record<string, GradCase> = {
     const hot = m.b.oneHot(ids, depth);
     return m.b.mul(m.v(hot.type.shape), hot);
   },
-  // The fused attention backward's ops have no derivative (no second order): their values
-  // only scale a variable here.
-  attention_stats: (m) => {
-    const [nb, hkv, group, s, t, d] = [dim(m, 2), dim(m, 2), dim(m, 2), dim(m, 3), dim(m, 3), dim(m, 3)];
-    // Not causal: a row with no visible key has max -inf, which no finite difference takes.
-    const st = m.b.emit('attention_stats', [m.input([nb, hkv * group, s, d]), m.input([nb, hkv, t, d])], {
-      causal: false,
-      scale: null,
-    });
-    return m.b.mul(m.v(st.type.shape), st);
-  },
-  attention_grad: (m) => {
-    const [nb, hkv, group, s, t, d, dv] = [
-      dim(m, 2),
-      dim(m, 2),
-      dim(m, 2),
-      dim(m, 3),
-      dim(m, 3),
-      dim(m, 3),
-      dim(m, 3),
-    ];
-    const hq = hkv * group;
-    const [q, k] = [m.input([nb, hq, s, d]), m.input([nb, hkv, t, d])];
-    const causal = m.rng.next() < 0.5;
-    const stats = m.b.emit('attention_stats', [q, k], { causal, scale: null });
-    const g = m.b.emit(
-      'attention_grad',
-      [q, k, m.input([nb, hkv, t, dv]), m.input([nb, hq, s, dv]), stats, m.input([nb, hq, s, 1])],
-      { causal, scale: null, wrt: m.pick(['q', 'k', 'v'] as const) },
-    );
-    return m.b.mul(m.v(g.type.shape), g);
-  },
   broadcast_to: (m) => {
     const full = shape(m);
     return m.b.broadcastTo(m.v(broadcastFrom(m, full)), full);

@@ -28,15 +28,10 @@ describe('per-layer updates', () => {
     expect(layered.nodes.map((n) => n.id).sort((a, b) => a - b)).toEqual(
       plain.nodes.map((n) => n.id).sort((a, b) => a - b),
     );
-    // The first param update comes before backward work (the first layer's attention
-    // gradients) that the default order runs before every update.
+    // The first param update comes before the last backward node of the default order.
     const firstAssign = (g: typeof plain) =>
       Math.min(...g.outputs.filter((o) => o.name.startsWith('assign:')).map((o) => g.position(o.id)));
-    const backwardAfter = (g: typeof plain) =>
-      g.nodes.slice(firstAssign(g) + 1).filter((n) => n.op === 'attention_grad').length;
-    expect(backwardAfter(plain)).toBe(0);
-    expect(backwardAfter(layered)).toBeGreaterThan(0);
-    expect(firstAssign(layered)).toBeLessThan(firstAssign(plain) - 50);
+    expect(firstAssign(layered)).toBeLessThan(firstAssign(plain) - 100);
   });
 
   for (const backend of ['cpu', 'webgpu'] as const)

@@ -2,7 +2,6 @@
 // that it covers every core op; ops added from outside the core register theirs.
 import type { CoreOpName } from '../../../ir/ops/index.ts';
 import type { Kernel } from '../program.ts';
-import { attentionGradKernels } from './attention-grad.ts';
 import { elementwiseKernels } from './elementwise.ts';
 import { gradKernels } from './grad.ts';
 import { layoutKernels } from './layout.ts';
@@ -21,7 +20,6 @@ export const CORE_KERNELS = {
   ...reduceKernels,
   ...layoutKernels,
   ...nnKernels,
-  ...attentionGradKernels,
   ...gradKernels,
 } satisfies Record<CoreOpName, Kernel>;
 

@@ -2,11 +2,9 @@
 // matmul/softmax primitives (nothing of the forward kernel is kept), masking exactly
 // as the CPU reference does: causal keys and -inf mask entries get weight 0, and a
 // row with no visible key gives zeros.
-
-import { GRAD_MAX_DIM } from '../../../backends/webgpu/kernels/attention-grad.ts';
 import type { GraphBuilder, Value } from '../../../ir/builder.ts';
 import { scalarLike, unbroadcast } from '../helpers.ts';
-import { attrsOf, none, type VjpRule, vjp } from '../rule.ts';
+import { attrsOf, type VjpRule, vjp } from '../rule.ts';
 
 /** f32's lowest finite value: below every finite score, so it never wins a row max. */
 const LOWEST = -3.4028234663852886e38;
@@ -79,24 +77,6 @@ export const nnVjps = {
     const { causal, scale: sc } = attrsOf(c, 'attention');
     const [q, k, v, mask] = c.inputs;
     const b = c.b;
-    // The fused backward (attention_stats + one attention_grad per input wanted) unless the
-    // mask's gradient is wanted or a head is too wide for its per-row accumulator.
-    if (!c.needs[3] && Math.max(q.type.shape[3], v.type.shape[3]) <= GRAD_MAX_DIM) {
-      const stats = b.emit('attention_stats', mask ? [q, k, mask] : [q, k], { causal, scale: sc });
-      const dsum = b.sum(b.mul(c.cot, c.out), [-1], true);
-      const grad = (wrt: 'q' | 'k' | 'v') =>
-        b.emit('attention_grad', [q, k, v, c.cot, stats, dsum, ...(mask ? [mask] : [])], {
-          causal,
-          scale: sc,
-          wrt,
-        });
-      return [
-        c.needs[0] ? grad('q') : null,
-        c.needs[1] ? grad('k') : null,
-        c.needs[2] ? grad('v') : null,
-        null,
-      ];
-    }
     const group = q.type.shape[1] / k.type.shape[1];
     const scale = sc ?? 1 / Math.sqrt(q.type.shape[3]);
     const kx = repeatHeads(b, k, group);
@@ -119,6 +99,4 @@ export const nnVjps = {
       c.needs[3] && ds && mask ? unbroadcast(b, ds, mask.type.shape) : null,
     ];
   }),
-  attention_stats: none('attention_stats is made by the attention backward (no second order)'),
-  attention_grad: none('attention_grad is made by the attention backward (no second order)'),
 } satisfies Record<string, VjpRule>;
