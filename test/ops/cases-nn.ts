@@ -169,4 +169,34 @@ export const nnCases = {
       });
     },
   },
+  attention_softmax: {
+    arb: fc
+      .record({ seed: seedArb, lead: shapeArb(0, 2, 3), s: small, t: small })
+      .map(({ seed, lead, s, t }) => {
+        const rng = new Rng(seed);
+        const x = randTensor(rng, 'f32', [...lead, s, t], { lo: -3, hi: 3 });
+        // -inf scores (an additive mask), whole rows of them now and then.
+        for (let i = 0; i < x.data.length; i++) if (rng.next() < 0.2) x.data[i] = Number.NEGATIVE_INFINITY;
+        if (rng.next() < 0.3) x.data.fill(Number.NEGATIVE_INFINITY, 0, t);
+        return opCase('attention_softmax', [x], { causal: rng.next() < 0.6 });
+      }),
+    reference: (c) => {
+      const [x] = c.inputs;
+      const [s, t] = x.shape.slice(-2);
+      return build('f32', c.out.shape, (idx) => {
+        const i = idx[idx.length - 2];
+        const j = idx[idx.length - 1];
+        const row = idx.slice(0, -1);
+        const counts = (k: number) => !c.attrs.causal || k - (t - s) <= i;
+        if (!counts(j)) return 0;
+        const xs = Array.from({ length: t }, (_, k) =>
+          counts(k) ? at(x, ...row, k) : Number.NEGATIVE_INFINITY,
+        );
+        const m = Math.max(...xs);
+        if (m === Number.NEGATIVE_INFINITY) return 0;
+        const z = xs.reduce((a, v) => a + Math.exp(v - m), 0);
+        return Math.exp(xs[j] - m) / z;
+      });
+    },
+  },
 } satisfies Record<string, OpCase>;

@@ -38,6 +38,7 @@ export const CORE_KERNELS = {
   embedding: layout.embedding,
   rope: nn.rope,
   attention: nn.attention,
+  attention_softmax: nn.attention_softmax,
   scatter_add: grad.scatter_add,
   one_hot: grad.one_hot,
   broadcast_to: ew.broadcast_to,

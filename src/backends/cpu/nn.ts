@@ -93,3 +93,21 @@ export const attention: CpuKernel = ([q, k, v, mask], ctx) => {
   }
   return out;
 };
+
+/** Attention's probabilities from scores [..., S, T] (ir/ops/nn.ts attention_softmax). */
+export const attention_softmax: CpuKernel = ([x], ctx) => {
+  const { causal } = attrsOf<OpAttrs<'attention_softmax'>>(ctx);
+  const [ns, nt] = x.shape.slice(-2);
+  const out = empty(ctx, 'f32', x.shape);
+  for (let r = 0; r < x.data.length / nt; r++) {
+    const i = r % ns;
+    const end = causal ? Math.max(0, Math.min(nt, i + nt - ns + 1)) : nt;
+    let m = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < end; j++) m = Math.max(m, x.data[r * nt + j]);
+    if (m === Number.NEGATIVE_INFINITY) continue;
+    let total = 0;
+    for (let j = 0; j < end; j++) total += Math.exp(x.data[r * nt + j] - m);
+    for (let j = 0; j < end; j++) out.data[r * nt + j] = Math.exp(x.data[r * nt + j] - m) / total;
+  }
+  return out;
+};

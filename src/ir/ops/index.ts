@@ -38,6 +38,7 @@ const core = {
   embedding: layout.embedding,
   rope: nn.rope,
   attention: nn.attention,
+  attention_softmax: nn.attentionSoftmax,
   scatter_add: grad.scatter_add,
   one_hot: grad.one_hot,
   broadcast_to: grad.broadcast_to,

@@ -71,3 +71,22 @@ export const attention = defineOp({
   },
   doc: 'softmax(q k^T * scale + mask [+ causal]) v; kv heads repeat for GQA; causal aligns the last query with the last key',
 });
+
+/**
+ * Softmax over the last axis of attention scores [..., S, T] with attention's masking:
+ * with `causal`, key j of query row i counts iff j <= i + T - S; keys that do not count,
+ * and rows where nothing counts or every score is -inf, get probability 0.
+ */
+export const attentionSoftmax = defineOp({
+  name: 'attention_softmax',
+  arity: 1,
+  attrs: z.strictObject({ causal: z.boolean().default(true) }),
+  infer: ([x]) => {
+    if (x.shape.length < 2 || x.dtype !== 'f32')
+      throw new ShapeError(
+        `attention_softmax needs f32 scores [..., S, T], got ${x.dtype}${formatShape(x.shape)}`,
+      );
+    return x;
+  },
+  doc: "attention's probabilities from its scores (causal keys and -inf rows give 0): the backward's recompute",
+});

@@ -117,6 +117,13 @@ export const structureCases: Record<string, GradCase> = {
     const hot = m.b.oneHot(ids, depth);
     return m.b.mul(m.v(hot.type.shape), hot);
   },
+  // attention_softmax has no derivative (the attention backward's recompute): its value
+  // only scales a variable here.
+  attention_softmax: (m) => {
+    const x = m.input([dim(m, 2), dim(m, 4), dim(m, 4)]);
+    const p = m.b.emit('attention_softmax', [x], { causal: m.rng.next() < 0.5 });
+    return m.b.mul(m.v(p.type.shape), p);
+  },
   broadcast_to: (m) => {
     const full = shape(m);
     return m.b.broadcastTo(m.v(broadcastFrom(m, full)), full);

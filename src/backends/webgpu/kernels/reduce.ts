@@ -240,6 +240,44 @@ ${mode.reduce('tot', 's', fadd)}  for (var j = lane; j < n; j = j + ${L}) {
   };
 }
 
+/**
+ * attention_softmax: a row of scores [..., S, T] whose keys past the causal diagonal
+ * (j > i + T - S) do not count; those, and rows where nothing counts or every score is
+ * -inf, give 0 (the CPU kernel in backends/cpu/nn.ts).
+ */
+const attentionSoftmax: Kernel = (ctx) => {
+  const shape = ctx.inputs[0].shape;
+  const [s, t] = shape.slice(-2);
+  const rows = numel(shape) / t;
+  const causal = !!ctx.node.attrs.causal;
+  const mode = rowMode(ctx, rows, t);
+  const L = `${mode.lanes}u`;
+  const step = rowStep({
+    ctx,
+    mode,
+    desc: { causal },
+    inputs: [0],
+    rows,
+    writesOutput: true,
+    body: (u) => {
+      const S = u.u32(s);
+      const end = causal ? `u32(clamp(i32(row % ${S}) + i32(n) - i32(${S}) + 1, 0, i32(n)))` : 'n';
+      return `${rowPrologue(u, t, 1)}  let end = ${end};
+  var m = ${NEG_INF};
+  for (var j = lane; j < end; j = j + ${L}) { m = ${fmax('m', 'ld_in0(base + j)')}; }
+${mode.reduce('mx', 'm', fmax)}  var e = 0.0;
+  for (var j = lane; j < end; j = j + ${L}) { e = e + exp(ld_in0(base + j) - mx); }
+${mode.reduce('tot', 'e', fadd)}  let none = mx == ${NEG_INF};
+  for (var j = lane; j < n; j = j + ${L}) {
+    let p = select(exp(ld_in0(base + j) - mx) / tot, 0.0, none || j >= end);
+    ${storeStmt('outb', ctx.out.dtype, 'base + j', 'p')}
+  }
+`;
+    },
+  });
+  return { steps: [step] };
+};
+
 const rmsnorm: Kernel = (ctx) => {
   const { outer, n } = axisRows(ctx, -1);
   const mode = rowMode(ctx, outer, n);
@@ -361,6 +399,7 @@ export const reduceKernels = {
   max: reduction('max'),
   softmax: softmaxLike(false),
   log_softmax: softmaxLike(true),
+  attention_softmax: attentionSoftmax,
   rmsnorm,
   layernorm,
   cross_entropy: crossEntropy,

@@ -1,15 +1,10 @@
-// VJPs of rope and attention. Attention's backward recomputes the probabilities from
-// matmul/softmax primitives (nothing of the forward kernel is kept), masking exactly
-// as the CPU reference does: causal keys and -inf mask entries get weight 0, and a
-// row with no visible key gives zeros.
+// VJPs of rope and attention. Attention's backward recomputes the probabilities (a
+// scores matmul and one attention_softmax; nothing of the forward kernel is kept), masking
+// exactly as the CPU reference does: causal keys and -inf mask entries get weight 0, and
+// a row with no visible key gives zeros.
 import type { GraphBuilder, Value } from '../../../ir/builder.ts';
-import { scalarLike, unbroadcast } from '../helpers.ts';
-import { attrsOf, type VjpRule, vjp } from '../rule.ts';
-
-/** f32's lowest finite value: below every finite score, so it never wins a row max. */
-const LOWEST = -3.4028234663852886e38;
-/** Guards 0/0 in rows where every key is masked (their weights are all 0). */
-const TINY = 1e-30;
+import { unbroadcast } from '../helpers.ts';
+import { attrsOf, none, type VjpRule, vjp } from '../rule.ts';
 
 /** [B, Hkv, T, D] -> [B, Hkv*G, T, D]: kv head h serves query heads [h*G, (h+1)*G). */
 function repeatHeads(b: GraphBuilder, x: Value, group: number): Value {
@@ -26,22 +21,10 @@ function sumHeads(b: GraphBuilder, x: Value, group: number): Value {
   return b.sum(b.reshape(x, [nb, hq / group, group, t, d]), [2], false);
 }
 
-/** 1 where query i may see key j (j <= i + T - S), else 0; [S, T] from two small index consts. */
-function causalVisible(b: GraphBuilder, s: number, t: number, like: Value): Value {
-  const rows = b.const(
-    Array.from({ length: s }, (_, i) => i + t - s + 0.5),
-    [s, 1],
-    like.type.dtype,
-  );
-  const cols = b.const(
-    Array.from({ length: t }, (_, j) => j),
-    [1, t],
-    like.type.dtype,
-  );
-  return b.greater(rows, cols);
-}
-
-/** Attention probabilities [B, Hq, S, T] with the CPU kernel's masking semantics. */
+/**
+ * Attention probabilities [B, Hq, S, T] with the CPU kernel's masking semantics: one
+ * attention_softmax over the scores (causal keys and rows with nothing visible give 0).
+ */
 function probabilities(
   b: GraphBuilder,
   q: Value,
@@ -50,18 +33,9 @@ function probabilities(
   causal: boolean,
   scale: number,
 ): Value {
-  const [, , s] = q.type.shape;
-  const t = kx.type.shape[2];
   let scores = b.scale(b.matmul(q, kx, { transpose_b: true }), scale);
   if (mask) scores = b.add(scores, mask);
-  // Causal masking only matters when some query cannot see every key (s > 1 or t < s).
-  const visible = causal && s > 1 ? causalVisible(b, s, t, q) : null;
-  if (visible) scores = b.where(visible, scores, scalarLike(b, LOWEST, scores));
-  const m = b.maximum(b.max(scores, [-1], true), scalarLike(b, LOWEST, scores));
-  let e = b.exp(b.sub(scores, m));
-  if (visible) e = b.mul(e, visible);
-  const total = b.maximum(b.sum(e, [-1], true), scalarLike(b, TINY, e));
-  return b.div(e, total);
+  return b.emit('attention_softmax', [scores], { causal });
 }
 
 export const nnVjps = {
@@ -99,4 +73,7 @@ export const nnVjps = {
       c.needs[3] && ds && mask ? unbroadcast(b, ds, mask.type.shape) : null,
     ];
   }),
+  attention_softmax: none(
+    'attention_softmax recomputes probabilities in the attention backward (no second order)',
+  ),
 } satisfies Record<string, VjpRule>;
