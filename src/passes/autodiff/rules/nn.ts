@@ -6,34 +6,37 @@ import type { GraphBuilder, Value } from '../../../ir/builder.ts';
 import { unbroadcast } from '../helpers.ts';
 import { attrsOf, none, type VjpRule, vjp } from '../rule.ts';
 
-/** [B, Hkv, T, D] -> [B, Hkv*G, T, D]: kv head h serves query heads [h*G, (h+1)*G). */
-function repeatHeads(b: GraphBuilder, x: Value, group: number): Value {
-  if (group === 1) return x;
-  const [nb, hkv, t, d] = x.type.shape;
-  const wide = b.broadcastTo(b.reshape(x, [nb, hkv, 1, t, d]), [nb, hkv, group, t, d]);
-  return b.reshape(wide, [nb, hkv * group, t, d]);
-}
-
-/** The transpose of repeatHeads: sum each kv head's group of query heads. */
-function sumHeads(b: GraphBuilder, x: Value, group: number): Value {
-  if (group === 1) return x;
-  const [nb, hq, t, d] = x.type.shape;
-  return b.sum(b.reshape(x, [nb, hq / group, group, t, d]), [2], false);
-}
+/**
+ * GQA without repeating k and v: query head h = kvHead * G + g, so a [B, Hq, S, X] value
+ * is the view [B, Hkv, G * S, X] (rows (g, s) of kv head kvHead, contiguous), and every
+ * product of the backward is a matmul of such a view with k or v [B, Hkv, T, .]: the
+ * sums over a kv head's query heads happen inside the matmul's reduction (dk, dv).
+ */
+const byKvHead = (b: GraphBuilder, x: Value, hkv: number) => {
+  const [nb, hq, s, d] = x.type.shape;
+  return hq === hkv ? x : b.reshape(x, [nb, hkv, (hq / hkv) * s, d]);
+};
+const byQueryHead = (b: GraphBuilder, x: Value, like: Value) =>
+  x.type.shape.every((d, i) => d === like.type.shape[i])
+    ? x
+    : b.reshape(x, [...like.type.shape.slice(0, 3), x.type.shape[3]]);
 
 /**
- * Attention probabilities [B, Hq, S, T] with the CPU kernel's masking semantics: one
- * attention_softmax over the scores (causal keys and rows with nothing visible give 0).
+ * Attention probabilities [B, Hq, S, T] with the CPU kernel's masking semantics: the
+ * scores of every query head against its kv head, then one attention_softmax (causal keys
+ * and rows with nothing visible give 0).
  */
 function probabilities(
   b: GraphBuilder,
   q: Value,
-  kx: Value,
+  k: Value,
   mask: Value | undefined,
   causal: boolean,
   scale: number,
 ): Value {
-  let scores = b.scale(b.matmul(q, kx, { transpose_b: true }), scale);
+  const hkv = k.type.shape[1];
+  const flat = b.scale(b.matmul(byKvHead(b, q, hkv), k, { transpose_b: true }), scale);
+  let scores = byQueryHead(b, flat, q);
   if (mask) scores = b.add(scores, mask);
   return b.emit('attention_softmax', [scores], { causal });
 }
@@ -51,24 +54,25 @@ export const nnVjps = {
     const { causal, scale: sc } = attrsOf(c, 'attention');
     const [q, k, v, mask] = c.inputs;
     const b = c.b;
-    const group = q.type.shape[1] / k.type.shape[1];
+    const hkv = k.type.shape[1];
     const scale = sc ?? 1 / Math.sqrt(q.type.shape[3]);
-    const kx = repeatHeads(b, k, group);
-    const vx = repeatHeads(b, v, group);
-    const p = probabilities(b, q, kx, mask, causal, scale);
+    const p = probabilities(b, q, k, mask, causal, scale);
     const g = c.cot;
-    const dv = c.needs[2] ? sumHeads(b, b.matmul(p, g, { transpose_a: true }), group) : null;
+    // [B, Hkv, G*S, .] views of the probabilities and the output's cotangent.
+    const pk = byKvHead(b, p, hkv);
+    const gk = byKvHead(b, g, hkv);
+    const dv = c.needs[2] ? b.matmul(pk, gk, { transpose_a: true }) : null;
     const wantScores = c.needs[0] || c.needs[1] || c.needs[3];
     let ds: Value | null = null;
     if (wantScores) {
       // softmax VJP: dS = P (dP - sum(dP P)); masked entries have P = 0 and get 0.
-      const dp = b.matmul(g, vx, { transpose_b: true });
+      const dp = byQueryHead(b, b.matmul(gk, v, { transpose_b: true }), q);
       ds = b.mul(p, b.sub(dp, b.sum(b.mul(dp, p), [-1], true)));
     }
-    const dsScaled = ds ? b.scale(ds, scale) : null;
+    const dsk = ds ? byKvHead(b, b.scale(ds, scale), hkv) : null;
     return [
-      c.needs[0] && dsScaled ? b.matmul(dsScaled, kx) : null,
-      c.needs[1] && dsScaled ? sumHeads(b, b.matmul(dsScaled, q, { transpose_a: true }), group) : null,
+      c.needs[0] && dsk ? byQueryHead(b, b.matmul(dsk, k), q) : null,
+      c.needs[1] && dsk ? b.matmul(dsk, byKvHead(b, q, hkv), { transpose_a: true }) : null,
       dv,
       c.needs[3] && ds && mask ? unbroadcast(b, ds, mask.type.shape) : null,
     ];
