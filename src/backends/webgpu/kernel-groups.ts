@@ -18,7 +18,7 @@ import { ASSIGN_PREFIX } from '../backend.ts';
 import { declStorage, loadFn, PRELUDE, storeStmt } from './dtypes.ts';
 import { MAP_PER_INVOCATION, MAP_WORKGROUP } from './kernels/map.ts';
 import { fadd, fmax, ROW_WG, rowMode, THREAD_ROWS, WORKGROUP_ROWS } from './kernels/reduce.ts';
-import { elementwiseMember, wholeReduceMember } from './kernels/steps.ts';
+import { elementwiseMember, trailingReduceMember } from './kernels/steps.ts';
 import { entry, type KernelContext, type KernelPlan, type ProgramDesc, Uniforms } from './program.ts';
 
 /** An f32 elementwise program that can run as a member of a group kernel. */
@@ -109,8 +109,8 @@ interface Layout {
 }
 
 /**
- * Groups of elementwise nodes, given each node's own plan (`plans[pos]`: 'source' and
- * 'alias' dispatch nothing). Groups of one are not returned.
+ * Groups of elementwise nodes and of reductions, given each node's own plan (`plans[pos]`:
+ * 'source' and 'alias' dispatch nothing). Groups of one are not returned.
  */
 export function findGroups(
   graph: Graph,
@@ -129,16 +129,15 @@ export function findGroups(
   const outputCount = new Map<number, number>();
   for (const o of graph.outputs) outputCount.set(o.id, (outputCount.get(o.id) ?? 0) + 1);
   const paramByName = new Map(graph.params().map((p) => [String(p.attrs.name), p.id]));
-  // Param -> the value assigned to it, where in-place could apply at all.
-  const assignOf = new Map<number, number>();
+  // Value -> the param it is assigned to, where in-place could apply at all.
+  const paramOf = new Map<number, number>();
   for (const o of graph.outputs) {
     if (!o.name.startsWith(ASSIGN_PREFIX)) continue;
     const p = paramByName.get(o.name.slice(ASSIGN_PREFIX.length));
     if (p === undefined || p === o.id || outputCount.has(p)) continue;
     if (outputCount.get(o.id) !== 1) continue;
-    assignOf.set(p, o.id);
+    paramOf.set(o.id, p);
   }
-  const paramOf = new Map([...assignOf].map(([p, v]) => [v, p]));
 
   const layout = (group: readonly Candidate[]): Layout | undefined => {
     const ids = new Map(group.map((c, k) => [c.node.id, k]));
@@ -157,8 +156,8 @@ export function findGroups(
         if (r > last || plans[r] === 'alias') return false;
         const k = ids.get(graph.nodes[r].id);
         if (k === undefined) return true;
-        const c = group[k];
-        return c.node.inputs.every((x, j) => x !== p || same(c, j));
+        const reader = group[k];
+        return reader.node.inputs.every((x, j) => x !== p || same(reader, j));
       });
       if (ok && numel(graph.node(p).type.shape) === numel(graph.node(v).type.shape)) inPlace.set(v, p);
     }
@@ -261,20 +260,20 @@ export function findGroups(
   return groups;
 }
 
-/** A node as a group member: an f32 elementwise program or a whole-tensor reduction. */
+/** A node as a group member: an f32 elementwise program or a reduction over trailing axes. */
 function candidate(node: Node, pos: number, ctxOf: (node: Node) => KernelContext): Candidate | undefined {
   if (node.type.dtype !== 'f32') return undefined;
   const ctx = ctxOf(node);
   const program = (members.get(node.op) ?? elementwiseMember)(ctx);
   if (program) return { node, pos, program, software: ctx.software };
-  const reduce = (reduceMembers.get(node.op) ?? wholeReduceMember)(ctx);
+  const reduce = (reduceMembers.get(node.op) ?? trailingReduceMember)(ctx);
   return reduce ? { node, pos, program: reduce.program, reduce, software: ctx.software } : undefined;
 }
 
 /** How a group combines: 'map', or the reduction's combining op (sum and mean add). */
 const combineOf = (c: Candidate) => (c.reduce ? (c.reduce.kind === 'max' ? 'max' : 'sum') : 'map');
 
-/** A reduction group binds each member's inputs and its one-value output; no member reads another. */
+/** A reduction group binds each member's inputs and its output; no member reads another. */
 function reduceLayout(
   group: readonly Candidate[],
   ids: ReadonlyMap<number, number>,
@@ -303,11 +302,7 @@ function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
   const u = new Uniforms();
   const slotOf = new Map(l.slots.map((s, k) => [s.id, k]));
   const reductions = group.map((c) => c.reduce as ReduceMember);
-  const thread = group.every(
-    (c, k) =>
-      rowMode({ software: c.software } as KernelContext, reductions[k].rows, reductions[k].count).kind ===
-      'thread',
-  );
+  const thread = group.every((c, k) => rowMode(c, reductions[k].rows, reductions[k].count).kind === 'thread');
   const mode = thread ? THREAD_ROWS : WORKGROUP_ROWS;
   const max = reductions[0].kind === 'max';
   const combine = max ? fmax : fadd;
@@ -332,11 +327,7 @@ function reduceGroupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
           `${k ? ' else ' : '  '}if (g < ${ends[k]}) {\n    let row = g - ${start(k)};\n${body(k)}  }`,
       )
       .join('') + '\n';
-  let code = PRELUDE + u.decl();
-  l.slots.forEach((s, k) => {
-    code += declStorage(`s${k}`, 'f32', k + 1, s.write) + loadFn(`s${k}`, 'f32');
-  });
-  code += [...helpers].join('') + fns;
+  let code = header(l, u, helpers) + fns;
   if (!thread) code += `var<workgroup> red: array<f32, ${ROW_WG}>;\n`;
   code += `${entry([ROW_WG])}  let g = ${thread ? `wid * ${ROW_WG}u + lid` : 'wid'};
   if (g >= ${ends[ends.length - 1]}) { return; }
@@ -398,11 +389,7 @@ function groupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
   });
   const n = sizes.map((s) => u.u32(s));
   const maxU = u.u32(max);
-  let code = PRELUDE + u.decl();
-  l.slots.forEach((s, k) => {
-    code += declStorage(`s${k}`, 'f32', k + 1, s.write) + loadFn(`s${k}`, 'f32');
-  });
-  code += [...helpers].join('') + fns + entry([MAP_WORKGROUP]);
+  let code = header(l, u, helpers) + fns + entry([MAP_WORKGROUP]);
   code += `  for (var rep = 0u; rep < ${MAP_PER_INVOCATION}u; rep++) {
   let i = (wid * ${MAP_PER_INVOCATION}u + rep) * ${MAP_WORKGROUP}u + lid;
   if (i >= ${maxU}) { return; }\n`;
@@ -423,6 +410,18 @@ function groupPlan(group: readonly Candidate[], l: Layout): KernelPlan {
     u,
     Math.ceil(max / (MAP_WORKGROUP * MAP_PER_INVOCATION)),
   );
+}
+
+/**
+ * A group kernel's declarations: the uniforms (every one allocated by now), slot k as
+ * `s<k>` with its loader `ld_s<k>`, and the members' helpers, each once.
+ */
+function header(l: Layout, u: Uniforms, helpers: ReadonlySet<string>): string {
+  let code = PRELUDE + u.decl();
+  l.slots.forEach((s, k) => {
+    code += declStorage(`s${k}`, 'f32', k + 1, s.write) + loadFn(`s${k}`, 'f32');
+  });
+  return code + [...helpers].join('');
 }
 
 /** A group kernel's one step: every binding a value of the layout, all f32. */

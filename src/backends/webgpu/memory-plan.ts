@@ -327,8 +327,9 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         const param = group?.inPlace.get(m.id);
         if (param !== undefined) {
           // Into the param's buffer; a paged param's is pooled, and written (conflicts below).
-          bind(m.id, valueBuffer.get(param) as number);
-          if (slots[valueBuffer.get(param) as number].pooled) written.push(valueBuffer.get(param) as number);
+          const buffer = valueBuffer.get(param) as number;
+          bind(m.id, buffer);
+          if (slots[buffer].pooled) written.push(buffer);
         } else {
           bind(m.id, acquire(valueBytes(m), describeNode(m), valueKind(m)));
           written.push(valueBuffer.get(m.id) as number);

@@ -60,7 +60,7 @@ export const THREAD_ROWS: RowMode = {
  * (most lanes of a workgroup would idle) or on a CPU adapter with rows enough to fill its
  * cores; a workgroup per row for a few long rows, where lanes give the parallelism.
  */
-export function rowMode(ctx: KernelContext, rows: number, n: number): RowMode {
+export function rowMode(ctx: Pick<KernelContext, 'software'>, rows: number, n: number): RowMode {
   if (n <= ROW_WG) return THREAD_ROWS;
   if (ctx.software) return rows >= 16 || n <= 4096 ? THREAD_ROWS : WORKGROUP_ROWS;
   return WORKGROUP_ROWS;
@@ -214,6 +214,19 @@ function rowPrologue(u: Uniforms, n: number, inner: number): string {
   return `  let n = ${nU};\n  let inner = ${iU};\n  let base = (row / inner) * n * inner + row % inner;\n`;
 }
 
+/**
+ * WGSL giving a softmax row's `mx` (its max) and `tot` (the sum of exp(x - mx)) over its
+ * elements j < `end`, element j being `x` (an expression of j).
+ */
+function maxAndSum(mode: RowMode, end: string, x: string): string {
+  const L = `${mode.lanes}u`;
+  return `  var m = ${NEG_INF};
+  for (var j = lane; j < ${end}; j = j + ${L}) { m = ${fmax('m', x)}; }
+${mode.reduce('mx', 'm', fmax)}  var s = 0.0;
+  for (var j = lane; j < ${end}; j = j + ${L}) { s = s + exp(${x} - mx); }
+${mode.reduce('tot', 's', fadd)}`;
+}
+
 function softmaxLike(log: boolean): Kernel {
   return (ctx) => {
     const { outer, n, inner } = axisRows(ctx, Number(ctx.node.attrs.axis));
@@ -226,11 +239,9 @@ function softmaxLike(log: boolean): Kernel {
       inputs: [0],
       rows: outer * inner,
       writesOutput: true,
-      body: (u) => `${rowPrologue(u, n, inner)}  var m = ${NEG_INF};
-  for (var j = lane; j < n; j = j + ${L}) { m = ${fmax('m', 'ld_in0(base + j * inner)')}; }
-${mode.reduce('mx', 'm', fmax)}  var s = 0.0;
-  for (var j = lane; j < n; j = j + ${L}) { s = s + exp(ld_in0(base + j * inner) - mx); }
-${mode.reduce('tot', 's', fadd)}  for (var j = lane; j < n; j = j + ${L}) {
+      body: (
+        u,
+      ) => `${rowPrologue(u, n, inner)}${maxAndSum(mode, 'n', 'ld_in0(base + j * inner)')}  for (var j = lane; j < n; j = j + ${L}) {
     let x = ld_in0(base + j * inner);
     ${storeStmt('outb', ctx.out.dtype, 'base + j * inner', log ? 'x - mx - log(tot)' : 'exp(x - mx) / tot')}
   }
@@ -263,11 +274,7 @@ const attentionSoftmax: Kernel = (ctx) => {
       const S = u.u32(s);
       const end = causal ? `u32(clamp(i32(row % ${S}) + i32(n) - i32(${S}) + 1, 0, i32(n)))` : 'n';
       return `${rowPrologue(u, t, 1)}  let end = ${end};
-  var m = ${NEG_INF};
-  for (var j = lane; j < end; j = j + ${L}) { m = ${fmax('m', 'ld_in0(base + j)')}; }
-${mode.reduce('mx', 'm', fmax)}  var e = 0.0;
-  for (var j = lane; j < end; j = j + ${L}) { e = e + exp(ld_in0(base + j) - mx); }
-${mode.reduce('tot', 'e', fadd)}  let none = mx == ${NEG_INF};
+${maxAndSum(mode, 'end', 'ld_in0(base + j)')}  let none = mx == ${NEG_INF};
   for (var j = lane; j < n; j = j + ${L}) {
     let p = select(exp(ld_in0(base + j) - mx) / tot, 0.0, none || j >= end);
     ${storeStmt('outb', ctx.out.dtype, 'base + j', 'p')}

@@ -130,7 +130,7 @@ export function trailingRows(
 }
 
 /** A plain f32 sum, mean or max over trailing axes, as a group-kernel member. */
-export function wholeReduceMember(ctx: KernelContext) {
+export function trailingReduceMember(ctx: KernelContext) {
   const { node } = ctx;
   const kind = node.op;
   if ((kind !== 'sum' && kind !== 'mean' && kind !== 'max') || ctx.inputs[0].dtype !== 'f32')

@@ -16,8 +16,9 @@ const byKvHead = (b: GraphBuilder, x: Value, hkv: number) => {
   const [nb, hq, s, d] = x.type.shape;
   return hq === hkv ? x : b.reshape(x, [nb, hkv, (hq / hkv) * s, d]);
 };
+/** The inverse view: [B, Hkv, G * S, X] back to `like`'s [B, Hq, S] with X kept. */
 const byQueryHead = (b: GraphBuilder, x: Value, like: Value) =>
-  x.type.shape.every((d, i) => d === like.type.shape[i])
+  x.type.shape[1] === like.type.shape[1]
     ? x
     : b.reshape(x, [...like.type.shape.slice(0, 3), x.type.shape[3]]);
 
