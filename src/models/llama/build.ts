@@ -176,7 +176,12 @@ export function buildLlama(c: LlamaConfig, shape: LlamaShape, opts: LlamaBuildOp
   return b.build(outputs);
 }
 
-/** HF's causal-LM loss: predict token t+1 from position t; mean over labels != -100. */
+/**
+ * HF's causal-LM loss: predict token t+1 from position t; mean over labels != -100. As
+ * transformers' ForCausalLMLoss does, the labels shift (padded with -100 at the end),
+ * not the logits: the same terms, without copying [B, S-1, V] logits forward and padding
+ * their gradient back.
+ */
 export function causalLmLoss(
   b: GraphBuilder,
   logits: Value,
@@ -187,8 +192,8 @@ export function causalLmLoss(
 ): Value {
   return b.withScope('loss', () => {
     if (S < 2) throw new Error('causal-LM loss needs seq >= 2');
-    const l = b.reshape(b.slice(logits, 1, 0, S - 1), [B * (S - 1), V]);
-    const t = b.reshape(b.slice(labels, 1, 1, S), [B * (S - 1)]);
-    return b.crossEntropy(l, t, { ignore_index: -100, reduction: 'mean' });
+    const next = b.concat([b.slice(labels, 1, 1, S), b.const(-100, [B, 1], 'i32')], 1);
+    const l = b.reshape(logits, [B * S, V]);
+    return b.crossEntropy(l, b.reshape(next, [B * S]), { ignore_index: -100, reduction: 'mean' });
   });
 }
