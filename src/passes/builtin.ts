@@ -2,6 +2,7 @@
 // and the phases. Importing this module (or src/passes/index.ts) is enough.
 import { autodiffPass } from './autodiff/pass.ts';
 import { checkpointPass } from './checkpoint/pass.ts';
+import { fuseDropoutPass } from './fuse/dropout.ts';
 import { fuseElementwisePass } from './fuse/elementwise.ts';
 import { fuseEpiloguePass } from './fuse/matmul-map.ts';
 import { canonicalizePass, csePass, dcePass, evalModePass, foldPass } from './generic/index.ts';
@@ -20,6 +21,7 @@ for (const p of [
   optimizerPass,
   fuseElementwisePass,
   fuseEpiloguePass,
+  fuseDropoutPass,
 ]) {
   if (!hasPass(p.name)) registerPass(p as never);
 }

@@ -127,6 +127,7 @@ builtin.push({
       { name: 'fuse-dequant' },
       { name: 'fuse-elementwise' },
       { name: 'fuse-epilogue' },
+      { name: 'fuse-dropout' },
     ];
   },
 });

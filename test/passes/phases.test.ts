@@ -43,6 +43,7 @@ describe('phase registry', () => {
       'fuse-dequant',
       'fuse-elementwise',
       'fuse-epilogue',
+      'fuse-dropout',
     ]);
     expect(names(true)).toEqual([
       'autodiff',
@@ -51,6 +52,7 @@ describe('phase registry', () => {
       'fuse-dequant',
       'fuse-elementwise',
       'fuse-epilogue',
+      'fuse-dropout',
     ]);
     expect(phasePasses('eval').map((s) => s.name)).toEqual([
       'fuse-dequant',

@@ -434,9 +434,14 @@ describe('training with gradient_accumulation_steps (cpu, tiny model)', () => {
         const exe = await cpu.compile(graph, weights);
         const stepInput = graph.inputs().find((n) => n.attrs.name === 'step');
         if (!graph.inputs().some((n) => n.attrs.name === 'apply')) return exe;
-        dropoutSteps = graph.nodes
-          .filter((n) => n.op === 'dropout')
-          .map((n) => n.inputs[1] === stepInput?.id);
+        // Dropouts, and those applied inside matmul kernels (fuse-dropout: the step is the last input).
+        dropoutSteps = graph.nodes.flatMap((n) =>
+          n.op === 'dropout'
+            ? [n.inputs[1] === stepInput?.id]
+            : n.op === 'matmul_map' && n.attrs.dropout
+              ? [n.inputs[n.inputs.length - 1] === stepInput?.id]
+              : [],
+        );
         return {
           graph,
           run: (req) => {

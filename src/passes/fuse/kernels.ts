@@ -14,6 +14,7 @@ import {
   linearProblem,
   MATH,
   type MapMember,
+  type MatmulDropoutMask,
   type MatmulEpilogue,
   mapKernel,
   matmulProblem,
@@ -36,7 +37,14 @@ import { getOp } from '../../ir/ops/index.ts';
 import { stepAttrs } from '../../ir/ops/math.ts';
 import type { Tensor } from '../../ir/tensor.ts';
 import type { FusedMapAttrs, FusedReduceAttrs, FusedStep } from './fused-map.ts';
-import { epilogueRead, type MatmulMapAttrs, productArity } from './matmul-map.ts';
+import {
+  dropoutAttrs,
+  epilogueRead,
+  extrasEnd,
+  type MatmulDropout,
+  type MatmulMapAttrs,
+  productArity,
+} from './matmul-map.ts';
 
 /** Runs fused steps over `inputs` through each op's own CPU kernel; the last value. */
 function runSteps(
@@ -80,32 +88,47 @@ const cpuFusedReduce: CpuKernel = (inputs, ctx) => {
   return reduce([mapped], { ...ctx, node });
 };
 
-// matmul_map: the product through its op's CPU kernel, then the steps: the unfused
-// graph's arithmetic, bit for bit.
+// matmul_map: the product through its op's CPU kernel, then the steps, the dropout
+// through the dropout op's kernel where the unfused graph has it: the unfused graph's
+// arithmetic, bit for bit.
 const cpuMatmulMap: CpuKernel = (inputs, ctx) => {
   const a = ctx.node.attrs as unknown as MatmulMapAttrs;
   const k = productArity(a);
   const kernel = getCpuKernel(a.product.op) as CpuKernel;
+  const d = a.dropout;
+  const step = d?.step ? [inputs[inputs.length - 1]] : [];
+  const drop = (t: Tensor): Tensor =>
+    (getCpuKernel('dropout') as CpuKernel)([t, ...step], {
+      ...ctx,
+      node: {
+        ...ctx.node,
+        op: 'dropout',
+        attrs: dropoutAttrs(d as MatmulDropout),
+        type: { dtype: t.dtype, shape: [...t.shape] },
+      },
+    });
   const attrs: Node['attrs'] =
     a.product.op === 'matmul'
       ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
       : {};
   const op = getOp(a.product.op);
+  const operands = inputs.slice(0, k).map((t, i) => (d && d.at === 'ab'[i] ? drop(t) : t));
   const node: Node = {
     ...ctx.node,
     op: a.product.op,
     inputs: ctx.node.inputs.slice(0, k),
     attrs,
     type: op.infer(
-      inputs.slice(0, k).map((t) => ({ dtype: t.dtype, shape: t.shape })),
+      operands.map((t) => ({ dtype: t.dtype, shape: t.shape })),
       op.attrs.parse(attrs),
     ),
   };
-  const product = kernel(inputs.slice(0, k), { ...ctx, node });
-  const ins = [...inputs.slice(k)];
+  const product = kernel(operands, { ...ctx, node });
+  const ins = [...inputs.slice(k, extrasEnd(a, inputs.length))];
   // The product through reshapes (views) to the map's shape: the same elements in order.
   ins.splice(a.slot, 0, { ...product, shape: [...a.shape] });
-  return runSteps(ins, a.steps, a.shape, ctx);
+  const mapped = a.steps.length ? runSteps(ins, a.steps, a.shape, ctx) : ins[0];
+  return d?.at === 'out' ? drop(mapped) : mapped;
 };
 
 const webgpuFusedMap: Kernel = (ctx) => {
@@ -145,28 +168,46 @@ const webgpuFusedReduce: Kernel = (ctx) => {
 };
 
 // matmul_map: the matmul kernel the adapter gets for the product, with the steps as its
-// epilogue (map input `slot` is the product + bias `m`, the others E0, E1, ... in order).
+// epilogue (map input `slot` is the product + bias `m`, the others E0, E1, ... in order)
+// and the dropout in its operand loads or its store.
 const webgpuMatmulMap: Kernel = (ctx) => {
   const a = ctx.node.attrs as unknown as MatmulMapAttrs;
   const k = productArity(a);
+  const end = extrasEnd(a, ctx.inputs.length);
   const sub = { ...ctx, inputs: ctx.inputs.slice(0, k) };
   const p =
     a.product.op === 'matmul'
       ? matmulProblem(sub, a.product.transpose_a, a.product.transpose_b)
       : linearProblem(sub, a.product.bias);
-  const n = ctx.inputs.length - k + 1;
+  const n = end - k + 1;
   // Map input i: the product at the slot, the extras (e0, e1, ...) around it; steps after.
   const name = (i: number) => (i >= n ? `t${i - n}` : i === a.slot ? 'm' : `e${i < a.slot ? i : i - 1}`);
   const columns = a.shape.length ? a.shape[a.shape.length - 1] : 1;
-  const epilogue: MatmulEpilogue = {
-    first: k,
-    extras: ctx.inputs.slice(k).map((t) => epilogueRead(t.shape, a.shape) as EpilogueRead),
-    columns,
-    desc: `${a.slot}:${progDesc(a.steps)}`,
-    helpers: MATH,
-    body: (u) => `${stepsWgsl(a.steps, u, name)}  return t${a.steps.length - 1};`,
+  const d = a.dropout;
+  // An output dropout is applied in epi, so it needs one even for the identity program.
+  const epilogue: MatmulEpilogue | undefined =
+    a.steps.length || d?.at === 'out'
+      ? {
+          first: k,
+          extras: ctx.inputs.slice(k, end).map((t) => epilogueRead(t.shape, a.shape) as EpilogueRead),
+          columns,
+          desc: `${a.slot}:${progDesc(a.steps)}`,
+          helpers: MATH,
+          body: (u) =>
+            a.steps.length ? `${stepsWgsl(a.steps, u, name)}  return t${a.steps.length - 1};` : '  return m;',
+        }
+      : undefined;
+  const last = ctx.inputs.length - 1;
+  const dropout: MatmulDropoutMask | undefined = d && {
+    at: d.at,
+    p: d.p,
+    seed: d.seed,
+    ...(d.step ? { step: { input: last, dtype: ctx.inputs[last].dtype } } : {}),
   };
-  return planMatmul({ ...p, epilogue }, variantFor(ctx));
+  return planMatmul(
+    { ...p, ...(epilogue ? { epilogue } : {}), ...(dropout ? { dropout } : {}) },
+    variantFor(ctx),
+  );
 };
 
 if (!getCpuKernel('matmul_map')) registerCpuKernel('matmul_map', cpuMatmulMap);

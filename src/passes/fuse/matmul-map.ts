@@ -11,8 +11,16 @@
 // `matmul_map` inputs: the product's operands (a, b for matmul; x, w[, bias] for linear),
 // then the map's other inputs. attrs: `product` (the matmul or linear and its transposes,
 // whether it has a bias), and the map as in fused_map: `steps` over `args` where the map's
-// inputs are numbered in the reader's order with the product at `slot`.
+// inputs are numbered in the reader's order with the product at `slot`. An empty program
+// is the identity (the product itself: a matmul_map made only for its dropout).
+//
+// `dropout` (fuse-dropout, passes/fuse/dropout.ts): a dropout applied inside the kernel, the
+// mask a pure function of (seed, step, flat element index) as the dropout op's: on operand
+// `a` or `b` as it is loaded (its index in that operand's buffer) or on the stored value
+// (`out`, after the program, at the output's flat index). Its step input, when it has one,
+// is the node's last input.
 import { z } from 'zod';
+import type { Value } from '../../ir/builder.ts';
 import type { Graph, Node, TensorType } from '../../ir/graph.ts';
 import { defineOp, getOp, hasOp, registerOp } from '../../ir/ops/index.ts';
 import { stepOf } from '../../ir/ops/math.ts';
@@ -31,17 +39,45 @@ const productSchema = z.strictObject({
   bias: z.boolean(),
 });
 
+const dropoutSchema = z.strictObject({
+  /** Operand a or b masked as it is loaded, or the stored value. */
+  at: z.enum(['a', 'b', 'out']),
+  p: z.number().min(0).lt(1),
+  seed: z.number().int().nonnegative(),
+  /** Whether the node's last input is the dropout's step (an i32/u32 scalar). */
+  step: z.boolean(),
+});
+
+export type MatmulDropout = z.infer<typeof dropoutSchema>;
+
 const attrs = z.strictObject({
   product: productSchema,
-  steps: z.array(fusedStepSchema).min(1),
+  steps: z.array(fusedStepSchema),
   slot: z.number().int().nonnegative(),
   shape: z.array(z.number().int().nonnegative()),
+  dropout: dropoutSchema.optional(),
 });
 
 export type MatmulMapAttrs = z.infer<typeof attrs>;
 
+/** The `product` attrs of a matmul or linear node. */
+export function productAttrs(p: Node): MatmulMapAttrs['product'] {
+  return {
+    op: p.op as 'matmul' | 'linear',
+    transpose_a: !!p.attrs.transpose_a,
+    transpose_b: !!p.attrs.transpose_b,
+    bias: p.op === 'linear' && p.inputs.length > 2,
+  };
+}
+
 /** How many node inputs the product takes. */
 export const productArity = (a: MatmulMapAttrs) => (a.product.op === 'linear' && a.product.bias ? 3 : 2);
+
+/** Where the map's other inputs (the extras) end: before the dropout's step input, if any. */
+export const extrasEnd = (a: MatmulMapAttrs, inputs: number) => inputs - (a.dropout?.step ? 1 : 0);
+
+/** The dropout op's attrs (and whether it reads a step) of a matmul_map's dropout. */
+export const dropoutAttrs = (d: MatmulDropout) => ({ p: d.p, seed: d.seed });
 
 export const matmulMap = defineOp({
   name: 'matmul_map',
@@ -58,7 +94,17 @@ export const matmulMap = defineOp({
           : {},
       ),
     );
-    const extras = inputs.slice(k);
+    const extras = inputs.slice(k, extrasEnd(a, inputs.length));
+    const d = a.dropout;
+    if (d?.step) {
+      const s = inputs[inputs.length - 1];
+      if (s.shape.length !== 0 || (s.dtype !== 'i32' && s.dtype !== 'u32'))
+        throw new Error(`matmul_map's dropout step must be an i32/u32 scalar, got ${s.dtype} [${s.shape}]`);
+    }
+    if (d && d.at !== 'out' && inputs[d.at === 'a' ? 0 : 1].dtype !== 'f32')
+      throw new Error(`matmul_map's dropout on operand ${d.at} needs an f32 operand`);
+    if (a.steps.length === 0 && extras.length)
+      throw new Error('matmul_map without a program (the identity) takes no map inputs');
     if (mm.dtype !== 'f32' || numel(mm.shape) !== numel(a.shape))
       throw new Error(
         `matmul_map's product must be f32 with ${numel(a.shape)} elements, got ${mm.dtype} [${mm.shape}]`,
@@ -172,12 +218,7 @@ export function fuseEpilogue(g: Graph): Graph {
           const { product: p, slot, steps } = found.get(m.node.id) as Found;
           const others = m.node.inputs.filter((_, i) => i !== slot);
           const a: MatmulMapAttrs = {
-            product: {
-              op: p.op as 'matmul' | 'linear',
-              transpose_a: !!p.attrs.transpose_a,
-              transpose_b: !!p.attrs.transpose_b,
-              bias: p.op === 'linear' && p.inputs.length > 2,
-            },
+            product: productAttrs(p),
             steps,
             slot,
             shape: [...m.node.type.shape],
@@ -202,7 +243,7 @@ export const fuseEpiloguePass: PassDef = {
   run: (g) => fuseEpilogue(g),
 };
 
-/** The inverse: every matmul_map back into its product and the map (a fused_map, or its one op). */
+/** The inverse: every matmul_map back into its product, the map (a fused_map) and its dropout. */
 export function unfuseEpilogue(g: Graph): Graph {
   if (!g.nodes.some((n) => n.op === 'matmul_map')) return g;
   return rewrite(
@@ -213,21 +254,28 @@ export function unfuseEpilogue(g: Graph): Graph {
         (m, b) => {
           const a = m.node.attrs as unknown as MatmulMapAttrs;
           const k = productArity(a);
+          const d = a.dropout;
+          const step = d?.step ? [m.inputs[m.inputs.length - 1]] : [];
+          const drop = (v: Value) =>
+            b.emit('dropout', [v, ...step], dropoutAttrs(d as MatmulDropout) as never, m.node.scope);
           const mm = b.emit(
             a.product.op,
-            m.inputs.slice(0, k),
+            m.inputs.slice(0, k).map((v, i) => (d && d.at === 'ab'[i] ? drop(v) : v)),
             (a.product.op === 'matmul'
               ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
               : {}) as never,
             m.node.scope,
           );
-          const ins = [...m.inputs.slice(k)];
+          const ins = [...m.inputs.slice(k, extrasEnd(a, m.inputs.length))];
           const view =
             mm.type.shape.join() === a.shape.join()
               ? mm
               : b.emit('reshape', [mm], { shape: [...a.shape] } as never, m.node.scope);
           ins.splice(a.slot, 0, view);
-          return b.emit('fused_map', ins, { steps: a.steps, shape: a.shape } as never, m.node.scope);
+          const mapped = a.steps.length
+            ? b.emit('fused_map', ins, { steps: a.steps, shape: a.shape } as never, m.node.scope)
+            : view;
+          return d?.at === 'out' ? drop(mapped) : mapped;
         },
         'unfuse-epilogue',
       ],

@@ -9,8 +9,10 @@ import { entry, type Step, Uniforms } from '../program.ts';
 import {
   batchCode,
   bindingsFor,
-  f1,
-  f4,
+  ldA1,
+  ldA4,
+  ldB1,
+  ldB4,
   type MatmulProblem,
   matmulDesc,
   storeTileRow,
@@ -30,18 +32,17 @@ export function directOuter(p: MatmulProblem): Step {
   const vecB = !p.tb && p.n % 4 === 0;
   const vecC = p.n % 4 === 0 && !p.epilogue;
   const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC, u);
-  const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   const aAt = (m: string) => (p.ta ? `aBase + k * ${M} + ${m}` : `aBase + (${m}) * ${K} + k`);
   const bAt = (n: string) => (p.tb ? `bBase + (${n}) * ${K} + k` : `bBase + k * ${N} + ${n}`);
   const clampM = (i: number) => `min(m0 + ${i}u, ${M} - 1u)`;
   const clampN = (j: number) => `min(n0 + ${j}u, ${N} - 1u)`;
   const aCol = vecA
-    ? f4(`A[(${aAt('m0')}) / 4u]`, dt)
-    : `vec4<f32>(${[0, 1, 2, 3].map((i) => f1(`A[${aAt(clampM(i))}]`, dt)).join(', ')})`;
+    ? ldA4(`(${aAt('m0')}) / 4u`)
+    : `vec4<f32>(${[0, 1, 2, 3].map((i) => ldA1(aAt(clampM(i)))).join(', ')})`;
   const bRow = vecB
-    ? f4(`B[(${bAt('n0')}) / 4u]`, bdt)
-    : `vec4<f32>(${[0, 1, 2, 3].map((j) => f1(`B[${bAt(clampN(j))}]`, bdt)).join(', ')})`;
+    ? ldB4(`(${bAt('n0')}) / 4u`)
+    : `vec4<f32>(${[0, 1, 2, 3].map((j) => ldB1(bAt(clampN(j)))).join(', ')})`;
   const code = `${enables([p.dtype, bdt, p.outDtype]) + PRELUDE + u.decl() + decls}
 ${entry([WG])}  let g = wid * ${WG}u + lid;
   let tile = g % ${tilesU};

@@ -1,9 +1,10 @@
 // Pieces the matmul kernels share: the problem description, batch addressing,
-// bindings and f16 conversions.
+// bindings, the operand loads (f16 conversion, dropout prologue) and f16 conversions.
 import type { DType } from '../../../ir/dtype.ts';
 import type { Shape } from '../../../ir/shape.ts';
 import { declStorage, storageElem } from '../dtypes.ts';
 import type { BindingRef, ProgramDesc, Uniforms } from '../program.ts';
+import { dropThreshold, HASH32 } from './elementwise.ts';
 
 export interface MatmulProblem {
   readonly op: string;
@@ -23,6 +24,23 @@ export interface MatmulProblem {
   readonly bias: boolean;
   /** Elementwise ops applied to each output element before it is stored (f32 output only). */
   readonly epilogue?: MatmulEpilogue;
+  /** A dropout mask applied to an operand as it is loaded, or to the stored value. */
+  readonly dropout?: MatmulDropoutMask;
+}
+
+/**
+ * A dropout inside a matmul kernel (issue 21, fuse-dropout): the dropout kernel's mask and
+ * arithmetic (`select(0, x * 1/(1-p), hash32(key, i) >= threshold)`, key = seed ^ step *
+ * 0x9e3779b1) on operand `a` / `b` at each element's index in that operand's buffer, as
+ * ldA / ldB load it (f32 operands), or on the value stored at flat output index i (`out`,
+ * after the epilogue; the kernel then stores through epi).
+ */
+export interface MatmulDropoutMask {
+  readonly at: 'a' | 'b' | 'out';
+  readonly p: number;
+  readonly seed: number;
+  /** The node input holding the step (an i32/u32 scalar), if any. */
+  readonly step?: { readonly input: number; readonly dtype: DType };
 }
 
 /**
@@ -67,12 +85,36 @@ export function matmulDesc(
     bias: p.bias,
     ...fields,
     ...(p.epilogue ? { epi: p.epilogue.desc, epiReads: p.epilogue.extras } : {}),
+    ...(p.dropout ? { drop: p.dropout.at, dropStep: p.dropout.step?.dtype ?? false } : {}),
   };
 }
 
-/** The value stored at flat output index `i`: `v`, through the epilogue if any. */
+/** The value stored at flat output index `i`: `v`, through the epilogue if any (which applies an output dropout). */
 export function outValue(p: MatmulProblem, i: string, v: string): string {
   return p.epilogue ? `epi(${i}, ${v})` : v;
+}
+
+/** Operand loads: `ldA4(q)` vec4 q of A (a vec4 binding), `ldA1(i)` element i; B alike. */
+export const ldA4 = (q: string) => `ldA4(${q})`;
+export const ldA1 = (i: string) => `ldA1(${i})`;
+export const ldB4 = (q: string) => `ldB4(${q})`;
+export const ldB1 = (i: string) => `ldB1(${i})`;
+
+/**
+ * WGSL of operand `name`'s load function (vec4 or scalar, as it is bound): the f32 value
+ * (converted from f16), masked by dropout (`drop_k(x, key, i)`) when `drop`.
+ */
+function loadFns(name: 'A' | 'B', dt: DType, vec: boolean, drop: boolean): string {
+  if (vec) {
+    const v = dt === 'f16' ? `vec4<f32>(${name}[q])` : `${name}[q]`;
+    const body = drop
+      ? `let v = ${v}; let key = drop_key(); let i = q * 4u;
+  return vec4<f32>(drop_k(v.x, key, i), drop_k(v.y, key, i + 1u), drop_k(v.z, key, i + 2u), drop_k(v.w, key, i + 3u));`
+      : `return ${v};`;
+    return `fn ld${name}4(q: u32) -> vec4<f32> {\n  ${body}\n}\n`;
+  }
+  const v = dt === 'f16' ? `f32(${name}[i])` : `${name}[i]`;
+  return `fn ld${name}1(i: u32) -> f32 { return ${drop ? `drop_k(${v}, drop_key(), i)` : v}; }\n`;
 }
 
 export const TILE = 64;
@@ -127,13 +169,33 @@ export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC
       bindings.push({ ref: { kind: 'input', index: e.first + j }, write: false });
     }
   }
+  const d = p.dropout;
+  if (d?.step) {
+    code += declStorage('DS', d.step.dtype, bindings.length + 1, false);
+    bindings.push({ ref: { kind: 'input', index: d.step.input }, write: false });
+  }
   code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
   bindings.push({ ref: { kind: 'output' }, write: true });
+  if (d) {
+    if (d.at === 'out' && !e) throw new Error('internal: an output dropout is applied in the epilogue');
+    if (d.at !== 'out' && (d.at === 'a' ? p.dtype : (p.bDtype ?? p.dtype)) !== 'f32')
+      throw new Error('internal: a dropout prologue needs an f32 operand');
+    // The dropout kernel's key, threshold and scale (kernels/elementwise.ts), as uniforms.
+    const seed = u.u32(d.seed >>> 0);
+    const key = d.step ? `${seed} ^ (u32(DS[0]) * 0x9e3779b1u)` : seed;
+    code += `${HASH32}fn drop_key() -> u32 { return ${key}; }
+fn drop_k(x: f32, key: u32, i: u32) -> f32 { return select(0.0, x * ${u.f32v(1 / (1 - d.p))}, hash32(key, i) >= ${u.u32(dropThreshold(d.p))}); }
+`;
+  }
+  code += loadFns('A', p.dtype, vecA, d?.at === 'a') + loadFns('B', p.bDtype ?? p.dtype, vecB, d?.at === 'b');
   if (e) {
     const cols = e.extras.includes('column') ? u.u32(e.columns) : '';
     const at = { full: 'i', column: `i % ${cols}`, scalar: '0u' };
     const loads = e.extras.map((r, j) => `  let e${j} = E${j}[${at[r]}];\n`).join('');
-    code += `${e.helpers ?? ''}fn epi(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
+    const fn = d?.at === 'out' ? 'epi_map' : 'epi';
+    code += `${e.helpers ?? ''}fn ${fn}(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
+    if (d?.at === 'out')
+      code += 'fn epi(i: u32, m: f32) -> f32 { return drop_k(epi_map(i, m), drop_key(), i); }\n';
   }
   return { code, bindings };
 }

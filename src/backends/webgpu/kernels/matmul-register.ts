@@ -15,8 +15,10 @@ import { entry, type Step, Uniforms } from '../program.ts';
 import {
   batchCode,
   bindingsFor,
-  f1,
-  f4,
+  ldA1,
+  ldA4,
+  ldB1,
+  ldB4,
   type MatmulProblem,
   matmulDesc,
   storeTileRow,
@@ -57,7 +59,6 @@ export function registerTiled(p: MatmulProblem): Step {
   const kVecA = vecA && !p.ta;
   const kVecB = vecB && p.tb;
   const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC, u);
-  const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   const rows = [...Array(RM).keys()];
   const row = (i: number) => `min(m0 + ${i}u, ${M} - 1u)`;
@@ -73,7 +74,7 @@ export function registerTiled(p: MatmulProblem): Step {
   const aCol = (kk: number, h: number) => `a${kk}_${h}`;
   if (kVecA) {
     loadA += rows
-      .map((i) => `    let ar${i} = ${f4(`A[(aBase + ${row(i)} * ${K}) / 4u + k / 4u]`, dt)};\n`)
+      .map((i) => `    let ar${i} = ${ldA4(`(aBase + ${row(i)} * ${K}) / 4u + k / 4u`)};\n`)
       .join('');
     for (const kk of ks)
       for (let h = 0; h < RM / 4; h++)
@@ -82,13 +83,13 @@ export function registerTiled(p: MatmulProblem): Step {
     // A^T with M % 4 == 0: the m run is contiguous; a vec4 past M is clamped to the last one.
     for (const kk of ks)
       for (let h = 0; h < RM / 4; h++)
-        loadA += `    let ${aCol(kk, h)} = ${f4(`A[(aBase + (${kAt(kk)}) * ${M}) / 4u + min(m0 / 4u + ${h}u, ${M} / 4u - 1u)]`, dt)};\n`;
+        loadA += `    let ${aCol(kk, h)} = ${ldA4(`(aBase + (${kAt(kk)}) * ${M}) / 4u + min(m0 / 4u + ${h}u, ${M} / 4u - 1u)`)};\n`;
   } else {
     const at = (i: number, kk: number) =>
       p.ta ? `aBase + (${kAt(kk)}) * ${M} + ${row(i)}` : `aBase + ${row(i)} * ${K} + ${kAt(kk)}`;
     for (const kk of ks)
       for (let h = 0; h < RM / 4; h++)
-        loadA += `    let ${aCol(kk, h)} = vec4<f32>(${[0, 1, 2, 3].map((c) => f1(`A[${at(h * 4 + c, kk)}]`, dt)).join(', ')});\n`;
+        loadA += `    let ${aCol(kk, h)} = vec4<f32>(${[0, 1, 2, 3].map((c) => ldA1(at(h * 4 + c, kk))).join(', ')});\n`;
   }
 
   // B (per lane): `b{kk}_{h}` = the 4 columns of vec4 column cv{h} at k+kk.
@@ -96,7 +97,7 @@ export function registerTiled(p: MatmulProblem): Step {
   const bRow = (kk: number, h: number) => `b${kk}_${h}`;
   if (kVecB) {
     loadB += [...Array(4 * RNV).keys()]
-      .map((j) => `    let br${j} = ${f4(`B[(bBase + ${col(j)} * ${K}) / 4u + k / 4u]`, bdt)};\n`)
+      .map((j) => `    let br${j} = ${ldB4(`(bBase + ${col(j)} * ${K}) / 4u + k / 4u`)};\n`)
       .join('');
     for (const kk of ks)
       for (let h = 0; h < RNV; h++)
@@ -104,13 +105,13 @@ export function registerTiled(p: MatmulProblem): Step {
   } else if (vecB) {
     for (const kk of ks)
       for (let h = 0; h < RNV; h++)
-        loadB += `    let ${bRow(kk, h)} = ${f4(`B[(bBase + (${kAt(kk)}) * ${N}) / 4u + min(cv${h}, ${N} / 4u - 1u)]`, bdt)};\n`;
+        loadB += `    let ${bRow(kk, h)} = ${ldB4(`(bBase + (${kAt(kk)}) * ${N}) / 4u + min(cv${h}, ${N} / 4u - 1u)`)};\n`;
   } else {
     const at = (j: number, kk: number) =>
       p.tb ? `bBase + ${col(j)} * ${K} + ${kAt(kk)}` : `bBase + (${kAt(kk)}) * ${N} + ${col(j)}`;
     for (const kk of ks)
       for (let h = 0; h < RNV; h++)
-        loadB += `    let ${bRow(kk, h)} = vec4<f32>(${[0, 1, 2, 3].map((c) => f1(`B[${at(h * 4 + c, kk)}]`, bdt)).join(', ')});\n`;
+        loadB += `    let ${bRow(kk, h)} = vec4<f32>(${[0, 1, 2, 3].map((c) => ldB1(at(h * 4 + c, kk))).join(', ')});\n`;
   }
 
   // c{i}_{h} = row m0+i, columns cv{h}*4..+3: one variable each, every index constant (an

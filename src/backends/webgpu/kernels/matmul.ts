@@ -21,8 +21,11 @@ import {
   batchStrides,
   bindingsFor,
   f1,
-  f4,
   GEMV_WG,
+  ldA1,
+  ldA4,
+  ldB1,
+  ldB4,
   type MatmulProblem,
   matmulDesc,
   outValue,
@@ -47,8 +50,6 @@ function tiled(p: MatmulProblem): Step {
   const vecB = (p.tb ? p.k : p.n) % 4 === 0;
   const vecC = p.n % 4 === 0 && !p.epilogue;
   const { code: decls, bindings } = bindingsFor(p, vecA, vecB, vecC, u);
-  const dt = p.dtype;
-  const bdt = p.bDtype ?? p.dtype;
   // Operands may be expressions (`k + 1u`): parenthesised before they are scaled.
   const aAt = (m: string, k: string) =>
     p.ta ? `aBase + (${k}) * ${M} + (${m})` : `aBase + (${m}) * ${K} + (${k})`;
@@ -60,34 +61,34 @@ function tiled(p: MatmulProblem): Step {
   if (vecA && p.ta) {
     loadA = `{ let kk = lid / ${Q}u; let mq = lid % ${Q}u; let gk = k0 + kk; let gm = m0 + mq * 4u;
       var v = vec4<f32>(0.0);
-      if (gk < ${K} && gm < ${M}) { v = ${f4(`A[(${aAt('gm', 'gk')}) / 4u]`, dt)}; }
+      if (gk < ${K} && gm < ${M}) { v = ${ldA4(`(${aAt('gm', 'gk')}) / 4u`)}; }
       As[kk * ${Q}u + mq] = v; }`;
   } else if (vecA) {
     loadA = `{ let mm = lid / 4u; let kq = lid % 4u; let gm = m0 + mm; let gk = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
-      if (gk < ${K} && gm < ${M}) { v = ${f4(`A[(${aAt('gm', 'gk')}) / 4u]`, dt)}; }
+      if (gk < ${K} && gm < ${M}) { v = ${ldA4(`(${aAt('gm', 'gk')}) / 4u`)}; }
       for (var c = 0u; c < 4u; c++) { As[(kq * 4u + c) * ${Q}u + mm / 4u][mm % 4u] = v[c]; } }`;
   } else {
     loadA = `{ let kk = lid / ${Q}u; let mq = lid % ${Q}u; let gk = k0 + kk;
       var v = vec4<f32>(0.0);
-      for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${K} && gm < ${M}) { v[c] = ${f1(`A[${aAt('gm', 'gk')}]`, dt)}; } }
+      for (var c = 0u; c < 4u; c++) { let gm = m0 + mq * 4u + c; if (gk < ${K} && gm < ${M}) { v[c] = ${ldA1(aAt('gm', 'gk'))}; } }
       As[kk * ${Q}u + mq] = v; }`;
   }
   let loadB: string;
   if (vecB && !p.tb) {
     loadB = `{ let kk = lid / ${Q}u; let nq = lid % ${Q}u; let gk = k0 + kk; let gn = n0 + nq * 4u;
       var v = vec4<f32>(0.0);
-      if (gk < ${K} && gn < ${N}) { v = ${f4(`B[(${bAt('gk', 'gn')}) / 4u]`, bdt)}; }
+      if (gk < ${K} && gn < ${N}) { v = ${ldB4(`(${bAt('gk', 'gn')}) / 4u`)}; }
       Bs[kk * ${Q}u + nq] = v; }`;
   } else if (vecB) {
     loadB = `{ let nn = lid / 4u; let kq = lid % 4u; let gn = n0 + nn; let gk = k0 + kq * 4u;
       var v = vec4<f32>(0.0);
-      if (gk < ${K} && gn < ${N}) { v = ${f4(`B[(${bAt('gk', 'gn')}) / 4u]`, bdt)}; }
+      if (gk < ${K} && gn < ${N}) { v = ${ldB4(`(${bAt('gk', 'gn')}) / 4u`)}; }
       for (var c = 0u; c < 4u; c++) { Bs[(kq * 4u + c) * ${Q}u + nn / 4u][nn % 4u] = v[c]; } }`;
   } else {
     loadB = `{ let kk = lid / ${Q}u; let nq = lid % ${Q}u; let gk = k0 + kk;
       var v = vec4<f32>(0.0);
-      for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${K} && gn < ${N}) { v[c] = ${f1(`B[${bAt('gk', 'gn')}]`, bdt)}; } }
+      for (var c = 0u; c < 4u; c++) { let gn = n0 + nq * 4u + c; if (gk < ${K} && gn < ${N}) { v[c] = ${ldB1(bAt('gk', 'gn'))}; } }
       Bs[kk * ${Q}u + nq] = v; }`;
   }
   const store = storeTileRow(p, vecC, N);
@@ -152,23 +153,21 @@ function direct(p: MatmulProblem): Step {
   const vecB = !p.tb && p.n % 4 === 0;
   const vecC = p.n % 4 === 0 && !p.epilogue;
   const { code: decls, bindings } = bindingsFor(p, true, p.tb || vecB, vecC, u);
-  const dt = p.dtype;
-  const bdt = p.bDtype ?? p.dtype;
   const K4 = `(${K} / 4u)`;
   // Rows past M / columns past N are clamped on load and dropped on store.
   const aRow = (i: number) => `min(m0 + ${i}u, ${M} - 1u)`;
   const bCol = (j: number) => `min(n0 + ${j}u, ${N} - 1u)`;
   let inner: string;
   if (p.tb) {
-    inner = `${[0, 1, 2, 3].map((i) => `      let a${i} = ${f4(`A[aBase / 4u + ${aRow(i)} * ${K4} + kq]`, dt)};`).join('\n')}
-${[0, 1, 2, 3].map((j) => `      let b${j} = ${f4(`B[bBase / 4u + ${bCol(j)} * ${K4} + kq]`, bdt)};`).join('\n')}
+    inner = `${[0, 1, 2, 3].map((i) => `      let a${i} = ${ldA4(`aBase / 4u + ${aRow(i)} * ${K4} + kq`)};`).join('\n')}
+${[0, 1, 2, 3].map((j) => `      let b${j} = ${ldB4(`bBase / 4u + ${bCol(j)} * ${K4} + kq`)};`).join('\n')}
 ${[0, 1, 2, 3].map((i) => `      acc[${i}] = acc[${i}] + vec4<f32>(dot(a${i}, b0), dot(a${i}, b1), dot(a${i}, b2), dot(a${i}, b3));`).join('\n')}`;
   } else {
     const bRow = (c: number) =>
       vecB
-        ? f4(`B[(bBase + (kq * 4u + ${c}u) * ${N} + n0) / 4u]`, bdt)
-        : `vec4<f32>(${[0, 1, 2, 3].map((j) => f1(`B[bBase + (kq * 4u + ${c}u) * ${N} + ${bCol(j)}]`, bdt)).join(', ')})`;
-    inner = `${[0, 1, 2, 3].map((i) => `      let a${i} = ${f4(`A[aBase / 4u + ${aRow(i)} * ${K4} + kq]`, dt)};`).join('\n')}
+        ? ldB4(`(bBase + (kq * 4u + ${c}u) * ${N} + n0) / 4u`)
+        : `vec4<f32>(${[0, 1, 2, 3].map((j) => ldB1(`bBase + (kq * 4u + ${c}u) * ${N} + ${bCol(j)}`)).join(', ')})`;
+    inner = `${[0, 1, 2, 3].map((i) => `      let a${i} = ${ldA4(`aBase / 4u + ${aRow(i)} * ${K4} + kq`)};`).join('\n')}
 ${[0, 1, 2, 3].map((c) => `      let b${c} = ${bRow(c)};`).join('\n')}
 ${[0, 1, 2, 3].map((i) => `      acc[${i}] = fma(vec4<f32>(a${i}.x), b0, fma(vec4<f32>(a${i}.y), b1, fma(vec4<f32>(a${i}.z), b2, fma(vec4<f32>(a${i}.w), b3, acc[${i}]))));`).join('\n')}`;
   }
@@ -208,7 +207,6 @@ function gemv(p: MatmulProblem): Step {
   const u = new Uniforms();
   const [M, N, K] = [u.u32(p.m), u.u32(p.n), u.u32(p.k)];
   const rows = p.m;
-  const dt = p.dtype;
   const bdt = p.bDtype ?? p.dtype;
   // Operands may be expressions (`k + 1u`): parenthesised before they are scaled.
   const aAt = (m: string, k: string) =>
@@ -216,7 +214,7 @@ function gemv(p: MatmulProblem): Step {
   const vecB = p.k % 4 === 0 && p.tb;
   const { code: decls, bindings } = bindingsFor(p, false, vecB, false, u);
   const biasV = (n: string) => (p.bias ? ` + ${f1(`bias[${n}]`, bdt)}` : '');
-  const a = (m: string, k: string) => f1(`A[${aAt(m, k)}]`, dt);
+  const a = (m: string, k: string) => ldA1(aAt(m, k));
   let body: string;
   let workgroups: number;
   let nb: string;
@@ -227,11 +225,11 @@ function gemv(p: MatmulProblem): Step {
     const accs = [...Array(rows).keys()];
     const inner = vecB
       ? `for (var k = lid * 4u; k < ${K}; k = k + ${GEMV_WG * 4}u) {
-    let b = ${f4(`B[(bBase + col * ${K} + k) / 4u]`, bdt)};
+    let b = ${ldB4(`(bBase + col * ${K} + k) / 4u`)};
 ${accs.map((r) => `    s${r} = s${r} + dot(vec4<f32>(${[0, 1, 2, 3].map((c) => a(`${r}u`, `k + ${c}u`)).join(', ')}), b);`).join('\n')}
   }`
       : `for (var k = lid; k < ${K}; k = k + ${GEMV_WG}u) {
-    let b = ${f1(`B[bBase + col * ${K} + k]`, bdt)};
+    let b = ${ldB1(`bBase + col * ${K} + k`)};
 ${accs.map((r) => `    s${r} = s${r} + ${a(`${r}u`, 'k')} * b;`).join('\n')}
   }`;
     body = `  let col = wid % ${nb};
@@ -257,7 +255,7 @@ ${batchCode(u, p)}  let cBase = batch * ${M} * ${N};
   if (col >= ${N}) { return; }
 ${accs.map((r) => `  var s${r} = 0.0;`).join('\n')}
   for (var k = 0u; k < ${K}; k++) {
-    let b = ${f1(`B[bBase + k * ${N} + col]`, bdt)};
+    let b = ${ldB1(`bBase + k * ${N} + col`)};
 ${accs.map((r) => `    s${r} = fma(${a(`${r}u`, 'k')}, b, s${r});`).join('\n')}
   }
 ${accs.map((r) => `  { let o = cBase + ${r}u * ${N} + col; C[o] = ${st1(outValue(p, 'o', `s${r}${biasV('col')}`), p.outDtype)}; }`).join('\n')}
