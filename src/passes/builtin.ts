@@ -5,6 +5,7 @@ import { checkpointPass } from './checkpoint/pass.ts';
 import { fuseDropoutPass } from './fuse/dropout.ts';
 import { fuseElementwisePass } from './fuse/elementwise.ts';
 import { fuseEpiloguePass } from './fuse/matmul-map.ts';
+import { fuseOperandMapPass } from './fuse/operand-map.ts';
 import { canonicalizePass, csePass, dcePass, evalModePass, foldPass } from './generic/index.ts';
 import { optimizerPass } from './optimizer/pass.ts';
 import { hasPass, registerPass } from './pass.ts';
@@ -22,6 +23,7 @@ for (const p of [
   fuseElementwisePass,
   fuseEpiloguePass,
   fuseDropoutPass,
+  fuseOperandMapPass,
 ]) {
   if (!hasPass(p.name)) registerPass(p as never);
 }

@@ -128,6 +128,7 @@ builtin.push({
       { name: 'fuse-elementwise' },
       { name: 'fuse-epilogue' },
       { name: 'fuse-dropout' },
+      { name: 'fuse-operand-map' },
     ];
   },
 });

@@ -23,7 +23,7 @@ describe('peftc ir (real command)', () => {
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(
-      /^\/\/ pipeline \(train\): lora -> autodiff -> optimizer -> fuse-dequant -> fuse-elementwise -> fuse-epilogue -> fuse-dropout$/m,
+      /^\/\/ pipeline \(train\): lora -> autodiff -> optimizer -> fuse-dequant -> fuse-elementwise -> fuse-epilogue -> fuse-dropout -> fuse-operand-map$/m,
     );
     expect(r.stdout).toMatch(/^\/\/ IR after autodiff$/m);
     expect(r.stdout).toMatch(/"grad:model\.layers\.0\.self_attn\.q_proj\.lora_A\.default\.weight"=%\d+/);
@@ -33,7 +33,7 @@ describe('peftc ir (real command)', () => {
     const r = peftc(['ir', '--model', 'tiny', '--recipe', R, '--train', '--print-after', 'autodif']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
-      /--print-after: no pass named autodif in the pipeline \(passes: lora, autodiff, optimizer, fuse-dequant, fuse-elementwise, fuse-epilogue, fuse-dropout; or all, change, diff\)/,
+      /--print-after: no pass named autodif in the pipeline \(passes: lora, autodiff, optimizer, fuse-dequant, fuse-elementwise, fuse-epilogue, fuse-dropout, fuse-operand-map; or all, change, diff\)/,
     );
   });
 });
@@ -79,7 +79,7 @@ describe('peftc ir', () => {
     expect(out).toMatch(/^autodiff\s+\d+\.\d\d\s+\d+\s+\+\d+ reshape \+\d+ matmul/m);
     expect(out).toMatch(/^optimizer\s+\d+\.\d\d\s+\d+\s+.*\+56 param/m);
     expect(out).toMatch(/^fuse-dequant\s+\d+\.\d\d\s+\d+\s+\(no change\)$/m);
-    expect(out).toMatch(/^\/\/ total \d+\.\d\d ms over 7 passes$/m);
+    expect(out).toMatch(/^\/\/ total \d+\.\d\d ms over 8 passes$/m);
     // A view of its own: no final IR.
     expect(out).not.toMatch(/graph \{/);
   });

@@ -44,6 +44,7 @@ describe('phase registry', () => {
       'fuse-elementwise',
       'fuse-epilogue',
       'fuse-dropout',
+      'fuse-operand-map',
     ]);
     expect(names(true)).toEqual([
       'autodiff',
@@ -53,6 +54,7 @@ describe('phase registry', () => {
       'fuse-elementwise',
       'fuse-epilogue',
       'fuse-dropout',
+      'fuse-operand-map',
     ]);
     expect(phasePasses('eval').map((s) => s.name)).toEqual([
       'fuse-dequant',

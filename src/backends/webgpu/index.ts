@@ -20,7 +20,12 @@ export { BINARY, MATH, TERNARY, UNARY } from './kernels/elementwise.ts';
 export { CORE_KERNELS, getKernel, registerKernel } from './kernels/index.ts';
 export { broadcastIndex, broadcastKind, type MapSpec, mapKernel } from './kernels/map.ts';
 export { linearProblem, matmulProblem, planMatmul, variantFor } from './kernels/matmul.ts';
-export type { EpilogueRead, MatmulDropoutMask, MatmulEpilogue } from './kernels/matmul-parts.ts';
+export type {
+  EpilogueRead,
+  MatmulDropoutMask,
+  MatmulEpilogue,
+  MatmulOperandMap,
+} from './kernels/matmul-parts.ts';
 export { type ReducePrologue, reduction } from './kernels/reduce.ts';
 export {
   type ElementwiseStep,

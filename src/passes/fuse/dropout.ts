@@ -15,7 +15,7 @@
 // output is only masked in its product's store).
 // Runs after fuse-epilogue (readers may already be matmul_maps); CPU results are bit for
 // bit the unfused graph's (the dropout op's own kernel on the operand or the result).
-import type { Value } from '../../ir/builder.ts';
+import type { GraphBuilder, Value } from '../../ir/builder.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import { numel } from '../../ir/shape.ts';
 import type { PassDef } from '../pass.ts';
@@ -52,6 +52,43 @@ function operands(n: Node): number {
   return n.op === 'matmul_map' ? productArity(n.attrs as unknown as MatmulMapAttrs) : n.inputs.length;
 }
 
+/**
+ * The products (matmul, linear, matmul_map) reading `v`, through reshapes, as operand a
+ * (0) or b (1), each once, all accepted by `ok`; undefined when anything else reads it (or
+ * a reshape of it is an output).
+ */
+export function operandReaders(
+  g: Graph,
+  v: Node,
+  users: ReadonlyMap<number, readonly number[]>,
+  outputs: ReadonlySet<number>,
+  ok: (reader: Node, operand: 0 | 1) => boolean,
+): Map<number, 0 | 1> | undefined {
+  // v and the reshapes of it: the values its readers may read.
+  const chain = new Set<number>([v.id]);
+  const readers = new Map<number, 0 | 1>();
+  const visit = (id: number): boolean => {
+    for (const u of users.get(id) ?? []) {
+      const n = g.node(u);
+      if (n.op === 'reshape') {
+        if (outputs.has(u)) return false;
+        if (!chain.has(u)) {
+          chain.add(u);
+          if (!visit(u)) return false;
+        }
+        continue;
+      }
+      // Read once, as operand a or b (not a bias or an epilogue's operand).
+      const at = n.inputs.flatMap((i, k) => (chain.has(i) ? [k] : []));
+      if (!PRODUCTS.has(n.op) || at.length !== 1 || at[0] > 1 || at[0] >= operands(n)) return false;
+      if (!ok(n, at[0] as 0 | 1)) return false;
+      readers.set(u, at[0] as 0 | 1);
+    }
+    return true;
+  };
+  return visit(v.id) ? readers : undefined;
+}
+
 function plan(g: Graph): Plan {
   const users = g.users();
   const outputs = new Set(g.outputs.map((o) => o.id));
@@ -67,31 +104,17 @@ function plan(g: Graph): Plan {
   );
   for (const d of dropouts) {
     const step = d.inputs.length > 1;
-    // The dropout and the reshapes of it: the values its readers may read.
-    const chain = new Set<number>([d.id]);
-    const readers = new Map<number, 0 | 1>();
-    let ok = true;
-    const visit = (id: number) => {
-      for (const u of users.get(id) ?? []) {
-        const n = g.node(u);
-        if (n.op === 'reshape') {
-          if (outputs.has(u)) ok = false;
-          else if (!chain.has(u)) {
-            chain.add(u);
-            visit(u);
-          }
-          continue;
-        }
-        const at = n.inputs.flatMap((i, k) => (chain.has(i) ? [k] : []));
-        if (at.length !== 1 || at[0] > 1 || at[0] >= operands(n) || !canTake(n, step) || taken.has(u))
-          ok = false;
-        else readers.set(u, at[0] as 0 | 1);
-      }
-    };
-    visit(d.id);
-    // A reader that reads the chain twice is caught above (two inputs in the chain). An
-    // output's value must be stored: no prologue then (the output mask stores it).
-    if (ok && readers.size && !outputs.has(d.id)) {
+    const readers = outputs.has(d.id)
+      ? undefined
+      : operandReaders(
+          g,
+          d,
+          users,
+          outputs,
+          (r, operand) => canTake(r, step) && !taken.has(r.id) && asMatmulMap(r).pre?.at !== 'ab'[operand],
+        );
+    // An output's value must be stored: no prologue then (the output mask stores it).
+    if (readers?.size) {
       for (const [r, operand] of readers) {
         prologues.set(r, { dropout: d, operand });
         taken.add(r);
@@ -124,10 +147,17 @@ const dropoutOf = (d: Node, at: MatmulDropout['at']): MatmulDropout => ({
   step: d.inputs.length > 1,
 });
 
-/** matmul_map attrs of product node `n` (a matmul_map's own, or the identity program) with `dropout`. */
-function withDropout(n: Node, dropout: MatmulDropout): MatmulMapAttrs {
-  if (n.op === 'matmul_map') return { ...(n.attrs as unknown as MatmulMapAttrs), dropout };
-  return { product: productAttrs(n), steps: [], slot: 0, shape: [...n.type.shape], dropout };
+/** The matmul_map attrs of product node `n`: a matmul_map's own, or its product with the identity program. */
+export function asMatmulMap(n: Node): MatmulMapAttrs {
+  if (n.op === 'matmul_map') return n.attrs as unknown as MatmulMapAttrs;
+  return { product: productAttrs(n), steps: [], slot: 0, shape: [...n.type.shape] };
+}
+
+/** `x` as a product's operand of `shape`: itself, or a reshape (a view: the flat index is the same). */
+export function operandView(b: GraphBuilder, x: Value, shape: readonly number[], scope: string): Value {
+  return x.type.shape.join() === shape.join()
+    ? x
+    : b.emit('reshape', [x], { shape: [...shape] } as never, scope);
 }
 
 /** The graph with dropouts applied inside the matmul kernels that read or make them (see the header). */
@@ -142,20 +172,16 @@ export function fuseDropout(g: Graph): Graph {
         (m, b) => {
           const r = m.node;
           const { dropout: d, operand } = prologues.get(r.id) as Prologue;
-          const x = m.value(g.node(d.inputs[0]));
-          const shape = g.node(r.inputs[operand]).type.shape;
           const ins = [...m.inputs];
-          ins[operand] =
-            x.type.shape.join() === shape.join()
-              ? x
-              : b.emit('reshape', [x], { shape: [...shape] } as never, r.scope);
-          const step = d.inputs.slice(1).map((i) => m.value(g.node(i)));
-          return b.emit(
-            'matmul_map',
-            [...ins, ...step],
-            withDropout(r, dropoutOf(d, operand ? 'b' : 'a')) as never,
+          ins[operand] = operandView(
+            b,
+            m.value(g.node(d.inputs[0])),
+            g.node(r.inputs[operand]).type.shape,
             r.scope,
           );
+          const step = d.inputs.slice(1).map((i) => m.value(g.node(i)));
+          const a: MatmulMapAttrs = { ...asMatmulMap(r), dropout: dropoutOf(d, operand ? 'b' : 'a') };
+          return b.emit('matmul_map', [...ins, ...step], a as never, r.scope);
         },
         'fuse-dropout-prologue',
       ],
@@ -166,12 +192,8 @@ export function fuseDropout(g: Graph): Graph {
           const p = outs.get(d.id) as Node;
           const ins: Value[] = p.inputs.map((i) => m.value(g.node(i)));
           const step = d.inputs.slice(1).map((i) => m.value(g.node(i)));
-          const v = b.emit(
-            'matmul_map',
-            [...ins, ...step],
-            withDropout(p, dropoutOf(d, 'out')) as never,
-            p.scope,
-          );
+          const a: MatmulMapAttrs = { ...asMatmulMap(p), dropout: dropoutOf(d, 'out') };
+          const v = b.emit('matmul_map', [...ins, ...step], a as never, p.scope);
           // The product's shape, then the dropout's (a view: the flat index is the same).
           return v.type.shape.join() === d.type.shape.join()
             ? v

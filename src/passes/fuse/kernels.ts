@@ -16,6 +16,7 @@ import {
   type MapMember,
   type MatmulDropoutMask,
   type MatmulEpilogue,
+  type MatmulOperandMap,
   mapKernel,
   matmulProblem,
   planMatmul,
@@ -112,7 +113,16 @@ const cpuMatmulMap: CpuKernel = (inputs, ctx) => {
       ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
       : {};
   const op = getOp(a.product.op);
-  const operands = inputs.slice(0, k).map((t, i) => (d && d.at === 'ab'[i] ? drop(t) : t));
+  const pre = a.pre;
+  const operands = inputs
+    .slice(0, k)
+    .map((t, i) =>
+      d && d.at === 'ab'[i]
+        ? drop(t)
+        : pre && pre.at === 'ab'[i]
+          ? runSteps([t], pre.steps, t.shape, ctx)
+          : t,
+    );
   const node: Node = {
     ...ctx.node,
     op: a.product.op,
@@ -204,8 +214,15 @@ const webgpuMatmulMap: Kernel = (ctx) => {
     seed: d.seed,
     ...(d.step ? { step: { input: last, dtype: ctx.inputs[last].dtype } } : {}),
   };
+  const pre: MatmulOperandMap | undefined = a.pre && {
+    at: a.pre.at,
+    desc: progDesc(a.pre.steps),
+    helpers: MATH,
+    body: (u) =>
+      `${stepsWgsl(a.pre?.steps ?? [], u, (i) => (i === 0 ? 'x' : `t${i - 1}`))}  return t${(a.pre?.steps.length ?? 0) - 1};`,
+  };
   return planMatmul(
-    { ...p, ...(epilogue ? { epilogue } : {}), ...(dropout ? { dropout } : {}) },
+    { ...p, ...(epilogue ? { epilogue } : {}), ...(dropout ? { dropout } : {}), ...(pre ? { pre } : {}) },
     variantFor(ctx),
   );
 };

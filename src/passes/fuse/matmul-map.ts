@@ -18,7 +18,8 @@
 // mask a pure function of (seed, step, flat element index) as the dropout op's: on operand
 // `a` or `b` as it is loaded (its index in that operand's buffer) or on the stored value
 // (`out`, after the program, at the output's flat index). Its step input, when it has one,
-// is the node's last input.
+// is the node's last input. `pre` (fuse-operand-map): a one-input elementwise program
+// (LoRA's backward `scale(g, s)`) applied to operand a or b as it is loaded.
 import { z } from 'zod';
 import type { Value } from '../../ir/builder.ts';
 import type { Graph, Node, TensorType } from '../../ir/graph.ts';
@@ -50,12 +51,21 @@ const dropoutSchema = z.strictObject({
 
 export type MatmulDropout = z.infer<typeof dropoutSchema>;
 
+/** A one-input elementwise program applied to operand a or b as it is loaded (fuse-operand-map). */
+const preSchema = z.strictObject({
+  at: z.enum(['a', 'b']),
+  steps: z.array(fusedStepSchema).min(1),
+});
+
+export type MatmulPre = z.infer<typeof preSchema>;
+
 const attrs = z.strictObject({
   product: productSchema,
   steps: z.array(fusedStepSchema),
   slot: z.number().int().nonnegative(),
   shape: z.array(z.number().int().nonnegative()),
   dropout: dropoutSchema.optional(),
+  pre: preSchema.optional(),
 });
 
 export type MatmulMapAttrs = z.infer<typeof attrs>;
@@ -103,6 +113,17 @@ export const matmulMap = defineOp({
     }
     if (d && d.at !== 'out' && inputs[d.at === 'a' ? 0 : 1].dtype !== 'f32')
       throw new Error(`matmul_map's dropout on operand ${d.at} needs an f32 operand`);
+    const pre = a.pre;
+    if (pre) {
+      if (inputs[pre.at === 'a' ? 0 : 1].dtype !== 'f32')
+        throw new Error(`matmul_map's operand map on ${pre.at} needs an f32 operand`);
+      if (d?.at === pre.at) throw new Error(`matmul_map's operand ${pre.at} has both a dropout and a map`);
+      pre.steps.forEach((s, j) => {
+        for (const i of s.args)
+          if (i > j)
+            throw new Error(`matmul_map operand map step ${j} (${s.op}) reads arg ${i}: one input only`);
+      });
+    }
     if (a.steps.length === 0 && extras.length)
       throw new Error('matmul_map without a program (the identity) takes no map inputs');
     if (mm.dtype !== 'f32' || numel(mm.shape) !== numel(a.shape))
@@ -243,7 +264,7 @@ export const fuseEpiloguePass: PassDef = {
   run: (g) => fuseEpilogue(g),
 };
 
-/** The inverse: every matmul_map back into its product, the map (a fused_map) and its dropout. */
+/** The inverse: every matmul_map back into its product, the map (a fused_map), its dropout and operand map. */
 export function unfuseEpilogue(g: Graph): Graph {
   if (!g.nodes.some((n) => n.op === 'matmul_map')) return g;
   return rewrite(
@@ -258,9 +279,14 @@ export function unfuseEpilogue(g: Graph): Graph {
           const step = d?.step ? [m.inputs[m.inputs.length - 1]] : [];
           const drop = (v: Value) =>
             b.emit('dropout', [v, ...step], dropoutAttrs(d as MatmulDropout) as never, m.node.scope);
+          const pre = a.pre;
+          const map = (v: Value) =>
+            b.emit('fused_map', [v], { steps: pre?.steps, shape: [...v.type.shape] } as never, m.node.scope);
+          const operand = (v: Value, i: number) =>
+            d && d.at === 'ab'[i] ? drop(v) : pre && pre.at === 'ab'[i] ? map(v) : v;
           const mm = b.emit(
             a.product.op,
-            m.inputs.slice(0, k).map((v, i) => (d && d.at === 'ab'[i] ? drop(v) : v)),
+            m.inputs.slice(0, k).map(operand),
             (a.product.op === 'matmul'
               ? { transpose_a: a.product.transpose_a, transpose_b: a.product.transpose_b }
               : {}) as never,

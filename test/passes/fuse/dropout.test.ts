@@ -1,5 +1,6 @@
 // fuse-dropout: dropouts applied inside the matmul kernels that read them (operand
-// prologue) or make their input (output mask) give the unfused graph's masks bit for bit:
+// prologue) or make their input (output mask) give the unfused graph's masks bit for bit,
+// and so do one-input maps applied in operand loads (fuse-operand-map, on the other operand):
 // on random matmul/linear problems with every matmul kernel variant (WebGPU fused ==
 // WebGPU unfused exactly, and the CPU interpreter to rounding), and on the bundled LoRA
 // training step with dropout (loss and every updated param, both backends).
@@ -20,12 +21,13 @@ import { loadModel } from '../../../src/models/llama/index.ts';
 import { fuseDropout } from '../../../src/passes/fuse/dropout.ts';
 import { fuseElementwise } from '../../../src/passes/fuse/elementwise.ts';
 import { fuseEpilogue, unfuseEpilogue } from '../../../src/passes/fuse/matmul-map.ts';
+import { fuseOperandMap } from '../../../src/passes/fuse/operand-map.ts';
 import { prepareRun } from '../../../src/train/setup.ts';
 import { randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
 import { cli } from '../../cli/run-cli.ts';
 import { compareSteps, maxDiff } from './same.ts';
 
-const fuse = (g: Graph) => verify(fuseDropout(fuseEpilogue(fuseElementwise(g))));
+const fuse = (g: Graph) => verify(fuseOperandMap(fuseDropout(fuseEpilogue(fuseElementwise(g)))));
 const count = (g: Graph, op: string) => g.nodes.filter((n) => n.op === op).length;
 
 /** One product with a dropout on operand a or b, or on its result. */
@@ -45,6 +47,8 @@ interface Problem {
   readonly step: boolean;
   /** An epilogue (a residual add) the product already carries. */
   readonly epilogue: boolean;
+  /** A one-input map on the other operand (fuse-operand-map): a scale, or a chain of two ops. */
+  readonly map: 'none' | 'scale' | 'chain';
 }
 
 const arbProblem: fc.Arbitrary<Problem> = fc.record({
@@ -60,6 +64,7 @@ const arbProblem: fc.Arbitrary<Problem> = fc.record({
   p: fc.constantFrom(0.05, 0.3, 0.5, 0.9),
   step: fc.boolean(),
   epilogue: fc.boolean(),
+  map: fc.constantFrom('none' as const, 'scale' as const, 'chain' as const),
 });
 
 function problemGraph(q: Problem, seed: number): Graph {
@@ -72,6 +77,11 @@ function problemGraph(q: Problem, seed: number): Graph {
     q.op === 'linear' ? [...lead, q.m, q.k] : [...lead, ...(q.ta ? [q.k, q.m] : [q.m, q.k])],
   );
   let w = b.input('b', 'f32', q.op === 'linear' ? [q.n, q.k] : q.tb ? [q.n, q.k] : [q.k, q.n]);
+  const map = (v: typeof a) => (q.map === 'scale' ? b.scale(v, -1.5) : b.exp(b.scale(v, 0.7)));
+  if (q.map !== 'none') {
+    if (q.at === 'a') w = map(w);
+    else a = map(a);
+  }
   if (q.at === 'a') a = b.dropout(a, q.p, seed, step);
   if (q.at === 'b') w = b.dropout(w, q.p, seed, step);
   let y =
@@ -95,7 +105,9 @@ describe('fuse-dropout', () => {
         const g = problemGraph(q, seed);
         const f = fuse(g);
         expect(count(f, 'dropout')).toBe(0);
-        expect(count(f, 'matmul_map')).toBe(1);
+        expect(f.nodes.filter((n) => n.op !== 'input' && n.op !== 'reshape').map((n) => n.op)).toEqual([
+          'matmul_map',
+        ]);
         const back = verify(unfuseEpilogue(f));
         expect(count(back, 'dropout')).toBe(1);
         const feeds = feedsOf(g, seed);
@@ -125,12 +137,14 @@ describe('fuse-dropout', () => {
           p: 0.25,
           step: true,
           epilogue: true,
+          map: 'scale',
         },
         7,
       ),
     );
     const text = printGraph(g);
     expect(text).toContain('dropout={at="b"');
+    expect(text).toContain('pre={at="a"');
     expect(printGraph(parseGraph(text))).toBe(text);
   });
 
@@ -144,7 +158,7 @@ describe('fuse-dropout', () => {
   ];
   for (const [label, opts, m] of variants)
     for (const at of ['a', 'b', 'out'] as const)
-      it(`WebGPU ${label} kernels, dropout on ${at}: the fused kernel equals the unfused dropout + product bit for bit, and the CPU`, async () => {
+      it(`WebGPU ${label} kernels, dropout on ${at}: the fused kernel equals the unfused dropout, map and product, and the CPU`, async () => {
         const be = new WebGpuBackend(opts);
         try {
           await be.ready();
@@ -169,7 +183,9 @@ describe('fuse-dropout', () => {
               const got = (await y.run({ feeds })).y.data;
               x.dispose();
               y.dispose();
-              expect(Array.from(got)).toEqual(Array.from(plain));
+              // A chain's exp may round differently in the unfused map kernel (its vec4 path).
+              if (q.map === 'chain') expect(maxDiff(plain, got)).toBeLessThan(1e-6);
+              else expect(Array.from(got)).toEqual(Array.from(plain));
               expect(maxDiff(want, got)).toBeLessThan(1e-5);
             }),
             { numRuns: 3 },
@@ -179,7 +195,7 @@ describe('fuse-dropout', () => {
         }
       });
 
-  it('leaves alone: a dropout with another reader, p = 0, a graph output, a second dropout on one product', () => {
+  it('leaves alone: a dropout with another reader, p = 0, a graph output, a second dropout on one product; a map with another reader', () => {
     const b = new GraphBuilder();
     const x = b.input('x', 'f32', [4, 6]);
     const step = b.input('step', 'i32', []);
@@ -194,10 +210,16 @@ describe('fuse-dropout', () => {
     const y3 = b.linear(d3, w);
     // Two dropouts into one product: one goes into the kernel, the other stays.
     const y4 = b.matmul(b.dropout(x, 0.1, 4, step), b.dropout(b.param('v', 'f32', [6, 5]), 0.1, 5, step));
-    const g = b.build({ y1, y2, d3, y3, y4 });
+    // A scale read by a product and an add stays; one read by two products goes into both.
+    const s5 = b.scale(x, 3);
+    const y5 = b.add(b.linear(b.linear(s5, w), b.param('w3', 'f32', [6, 3])), s5);
+    const s6 = b.scale(x, 0.5);
+    const y6 = b.add(b.linear(s6, w), b.linear(s6, b.param('w4', 'f32', [3, 6])));
+    const g = b.build({ y1, y2, d3, y3, y4, y5, y6 });
     const f = fuse(g);
     expect(count(g, 'dropout')).toBe(5);
     expect(count(f, 'dropout')).toBe(4);
+    expect(f.nodes.filter((n) => n.op === 'scale').map((n) => n.attrs.factor)).toEqual([3]);
     const seeds = f.nodes.filter((n) => n.op === 'dropout').map((n) => n.attrs.seed);
     expect(seeds.sort()).toEqual([1, 2, 3, 5]);
     const feeds = { ...randomFeeds(g, 1), step: tensor('i32', [], [3]) };
@@ -245,6 +267,8 @@ describe('fuse-dropout', () => {
 
   it('the bundled LoRA step (lora_dropout 0.05) has no dropout left; split back it has them again', () => {
     expect(count(run.step, 'dropout')).toBe(0);
+    // And the 14 backward LoRA scalings s * g, each read by two products (fuse-operand-map).
+    expect(run.step.nodes.filter((n) => n.op === 'matmul_map' && n.attrs.pre).length).toBe(28);
     // 25 in the step (14 forward, 11 backward); split back, each forward one once per reader
     // (its lora_A linear and the product making lora_A's gradient).
     expect(count(unfuseEpilogue(run.step), 'dropout')).toBe(14 * 2 + 11);

@@ -26,6 +26,19 @@ export interface MatmulProblem {
   readonly epilogue?: MatmulEpilogue;
   /** A dropout mask applied to an operand as it is loaded, or to the stored value. */
   readonly dropout?: MatmulDropoutMask;
+  /** An elementwise program applied to an operand as it is loaded (f32 operand). */
+  readonly pre?: MatmulOperandMap;
+}
+
+/** `fn pre_map(x: f32) -> f32`, applied by ldA / ldB (operand `at`) to every element loaded. */
+export interface MatmulOperandMap {
+  readonly at: 'a' | 'b';
+  /** What changes the WGSL (the program), for the cache key. */
+  readonly desc: string;
+  /** Statements of pre_map's body: `x` in scope; ends with `return ...;`. */
+  readonly body: (u: Uniforms) => string;
+  /** WGSL functions the body calls. */
+  readonly helpers?: string;
 }
 
 /**
@@ -86,6 +99,7 @@ export function matmulDesc(
     ...fields,
     ...(p.epilogue ? { epi: p.epilogue.desc, epiReads: p.epilogue.extras } : {}),
     ...(p.dropout ? { drop: p.dropout.at, dropStep: p.dropout.step?.dtype ?? false } : {}),
+    ...(p.pre ? { pre: `${p.pre.at}:${p.pre.desc}` } : {}),
   };
 }
 
@@ -102,19 +116,23 @@ export const ldB1 = (i: string) => `ldB1(${i})`;
 
 /**
  * WGSL of operand `name`'s load function (vec4 or scalar, as it is bound): the f32 value
- * (converted from f16), masked by dropout (`drop_k(x, key, i)`) when `drop`.
+ * (converted from f16), masked by dropout (`drop_k(x, key, i)`) when `drop`, mapped by
+ * `pre_map` when `map`.
  */
-function loadFns(name: 'A' | 'B', dt: DType, vec: boolean, drop: boolean): string {
+function loadFns(name: 'A' | 'B', dt: DType, vec: boolean, drop: boolean, map: boolean): string {
+  const f = (x: string, i: string) => (drop ? `drop_k(${x}, key, ${i})` : map ? `pre_map(${x})` : x);
+  const key = drop ? 'let key = drop_key(); ' : '';
   if (vec) {
     const v = dt === 'f16' ? `vec4<f32>(${name}[q])` : `${name}[q]`;
-    const body = drop
-      ? `let v = ${v}; let key = drop_key(); let i = q * 4u;
-  return vec4<f32>(drop_k(v.x, key, i), drop_k(v.y, key, i + 1u), drop_k(v.z, key, i + 2u), drop_k(v.w, key, i + 3u));`
-      : `return ${v};`;
+    const body =
+      drop || map
+        ? `let v = ${v}; ${key}let i = q * 4u;
+  return vec4<f32>(${['x', 'y', 'z', 'w'].map((c, j) => f(`v.${c}`, j ? `i + ${j}u` : 'i')).join(', ')});`
+        : `return ${v};`;
     return `fn ld${name}4(q: u32) -> vec4<f32> {\n  ${body}\n}\n`;
   }
   const v = dt === 'f16' ? `f32(${name}[i])` : `${name}[i]`;
-  return `fn ld${name}1(i: u32) -> f32 { return ${drop ? `drop_k(${v}, drop_key(), i)` : v}; }\n`;
+  return `fn ld${name}1(i: u32) -> f32 { ${key}return ${f(v, 'i')}; }\n`;
 }
 
 export const TILE = 64;
@@ -187,13 +205,23 @@ export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC
 fn drop_k(x: f32, key: u32, i: u32) -> f32 { return select(0.0, x * ${u.f32v(1 / (1 - d.p))}, hash32(key, i) >= ${u.u32(dropThreshold(d.p))}); }
 `;
   }
-  code += loadFns('A', p.dtype, vecA, d?.at === 'a') + loadFns('B', p.bDtype ?? p.dtype, vecB, d?.at === 'b');
+  const pre = p.pre;
+  if (pre) {
+    if ((pre.at === 'a' ? p.dtype : (p.bDtype ?? p.dtype)) !== 'f32' || d?.at === pre.at)
+      throw new Error('internal: an operand map needs an f32 operand without a dropout');
+    code += `${pre.helpers ?? ''}fn pre_map(x: f32) -> f32 {\n${pre.body(u)}\n}\n`;
+  }
+  code +=
+    loadFns('A', p.dtype, vecA, d?.at === 'a', pre?.at === 'a') +
+    loadFns('B', p.bDtype ?? p.dtype, vecB, d?.at === 'b', pre?.at === 'b');
   if (e) {
     const cols = e.extras.includes('column') ? u.u32(e.columns) : '';
     const at = { full: 'i', column: `i % ${cols}`, scalar: '0u' };
     const loads = e.extras.map((r, j) => `  let e${j} = E${j}[${at[r]}];\n`).join('');
     const fn = d?.at === 'out' ? 'epi_map' : 'epi';
-    code += `${e.helpers ?? ''}fn ${fn}(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
+    // The operand map's helpers (the math functions) are in already when they are the same.
+    const helpers = e.helpers && e.helpers !== pre?.helpers ? e.helpers : '';
+    code += `${helpers}fn ${fn}(i: u32, m: f32) -> f32 {\n${loads}${e.body(u)}\n}\n`;
     if (d?.at === 'out')
       code += 'fn epi(i: u32, m: f32) -> f32 { return drop_k(epi_map(i, m), drop_key(), i); }\n';
   }
