@@ -166,7 +166,7 @@ const webgpuMatmulMap: Kernel = (ctx) => {
     helpers: MATH,
     body: (u) => `${stepsWgsl(a.steps, u, name)}  return t${a.steps.length - 1};`,
   };
-  return planMatmul({ ...p, epilogue }, variantFor(ctx));
+  return planMatmul({ ...p, epilogue }, variantFor(ctx), ctx.textureDimension);
 };
 
 if (!getCpuKernel('matmul_map')) registerCpuKernel('matmul_map', cpuMatmulMap);
