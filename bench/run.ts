@@ -99,7 +99,7 @@ const backend = new WebGpuBackend({
 const gpu = await backend.ready();
 // Software adapters (lavapipe): each matmul also on the other kernel family, right after
 // it in the same run (issue 21: register tiles against the earlier 4x4 direct kernels).
-const ALT_SOFTWARE_MATMUL = DEFAULT_SOFTWARE_MATMUL === 'direct' ? 'register' : 'direct';
+const ALT_SOFTWARE_MATMUL = DEFAULT_SOFTWARE_MATMUL === 'direct' ? 'texture' : 'direct';
 const alt = gpu.software
   ? new WebGpuBackend({
       timestamps: true,

@@ -1,11 +1,11 @@
 // Matmul kernels for software adapters side by side on whole training steps (issue 21):
 //   node bin/run-ts.js bench/software-matmul.ts [--shape tiny|small] [--rounds N]
 // The side-by-side bench's shapes and recipe (LoRA r=16 on q/k/v/o, AdamW, f32, random
-// weights: preset 'tiny' batch 2 x 16, preset 'bench-small' batch 4 x 128), compiled
-// twice on the same adapter, once with the register-tiled matmul and once with the 4x4
-// direct kernels (the default on software adapters); steps are timed in
-// interleaved rounds and the median per kernel reported, with the load average, so the
-// ratio holds on a busy machine. Writes bench/results/software-matmul.json.
+// weights: preset 'tiny' batch 2 x 16, preset 'bench-small' batch 4 x 128), compiled once
+// per software matmul family on the same adapter: 'texture' (the default: large products
+// through scratch textures, the rest direct), 'direct' (4x4) and 'register' (8x4 tiles);
+// steps are timed in interleaved rounds and the median per family reported, with the load
+// average, so the ratios hold on a busy machine. Writes bench/results/software-matmul.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,7 @@ const SHAPES = {
   tiny: { preset: 'tiny', batch: 2, seq: 16, steps: 10 },
   small: { preset: 'bench-small', batch: 4, seq: 128, steps: 1 },
 } as const;
-const KERNELS: readonly SoftwareMatmul[] = ['register', 'direct'];
+const KERNELS: readonly SoftwareMatmul[] = ['texture', 'direct', 'register'];
 
 const { values: a } = parseArgs({
   options: { shape: { type: 'string' }, rounds: { type: 'string', default: '3' } },
@@ -86,7 +86,8 @@ printTable(
     },
     {
       header: 'matmul kernel',
-      legend: 'register = 8x4 register tiles, direct = 4x4 (the default)',
+      legend:
+        'texture = large products through scratch textures (the default), direct = 4x4, register = 8x4 register tiles',
       cell: (r) => r.kernel,
     },
     { header: 'ms/step', legend: 'wall time of one step', cell: (r) => num(r.ms_per_step, 1) },

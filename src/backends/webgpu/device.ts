@@ -24,7 +24,7 @@ export interface WebGpuOptions {
    * 'gpu' forces the GPU ones (workgroup-shared matmul tiles), e.g. to test them on lavapipe.
    */
   readonly kernels?: 'auto' | 'gpu' | 'cpu';
-  /** Matmul kernels on software adapters: 'direct' (4x4, the default) or 'register' (8x4 register tiles). */
+  /** Matmul kernels on software adapters: see SoftwareMatmul (program.ts). */
   readonly softwareMatmul?: SoftwareMatmul;
 }
 
@@ -134,6 +134,7 @@ export const LIMITS_WANTED = [
   'maxComputeWorkgroupSizeX',
   'maxComputeWorkgroupSizeY',
   'maxComputeWorkgroupsPerDimension',
+  'maxTextureDimension2D',
 ] as const;
 
 /** Requests an adapter and a device with the adapter's limits we rely on, and shader-f16 when offered. */

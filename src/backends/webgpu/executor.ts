@@ -17,6 +17,7 @@ import { acquireDevice, checked, type GpuContext, WebGpuError, type WebGpuOption
 import { decodeTensor, encodeTensor, gpuByteSize } from './dtypes.ts';
 import { type PagingOptions, planPaging } from './paging.ts';
 import { PipelineCache } from './pipelines.ts';
+import { textureBytes } from './program.ts';
 import { buildSchedule, type DeviceRegion, describeNode, type Schedule } from './schedule.ts';
 import { PassTimer } from './timing.ts';
 
@@ -99,13 +100,16 @@ export class WebGpuExecutable implements Executable {
 
   /**
    * Bytes of every device buffer this executable holds (resident params, inputs, consts,
-   * uniforms and the pool, which also serves paged params) and host bytes of paged params.
+   * uniforms and the pool, which also serves paged params) and scratch texture, and host
+   * bytes of paged params.
    */
   get memory(): { deviceBytes: number; pooledBytes: number; pagedHostBytes: number; pagedParams: number } {
     let pagedHostBytes = 0;
     for (const b of this.host.values()) pagedHostBytes += b.byteLength;
     return {
-      deviceBytes: this.schedule.owned.reduce((s, b) => s + b.size, 0),
+      deviceBytes:
+        this.schedule.owned.reduce((s, b) => s + b.size, 0) +
+        this.schedule.textures.reduce((s, t) => s + textureBytes(t), 0),
       pooledBytes: this.schedule.pooledBytes,
       pagedHostBytes,
       pagedParams: this.host.size,
@@ -517,6 +521,7 @@ export class WebGpuExecutable implements Executable {
     if (this.disposed) return;
     this.disposed = true;
     this.refs.release([...this.schedule.owned, ...this.borrowed]);
+    for (const t of this.schedule.textures) t.destroy();
     this.onDispose(this);
   }
 }

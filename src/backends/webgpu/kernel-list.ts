@@ -5,7 +5,8 @@
 // the dispatch list without compiling or running anything.
 import type { Graph, Node } from '../../ir/graph.ts';
 import { type KernelTarget, planKernels } from './kernel-plan.ts';
-import { canonicalKey } from './program.ts';
+import { pipelineKey } from './pipelines.ts';
+import { bindingAccess } from './program.ts';
 
 export { KernelPlanError, type KernelTarget } from './kernel-plan.ts';
 
@@ -52,7 +53,7 @@ export function listKernels(graph: Graph, target: KernelTarget): KernelList {
         node,
         ...(members ? { members } : {}),
         kernel: step.desc.op,
-        key: canonicalKey({ program: step.desc, writes: step.bindings.map((b) => b.write) }),
+        key: pipelineKey(step.desc, step.bindings.map(bindingAccess)),
         workgroups: step.workgroups,
         workgroupSize: step.desc.workgroup,
       });

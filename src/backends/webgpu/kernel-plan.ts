@@ -25,6 +25,8 @@ export interface KernelTarget {
   readonly software: boolean;
   /** See KernelContext.softwareMatmul. */
   readonly softwareMatmul?: SoftwareMatmul;
+  /** See KernelContext.textureDimension (undefined: no scratch textures). */
+  readonly textureDimension?: number;
   /**
    * maxStorageBuffersPerShaderStage of the device (default MIN_STORAGE_BUFFERS): how many
    * values a kernel over several nodes may bind.
@@ -65,6 +67,7 @@ function kernelContext(graph: Graph, node: Node, target: KernelTarget): KernelCo
     f16: target.f16,
     software: target.software,
     softwareMatmul: target.softwareMatmul,
+    textureDimension: target.textureDimension,
   };
 }
 

@@ -19,6 +19,7 @@ import { ASSIGN_PREFIX } from '../backend.ts';
 import { gpuByteSize } from './dtypes.ts';
 import type { KernelGroup } from './kernel-groups.ts';
 import { describeNode, type KernelTarget, type NodePlan, planKernels } from './kernel-plan.ts';
+import { type ScratchTexture, textureBytes } from './program.ts';
 
 export { describeNode, KernelPlanError, type KernelTarget, type NodePlan, planNode } from './kernel-plan.ts';
 
@@ -33,6 +34,29 @@ export type MemoryKind =
   | 'activations'
   | 'workspace'
   | 'uniforms';
+
+/** Scratch textures shared by every node: as many of each size as one node uses at once. */
+class TexturePool {
+  readonly all: ScratchTexture[] = [];
+
+  /** Pool indices for one node's textures (its i-th texture of a size is the pool's i-th of that size). */
+  take(wanted: readonly ScratchTexture[]): number[] {
+    const used = new Map<string, number>();
+    return wanted.map((t) => {
+      const key = `${t.width}x${t.height}`;
+      const nth = used.get(key) ?? 0;
+      used.set(key, nth + 1);
+      const same = this.all.flatMap((u, i) => (`${u.width}x${u.height}` === key ? [i] : []));
+      if (nth < same.length) return same[nth];
+      this.all.push({ width: t.width, height: t.height });
+      return this.all.length - 1;
+    });
+  }
+
+  bytes(): number {
+    return this.all.reduce((s, t) => s + textureBytes(t), 0);
+  }
+}
 
 /** One device buffer of the plan. */
 export interface PlannedBuffer {
@@ -87,6 +111,14 @@ export interface MemoryPlan {
   readonly valueRegion: ReadonlyMap<number, Region>;
   /** Scratch regions of each node with some. */
   readonly scratch: ReadonlyMap<number, readonly Region[]>;
+  /**
+   * The scratch textures the executable holds (KernelPlan.textures): one of each size per
+   * texture a node's plan uses at once, shared by all nodes (a node's textures live only
+   * during its own dispatches); counted as workspace.
+   */
+  readonly textures: readonly ScratchTexture[];
+  /** Index in `textures` of each node's scratch textures, by node id. */
+  readonly textureOf: ReadonlyMap<number, readonly number[]>;
   readonly transfers: readonly PlannedTransfer[];
   /** Dispatches per run (steps with work). */
   readonly dispatches: number;
@@ -275,6 +307,8 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
 
   const nodes: NodePlan[] = [];
   const scratch = new Map<number, number[]>();
+  const textures = new TexturePool();
+  const textureOf = new Map<number, number[]>();
   // By slot until the slots are packed into regions (below).
   const transfers: (Omit<PlannedTransfer, 'buffer' | 'target'> & { buffer: number; target?: number })[] = [];
   let dispatches = 0;
@@ -342,6 +376,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
       });
       if (s.length) scratch.set(node.id, s);
       written.push(...s);
+      if (plan.textures?.length) textureOf.set(node.id, textures.take(plan.textures));
       // A later step may read what an earlier one wrote (scratch, the output): the written
       // slots are apart from each other too.
       for (const w of written) {
@@ -407,6 +442,7 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
         unref(m.id);
   });
   const { buffers, regionOf, byKind } = packSlots(slots, uniformBytes, conflicts);
+  byKind.workspace += textures.bytes();
   const valueRegion = new Map<number, Region>();
   for (const [id, b] of valueBuffer) valueRegion.set(id, regionOf[b]);
   const scratchRegions = new Map<number, Region[]>();
@@ -429,6 +465,8 @@ export function planMemory(graph: Graph, target: KernelTarget, opts: MemoryPlanO
     buffers,
     valueRegion,
     scratch: scratchRegions,
+    textures: textures.all,
+    textureOf,
     transfers: placed,
     dispatches,
     uniformBytes,

@@ -95,14 +95,28 @@ export type BindingRef =
   | { readonly kind: 'input'; readonly index: number }
   | { readonly kind: 'output' }
   | { readonly kind: 'scratch'; readonly index: number }
-  | { readonly kind: 'value'; readonly id: number };
+  | { readonly kind: 'value'; readonly id: number }
+  /** A scratch texture of the node's plan (KernelPlan.textures): written as a storage texture, read with textureLoad. */
+  | { readonly kind: 'texture'; readonly index: number };
+
+/** How a step binds one resource: a storage buffer read or written, or a scratch texture read or written. */
+export type BindingAccess = 'read' | 'write' | 'texture' | 'storage-texture';
+
+export function bindingAccess(b: { readonly ref: BindingRef; readonly write: boolean }): BindingAccess {
+  if (b.ref.kind === 'texture') return b.write ? 'storage-texture' : 'texture';
+  return b.write ? 'write' : 'read';
+}
 
 export interface Step {
   readonly desc: ProgramDesc;
   /** WGSL for `desc`; called on a cache miss (and checked against the cache on a hit). */
   readonly code: string;
   readonly uniforms: Uniforms;
-  /** Storage bindings after the uniform (binding 1, 2, ...); writable ones are the outputs/scratch written. */
+  /**
+   * Bindings after the uniform (binding 1, 2, ...): storage buffers, writable ones the
+   * outputs/scratch written; textures (ref kind 'texture') write-only storage textures when
+   * written, sampled textures when read.
+   */
   readonly bindings: readonly { readonly ref: BindingRef; readonly write: boolean }[];
   /** Total workgroups (folded into x/y/z by the executor). */
   readonly workgroups: number;
@@ -118,15 +132,35 @@ export interface KernelContext {
   readonly software: boolean;
   /** The matmul kernel family on software adapters (default: DEFAULT_SOFTWARE_MATMUL in kernels/matmul.ts). */
   readonly softwareMatmul?: SoftwareMatmul;
+  /**
+   * maxTextureDimension2D of the device when kernels may use scratch textures; undefined
+   * where they may not (the exported package's runner binds buffers only).
+   */
+  readonly textureDimension?: number;
 }
 
-/** Matmul kernels for CPU adapters: 8x8 register tiles, or the earlier 4x4 direct/outer ones. */
-export type SoftwareMatmul = 'register' | 'direct';
+/**
+ * Matmul kernels for CPU adapters: 'texture' (large products read their operands from
+ * rgba32float textures, kernels/matmul-texture.ts; the rest as 'direct'), 'direct' (4x4
+ * direct/outer kernels) or 'register' (8x4 register tiles).
+ */
+export type SoftwareMatmul = 'texture' | 'register' | 'direct';
+
+/** A scratch texture: rgba32float, `width` texels (4 floats each) by `height` rows. */
+export interface ScratchTexture {
+  readonly width: number;
+  readonly height: number;
+}
+
+/** Bytes of a scratch texture on the device (16 per texel). */
+export const textureBytes = (t: ScratchTexture) => t.width * t.height * 16;
 
 export interface KernelPlan {
   readonly steps: readonly Step[];
   /** Byte sizes of scratch buffers the steps share. */
   readonly scratch?: readonly number[];
+  /** Scratch textures the steps share (bound by BindingRef kind 'texture'). */
+  readonly textures?: readonly ScratchTexture[];
 }
 
 /** A kernel: plans the dispatches for one node; 'alias' means the output shares input 0's buffer. */

@@ -16,7 +16,7 @@ import {
   type Region,
 } from './memory-plan.ts';
 import type { PipelineCache } from './pipelines.ts';
-import { foldDispatch } from './program.ts';
+import { bindingAccess, foldDispatch } from './program.ts';
 
 export { describeNode };
 
@@ -52,6 +52,8 @@ export interface Schedule {
   readonly buffers: ReadonlyMap<number, DeviceRegion>;
   /** Every buffer the schedule made (shared params' buffers are another executable's). */
   readonly owned: readonly GPUBuffer[];
+  /** The scratch textures it made (memory-plan.ts MemoryPlan.textures). */
+  readonly textures: readonly GPUTexture[];
   readonly pooledBytes: number;
 }
 
@@ -105,7 +107,11 @@ export async function buildSchedule({
 }: ScheduleInputs): Promise<Schedule> {
   const { device } = gpu;
   checkSizes(graph, gpu);
-  const target = { ...gpu, storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage };
+  const target = {
+    ...gpu,
+    storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
+    textureDimension: gpu.limits.maxTextureDimension2D,
+  };
   const plan = planMemory(graph, target, { paged, inPlaceAssigns, groups, external: new Set(shared.keys()) });
   const externalBuffer = new Map<number, GPUBuffer>();
   for (const [id, b] of shared) externalBuffer.set((plan.valueRegion.get(id) as Region).buffer, b);
@@ -135,6 +141,14 @@ export async function buildSchedule({
     owned.push(created);
     return created;
   });
+  const textures = plan.textures.map((t, i) =>
+    device.createTexture({
+      size: [t.width, t.height],
+      format: 'rgba32float',
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+      label: `scratch texture ${i} (${t.width}x${t.height})`,
+    }),
+  );
   const region = (r: Region): DeviceRegion => ({ buffer: made[r.buffer], offset: r.offset });
   const regionOf = (id: number) => region(plan.valueRegion.get(id) as Region);
   const binding = (r: DeviceRegion, type: { dtype: Node['type']['dtype']; shape: readonly number[] }) =>
@@ -157,6 +171,7 @@ export async function buildSchedule({
     }
     const valueBinding = (id: number) => binding(regionOf(id), graph.node(id).type);
     const scratchRegions = plan.scratch.get(node.id) ?? [];
+    const nodeTextures = plan.textureOf.get(node.id) ?? [];
     for (const step of kp.steps) {
       if (step.workgroups === 0) continue;
       if (step.bindings.length > maxStorage) {
@@ -166,9 +181,9 @@ export async function buildSchedule({
       }
       const what = () =>
         `creating the WebGPU kernel for ${describeNode(node)} (kernel ${JSON.stringify(step.desc)})`;
-      const writes = step.bindings.map((b) => b.write);
+      const access = step.bindings.map(bindingAccess);
       const d = await checked(gpu, what, () => {
-        const { pipeline, key } = pipelines.get(step.desc, writes, step.code);
+        const { pipeline, key } = pipelines.get(step.desc, access, step.code);
         const ubytes = step.uniforms.bytes();
         const ubuf = device.createBuffer({
           size: ubytes.byteLength,
@@ -183,11 +198,13 @@ export async function buildSchedule({
         step.bindings.forEach((b, i) => {
           const { ref } = b;
           const bound =
-            ref.kind === 'output'
-              ? valueBinding(node.id)
-              : ref.kind === 'scratch'
-                ? scratchBinding(region(scratchRegions[ref.index]), kp.scratch?.[ref.index] ?? 0)
-                : valueBinding(ref.kind === 'value' ? ref.id : node.inputs[ref.index]);
+            ref.kind === 'texture'
+              ? textures[nodeTextures[ref.index]].createView()
+              : ref.kind === 'output'
+                ? valueBinding(node.id)
+                : ref.kind === 'scratch'
+                  ? scratchBinding(region(scratchRegions[ref.index]), kp.scratch?.[ref.index] ?? 0)
+                  : valueBinding(ref.kind === 'value' ? ref.id : node.inputs[ref.index]);
           entries.push({ binding: i + 1, resource: bound });
         });
         const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
@@ -201,7 +218,7 @@ export async function buildSchedule({
           size: foldDispatch(step.workgroups, gpu.limits.maxComputeWorkgroupsPerDimension),
         };
       }).catch((e) => {
-        pipelines.forget(step.desc, writes);
+        pipelines.forget(step.desc, access);
         throw e;
       });
       dispatches.push(d);
@@ -214,7 +231,7 @@ export async function buildSchedule({
   }));
   const buffers = new Map<number, DeviceRegion>();
   for (const [id, r] of plan.valueRegion) buffers.set(id, region(r));
-  return { dispatches, transfers, buffers, owned, pooledBytes: plan.pooledBytes };
+  return { dispatches, transfers, buffers, owned, textures, pooledBytes: plan.pooledBytes };
 }
 
 /** A binding of `bytes` at its region (bindingSize: whole 16-byte elements). */

@@ -14,6 +14,7 @@ export async function thisMachineKernelTarget(): Promise<KernelTarget & { name: 
       f16: gpu.f16,
       software: gpu.software,
       storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage,
+      textureDimension: gpu.limits.maxTextureDimension2D,
       name,
     };
   } catch (e) {

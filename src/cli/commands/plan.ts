@@ -76,7 +76,14 @@ function placeholderOffsets(g: Graph): Graph {
 }
 
 async function adapterTarget(o: PlanOptions): Promise<KernelTarget & { name: string }> {
-  if (o.target) return { f16: false, software: o.target === 'software', name: `${o.target} adapter` };
+  // A software adapter stages large matmuls in textures: at least WebGPU's default 8192 a side.
+  if (o.target)
+    return {
+      f16: false,
+      software: o.target === 'software',
+      textureDimension: o.target === 'software' ? 8192 : undefined,
+      name: `${o.target} adapter`,
+    };
   return thisMachineKernelTarget();
 }
 

@@ -139,13 +139,15 @@ export function graphPlan(
       if (step.workgroups === 0) continue; // buildSchedule skips these too
       dispatches.push({
         kernel: data.kernel(step.desc.op, step.code),
-        bindings: step.bindings.map(({ ref }) =>
-          ref.kind === 'output'
+        bindings: step.bindings.map(({ ref }) => {
+          // The target has no textureDimension, so no kernel plans a texture.
+          if (ref.kind === 'texture') throw new Error('internal: a texture binding in an exported plan');
+          return ref.kind === 'output'
             ? valueBinding(node.id)
             : ref.kind === 'scratch'
               ? binding(scratch[ref.index], kp.scratch?.[ref.index] ?? 0)
-              : valueBinding(ref.kind === 'value' ? ref.id : node.inputs[ref.index]),
-        ),
+              : valueBinding(ref.kind === 'value' ? ref.id : node.inputs[ref.index]);
+        }),
         writes: step.bindings.map((b) => b.write),
         uniforms: [...step.uniforms.bytes()],
         size: foldDispatch(step.workgroups),

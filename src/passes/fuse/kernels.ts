@@ -224,6 +224,7 @@ const webgpuMatmulMap: Kernel = (ctx) => {
   return planMatmul(
     { ...p, ...(epilogue ? { epilogue } : {}), ...(dropout ? { dropout } : {}), ...(pre ? { pre } : {}) },
     variantFor(ctx),
+    ctx.textureDimension,
   );
 };
 

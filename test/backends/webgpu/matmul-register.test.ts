@@ -13,20 +13,7 @@ import { Rng } from '../../../src/util/rng.ts';
 import { randTensor } from '../../ops/case.ts';
 import { expectClose } from '../../ops/cases.ts';
 import { gpuSuite } from './gpu.ts';
-
-function matmulGraph(m: number, k: number, n: number, ta: boolean, tb: boolean, ba: number[], bb: number[]) {
-  const b = new GraphBuilder();
-  const a = b.param('a', 'f32', [...ba, ...(ta ? [k, m] : [m, k])]);
-  const w = b.param('b', 'f32', [...bb, ...(tb ? [n, k] : [k, n])]);
-  return b.build({ y: b.matmul(a, w, { transpose_a: ta, transpose_b: tb }) });
-}
-
-function weightsOf(g: Graph, seed: number): MapWeightStore {
-  const rng = new Rng(seed);
-  const w = new MapWeightStore();
-  for (const p of g.params()) w.set(String(p.attrs.name), randTensor(rng, 'f32', p.type.shape));
-  return w;
-}
+import { matmulGraph, weightsOf } from './matmul-graphs.ts';
 
 const kernelsOf = (g: Graph, software: boolean, softwareMatmul?: 'register' | 'direct') =>
   listKernels(g, { f16: false, software, softwareMatmul }).dispatches.map(

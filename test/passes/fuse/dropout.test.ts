@@ -10,6 +10,7 @@ import { stepFeeds } from '../../../bench/step-feeds.ts';
 import { runGraph } from '../../../src/backends/cpu/index.ts';
 import { createBackend } from '../../../src/backends/index.ts';
 import { WebGpuBackend, type WebGpuOptions } from '../../../src/backends/webgpu/index.ts';
+import { listKernels } from '../../../src/backends/webgpu/kernel-list.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import type { Graph } from '../../../src/ir/graph.ts';
 import { parseGraph } from '../../../src/ir/parser.ts';
@@ -194,6 +195,51 @@ describe('fuse-dropout', () => {
           be.dispose();
         }
       });
+
+  it('large products on software adapters: an output mask rides the texture kernel, an operand prologue keeps the buffer kernels', async () => {
+    const big = (at: 'a' | 'out') =>
+      problemGraph(
+        {
+          op: 'matmul',
+          m: 128,
+          n: 257,
+          k: 256,
+          ta: false,
+          tb: true,
+          batch: 0,
+          bias: false,
+          at,
+          p: 0.1,
+          step: true,
+          epilogue: false,
+          map: 'none',
+        },
+        11,
+      );
+    const target = { f16: false, software: true, softwareMatmul: 'texture', textureDimension: 8192 } as const;
+    const kernels = (g: Graph) =>
+      listKernels(g, target).dispatches.map((d) => JSON.parse(d.key).program.kernel);
+    expect(kernels(fuse(big('out')))).toEqual(['texture-stage', 'texture-stage', 'texture']);
+    expect(kernels(fuse(big('a')))).toEqual(['direct']);
+    const be = new WebGpuBackend({ kernels: 'cpu', softwareMatmul: 'texture' });
+    try {
+      await be.ready();
+    } catch {
+      return; // no adapter: the webgpu suites say so
+    }
+    try {
+      for (const at of ['a', 'out'] as const) {
+        const g = big(at);
+        const feeds = feedsOf(g, 3);
+        const want = runGraph(g, feeds, randomWeights(g), { precision: 'f32' }).y.data;
+        const exe = await be.compile(fuse(g), randomWeights(g));
+        expect(maxDiff(want, (await exe.run({ feeds })).y.data)).toBeLessThan(1e-5);
+        exe.dispose();
+      }
+    } finally {
+      be.dispose();
+    }
+  });
 
   it('leaves alone: a dropout with another reader, p = 0, a graph output, a second dropout on one product; a map with another reader', () => {
     const b = new GraphBuilder();

@@ -162,18 +162,30 @@ export function batchCode(u: Uniforms, p: MatmulProblem): string {
   return s;
 }
 
-/** Operand, bias and epilogue bindings (and the epilogue's `epi`, allocating its uniforms from `u`). */
-export function bindingsFor(p: MatmulProblem, vecA: boolean, vecB: boolean, vecC: boolean, u: Uniforms) {
+/**
+ * Operand, bias and epilogue bindings (and the epilogue's `epi`, allocating its uniforms
+ * from `u`). With `textures`, the operands are the plan's scratch textures 0 and 1 (TA, TB,
+ * matmul-texture.ts) instead of the input buffers A and B.
+ */
+export function bindingsFor(
+  p: MatmulProblem,
+  vecA: boolean,
+  vecB: boolean,
+  vecC: boolean,
+  u: Uniforms,
+  textures = false,
+) {
   const el = storageElem(p.dtype);
   const bel = storageElem(p.bDtype ?? p.dtype);
   const oel = storageElem(p.outDtype);
   const arr = (e: string, v: boolean) => (v ? `array<vec4<${e}>>` : `array<${e}>`);
-  let code = `@group(0) @binding(1) var<storage, read> A: ${arr(el, vecA)};\n`;
-  code += `@group(0) @binding(2) var<storage, read> B: ${arr(bel, vecB)};\n`;
-  const bindings: { ref: BindingRef; write: boolean }[] = [
-    { ref: { kind: 'input', index: 0 }, write: false },
-    { ref: { kind: 'input', index: 1 }, write: false },
-  ];
+  let code = textures
+    ? '@group(0) @binding(1) var TA: texture_2d<f32>;\n@group(0) @binding(2) var TB: texture_2d<f32>;\n'
+    : `@group(0) @binding(1) var<storage, read> A: ${arr(el, vecA)};\n@group(0) @binding(2) var<storage, read> B: ${arr(bel, vecB)};\n`;
+  const bindings: { ref: BindingRef; write: boolean }[] = [0, 1].map((index) => ({
+    ref: textures ? { kind: 'texture', index } : { kind: 'input', index },
+    write: false,
+  }));
   if (p.bias) {
     code += declStorage('bias', p.bDtype ?? p.dtype, 3, false);
     bindings.push({ ref: { kind: 'input', index: 2 }, write: false });
@@ -211,9 +223,13 @@ fn drop_k(x: f32, key: u32, i: u32) -> f32 { return select(0.0, x * ${u.f32v(1 /
       throw new Error('internal: an operand map needs an f32 operand without a dropout');
     code += `${pre.helpers ?? ''}fn pre_map(x: f32) -> f32 {\n${pre.body(u)}\n}\n`;
   }
-  code +=
-    loadFns('A', p.dtype, vecA, d?.at === 'a', pre?.at === 'a') +
-    loadFns('B', p.bDtype ?? p.dtype, vecB, d?.at === 'b', pre?.at === 'b');
+  if (textures && ((d && d.at !== 'out') || pre))
+    throw new Error('internal: the texture matmul has no operand prologue (planTextureMatmul declines it)');
+  // The texture kernel reads TA / TB itself.
+  if (!textures)
+    code +=
+      loadFns('A', p.dtype, vecA, d?.at === 'a', pre?.at === 'a') +
+      loadFns('B', p.bDtype ?? p.dtype, vecB, d?.at === 'b', pre?.at === 'b');
   if (e) {
     const cols = e.extras.includes('column') ? u.u32(e.columns) : '';
     const at = { full: 'i', column: `i % ${cols}`, scalar: '0u' };

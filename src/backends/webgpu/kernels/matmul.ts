@@ -34,6 +34,7 @@ import {
   TILE,
 } from './matmul-parts.ts';
 import { registerTiled } from './matmul-register.ts';
+import { planTextureMatmul } from './matmul-texture.ts';
 import { ROW_WG, wgReduce } from './reduce.ts';
 
 export type { MatmulProblem } from './matmul-parts.ts';
@@ -279,11 +280,24 @@ ${entry([GEMV_WG])}${body}}
  */
 export type MatmulVariant = 'tiled' | SoftwareMatmul;
 
-/** The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU adapters direct or register tiles. */
-export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): KernelPlan {
+/**
+ * The plan for a matmul problem: GEMV when M <= 4 (on GPUs), else the tiled kernel; CPU
+ * adapters direct or register tiles, or for 'texture' large products through scratch
+ * textures (matmul-texture.ts, where the device's `textureDimension` allows) and the rest
+ * direct.
+ */
+export function planMatmul(
+  p: MatmulProblem,
+  variant: MatmulVariant = 'tiled',
+  textureDimension?: number,
+): KernelPlan {
   if (numel(p.batch) === 0 || p.m === 0 || p.n === 0) return { steps: [] };
   if (variant === 'register') return { steps: [registerTiled(p)] };
-  if (variant === 'direct') {
+  if (variant === 'texture') {
+    const viaTextures = planTextureMatmul(p, textureDimension);
+    if (viaTextures) return viaTextures;
+  }
+  if (variant === 'direct' || variant === 'texture') {
     // A transposed or K not a multiple of 4: the outer-product form (matmul-outer.ts).
     return { steps: [!p.ta && p.k % 4 === 0 && p.k > 0 ? direct(p) : directOuter(p)] };
   }
@@ -291,11 +305,12 @@ export function planMatmul(p: MatmulProblem, variant: MatmulVariant = 'tiled'): 
 }
 
 /**
- * The software adapters' default: the 4x4 direct kernels. The register-tiled kernel is
- * 2x faster on a lone 512^3 matmul but measured 0.87x on the small-shape training step
- * (bench/software-matmul.ts, docs/DECISIONS.md), so it stays opt-in (softwareMatmul).
+ * The software adapters' default: large products through scratch textures
+ * (matmul-texture.ts; 512^3 14.2 against 7.3 GFLOP/s for the direct kernel, the small-shape
+ * training step 1.43x), the rest on the 4x4 direct kernels (bench/software-matmul.ts,
+ * docs/DECISIONS.md). The register-tiled kernel stays opt-in (softwareMatmul).
  */
-export const DEFAULT_SOFTWARE_MATMUL: SoftwareMatmul = 'direct';
+export const DEFAULT_SOFTWARE_MATMUL: SoftwareMatmul = 'texture';
 
 /** The matmul kernel family for the adapter (see MatmulVariant). */
 export function variantFor(ctx: KernelContext): MatmulVariant {
@@ -349,8 +364,13 @@ export function linearProblem(ctx: KernelContext, bias: boolean): MatmulProblem 
 }
 
 const matmul: Kernel = (ctx) =>
-  planMatmul(matmulProblem(ctx, !!ctx.node.attrs.transpose_a, !!ctx.node.attrs.transpose_b), variantFor(ctx));
+  planMatmul(
+    matmulProblem(ctx, !!ctx.node.attrs.transpose_a, !!ctx.node.attrs.transpose_b),
+    variantFor(ctx),
+    ctx.textureDimension,
+  );
 
-const linear: Kernel = (ctx) => planMatmul(linearProblem(ctx, ctx.inputs.length > 2), variantFor(ctx));
+const linear: Kernel = (ctx) =>
+  planMatmul(linearProblem(ctx, ctx.inputs.length > 2), variantFor(ctx), ctx.textureDimension);
 
 export const matmulKernels = { matmul, linear } satisfies Record<string, Kernel>;

@@ -1,0 +1,198 @@
+// Large f32 matmuls for CPU adapters (lavapipe): each operand is first staged into an
+// rgba32float scratch texture (one dispatch each: A as M rows of K/4 texels, B as K rows of
+// N/4 texels, transposes and ragged edges resolved there, tails zero), then the product
+// reads only textures. Why: lavapipe guards every storage-buffer load with a bounds-check
+// branch per component (and, where the address differs between SIMD lanes, a loop over the
+// lanes), so loads, not FMAs, bound the buffer kernels (512^3 with the loads replaced by
+// arithmetic runs at ~150 GFLOP/s, with them ~10); a texel fetch is branch-free, four
+// floats at once, and lets a larger register tile pay. Measured on 512^3 here: ~16 GFLOP/s
+// for the product alone, ~14-15 with both stagings, against 8.2 for the direct kernel
+// (docs/DECISIONS.md). Small or thin products keep the buffer kernels: two more dispatches
+// would cost more than they save (TEXTURE_MIN_MACS, TEXTURE_MIN_SIDE); so do products whose
+// textures would be large workspace (TEXTURE_MAX_BYTES), and products with an operand
+// prologue (a dropout or a map applied as the buffer kernels load an operand).
+//
+// The product: a workgroup of WG lanes shares RM rows (from the workgroup id, so A's texel
+// fetches are uniform) and each lane owns RNV texel columns of B (lane l: columns
+// c0 + l + h * WG), an RM x 4*RNV tile of accumulators.
+import { numel } from '../../../ir/shape.ts';
+import { PRELUDE } from '../dtypes.ts';
+import {
+  entry,
+  type KernelPlan,
+  type ScratchTexture,
+  type Step,
+  textureBytes,
+  Uniforms,
+} from '../program.ts';
+import { bindingsFor, type MatmulProblem, matmulDesc, storeTileRow } from './matmul-parts.ts';
+
+/** Products with fewer multiply-adds keep the buffer kernels. */
+export const TEXTURE_MIN_MACS = 2 ** 23;
+
+/**
+ * Each of M, N, K at least this: a thin product (a LoRA factor's, rank 16) fills few of
+ * the tile's lanes and stages more than it saves.
+ */
+export const TEXTURE_MIN_SIDE = 64;
+
+/**
+ * A scratch texture's bytes at most (64 MiB): the textures are workspace the executable
+ * holds for its whole life, and a 7B model's lm_head (32000 x 4096) would add 0.5 GiB.
+ */
+export const TEXTURE_MAX_BYTES = 64 * 2 ** 20;
+
+const RM = 8;
+const RNV = 4;
+const WG = 8;
+const STAGE_WG = 64;
+
+/**
+ * The product's rows when its batch folds into M: one batch, or A's batches one after
+ * another (not transposed) with B shared by all of them; undefined otherwise.
+ */
+function foldedRows(p: MatmulProblem): number | undefined {
+  const batches = numel(p.batch);
+  if (batches === 1) return p.m;
+  if (p.ta || p.bBatchStrides.some((s) => s !== 0)) return undefined;
+  let contiguous = p.m * p.k;
+  for (let i = p.batch.length - 1; i >= 0; i--) {
+    if (p.batch[i] !== 1 && p.aBatchStrides[i] !== contiguous) return undefined;
+    contiguous *= p.batch[i];
+  }
+  return batches * p.m;
+}
+
+/**
+ * The texture plan of `p` on a device whose textures are at most `dimension` texels a
+ * side, or undefined where it does not apply (not f32, too small, too large, a batch that
+ * does not fold into rows).
+ */
+export function planTextureMatmul(p: MatmulProblem, dimension: number | undefined): KernelPlan | undefined {
+  if (dimension === undefined || p.k === 0) return undefined;
+  if (p.dtype !== 'f32' || (p.bDtype ?? 'f32') !== 'f32' || p.outDtype !== 'f32') return undefined;
+  // A dropout or map on an operand is applied by the buffer kernels' loads (not staged yet).
+  if ((p.dropout && p.dropout.at !== 'out') || p.pre) return undefined;
+  const rows = foldedRows(p);
+  if (rows === undefined || rows * p.n * p.k < TEXTURE_MIN_MACS) return undefined;
+  if (Math.min(rows, p.n, p.k) < TEXTURE_MIN_SIDE) return undefined;
+  const a: ScratchTexture = { width: Math.ceil(p.k / 4), height: rows };
+  const b: ScratchTexture = { width: Math.ceil(p.n / 4), height: p.k };
+  if ([a.width, a.height, b.width, b.height].some((d) => d > dimension)) return undefined;
+  if (textureBytes(a) > TEXTURE_MAX_BYTES || textureBytes(b) > TEXTURE_MAX_BYTES) return undefined;
+  return {
+    steps: [
+      stage(p.op, 0, a, p.k, p.ta ? rows : undefined),
+      stage(p.op, 1, b, p.n, p.tb ? p.k : undefined),
+      product(p, rows),
+    ],
+    textures: [a, b],
+  };
+}
+
+/**
+ * Writes input `operand`, a rows x `cols` matrix, into scratch texture `operand`: texel
+ * (x, r) holds elements (r, 4x .. 4x+3), zero past `cols`. Element (r, c) is at r * cols + c,
+ * or with `transposed` (the matrix stored column by column, `transposed` rows per column)
+ * at c * transposed + r.
+ */
+function stage(
+  op: string,
+  operand: 0 | 1,
+  t: ScratchTexture,
+  cols: number,
+  transposed: number | undefined,
+): Step {
+  const u = new Uniforms();
+  const [W, R, C] = [u.u32(t.width), u.u32(t.height), u.u32(cols)];
+  const S = transposed === undefined ? undefined : u.u32(transposed);
+  // Rows of whole texels in memory: one vec4 load per texel.
+  const vec = transposed === undefined && cols % 4 === 0;
+  const at = (c: string) => (S === undefined ? `r * ${C} + ${c}` : `(${c}) * ${S} + r`);
+  const load = vec
+    ? '  let v = X[i];\n'
+    : `  var v = vec4<f32>(0.0);
+${[0, 1, 2, 3].map((c) => `  if (x * 4u + ${c}u < ${C}) { v[${c}] = X[${at(`x * 4u + ${c}u`)}]; }\n`).join('')}`;
+  const code = `${PRELUDE + u.decl()}@group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+${entry([STAGE_WG])}  let i = wid * ${STAGE_WG}u + lid;
+  if (i >= ${W} * ${R}) { return; }
+  let r = i / ${W};
+  let x = i % ${W};
+${load}  textureStore(T, vec2<u32>(x, r), v);
+}
+`;
+  return {
+    desc: {
+      op,
+      dtypes: ['f32'],
+      workgroup: [STAGE_WG],
+      kernel: 'texture-stage',
+      vec,
+      transposed: S !== undefined,
+    },
+    code,
+    uniforms: u,
+    bindings: [
+      { ref: { kind: 'input', index: operand }, write: false },
+      { ref: { kind: 'texture', index: operand }, write: true },
+    ],
+    workgroups: Math.ceil((t.width * t.height) / STAGE_WG),
+  };
+}
+
+/** The product of the staged operands: `rows` output rows (the batch folded in). */
+function product(p: MatmulProblem, rows: number): Step {
+  const u = new Uniforms();
+  const wa = Math.ceil(p.k / 4);
+  const wb = Math.ceil(p.n / 4);
+  const nbx = Math.ceil(wb / (RNV * WG));
+  const [M, N, K, WA, WB, NBX] = [u.u32(rows), u.u32(p.n), u.u32(p.k), u.u32(wa), u.u32(wb), u.u32(nbx)];
+  const vecC = p.n % 4 === 0 && !p.epilogue;
+  const { code: decls, bindings } = bindingsFor(p, false, false, vecC, u, true);
+  const rs = [...Array(RM).keys()];
+  const hs = [...Array(RNV).keys()];
+  const ks = [0, 1, 2, 3];
+  // One variable per accumulator (an array indexed in the store loop would live in memory).
+  const acc = (i: number, h: number) => `c${i}_${h}`;
+  // K % 4 != 0: A's texels are zero past K, so B's rows past K may be any finite values.
+  const body =
+    rs
+      .map((i) => `    let a${i} = textureLoad(TA, vec2<u32>(kq, min(m0 + ${i}u, ${M} - 1u)), 0);\n`)
+      .join('') +
+    ks.map((kk) => `    let k${kk} = min(kq * 4u + ${kk}u, ${K} - 1u);\n`).join('') +
+    ks
+      .flatMap((kk) =>
+        hs.map((h) => `    let b${kk}_${h} = textureLoad(TB, vec2<u32>(cb${h}, k${kk}), 0);\n`),
+      )
+      .join('') +
+    ks
+      .flatMap((kk) =>
+        rs.flatMap((i) =>
+          hs.map((h) => `    ${acc(i, h)} = fma(vec4<f32>(a${i}[${kk}]), b${kk}_${h}, ${acc(i, h)});\n`),
+        ),
+      )
+      .join('');
+  const code = `${PRELUDE + u.decl() + decls}
+${entry([WG])}  let m0 = (wid / ${NBX}) * ${RM}u;
+  let c0 = (wid % ${NBX}) * ${RNV * WG}u + lid;
+${hs.map((h) => `  let cv${h} = c0 + ${h * WG}u;\n  let cb${h} = min(cv${h}, ${WB} - 1u);\n`).join('')}${rs.map((i) => hs.map((h) => `  var ${acc(i, h)} = vec4<f32>(0.0);\n`).join('')).join('')}  for (var kq = 0u; kq < ${WA}; kq++) {
+${body}  }
+  let cBase = 0u;
+${rs
+  .map(
+    (i) => `  if (m0 + ${i}u < ${M}) {
+    let gm = m0 + ${i}u;
+${hs.map((h) => `    { let gn = cv${h} * 4u; ${storeTileRow(p, vecC, N, acc(i, h))} }\n`).join('')}  }
+`,
+  )
+  .join('')}}
+`;
+  return {
+    desc: matmulDesc(p, 'texture', [WG], { rows: RM, cols: 4 * RNV, vec: [vecC] }),
+    code,
+    uniforms: u,
+    bindings,
+    workgroups: Math.ceil(rows / RM) * nbx,
+  };
+}
