@@ -4,6 +4,7 @@ import { autodiffPass } from './autodiff/pass.ts';
 import { checkpointPass } from './checkpoint/pass.ts';
 import { fuseElementwisePass } from './fuse/elementwise.ts';
 import { fuseEpiloguePass } from './fuse/matmul-map.ts';
+import { fuseRopeLayoutPass } from './fuse/rope-layout.ts';
 import { canonicalizePass, csePass, dcePass, evalModePass, foldPass } from './generic/index.ts';
 import { optimizerPass } from './optimizer/pass.ts';
 import { hasPass, registerPass } from './pass.ts';
@@ -18,6 +19,7 @@ for (const p of [
   autodiffPass,
   checkpointPass,
   optimizerPass,
+  fuseRopeLayoutPass,
   fuseElementwisePass,
   fuseEpiloguePass,
 ]) {

@@ -41,6 +41,7 @@ describe('phase registry', () => {
       'autodiff',
       'optimizer',
       'fuse-dequant',
+      'fuse-rope-layout',
       'fuse-elementwise',
       'fuse-epilogue',
     ]);
@@ -49,12 +50,14 @@ describe('phase registry', () => {
       'checkpoint',
       'optimizer',
       'fuse-dequant',
+      'fuse-rope-layout',
       'fuse-elementwise',
       'fuse-epilogue',
     ]);
     expect(phasePasses('eval').map((s) => s.name)).toEqual([
       'fuse-dequant',
       'eval-mode',
+      'fuse-rope-layout',
       'fuse-elementwise',
       'fuse-epilogue',
     ]);
