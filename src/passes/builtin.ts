@@ -6,6 +6,7 @@ import { fuseDropoutPass } from './fuse/dropout.ts';
 import { fuseElementwisePass } from './fuse/elementwise.ts';
 import { fuseEpiloguePass } from './fuse/matmul-map.ts';
 import { fuseOperandMapPass } from './fuse/operand-map.ts';
+import { fuseRopeLayoutPass } from './fuse/rope-layout.ts';
 import { canonicalizePass, csePass, dcePass, evalModePass, foldPass } from './generic/index.ts';
 import { optimizerPass } from './optimizer/pass.ts';
 import { hasPass, registerPass } from './pass.ts';
@@ -20,6 +21,7 @@ for (const p of [
   autodiffPass,
   checkpointPass,
   optimizerPass,
+  fuseRopeLayoutPass,
   fuseElementwisePass,
   fuseEpiloguePass,
   fuseDropoutPass,

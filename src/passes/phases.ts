@@ -96,6 +96,7 @@ export function trainableNames(g: Graph): string[] {
 const inference: PipelineStep[] = [
   { name: 'fuse-dequant' },
   { name: 'eval-mode' },
+  { name: 'fuse-rope-layout' },
   { name: 'fuse-elementwise' },
   { name: 'fuse-epilogue' },
 ];
@@ -125,6 +126,7 @@ builtin.push({
       ...(train.checkpointing ? [{ name: 'checkpoint', options: { loss: 'loss' } }] : []),
       optimizer,
       { name: 'fuse-dequant' },
+      { name: 'fuse-rope-layout' },
       { name: 'fuse-elementwise' },
       { name: 'fuse-epilogue' },
       { name: 'fuse-dropout' },

@@ -23,7 +23,7 @@ describe('peftc ir (real command)', () => {
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(
-      /^\/\/ pipeline \(train\): lora -> autodiff -> optimizer -> fuse-dequant -> fuse-elementwise -> fuse-epilogue -> fuse-dropout -> fuse-operand-map$/m,
+      /^\/\/ pipeline \(train\): lora -> autodiff -> optimizer -> fuse-dequant -> fuse-rope-layout -> fuse-elementwise -> fuse-epilogue -> fuse-dropout -> fuse-operand-map$/m,
     );
     expect(r.stdout).toMatch(/^\/\/ IR after autodiff$/m);
     expect(r.stdout).toMatch(/"grad:model\.layers\.0\.self_attn\.q_proj\.lora_A\.default\.weight"=%\d+/);
@@ -33,7 +33,7 @@ describe('peftc ir (real command)', () => {
     const r = peftc(['ir', '--model', 'tiny', '--recipe', R, '--train', '--print-after', 'autodif']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(
-      /--print-after: no pass named autodif in the pipeline \(passes: lora, autodiff, optimizer, fuse-dequant, fuse-elementwise, fuse-epilogue, fuse-dropout, fuse-operand-map; or all, change, diff\)/,
+      /--print-after: no pass named autodif in the pipeline \(passes: lora, autodiff, optimizer, fuse-dequant, fuse-rope-layout, fuse-elementwise, fuse-epilogue, fuse-dropout, fuse-operand-map; or all, change, diff\)/,
     );
   });
 });
@@ -49,7 +49,7 @@ describe('peftc ir', () => {
   it('--eval lists the eval phase; its graph has no dropout', async () => {
     const out = await ir({ eval: true, printAfter: 'all' });
     expect(out).toMatch(
-      /^\/\/ pipeline \(eval\): lora -> fuse-dequant -> eval-mode -> fuse-elementwise -> fuse-epilogue$/m,
+      /^\/\/ pipeline \(eval\): lora -> fuse-dequant -> eval-mode -> fuse-rope-layout -> fuse-elementwise -> fuse-epilogue$/m,
     );
     const final = out.slice(out.lastIndexOf('// IR after eval-mode'));
     expect(final).not.toMatch(/= dropout\(/);
@@ -79,7 +79,7 @@ describe('peftc ir', () => {
     expect(out).toMatch(/^autodiff\s+\d+\.\d\d\s+\d+\s+\+\d+ reshape \+\d+ matmul/m);
     expect(out).toMatch(/^optimizer\s+\d+\.\d\d\s+\d+\s+.*\+56 param/m);
     expect(out).toMatch(/^fuse-dequant\s+\d+\.\d\d\s+\d+\s+\(no change\)$/m);
-    expect(out).toMatch(/^\/\/ total \d+\.\d\d ms over 8 passes$/m);
+    expect(out).toMatch(/^\/\/ total \d+\.\d\d ms over 9 passes$/m);
     // A view of its own: no final IR.
     expect(out).not.toMatch(/graph \{/);
   });
@@ -106,7 +106,7 @@ describe('peftc ir', () => {
 
   it('an unknown --print-after name lists the passes of the chosen graph', async () => {
     await expect(ir({ eval: true, printAfter: 'autodiff' })).rejects.toThrow(
-      /no pass named autodiff in the pipeline \(passes: lora, fuse-dequant, eval-mode, fuse-elementwise, fuse-epilogue; or all, change, diff\)/,
+      /no pass named autodiff in the pipeline \(passes: lora, fuse-dequant, eval-mode, fuse-rope-layout, fuse-elementwise, fuse-epilogue; or all, change, diff\)/,
     );
   });
 });

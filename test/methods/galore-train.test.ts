@@ -13,10 +13,14 @@ import { GALORE_MODEL as MODEL, trainGalore } from './galore-helpers.ts';
 const STEPS = 3;
 const dir = mkdtempSync(join(tmpdir(), 'peftc-galore-train-'));
 const tokens = join(dir, 'tokens.json');
-// Different rows, so micro-batches have different gradients.
+// Different rows, so micro-batches have different gradients. Rows whose gradient has its
+// r-th and (r+1)-th singular values apart: with 'the cat sat on the mat. ' and 'a dog ran
+// in the park! ' a near tie made the projector flip on a 1e-7 change of summation order
+// (the one-op cross-entropy gradient: 9e-3 between WebGPU and the CPU here), testing the
+// SVD rather than the training step.
 const texts = [
-  'the cat sat on the mat. ',
-  'a dog ran in the park! ',
+  'one two three four five. ',
+  'blue green red yellow!! ',
   'we eat rice at noon? ',
   'sun, rain and snow; ',
 ];

@@ -86,11 +86,18 @@ export const nnCases = {
         const perBatch = rng.next() < 0.5;
         const maxPos = pick(rng, [8, 200, 3000]);
         const pos = randTensor(rng, 'i32', perBatch ? [b, s] : [s], { lo: 0, hi: maxPos });
-        return opCase('rope', [randTensor(rng, 'f32', [b, h, s, 2 * half]), pos], {
-          theta: pick(rng, [10000, 500000, 100]),
-          scaling_factor: pick(rng, [1, 2, 0.5, 8]),
-          inverse: rng.next() < 0.3,
-        });
+        const layoutIn = pick(rng, ['bhsd', 'bshd'] as const);
+        return opCase(
+          'rope',
+          [randTensor(rng, 'f32', layoutIn === 'bshd' ? [b, s, h, 2 * half] : [b, h, s, 2 * half]), pos],
+          {
+            theta: pick(rng, [10000, 500000, 100]),
+            scaling_factor: pick(rng, [1, 2, 0.5, 8]),
+            inverse: rng.next() < 0.3,
+            layout_in: layoutIn,
+            layout_out: pick(rng, ['bhsd', 'bshd'] as const),
+          },
+        );
       }),
     // 1e-4: angles up to 3000 rad, cos/sin in f64 on the CPU but likely f32 on a GPU.
     tol: 1e-4,
@@ -98,18 +105,24 @@ export const nnCases = {
       const [x, pos] = c.inputs;
       const d = x.shape[3];
       const half = d / 2;
-      const { theta, scaling_factor, inverse } = c.attrs as {
+      const { theta, scaling_factor, inverse, layout_in, layout_out } = c.attrs as {
         theta: number;
         scaling_factor: number;
         inverse: boolean;
+        layout_in: 'bhsd' | 'bshd';
+        layout_out: 'bhsd' | 'bshd';
       };
-      return build('f32', x.shape, ([bb, hh, ss, k]) => {
+      // Element (b, h, s, k) of x whatever its layout.
+      const xs = (bb: number, hh: number, ss: number, k: number) =>
+        layout_in === 'bshd' ? at(x, bb, ss, hh, k) : at(x, bb, hh, ss, k);
+      return build('f32', c.out.shape, (idx) => {
+        const [bb, hh, ss, k] = layout_out === 'bshd' ? [idx[0], idx[2], idx[1], idx[3]] : idx;
         const p = pos.shape.length === 2 ? at(pos, bb, ss) : at(pos, ss);
         const i = k % half;
         const angle = ((inverse ? -p : p) / scaling_factor) * theta ** (-(2 * i) / d);
         // rotate_half(x) = cat(-x2, x1)
-        const rotated = k < half ? -at(x, bb, hh, ss, k + half) : at(x, bb, hh, ss, k - half);
-        return at(x, bb, hh, ss, k) * Math.cos(angle) + rotated * Math.sin(angle);
+        const rotated = k < half ? -xs(bb, hh, ss, k + half) : xs(bb, hh, ss, k - half);
+        return xs(bb, hh, ss, k) * Math.cos(angle) + rotated * Math.sin(angle);
       });
     },
   },

@@ -161,4 +161,44 @@ export const reduceCases = {
       return build('f32', [], () => (c.attrs.reduction === 'sum' ? total : total / count));
     },
   },
+  cross_entropy_grad: {
+    arb: fc
+      .record({ seed: seedArb, n: fc.integer({ min: 1, max: 6 }), v: fc.integer({ min: 1, max: 7 }) })
+      .map(({ seed, n, v }) => {
+        const rng = new Rng(seed);
+        const ignore = pick(rng, [-100, -1, 0]);
+        // Some ignored rows, and now and then a label outside [0, V) (counted, nothing hot).
+        const labels = Array.from({ length: n }, () =>
+          rng.next() < 0.25 ? ignore : rng.next() < 0.1 ? v + 3 : Math.floor(rng.next() * v),
+        );
+        const reduction = pick(rng, ['mean', 'sum', 'none'] as const);
+        return opCase(
+          'cross_entropy_grad',
+          [
+            randTensor(rng, 'f32', [n, v], { lo: -6, hi: 6 }),
+            tensorOf('i32', [n], labels),
+            randTensor(rng, 'f32', reduction === 'none' ? [n] : [], { lo: -2, hi: 2 }),
+          ],
+          { ignore_index: ignore, reduction },
+        );
+      }),
+    reference: (c) => {
+      const [logits, labels, cot] = c.inputs;
+      const [n, v] = logits.shape;
+      const counts = (r: number) => labels.data[r] !== c.attrs.ignore_index;
+      const rows = Array.from({ length: n }, (_, r) => r).filter(counts).length;
+      return build('f32', [n, v], ([r, j]) => {
+        if (!counts(r)) return 0;
+        let z = 0;
+        for (let k = 0; k < v; k++) z += Math.exp(at(logits, r, k));
+        const g =
+          c.attrs.reduction === 'none'
+            ? at(cot, r)
+            : c.attrs.reduction === 'sum'
+              ? at(cot)
+              : at(cot) / Math.max(rows, 1);
+        return (Math.exp(at(logits, r, j)) / z - (labels.data[r] === j ? 1 : 0)) * g;
+      });
+    },
+  },
 } satisfies Record<string, OpCase>;

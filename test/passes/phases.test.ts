@@ -41,6 +41,7 @@ describe('phase registry', () => {
       'autodiff',
       'optimizer',
       'fuse-dequant',
+      'fuse-rope-layout',
       'fuse-elementwise',
       'fuse-epilogue',
       'fuse-dropout',
@@ -51,6 +52,7 @@ describe('phase registry', () => {
       'checkpoint',
       'optimizer',
       'fuse-dequant',
+      'fuse-rope-layout',
       'fuse-elementwise',
       'fuse-epilogue',
       'fuse-dropout',
@@ -59,6 +61,7 @@ describe('phase registry', () => {
     expect(phasePasses('eval').map((s) => s.name)).toEqual([
       'fuse-dequant',
       'eval-mode',
+      'fuse-rope-layout',
       'fuse-elementwise',
       'fuse-epilogue',
     ]);

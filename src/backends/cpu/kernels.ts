@@ -28,6 +28,7 @@ export const CORE_KERNELS = {
   rmsnorm: reduce.rmsnorm,
   layernorm: reduce.layernorm,
   cross_entropy: reduce.cross_entropy,
+  cross_entropy_grad: reduce.cross_entropy_grad,
   reshape: layout.reshape,
   transpose: layout.transpose,
   permute: layout.permute,

@@ -1,5 +1,6 @@
 // Transformer blocks kept whole: rotary embedding and attention.
 import type { OpAttrs } from '../../ir/ops/index.ts';
+import { ropeDims } from '../../ir/ops/nn.ts';
 import { attrsOf, type CpuKernel, empty } from './kernel.ts';
 import { broadcastIndex } from './util.ts';
 
@@ -14,12 +15,15 @@ import { broadcastIndex } from './util.ts';
  * thousands); only the result is rounded to the run's precision.
  */
 export const rope: CpuKernel = ([x, pos], ctx) => {
-  const { theta, scaling_factor, inverse } = attrsOf<OpAttrs<'rope'>>(ctx);
-  const [nb, nh, ns, d] = x.shape;
+  const { theta, scaling_factor, inverse, layout_in, layout_out } = attrsOf<OpAttrs<'rope'>>(ctx);
+  const [nb, nh, ns, d] = ropeDims(x.shape, layout_in);
   const half = d / 2;
   const invFreq = Array.from({ length: half }, (_, i) => 1 / theta ** ((2 * i) / d));
   const sinSign = inverse ? -1 : 1;
-  const out = empty(ctx, x.dtype, x.shape);
+  const out = empty(ctx, x.dtype, ctx.node.type.shape);
+  // Offset of row (b, h, s) in a tensor of `layout`.
+  const row = (layout: 'bhsd' | 'bshd', b: number, h: number, s: number) =>
+    (layout === 'bshd' ? (b * ns + s) * nh + h : (b * nh + h) * ns + s) * d;
   const cos = new Float64Array(half);
   const sin = new Float64Array(half);
   for (let b = 0; b < nb; b++) {
@@ -30,12 +34,13 @@ export const rope: CpuKernel = ([x, pos], ctx) => {
         sin[i] = sinSign * Math.sin(p * invFreq[i]);
       }
       for (let h = 0; h < nh; h++) {
-        const base = ((b * nh + h) * ns + s) * d;
+        const src = row(layout_in, b, h, s);
+        const dst = row(layout_out, b, h, s);
         for (let i = 0; i < half; i++) {
-          const x1 = x.data[base + i];
-          const x2 = x.data[base + half + i];
-          out.data[base + i] = x1 * cos[i] - x2 * sin[i];
-          out.data[base + half + i] = x2 * cos[i] + x1 * sin[i];
+          const x1 = x.data[src + i];
+          const x2 = x.data[src + half + i];
+          out.data[dst + i] = x1 * cos[i] - x2 * sin[i];
+          out.data[dst + half + i] = x2 * cos[i] + x1 * sin[i];
         }
       }
     }

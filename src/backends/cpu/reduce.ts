@@ -130,3 +130,29 @@ export const cross_entropy: CpuKernel = ([logits, labels], ctx) => {
   if (reduction === 'none') return store(losses, ctx);
   return store(Float64Array.of(reduction === 'mean' ? total / counted : total), ctx);
 };
+
+export const cross_entropy_grad: CpuKernel = ([logits, labels, cot], ctx) => {
+  const { ignore_index, reduction } = attrsOf<OpAttrs<'cross_entropy_grad'>>(ctx);
+  const [n, v] = logits.shape;
+  let counted = 0;
+  for (let r = 0; r < n; r++) if (labels.data[r] !== ignore_index) counted++;
+  const out = new Float64Array(n * v);
+  for (let r = 0; r < n; r++) {
+    const label = labels.data[r];
+    if (label === ignore_index) continue;
+    // Nothing counted: the loss is NaN (PyTorch); the gradient stays finite (every row is 0).
+    const g =
+      reduction === 'none'
+        ? cot.data[r]
+        : reduction === 'sum'
+          ? cot.data[0]
+          : cot.data[0] / Math.max(counted, 1);
+    let m = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < v; j++) m = Math.max(m, logits.data[r * v + j]);
+    let s = 0;
+    for (let j = 0; j < v; j++) s += Math.exp(logits.data[r * v + j] - m);
+    for (let j = 0; j < v; j++)
+      out[r * v + j] = (Math.exp(logits.data[r * v + j] - m) / s - (j === label ? 1 : 0)) * g;
+  }
+  return store(out, ctx);
+};

@@ -3,6 +3,22 @@ import { z } from 'zod';
 import { broadcastShapes, formatShape, ShapeError } from '../shape.ts';
 import { defineOp } from './def.ts';
 
+/**
+ * Where rope's input and output keep the heads axis: [batch, heads, seq, head_dim]
+ * ('bhsd', the default) or [batch, seq, heads, head_dim] ('bshd': a projection's output
+ * reshaped, before the transpose attention wants; fuse-rope-layout folds that transpose in).
+ */
+const ropeLayout = z.enum(['bhsd', 'bshd']);
+
+/** [batch, heads, seq, head_dim] of a rope operand of `layout`. */
+export function ropeDims(
+  shape: readonly number[],
+  layout: 'bhsd' | 'bshd',
+): [number, number, number, number] {
+  const [b, x, y, d] = shape;
+  return layout === 'bshd' ? [b, y, x, d] : [b, x, y, d];
+}
+
 export const rope = defineOp({
   name: 'rope',
   arity: 2,
@@ -12,11 +28,17 @@ export const rope = defineOp({
     scaling_factor: z.number().positive().default(1),
     /** Rotate by -angle: the transpose of the rotation, used by the VJP. */
     inverse: z.boolean().default(false),
+    /** The input's layout. */
+    layout_in: ropeLayout.default('bhsd'),
+    /** The output's layout. */
+    layout_out: ropeLayout.default('bhsd'),
   }),
-  infer: ([x, pos]) => {
+  infer: ([x, pos], a) => {
     if (x.shape.length !== 4)
-      throw new ShapeError(`rope input must be [batch, heads, seq, head_dim], got ${formatShape(x.shape)}`);
-    const [b, , s, d] = x.shape;
+      throw new ShapeError(
+        `rope input must be [batch, ${a.layout_in === 'bshd' ? 'seq, heads' : 'heads, seq'}, head_dim], got ${formatShape(x.shape)}`,
+      );
+    const [b, h, s, d] = ropeDims(x.shape, a.layout_in);
     if (d % 2 !== 0) throw new ShapeError(`rope head_dim must be even, got ${d}`);
     if (pos.dtype !== 'i32') throw new ShapeError(`rope positions must be i32, got ${pos.dtype}`);
     const ok =
@@ -24,9 +46,9 @@ export const rope = defineOp({
       (pos.shape.length === 2 && pos.shape[0] === b && pos.shape[1] === s);
     if (!ok)
       throw new ShapeError(`rope positions must be [${s}] or [${b},${s}], got ${formatShape(pos.shape)}`);
-    return x;
+    return { dtype: x.dtype, shape: a.layout_out === 'bshd' ? [b, s, h, d] : [b, h, s, d] };
   },
-  doc: 'HF rotary embedding (rotate_half): x*cos + rotate_half(x)*sin, inv_freq = theta^(-2i/d)',
+  doc: 'HF rotary embedding (rotate_half): x*cos + rotate_half(x)*sin, inv_freq = theta^(-2i/d); input and output [B,H,S,D] or [B,S,H,D]',
 });
 
 export const attention = defineOp({

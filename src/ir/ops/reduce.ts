@@ -99,3 +99,34 @@ export const cross_entropy = defineOp({
   },
   doc: 'softmax cross-entropy; labels equal to ignore_index count for nothing; mean over the counted rows',
 });
+
+/**
+ * cross_entropy's gradient with respect to its logits, one op (autodiff's rule emits it):
+ * row i is (softmax(logits_i) - one_hot(label_i)) * g_i where label_i counts (is not
+ * ignore_index; a label outside [0, V) has no hot entry), 0 where it does not; g_i is the
+ * cotangent `cot` (reduction 'sum'), cot / max(counted rows, 1) ('mean') or cot[i] ('none').
+ */
+export const cross_entropy_grad = defineOp({
+  name: 'cross_entropy_grad',
+  arity: 3,
+  attrs: z.strictObject({
+    ignore_index: z.number().int().default(-100),
+    reduction: z.enum(['mean', 'sum', 'none']).default('mean'),
+  }),
+  infer: ([logits, labels, cot], { reduction }) => {
+    if (logits.shape.length !== 2)
+      throw new ShapeError(`cross_entropy_grad logits must be [N, V], got [${logits.shape}]`);
+    const n = logits.shape[0];
+    if (labels.dtype !== 'i32' || !sameShape(labels.shape, [n]))
+      throw new ShapeError(
+        `cross_entropy_grad labels must be i32 [${n}], got ${labels.dtype} [${labels.shape}]`,
+      );
+    const want = reduction === 'none' ? [n] : [];
+    if (cot.dtype !== logits.dtype || !sameShape(cot.shape, want))
+      throw new ShapeError(
+        `cross_entropy_grad cotangent must be ${logits.dtype} [${want}], got ${cot.dtype} [${cot.shape}]`,
+      );
+    return logits;
+  },
+  doc: "cross_entropy's gradient wrt the logits: (softmax - one_hot) * the row's share of the cotangent",
+});

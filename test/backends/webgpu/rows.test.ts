@@ -1,4 +1,4 @@
-// Row kernels (reductions, softmax, norms, cross-entropy, attention) in both layouts:
+// Row kernels (reductions, softmax, norms, cross-entropy and its gradient, attention) in both layouts:
 // a workgroup per row ('gpu' kernels) and an invocation per row ('cpu' kernels, what
 // lavapipe gets), on rows shorter and longer than a workgroup and counts of rows that
 // leave part of the last workgroup idle. The CPU interpreter is the oracle.
@@ -61,6 +61,24 @@ const CASES: RowCase[] = [
         'cross_entropy',
         [randTensor(rng, 'f32', [rows, n], { lo: -6, hi: 6 }), tensor('i32', [rows], labels)],
         { ignore_index: -100, reduction: ['mean', 'sum', 'none'][Math.floor(rng.next() * 3)] },
+      );
+    },
+  },
+  {
+    op: 'cross_entropy_grad',
+    build: (rng, rows, n) => {
+      const labels = Array.from({ length: rows }, () =>
+        rng.next() < 0.2 ? -100 : Math.floor(rng.next() * n),
+      );
+      const reduction = (['mean', 'sum', 'none'] as const)[Math.floor(rng.next() * 3)];
+      return opCase(
+        'cross_entropy_grad',
+        [
+          randTensor(rng, 'f32', [rows, n], { lo: -6, hi: 6 }),
+          tensor('i32', [rows], labels),
+          randTensor(rng, 'f32', reduction === 'none' ? [rows] : []),
+        ],
+        { ignore_index: -100, reduction },
       );
     },
   },

@@ -124,6 +124,17 @@ export const structureCases: Record<string, GradCase> = {
     const p = m.b.emit('attention_softmax', [x], { causal: m.rng.next() < 0.5 });
     return m.b.mul(m.v(p.type.shape), p);
   },
+  // cross_entropy_grad has no derivative (it is cross_entropy's): its value only scales a
+  // variable here.
+  cross_entropy_grad: (m) => {
+    const [n, v] = [dim(m, 3), dim(m, 4)];
+    const logits = m.input([n, v]);
+    const g = m.b.emit('cross_entropy_grad', [logits, m.ints([n], -1, v - 1), m.input([])], {
+      ignore_index: -1,
+      reduction: 'mean',
+    });
+    return m.b.mul(m.v(g.type.shape), g);
+  },
   broadcast_to: (m) => {
     const full = shape(m);
     return m.b.broadcastTo(m.v(broadcastFrom(m, full)), full);
@@ -131,10 +142,13 @@ export const structureCases: Record<string, GradCase> = {
   rope: (m) => {
     const [nb, h, s, d] = [dim(m, 2), dim(m, 3), dim(m, 4), 2 * dim(m, 3)];
     const pos = m.rng.next() < 0.5 ? m.ints([s], 0, 50) : m.ints([nb, s], 0, 50);
-    return m.b.rope(m.v([nb, h, s, d]), pos, {
+    const layoutIn = m.pick(['bhsd', 'bshd'] as const);
+    return m.b.rope(m.v(layoutIn === 'bshd' ? [nb, s, h, d] : [nb, h, s, d]), pos, {
       theta: m.pick([10000, 500]),
       scaling_factor: m.pick([1, 2.5]),
       inverse: m.rng.next() < 0.3,
+      layout_in: layoutIn,
+      layout_out: m.pick(['bhsd', 'bshd'] as const),
     });
   },
   attention: attentionCase,

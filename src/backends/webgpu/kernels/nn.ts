@@ -1,6 +1,8 @@
 // Transformer blocks: rotary embedding (HF rotate_half) and attention (softmax(q k^T
 // * scale + mask [+ causal]) v with GQA): a workgroup per query row, or (short key rows,
 // CPU adapters) an invocation per query row with an online softmax.
+
+import { ropeDims } from '../../../ir/ops/nn.ts';
 import { numel } from '../../../ir/shape.ts';
 import { declStorage, enables, loadFn, PRELUDE, storeStmt } from '../dtypes.ts';
 import { type BindingRef, entry, type Kernel, type KernelContext, Uniforms } from '../program.ts';
@@ -52,7 +54,9 @@ fn turn_angle(p: i32, fhi: u32, flo: u32) -> f32 {
 `;
 
 const rope: Kernel = (ctx) => {
-  const [, h, s, d] = ctx.inputs[0].shape;
+  const layoutIn = ctx.node.attrs.layout_in === 'bshd' ? 'bshd' : 'bhsd';
+  const layoutOut = ctx.node.attrs.layout_out === 'bshd' ? 'bshd' : 'bhsd';
+  const [, h, s, d] = ropeDims(ctx.inputs[0].shape, layoutIn);
   const pos2d = ctx.inputs[1].shape.length === 2;
   const inverse = !!ctx.node.attrs.inverse;
   const theta = Number(ctx.node.attrs.theta);
@@ -70,25 +74,34 @@ const rope: Kernel = (ctx) => {
   return mapKernel({
     ctx,
     // half sizes the frequency table in the uniform struct.
-    desc: { pos2d, inverse, half },
+    desc: { pos2d, inverse, half, layoutIn, layoutOut },
     helpers: TURN,
     body: (u) => {
       const dU = u.u32(d);
       const sU = u.u32(s);
-      const hsU = u.u32(h * s);
+      const hU = u.u32(h);
       const table = u.u32Table(words);
+      // Output element i's (batch, head, position); its input row where the layouts differ.
+      const coords =
+        layoutOut === 'bshd'
+          ? `  let hi = t % ${hU};\n  let si = (t / ${hU}) % ${sU};\n  let bi = t / (${hU} * ${sU});\n`
+          : `  let si = t % ${sU};\n  let hi = (t / ${sU}) % ${hU};\n  let bi = t / (${hU} * ${sU});\n`;
+      const row =
+        layoutIn === layoutOut
+          ? 'i - c'
+          : layoutIn === 'bshd'
+            ? `((bi * ${sU} + si) * ${hU} + hi) * ${dU}`
+            : `((bi * ${hU} + hi) * ${sU} + si) * ${dU}`;
       return `  let c = i % ${dU};
   let t = i / ${dU};
-  let si = t % ${sU};
-  let bi = t / ${hsU};
-  let half = ${dU} / 2u;
+${coords}  let half = ${dU} / 2u;
   let j = c % half;
   let ang = turn_angle(i32(ld_in1(${pos2d ? `bi * ${sU} + si` : 'si'})), ${table('2u * j')}, ${table('2u * j + 1u')});
   let cs = cos(ang);
   let sn = ${inverse ? '-' : ''}sin(ang);
-  let row = i - c;
-  if (c < half) { return ld_in0(i) * cs - ld_in0(row + c + half) * sn; }
-  return ld_in0(i) * cs + ld_in0(row + c - half) * sn;`;
+  let row = ${row};
+  if (c < half) { return ld_in0(row + c) * cs - ld_in0(row + c + half) * sn; }
+  return ld_in0(row + c) * cs + ld_in0(row + c - half) * sn;`;
     },
   });
 };

@@ -400,6 +400,50 @@ ${tm.reduce('ls', 's', fadd)}${tm.reduce('cs', 'c', fadd)}  if (lane == 0u) {
   return { steps: [perRow, total], scratch: [Math.max(4, rows * 8)] };
 };
 
+/** cross_entropy's gradient (ops/reduce.ts cross_entropy_grad): one row of logits per row of the kernel. */
+const crossEntropyGrad: Kernel = (ctx) => {
+  const [rows, v] = ctx.inputs[0].shape;
+  const reduction = String(ctx.node.attrs.reduction);
+  const mode = rowMode(ctx, rows, v);
+  const L = `${mode.lanes}u`;
+  const step = rowStep({
+    ctx,
+    mode,
+    desc: { reduction },
+    inputs: [0, 1, 2],
+    rows,
+    writesOutput: true,
+    body: (u) => {
+      const vU = u.u32(v);
+      const nU = u.u32(rows);
+      const ign = u.i32(Number(ctx.node.attrs.ignore_index));
+      const store = (value: string) => storeStmt('outb', ctx.out.dtype, 'base + j', value);
+      // The row's share of the cotangent; the mean counts the rows whose label counts.
+      const share =
+        reduction === 'none'
+          ? '  let g = ld_in2(row);\n'
+          : reduction === 'sum'
+            ? '  let g = ld_in2(0u);\n'
+            : `  var c = 0.0;
+  for (var k = lane; k < ${nU}; k = k + ${L}) { c = c + select(1.0, 0.0, ld_in1(k) == ${ign}); }
+${mode.reduce('cnt', 'c', fadd)}  let g = ld_in2(0u) / max(cnt, 1.0);
+`;
+      return `  let label = ld_in1(row);
+  let base = row * ${vU};
+  if (label == ${ign}) {
+    for (var j = lane; j < ${vU}; j = j + ${L}) { ${store('0.0')} }
+    return;
+  }
+${share}${maxAndSum(mode, vU, 'ld_in0(base + j)')}  for (var j = lane; j < ${vU}; j = j + ${L}) {
+    let hot = select(0.0, 1.0, label >= 0 && u32(label) == j);
+    ${store('(exp(ld_in0(base + j) - mx) / tot - hot) * g')}
+  }
+`;
+    },
+  });
+  return { steps: [step] };
+};
+
 export const reduceKernels = {
   sum: reduction('sum'),
   mean: reduction('mean'),
@@ -410,4 +454,5 @@ export const reduceKernels = {
   rmsnorm,
   layernorm,
   cross_entropy: crossEntropy,
+  cross_entropy_grad: crossEntropyGrad,
 } satisfies Record<string, Kernel>;

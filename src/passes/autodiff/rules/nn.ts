@@ -43,11 +43,13 @@ function probabilities(
 }
 
 export const nnVjps = {
-  // The rotation is orthogonal: its transpose is the rotation by -angle.
+  // The rotation is orthogonal: its transpose is the rotation by -angle, from the output's
+  // layout back to the input's.
   rope: vjp(
     (c) => {
       const attrs = attrsOf(c, 'rope');
-      return [c.needs[0] ? c.b.rope(c.cot, c.inputs[1], { ...attrs, inverse: !attrs.inverse }) : null, null];
+      const back = { inverse: !attrs.inverse, layout_in: attrs.layout_out, layout_out: attrs.layout_in };
+      return [c.needs[0] ? c.b.rope(c.cot, c.inputs[1], { ...attrs, ...back }) : null, null];
     },
     [1], // positions are integers
   ),

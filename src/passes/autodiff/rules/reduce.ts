@@ -2,8 +2,8 @@
 // statistics from x (cheap, and nothing extra has to live until backward).
 import type { GraphBuilder, Value } from '../../../ir/builder.ts';
 import { normAxes } from '../../../ir/shape.ts';
-import { castTo, expandReduced, scalarLike } from '../helpers.ts';
-import { attrsOf, type VjpRule, vjp } from '../rule.ts';
+import { expandReduced, scalarLike } from '../helpers.ts';
+import { attrsOf, none, type VjpRule, vjp } from '../rule.ts';
 
 /** Sum of x over every axis but the last: the gradient of a per-feature weight. */
 function sumToLast(b: GraphBuilder, x: Value): Value {
@@ -88,29 +88,16 @@ export const reduceVjps = {
   }),
   // d/dlogits = (softmax - one_hot(label)) on counted rows, times g per row ('none'),
   // g ('sum') or g / counted rows ('mean'). Rows labelled ignore_index get 0.
+  // One op: (softmax(logits) - one_hot(labels)) times each counted row's share of the
+  // cotangent (ops/reduce.ts cross_entropy_grad), instead of a one_hot, a softmax and the
+  // masks and sums around them.
   cross_entropy: vjp(
     (c) => {
       if (!c.needs[0]) return [null];
-      const { ignore_index, reduction } = attrsOf(c, 'cross_entropy');
-      const [logits, labels] = c.inputs;
-      const b = c.b;
-      const [n, v] = logits.type.shape;
-      const dt = logits.type.dtype;
-      const ignored = castTo(b, b.equal(labels, b.const(ignore_index, [], 'i32')), dt);
-      const counted = b.sub(scalarLike(b, 1, logits), ignored); // [N]
-      // one_hot gives an all-zero row for ids outside [0, V), so ignored rows need no care here.
-      const hot = castTo(b, b.oneHot(labels, v), dt);
-      const diff = b.mul(b.sub(b.softmax(logits, -1), hot), b.reshape(counted, [n, 1]));
-      let g: Value;
-      if (reduction === 'none') g = b.reshape(c.cot, [n, 1]);
-      else if (reduction === 'sum') g = c.cot;
-      else {
-        // Nothing counted: the loss is NaN (PyTorch); keep the gradient finite, every row is 0 anyway.
-        const rows = b.maximum(b.sum(counted, [0]), scalarLike(b, 1, logits));
-        g = b.div(c.cot, rows);
-      }
-      return [b.mul(diff, g), null];
+      const attrs = attrsOf(c, 'cross_entropy');
+      return [c.b.emit('cross_entropy_grad', [c.inputs[0], c.inputs[1], c.cot], attrs), null];
     },
     [1], // labels are integer class ids
   ),
+  cross_entropy_grad: none('cross_entropy_grad is itself a gradient (no second order)'),
 } satisfies Record<string, VjpRule>;
