@@ -197,31 +197,62 @@ describe('fuse-dropout', () => {
         }
       });
 
-  it('large products on software adapters: an output mask rides the texture kernel, an operand prologue keeps the buffer kernels', async () => {
-    const big = (at: 'a' | 'out') =>
-      problemGraph(
-        {
-          op: 'matmul',
-          m: 128,
-          n: 257,
-          k: 256,
-          ta: false,
-          tb: true,
-          batch: 0,
-          bias: false,
-          at,
-          p: 0.1,
-          step: true,
-          epilogue: false,
-          map: 'none',
-        },
-        11,
-      );
+  it('large products on software adapters: the texture kernel stages operands through their dropout or map, and masks its store', async () => {
+    // Vec4 and element-wise staging (a transposed or ragged operand), on A and on B.
+    const cases: Problem[] = [
+      {
+        op: 'matmul',
+        m: 128,
+        n: 257,
+        k: 256,
+        ta: false,
+        tb: true,
+        batch: 0,
+        bias: false,
+        at: 'a',
+        p: 0.1,
+        step: true,
+        epilogue: false,
+        map: 'scale',
+      },
+      {
+        op: 'matmul',
+        m: 128,
+        n: 257,
+        k: 256,
+        ta: true,
+        tb: false,
+        batch: 0,
+        bias: false,
+        at: 'b',
+        p: 0.3,
+        step: true,
+        epilogue: true,
+        map: 'chain',
+      },
+      {
+        op: 'matmul',
+        m: 128,
+        n: 257,
+        k: 256,
+        ta: false,
+        tb: true,
+        batch: 0,
+        bias: false,
+        at: 'out',
+        p: 0.1,
+        step: false,
+        epilogue: false,
+        map: 'none',
+      },
+    ];
     const target = { f16: false, software: true, softwareMatmul: 'texture', textureDimension: 8192 } as const;
-    const kernels = (g: Graph) =>
-      listKernels(g, target).dispatches.map((d) => JSON.parse(d.key).program.kernel);
-    expect(kernels(fuse(big('out')))).toEqual(['texture-stage', 'texture-stage', 'texture']);
-    expect(kernels(fuse(big('a')))).toEqual(['direct']);
+    for (const q of cases)
+      expect(
+        listKernels(fuse(problemGraph(q, 11)), target).dispatches.map(
+          (d) => JSON.parse(d.key).program.kernel,
+        ),
+      ).toEqual(['texture-stage', 'texture-stage', 'texture']);
     const be = new WebGpuBackend({ kernels: 'cpu', softwareMatmul: 'texture' });
     try {
       await be.ready();
@@ -229,8 +260,8 @@ describe('fuse-dropout', () => {
       return; // no adapter: the webgpu suites say so
     }
     try {
-      for (const at of ['a', 'out'] as const) {
-        const g = big(at);
+      for (const q of cases) {
+        const g = problemGraph(q, 11);
         const feeds = feedsOf(g, 3);
         const want = runGraph(g, feeds, randomWeights(g), { precision: 'f32' }).y.data;
         const exe = await be.compile(fuse(g), randomWeights(g));

@@ -163,6 +163,38 @@ export function batchCode(u: Uniforms, p: MatmulProblem): string {
 }
 
 /**
+ * WGSL of the dropout (`drop_key()`, `drop_k(x, key, i)`: the dropout kernel's key,
+ * threshold and scale as uniforms; its step read from a binding `DS` the caller declares)
+ * and the operand map (`pre_map(x)`) of `p`, when it has them.
+ */
+export function prologueFns(p: MatmulProblem, u: Uniforms): string {
+  let code = '';
+  const d = p.dropout;
+  const f32 = (at: 'a' | 'b') => (at === 'a' ? p.dtype : (p.bDtype ?? p.dtype)) === 'f32';
+  if (d) {
+    if (d.at !== 'out' && !f32(d.at)) throw new Error('internal: a dropout prologue needs an f32 operand');
+    const seed = u.u32(d.seed >>> 0);
+    const key = d.step ? `${seed} ^ (u32(DS[0]) * 0x9e3779b1u)` : seed;
+    code += `${HASH32}fn drop_key() -> u32 { return ${key}; }
+fn drop_k(x: f32, key: u32, i: u32) -> f32 { return select(0.0, x * ${u.f32v(1 / (1 - d.p))}, hash32(key, i) >= ${u.u32(dropThreshold(d.p))}); }
+`;
+  }
+  const pre = p.pre;
+  if (pre) {
+    if (!f32(pre.at) || d?.at === pre.at)
+      throw new Error('internal: an operand map needs an f32 operand without a dropout');
+    code += `${pre.helpers ?? ''}fn pre_map(x: f32) -> f32 {\n${pre.body(u)}\n}\n`;
+  }
+  return code;
+}
+
+/** Operand `at`'s element `x` (flat index `i` in the operand) as the product reads it: masked, mapped or itself. */
+export function operandValue(p: MatmulProblem, at: 'a' | 'b', x: string, i: string): string {
+  if (p.dropout?.at === at) return `drop_k(${x}, drop_key(), ${i})`;
+  return p.pre?.at === at ? `pre_map(${x})` : x;
+}
+
+/**
  * Operand, bias and epilogue bindings (and the epilogue's `epi`, allocating its uniforms
  * from `u`). With `textures`, the operands are the plan's scratch textures 0 and 1 (TA, TB,
  * matmul-texture.ts) instead of the input buffers A and B.
@@ -199,33 +231,18 @@ export function bindingsFor(
       bindings.push({ ref: { kind: 'input', index: e.first + j }, write: false });
     }
   }
-  const d = p.dropout;
+  // The texture product reads operands staged through their prologue: only an output mask is its own.
+  const d = textures && p.dropout?.at !== 'out' ? undefined : p.dropout;
   if (d?.step) {
     code += declStorage('DS', d.step.dtype, bindings.length + 1, false);
     bindings.push({ ref: { kind: 'input', index: d.step.input }, write: false });
   }
   code += `@group(0) @binding(${bindings.length + 1}) var<storage, read_write> C: ${arr(oel, vecC)};\n`;
   bindings.push({ ref: { kind: 'output' }, write: true });
-  if (d) {
-    if (d.at === 'out' && !e) throw new Error('internal: an output dropout is applied in the epilogue');
-    if (d.at !== 'out' && (d.at === 'a' ? p.dtype : (p.bDtype ?? p.dtype)) !== 'f32')
-      throw new Error('internal: a dropout prologue needs an f32 operand');
-    // The dropout kernel's key, threshold and scale (kernels/elementwise.ts), as uniforms.
-    const seed = u.u32(d.seed >>> 0);
-    const key = d.step ? `${seed} ^ (u32(DS[0]) * 0x9e3779b1u)` : seed;
-    code += `${HASH32}fn drop_key() -> u32 { return ${key}; }
-fn drop_k(x: f32, key: u32, i: u32) -> f32 { return select(0.0, x * ${u.f32v(1 / (1 - d.p))}, hash32(key, i) >= ${u.u32(dropThreshold(d.p))}); }
-`;
-  }
-  const pre = p.pre;
-  if (pre) {
-    if ((pre.at === 'a' ? p.dtype : (p.bDtype ?? p.dtype)) !== 'f32' || d?.at === pre.at)
-      throw new Error('internal: an operand map needs an f32 operand without a dropout');
-    code += `${pre.helpers ?? ''}fn pre_map(x: f32) -> f32 {\n${pre.body(u)}\n}\n`;
-  }
-  if (textures && ((d && d.at !== 'out') || pre))
-    throw new Error('internal: the texture matmul has no operand prologue (planTextureMatmul declines it)');
-  // The texture kernel reads TA / TB itself.
+  if (d?.at === 'out' && !e) throw new Error('internal: an output dropout is applied in the epilogue');
+  const pre = textures ? undefined : p.pre;
+  code += prologueFns({ ...p, dropout: d, pre }, u);
+  // The texture kernel reads TA / TB, staged through the prologue (matmul-texture.ts).
   if (!textures)
     code +=
       loadFns('A', p.dtype, vecA, d?.at === 'a', pre?.at === 'a') +

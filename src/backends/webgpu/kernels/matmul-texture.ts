@@ -9,14 +9,14 @@
 // for the product alone, ~14-15 with both stagings, against 8.2 for the direct kernel
 // (docs/DECISIONS.md). Small or thin products keep the buffer kernels: two more dispatches
 // would cost more than they save (TEXTURE_MIN_MACS, TEXTURE_MIN_SIDE); so do products whose
-// textures would be large workspace (TEXTURE_MAX_BYTES), and products with an operand
-// prologue (a dropout or a map applied as the buffer kernels load an operand).
+// textures would be large workspace (TEXTURE_MAX_BYTES). An operand's dropout or map
+// (fuse-dropout, fuse-operand-map) is applied as it is staged, at its flat index.
 //
 // The product: a workgroup of WG lanes shares RM rows (from the workgroup id, so A's texel
 // fetches are uniform) and each lane owns RNV texel columns of B (lane l: columns
 // c0 + l + h * WG), an RM x 4*RNV tile of accumulators.
 import { numel } from '../../../ir/shape.ts';
-import { PRELUDE } from '../dtypes.ts';
+import { declStorage, PRELUDE } from '../dtypes.ts';
 import {
   entry,
   type KernelPlan,
@@ -25,7 +25,14 @@ import {
   textureBytes,
   Uniforms,
 } from '../program.ts';
-import { bindingsFor, type MatmulProblem, matmulDesc, storeTileRow } from './matmul-parts.ts';
+import {
+  bindingsFor,
+  type MatmulProblem,
+  matmulDesc,
+  operandValue,
+  prologueFns,
+  storeTileRow,
+} from './matmul-parts.ts';
 
 /** Products with fewer multiply-adds keep the buffer kernels. */
 export const TEXTURE_MIN_MACS = 2 ** 23;
@@ -71,8 +78,6 @@ function foldedRows(p: MatmulProblem): number | undefined {
 export function planTextureMatmul(p: MatmulProblem, dimension: number | undefined): KernelPlan | undefined {
   if (dimension === undefined || p.k === 0) return undefined;
   if (p.dtype !== 'f32' || (p.bDtype ?? 'f32') !== 'f32' || p.outDtype !== 'f32') return undefined;
-  // A dropout or map on an operand is applied by the buffer kernels' loads (not staged yet).
-  if ((p.dropout && p.dropout.at !== 'out') || p.pre) return undefined;
   const rows = foldedRows(p);
   if (rows === undefined || rows * p.n * p.k < TEXTURE_MIN_MACS) return undefined;
   if (Math.min(rows, p.n, p.k) < TEXTURE_MIN_SIDE) return undefined;
@@ -82,8 +87,8 @@ export function planTextureMatmul(p: MatmulProblem, dimension: number | undefine
   if (textureBytes(a) > TEXTURE_MAX_BYTES || textureBytes(b) > TEXTURE_MAX_BYTES) return undefined;
   return {
     steps: [
-      stage(p.op, 0, a, p.k, p.ta ? rows : undefined),
-      stage(p.op, 1, b, p.n, p.tb ? p.k : undefined),
+      stage(p, 0, a, p.k, p.ta ? rows : undefined),
+      stage(p, 1, b, p.n, p.tb ? p.k : undefined),
       product(p, rows),
     ],
     textures: [a, b],
@@ -97,7 +102,7 @@ export function planTextureMatmul(p: MatmulProblem, dimension: number | undefine
  * at c * transposed + r.
  */
 function stage(
-  op: string,
+  p: MatmulProblem,
   operand: 0 | 1,
   t: ScratchTexture,
   cols: number,
@@ -109,13 +114,23 @@ function stage(
   // Rows of whole texels in memory: one vec4 load per texel.
   const vec = transposed === undefined && cols % 4 === 0;
   const at = (c: string) => (S === undefined ? `r * ${C} + ${c}` : `(${c}) * ${S} + r`);
+  // The operand's dropout or map, at each element's flat index (texel i holds 4i .. 4i+3).
+  const side = operand ? 'b' : 'a';
+  const value = (x: string, i: string) => operandValue(p, side, x, i);
   const load = vec
-    ? '  let v = X[i];\n'
+    ? `  let w = X[i];\n  let v = vec4<f32>(${['x', 'y', 'z', 'w'].map((c, j) => value(`w.${c}`, `i * 4u + ${j}u`)).join(', ')});\n`
     : `  var v = vec4<f32>(0.0);
-${[0, 1, 2, 3].map((c) => `  if (x * 4u + ${c}u < ${C}) { v[${c}] = X[${at(`x * 4u + ${c}u`)}]; }\n`).join('')}`;
+${[0, 1, 2, 3].map((c) => `  if (x * 4u + ${c}u < ${C}) { let e = ${at(`x * 4u + ${c}u`)}; v[${c}] = ${value('X[e]', 'e')}; }\n`).join('')}`;
+  const masked = p.dropout?.at === side;
+  const step = masked ? p.dropout?.step : undefined;
+  // Only this operand's: the other's dropout reads a step this stage does not bind.
+  const prologue = prologueFns(
+    { ...p, dropout: masked ? p.dropout : undefined, pre: p.pre?.at === side ? p.pre : undefined },
+    u,
+  );
   const code = `${PRELUDE + u.decl()}@group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
 @group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
-${entry([STAGE_WG])}  let i = wid * ${STAGE_WG}u + lid;
+${step ? declStorage('DS', step.dtype, 3, false) : ''}${prologue}${entry([STAGE_WG])}  let i = wid * ${STAGE_WG}u + lid;
   if (i >= ${W} * ${R}) { return; }
   let r = i / ${W};
   let x = i % ${W};
@@ -124,18 +139,21 @@ ${load}  textureStore(T, vec2<u32>(x, r), v);
 `;
   return {
     desc: {
-      op,
+      op: p.op,
       dtypes: ['f32'],
       workgroup: [STAGE_WG],
       kernel: 'texture-stage',
       vec,
       transposed: S !== undefined,
+      ...(masked ? { drop: step?.dtype ?? false } : {}),
+      ...(p.pre?.at === side ? { pre: p.pre.desc } : {}),
     },
     code,
     uniforms: u,
     bindings: [
       { ref: { kind: 'input', index: operand }, write: false },
       { ref: { kind: 'texture', index: operand }, write: true },
+      ...(step ? [{ ref: { kind: 'input', index: step.input }, write: false } as const] : []),
     ],
     workgroups: Math.ceil((t.width * t.height) / STAGE_WG),
   };
