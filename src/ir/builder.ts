@@ -103,6 +103,24 @@ export class GraphBuilder {
     return this.emit(n.op, inputs, n.attrs, n.scope);
   }
 
+  /**
+   * Re-adds an existing node whose new inputs have exactly its inputs' old types: its attrs
+   * were parsed and its type inferred when it was built, and inference is a function of
+   * the input types and attrs, so neither is redone (the bulk of a pass's graph copy).
+   */
+  copySameTypes(n: Node, inputs: readonly Value[]): Value {
+    const id = this.nextId++;
+    this.push({
+      id,
+      op: n.op,
+      inputs: inputs.map((v) => v.id),
+      attrs: n.attrs,
+      type: n.type,
+      scope: n.scope,
+    });
+    return { id, type: n.type };
+  }
+
   private op<K extends CoreOpName>(op: K, inputs: readonly Value[], attrs?: In<K>): Value {
     return this.emit(op, inputs, (attrs ?? {}) as Attrs);
   }

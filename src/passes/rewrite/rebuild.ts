@@ -1,8 +1,10 @@
 // Graph copying for passes: walk the source graph in order, let a visitor replace
-// nodes, copy the rest through GraphBuilder (so every new node is checked), and remap
+// nodes, copy the rest through GraphBuilder (every new node is checked; a copy whose inputs
+// keep their types keeps its checked attrs and type), and remap
 // old ids to new Values. Plus dead-code removal with dense renumbering.
 import { GraphBuilder, type Value } from '../../ir/builder.ts';
 import { Graph, type GraphOutput, type Node } from '../../ir/graph.ts';
+import { sameShape } from '../../ir/shape.ts';
 
 export interface Rebuilder {
   readonly source: Graph;
@@ -30,10 +32,19 @@ export function rebuild(g: Graph, visit: Visit): Graph {
   for (const n of g.nodes) {
     const inputs = n.inputs.map(value);
     const out = b.atScope(n.scope, () => visit(n, inputs, r));
-    map.set(n.id, out ?? b.copy(n, inputs));
+    if (out) map.set(n.id, out);
+    else {
+      // Unchanged inputs (types): the node as it was, without re-checking it.
+      const same = inputs.every((v, k) => sameType(v.type, g.node(n.inputs[k]).type));
+      map.set(n.id, same ? b.copySameTypes(n, inputs) : b.copy(n, inputs));
+    }
   }
   const outputs: GraphOutput[] = g.outputs.map((o) => ({ name: o.name, id: value(o.id).id }));
   return new Graph(b.built, outputs);
+}
+
+function sameType(a: Value['type'], b: Value['type']): boolean {
+  return a.dtype === b.dtype && sameShape(a.shape, b.shape);
 }
 
 /** Ids of the nodes the outputs depend on; `input` nodes always count as live (they are the interface). */
