@@ -17,16 +17,13 @@ import { parseGraph } from '../../../src/ir/parser.ts';
 import { printGraph } from '../../../src/ir/printer.ts';
 import { tensor } from '../../../src/ir/tensor.ts';
 import { verify } from '../../../src/ir/verify.ts';
-import { loadRecipe } from '../../../src/methods/index.ts';
-import { loadModel } from '../../../src/models/llama/index.ts';
 import { fuseDropout } from '../../../src/passes/fuse/dropout.ts';
 import { fuseElementwise } from '../../../src/passes/fuse/elementwise.ts';
 import { fuseEpilogue, unfuseEpilogue } from '../../../src/passes/fuse/matmul-map.ts';
 import { fuseOperandMap } from '../../../src/passes/fuse/operand-map.ts';
-import { prepareRun } from '../../../src/train/setup.ts';
 import { randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
 import { cli } from '../../cli/run-cli.ts';
-import { compareSteps, maxDiff } from './same.ts';
+import { bundledLoraRun, compareSteps, maxDiff } from './same.ts';
 
 const fuse = (g: Graph) => verify(fuseOperandMap(fuseDropout(fuseEpilogue(fuseElementwise(g)))));
 const count = (g: Graph, op: string) => g.nodes.filter((n) => n.op === op).length;
@@ -308,13 +305,7 @@ describe('fuse-dropout', () => {
     for (const o of g.outputs) expect(Array.from(got[o.name].data)).toEqual(Array.from(want[o.name].data));
   });
 
-  const model = loadModel('examples/models/tiny-llama');
-  const run = prepareRun(
-    model,
-    loadRecipe('examples/recipes/lora-tiny.json'),
-    { batch: 2, seq: 16 },
-    { seed: 0 },
-  );
+  const run = bundledLoraRun();
 
   it('the bundled LoRA step (lora_dropout 0.05) has no dropout left; split back it has them again', () => {
     expect(count(run.step, 'dropout')).toBe(0);

@@ -8,13 +8,10 @@ import { runGraph } from '../../../src/backends/cpu/index.ts';
 import { WebGpuBackend, type WebGpuOptions } from '../../../src/backends/webgpu/index.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { verify } from '../../../src/ir/verify.ts';
-import { loadRecipe } from '../../../src/methods/index.ts';
-import { loadModel } from '../../../src/models/llama/index.ts';
 import { fuseElementwise } from '../../../src/passes/fuse/elementwise.ts';
 import { fuseEpilogue, unfuseEpilogue } from '../../../src/passes/fuse/matmul-map.ts';
-import { prepareRun } from '../../../src/train/setup.ts';
 import { arbGraph, randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
-import { compareSteps, expectSameOnCpu, maxDiff } from './same.ts';
+import { bundledLoraRun, compareSteps, expectSameOnCpu, maxDiff } from './same.ts';
 
 const fuse = (g: Parameters<typeof fuseElementwise>[0]) => verify(fuseEpilogue(fuseElementwise(g)));
 
@@ -119,13 +116,7 @@ describe('fuse-epilogue', () => {
       }
     });
 
-  const model = loadModel('examples/models/tiny-llama');
-  const run = prepareRun(
-    model,
-    loadRecipe('examples/recipes/lora-tiny.json'),
-    { batch: 2, seq: 16 },
-    { seed: 0 },
-  );
+  const run = bundledLoraRun();
 
   for (const backend of ['cpu', 'webgpu'] as const)
     it(`${backend}: the epilogue-fused LoRA training step equals the unfused one: losses and params over 2 steps`, async () => {

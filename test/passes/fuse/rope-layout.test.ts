@@ -9,14 +9,12 @@ import { runGraph } from '../../../src/backends/cpu/index.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import type { Graph } from '../../../src/ir/graph.ts';
 import { verify } from '../../../src/ir/verify.ts';
-import { loadRecipe } from '../../../src/methods/index.ts';
-import { loadModel } from '../../../src/models/llama/index.ts';
 import { fuseRopeLayout } from '../../../src/passes/fuse/rope-layout.ts';
 import { runPipeline } from '../../../src/passes/index.ts';
-import { prepareRun, runPipelines } from '../../../src/train/setup.ts';
+import { runPipelines } from '../../../src/train/setup.ts';
 import { randomWeights } from '../../arbitrary/graphs.ts';
 import { gpuSuite } from '../../backends/webgpu/gpu.ts';
-import { compareSteps, expectSameOnCpu, maxDiff } from './same.ts';
+import { bundledLoraRun, compareSteps, expectSameOnCpu, maxDiff } from './same.ts';
 
 /** Folds in (x bshd), out (z bhsd), both (w bshd), and one refused (u: its transpose is also an output). */
 function ropeGraph(b: number, s: number, h: number, d: number, perBatch: boolean): Graph {
@@ -70,12 +68,7 @@ describe('fuse-rope-layout', () => {
     expect(fuseRopeLayout(graph)).toBe(graph);
   });
 
-  const run = prepareRun(
-    loadModel('examples/models/tiny-llama'),
-    loadRecipe('examples/recipes/lora-tiny.json'),
-    { batch: 2, seq: 16 },
-    { seed: 0 },
-  );
+  const run = bundledLoraRun();
   const without = runPipeline(
     run.adapted,
     runPipelines(run.recipe).train.filter((p) => p.name !== 'fuse-rope-layout'),

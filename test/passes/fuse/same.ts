@@ -6,6 +6,9 @@ import { createBackend } from '../../../src/backends/index.ts';
 import type { WebGpuExecutable } from '../../../src/backends/webgpu/index.ts';
 import type { Graph } from '../../../src/ir/graph.ts';
 import type { WeightStore } from '../../../src/ir/weights.ts';
+import { loadRecipe } from '../../../src/methods/index.ts';
+import { loadModel } from '../../../src/models/llama/index.ts';
+import { prepareRun } from '../../../src/train/setup.ts';
 import { randomFeeds, randomWeights } from '../../arbitrary/graphs.ts';
 
 /** Largest |a - b| / (1 + |a|), NaN equal to NaN. */
@@ -73,4 +76,14 @@ export async function compareSteps(
   } finally {
     be.dispose();
   }
+}
+
+/** The bundled model's LoRA training step (lora-tiny.json, with dropout), batch 2 x seq 16, as the trainer prepares it. */
+export function bundledLoraRun(): ReturnType<typeof prepareRun> {
+  return prepareRun(
+    loadModel('examples/models/tiny-llama'),
+    loadRecipe('examples/recipes/lora-tiny.json'),
+    { batch: 2, seq: 16 },
+    { seed: 0 },
+  );
 }
