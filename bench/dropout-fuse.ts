@@ -8,7 +8,7 @@ import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { runPipeline } from '../src/passes/index.ts';
 import { prepareRun, runPipelines } from '../src/train/setup.ts';
-import { STEP_BENCH_OPTIONS, timeSteps } from './step-feeds.ts';
+import { interleavedSteps, STEP_BENCH_OPTIONS } from './step-feeds.ts';
 import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
@@ -33,22 +33,8 @@ const variants = await Promise.all(
     { name: 'neither', graph: without(['fuse-operand-map', 'fuse-dropout']) },
   ].map(async (v) => ({ ...v, exe: (await backend.compile(v.graph, run.weights)) as WebGpuExecutable })),
 );
-const ms = new Map<string, number[]>();
-for (let r = 0; r < Number(a.rounds); r++)
-  for (const v of variants) {
-    const t = await timeSteps(v.exe, batch, seq, 8);
-    ms.set(v.name, [...(ms.get(v.name) ?? []), t.msPerStep]);
-  }
+const rows = await interleavedSteps(variants, Number(a.rounds), batch, seq, 8);
 backend.dispose();
-const rows = variants.map((v) => {
-  const sorted = [...(ms.get(v.name) ?? [])].sort((x, y) => x - y);
-  return {
-    name: v.name,
-    dispatches: v.exe.stats.dispatches,
-    min: sorted[0],
-    median: sorted[sorted.length >> 1],
-  };
-});
 printTable(
   `the training step with and without fuse-dropout / fuse-operand-map (${a.model}, ${a.recipe}, batch ${batch} x seq ${seq}, webgpu)`,
   [

@@ -8,7 +8,7 @@ import { WebGpuBackend, type WebGpuExecutable } from '../src/backends/webgpu/ind
 import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { prepareRun } from '../src/train/setup.ts';
-import { STEP_BENCH_OPTIONS, timeSteps } from './step-feeds.ts';
+import { interleavedSteps, STEP_BENCH_OPTIONS } from './step-feeds.ts';
 import { num, printTable } from './table.ts';
 
 const { values: a } = parseArgs({
@@ -26,22 +26,8 @@ const variants = [
     exe: (await backend.compile(run.step, run.weights, { groups: false })) as WebGpuExecutable,
   },
 ];
-const ms = new Map<string, number[]>();
-for (let r = 0; r < Number(a.rounds); r++)
-  for (const v of variants) {
-    const t = await timeSteps(v.exe, batch, seq, 6);
-    ms.set(v.name, [...(ms.get(v.name) ?? []), t.msPerStep]);
-  }
+const rows = await interleavedSteps(variants, Number(a.rounds), batch, seq, 6);
 backend.dispose();
-const rows = variants.map((v) => {
-  const sorted = [...(ms.get(v.name) ?? [])].sort((x, y) => x - y);
-  return {
-    name: v.name,
-    dispatches: v.exe.stats.dispatches,
-    min: sorted[0],
-    median: sorted[sorted.length >> 1],
-  };
-});
 printTable(
   `the training step with and without group kernels (${a.model}, ${a.recipe}, batch ${batch} x seq ${seq}, webgpu)`,
   [

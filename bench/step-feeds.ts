@@ -46,3 +46,28 @@ export async function timeSteps(
   const ms = (performance.now() - t0) / steps;
   return { tokensPerS: (batch * seq * 1000) / ms, msPerStep: ms };
 }
+
+/** Steps of several compiled forms of one step, interleaved round by round: min and median ms per step of each. */
+export async function interleavedSteps(
+  variants: readonly {
+    readonly name: string;
+    readonly exe: Executable & { readonly stats: { dispatches: number } };
+  }[],
+  rounds: number,
+  batch: number,
+  seq: number,
+  steps: number,
+): Promise<{ name: string; dispatches: number; min: number; median: number }[]> {
+  const ms = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  for (let r = 0; r < rounds; r++)
+    for (const v of variants) ms.get(v.name)?.push((await timeSteps(v.exe, batch, seq, steps)).msPerStep);
+  return variants.map((v) => {
+    const sorted = [...(ms.get(v.name) ?? [])].sort((x, y) => x - y);
+    return {
+      name: v.name,
+      dispatches: v.exe.stats.dispatches,
+      min: sorted[0],
+      median: sorted[sorted.length >> 1],
+    };
+  });
+}
