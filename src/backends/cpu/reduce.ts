@@ -40,6 +40,18 @@ export const mean: CpuKernel = ([x], ctx) => {
 export const max: CpuKernel = ([x], ctx) =>
   store(reduceInto(x, ctx, Number.NEGATIVE_INFINITY, (a, v) => (v > a || Number.isNaN(v) ? v : a)).acc, ctx);
 
+/**
+ * A line's max and the sum of exp(x - max) over its `n` elements at `base`, `base + stride`,
+ * ...: what a stable softmax, cross-entropy and its gradient each start from.
+ */
+function maxAndSumExp(data: ArrayLike<number>, base: number, n: number, stride = 1): [number, number] {
+  let m = Number.NEGATIVE_INFINITY;
+  for (let k = 0; k < n; k++) m = Math.max(m, data[base + k * stride]);
+  let s = 0;
+  for (let k = 0; k < n; k++) s += Math.exp(data[base + k * stride] - m);
+  return [m, s];
+}
+
 /** Stable softmax (or log-softmax) of each line along `axis`: subtract the line's max first. */
 function softmaxLike(log: boolean): CpuKernel {
   return ([x], ctx) => {
@@ -49,10 +61,7 @@ function softmaxLike(log: boolean): CpuKernel {
     for (let o = 0; o < outer; o++) {
       for (let j = 0; j < inner; j++) {
         const base = o * n * inner + j;
-        let m = Number.NEGATIVE_INFINITY;
-        for (let k = 0; k < n; k++) m = Math.max(m, x.data[base + k * inner]);
-        let s = 0;
-        for (let k = 0; k < n; k++) s += Math.exp(x.data[base + k * inner] - m);
+        const [m, s] = maxAndSumExp(x.data, base, n, inner);
         const logS = Math.log(s);
         for (let k = 0; k < n; k++) {
           const z = x.data[base + k * inner] - m;
@@ -119,10 +128,7 @@ export const cross_entropy: CpuKernel = ([logits, labels], ctx) => {
         `cross_entropy label ${label} in row ${r} is outside [0, ${v}) and is not ignore_index (${ignore_index})`,
       );
     }
-    let m = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < v; j++) m = Math.max(m, logits.data[r * v + j]);
-    let s = 0;
-    for (let j = 0; j < v; j++) s += Math.exp(logits.data[r * v + j] - m);
+    const [m, s] = maxAndSumExp(logits.data, r * v, v);
     losses[r] = m + Math.log(s) - logits.data[r * v + label];
     total += losses[r];
     counted++;
@@ -147,10 +153,7 @@ export const cross_entropy_grad: CpuKernel = ([logits, labels, cot], ctx) => {
         : reduction === 'sum'
           ? cot.data[0]
           : cot.data[0] / Math.max(counted, 1);
-    let m = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < v; j++) m = Math.max(m, logits.data[r * v + j]);
-    let s = 0;
-    for (let j = 0; j < v; j++) s += Math.exp(logits.data[r * v + j] - m);
+    const [m, s] = maxAndSumExp(logits.data, r * v, v);
     for (let j = 0; j < v; j++)
       out[r * v + j] = (Math.exp(logits.data[r * v + j] - m) / s - (j === label ? 1 : 0)) * g;
   }

@@ -345,7 +345,7 @@ const crossEntropy: Kernel = (ctx) => {
   const ignore = Number(ctx.node.attrs.ignore_index);
   const direct = reduction === 'none';
   const mode = rowMode(ctx, rows, v);
-  const L = `${mode.lanes}u`;
+  const _L = `${mode.lanes}u`;
   const perRow = rowStep({
     ctx,
     mode,
@@ -364,11 +364,7 @@ const crossEntropy: Kernel = (ctx) => {
       return `  let label = ld_in1(row);
   let base = row * ${vU};
   if (label == ${ign}) { if (lane == 0u) { ${write('0.0', '0.0')} } return; }
-  var m = ${NEG_INF};
-  for (var j = lane; j < ${vU}; j = j + ${L}) { m = ${fmax('m', 'ld_in0(base + j)')}; }
-${mode.reduce('mx', 'm', fmax)}  var s = 0.0;
-  for (var j = lane; j < ${vU}; j = j + ${L}) { s = s + exp(ld_in0(base + j) - mx); }
-${mode.reduce('tot', 's', fadd)}  if (lane == 0u) {
+${maxAndSum(mode, vU, 'ld_in0(base + j)')}  if (lane == 0u) {
     var loss = nan_f32();
     if (label >= 0 && u32(label) < ${vU}) { loss = mx + log(tot) - ld_in0(base + u32(label)); }
     ${write('loss', '1.0')}
