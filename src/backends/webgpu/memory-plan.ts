@@ -38,6 +38,8 @@ export type MemoryKind =
 /** Scratch textures shared by every node: as many of each size as one node uses at once. */
 class TexturePool {
   readonly all: ScratchTexture[] = [];
+  /** Pool indices of each size ('WxH'). */
+  private readonly bySize = new Map<string, number[]>();
 
   /** Pool indices for one node's textures (its i-th texture of a size is the pool's i-th of that size). */
   take(wanted: readonly ScratchTexture[]): number[] {
@@ -46,10 +48,13 @@ class TexturePool {
       const key = `${t.width}x${t.height}`;
       const nth = used.get(key) ?? 0;
       used.set(key, nth + 1);
-      const same = this.all.flatMap((u, i) => (`${u.width}x${u.height}` === key ? [i] : []));
-      if (nth < same.length) return same[nth];
-      this.all.push({ width: t.width, height: t.height });
-      return this.all.length - 1;
+      const same = this.bySize.get(key) ?? [];
+      if (nth === same.length) {
+        same.push(this.all.length);
+        this.all.push({ width: t.width, height: t.height });
+        this.bySize.set(key, same);
+      }
+      return same[nth];
     });
   }
 

@@ -35,11 +35,13 @@ export function fuseRopeLayout(g: Graph): Graph {
       foldOut.set(dst.id, n);
   }
   if (foldIn.size === 0 && foldOut.size === 0) return g;
+  // A rope its transpose takes over is emitted there, not also at its own place.
+  const takenOver = new Set([...foldOut.values()].map((r) => r.id));
   return rewrite(
     g,
     [
       [
-        { where: (n) => foldIn.has(n.id) || foldOut.has(n.id) },
+        { where: (n) => (foldIn.has(n.id) && !takenOver.has(n.id)) || foldOut.has(n.id) },
         // At a folded-out transpose: the rope that it reads, now writing bshd (the rope
         // itself, read only by the transpose, is then dead).
         (m, b) => {
