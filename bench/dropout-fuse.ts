@@ -8,8 +8,8 @@ import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { runPipeline } from '../src/passes/index.ts';
 import { prepareRun, runPipelines } from '../src/train/setup.ts';
-import { interleavedSteps, STEP_BENCH_OPTIONS } from './step-feeds.ts';
-import { num, printTable } from './table.ts';
+import { interleavedColumns, interleavedSteps, STEP_BENCH_OPTIONS } from './step-feeds.ts';
+import { printTable } from './table.ts';
 
 const { values: a } = parseArgs({
   options: { ...STEP_BENCH_OPTIONS, rounds: { type: 'string', default: '9' } },
@@ -43,13 +43,7 @@ printTable(
       legend: 'which of the two passes ran (the other fuse passes always)',
       cell: (r) => r.name,
     },
-    { header: 'dispatches', legend: 'compute dispatches per step', cell: (r) => String(r.dispatches) },
-    {
-      header: 'min ms',
-      legend: `fastest of ${a.rounds} interleaved rounds of 8 steps`,
-      cell: (r) => num(r.min, 2),
-    },
-    { header: 'median ms', legend: 'median of those rounds', cell: (r) => num(r.median, 2) },
+    ...interleavedColumns(Number(a.rounds), 8),
   ],
   rows,
 );

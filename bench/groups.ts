@@ -8,8 +8,8 @@ import { WebGpuBackend, type WebGpuExecutable } from '../src/backends/webgpu/ind
 import { loadRecipe } from '../src/methods/index.ts';
 import { loadModel } from '../src/models/llama/index.ts';
 import { prepareRun } from '../src/train/setup.ts';
-import { interleavedSteps, STEP_BENCH_OPTIONS } from './step-feeds.ts';
-import { num, printTable } from './table.ts';
+import { interleavedColumns, interleavedSteps, STEP_BENCH_OPTIONS } from './step-feeds.ts';
+import { printTable } from './table.ts';
 
 const { values: a } = parseArgs({
   options: { ...STEP_BENCH_OPTIONS, rounds: { type: 'string', default: '8' } },
@@ -36,13 +36,7 @@ printTable(
       legend: 'groups: as the trainer compiles it; no groups: CompileOptions.groups false',
       cell: (r) => r.name,
     },
-    { header: 'dispatches', legend: 'compute dispatches per step', cell: (r) => String(r.dispatches) },
-    {
-      header: 'min ms',
-      legend: `fastest of ${a.rounds} interleaved rounds of 6 steps`,
-      cell: (r) => num(r.min, 2),
-    },
-    { header: 'median ms', legend: 'median of those rounds', cell: (r) => num(r.median, 2) },
+    ...interleavedColumns(Number(a.rounds), 6),
   ],
   rows,
 );

@@ -1,6 +1,7 @@
 // The train-step benchmarks' stated config and feeds: a fixed pseudo-random batch, step k.
 import type { Executable } from '../src/backends/backend.ts';
 import { type Tensor, tensor } from '../src/ir/tensor.ts';
+import { type Column, num } from './table.ts';
 
 export function stepFeeds(batch: number, seq: number): (k: number) => Record<string, Tensor> {
   const ids = tensor(
@@ -47,6 +48,26 @@ export async function timeSteps(
   return { tokensPerS: (batch * seq * 1000) / ms, msPerStep: ms };
 }
 
+export interface InterleavedRow {
+  readonly name: string;
+  readonly dispatches: number;
+  readonly min: number;
+  readonly median: number;
+}
+
+/** The table columns of interleavedSteps' rows after the step's name: dispatches, min and median ms. */
+export function interleavedColumns(rounds: number, steps: number): Column<InterleavedRow>[] {
+  return [
+    { header: 'dispatches', legend: 'compute dispatches per step', cell: (r) => String(r.dispatches) },
+    {
+      header: 'min ms',
+      legend: `fastest of ${rounds} interleaved rounds of ${steps} steps`,
+      cell: (r) => num(r.min, 2),
+    },
+    { header: 'median ms', legend: 'median of those rounds', cell: (r) => num(r.median, 2) },
+  ];
+}
+
 /** Steps of several compiled forms of one step, interleaved round by round: min and median ms per step of each. */
 export async function interleavedSteps(
   variants: readonly {
@@ -57,7 +78,7 @@ export async function interleavedSteps(
   batch: number,
   seq: number,
   steps: number,
-): Promise<{ name: string; dispatches: number; min: number; median: number }[]> {
+): Promise<InterleavedRow[]> {
   const ms = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let r = 0; r < rounds; r++)
     for (const v of variants) ms.get(v.name)?.push((await timeSteps(v.exe, batch, seq, steps)).msPerStep);
