@@ -173,15 +173,29 @@ const dropout: Kernel = (ctx) => {
     desc: { step: hasStep },
     helpers: HASH32,
     body: (u) => {
-      const seedU = u.u32(seed >>> 0);
-      const thr = u.u32(dropThreshold(p));
-      const inv = u.f32v(1 / (1 - p));
-      // The CPU's dropoutKey: seed ^ imul(step, 0x9e3779b1).
-      const s = hasStep ? `(${seedU} ^ (u32(ld_in1(0u)) * 0x9e3779b1u))` : seedU;
-      return `  let keep = hash32(${s}, i) >= ${thr};\n  return select(0.0, ld_in0(i) * ${inv}, keep);`;
+      const d = dropoutWgsl(u, p, seed, hasStep ? 'ld_in1(0u)' : undefined);
+      return `  return ${d.apply('ld_in0(i)', d.key, 'i')};`;
     },
   });
 };
+
+/**
+ * The dropout's WGSL (its uniforms from `u`), for its own kernel and for the matmuls that
+ * apply it (matmul-parts.ts): `key`, the CPU's dropoutKey(seed, step) with `step` a WGSL
+ * scalar expression, and `apply(x, key, i)`, element `x` at index `i` kept and scaled by
+ * 1 / (1 - p) or 0. Needs HASH32.
+ */
+export function dropoutWgsl(u: Uniforms, p: number, seed: number, step?: string) {
+  const seedU = u.u32(seed >>> 0);
+  const thr = u.u32(dropThreshold(p));
+  const inv = u.f32v(1 / (1 - p));
+  // The CPU's dropoutKey: seed ^ imul(step, 0x9e3779b1).
+  const key = step === undefined ? seedU : `(${seedU} ^ (u32(${step}) * 0x9e3779b1u))`;
+  return {
+    key,
+    apply: (x: string, k: string, i: string) => `select(0.0, ${x} * ${inv}, hash32(${k}, ${i}) >= ${thr})`,
+  };
+}
 
 /** An element is kept when its hash is >= floor(p * 2^32) (the CPU's dropoutThreshold). */
 export function dropThreshold(p: number): number {

@@ -4,7 +4,7 @@ import type { DType } from '../../../ir/dtype.ts';
 import type { Shape } from '../../../ir/shape.ts';
 import { declStorage, storageElem } from '../dtypes.ts';
 import type { BindingRef, ProgramDesc, Uniforms } from '../program.ts';
-import { dropThreshold, HASH32 } from './elementwise.ts';
+import { dropoutWgsl, HASH32 } from './elementwise.ts';
 
 export interface MatmulProblem {
   readonly op: string;
@@ -173,10 +173,9 @@ export function prologueFns(p: MatmulProblem, u: Uniforms): string {
   const f32 = (at: 'a' | 'b') => (at === 'a' ? p.dtype : (p.bDtype ?? p.dtype)) === 'f32';
   if (d) {
     if (d.at !== 'out' && !f32(d.at)) throw new Error('internal: a dropout prologue needs an f32 operand');
-    const seed = u.u32(d.seed >>> 0);
-    const key = d.step ? `${seed} ^ (u32(DS[0]) * 0x9e3779b1u)` : seed;
-    code += `${HASH32}fn drop_key() -> u32 { return ${key}; }
-fn drop_k(x: f32, key: u32, i: u32) -> f32 { return select(0.0, x * ${u.f32v(1 / (1 - d.p))}, hash32(key, i) >= ${u.u32(dropThreshold(d.p))}); }
+    const w = dropoutWgsl(u, d.p, d.seed, d.step ? 'DS[0]' : undefined);
+    code += `${HASH32}fn drop_key() -> u32 { return ${w.key}; }
+fn drop_k(x: f32, key: u32, i: u32) -> f32 { return ${w.apply('x', 'key', 'i')}; }
 `;
   }
   const pre = p.pre;
