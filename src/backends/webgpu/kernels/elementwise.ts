@@ -198,7 +198,7 @@ export function dropoutWgsl(u: Uniforms, p: number, seed: number, step?: string)
 }
 
 /** An element is kept when its hash is >= floor(p * 2^32) (the CPU's dropoutThreshold). */
-export function dropThreshold(p: number): number {
+function dropThreshold(p: number): number {
   return Math.min(0xffffffff, Math.floor(p * 4294967296));
 }
 
