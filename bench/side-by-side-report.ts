@@ -17,9 +17,14 @@ export interface BenchShape {
 
 /** What was measured for one shape; `pytorch` is absent when the baseline is not installed. */
 export interface ShapeMeasurement extends BenchShape {
+  /** lavapipe's compute threads of the webgpu column (WebGpuOptions.softwareThreads); absent: Mesa's default. */
+  readonly lavapipeThreads?: number;
   readonly webgpu: StepTiming;
   readonly cpu: StepTiming;
+  /** PyTorch + PEFT on the baseline's threads (2, as issue 21 states it). */
   readonly pytorch?: StepTiming;
+  /** PyTorch + PEFT on 1 thread: faster than 2 on steps too small to share. */
+  readonly pytorch1?: StepTiming;
 }
 
 /** How the PyTorch side ran, or why it did not. */
@@ -39,11 +44,26 @@ export interface SideBySideReport {
   readonly adapter: string;
   readonly baseline: BaselineInfo;
   readonly shapes: readonly (BenchShape & {
-    readonly tokens_per_s: { peftc_webgpu: number; peftc_cpu: number; pytorch: number | null };
-    readonly ms_per_step: { peftc_webgpu: number; peftc_cpu: number; pytorch: number | null };
+    /** lavapipe's compute threads of the webgpu column; null: Mesa's default (one per core). */
+    readonly lavapipe_threads: number | null;
+    readonly tokens_per_s: Timings;
+    readonly ms_per_step: Timings;
     /** peftc tokens/s over PyTorch + PEFT tokens/s (null without the baseline). */
-    readonly ratio_over_pytorch: { peftc_webgpu: number | null; peftc_cpu: number | null };
+    readonly ratio_over_pytorch: Ratios;
+    /** The same over PyTorch + PEFT on 1 thread. */
+    readonly ratio_over_pytorch_1_thread: Ratios;
   })[];
+}
+
+interface Timings {
+  readonly peftc_webgpu: number;
+  readonly peftc_cpu: number;
+  readonly pytorch: number | null;
+  readonly pytorch_1_thread: number | null;
+}
+interface Ratios {
+  readonly peftc_webgpu: number | null;
+  readonly peftc_cpu: number | null;
 }
 
 export function sideBySideReport(
@@ -57,22 +77,28 @@ export function sideBySideReport(
     adapter,
     baseline,
     shapes: shapes.map((s) => {
-      const torch = s.pytorch?.tokensPerS;
-      const ratio = (x: number) => (torch === undefined ? null : x / torch);
-      const { webgpu: _w, cpu: _c, pytorch: _p, ...shape } = s;
+      const ratios = (torch: StepTiming | undefined): Ratios => ({
+        peftc_webgpu: torch ? s.webgpu.tokensPerS / torch.tokensPerS : null,
+        peftc_cpu: torch ? s.cpu.tokensPerS / torch.tokensPerS : null,
+      });
+      const { webgpu: _w, cpu: _c, pytorch: _p, pytorch1: _p1, lavapipeThreads, ...shape } = s;
       return {
         ...shape,
+        lavapipe_threads: lavapipeThreads ?? null,
         tokens_per_s: {
           peftc_webgpu: s.webgpu.tokensPerS,
           peftc_cpu: s.cpu.tokensPerS,
-          pytorch: torch ?? null,
+          pytorch: s.pytorch?.tokensPerS ?? null,
+          pytorch_1_thread: s.pytorch1?.tokensPerS ?? null,
         },
         ms_per_step: {
           peftc_webgpu: s.webgpu.msPerStep,
           peftc_cpu: s.cpu.msPerStep,
           pytorch: s.pytorch?.msPerStep ?? null,
+          pytorch_1_thread: s.pytorch1?.msPerStep ?? null,
         },
-        ratio_over_pytorch: { peftc_webgpu: ratio(s.webgpu.tokensPerS), peftc_cpu: ratio(s.cpu.tokensPerS) },
+        ratio_over_pytorch: ratios(s.pytorch),
+        ratio_over_pytorch_1_thread: ratios(s.pytorch1),
       };
     }),
   };
@@ -94,6 +120,12 @@ export function formatSideBySide(r: SideBySideReport): string {
       cell: (s) => `${s.name}: h${s.hidden} L${s.layers} ${s.batch}x${s.seq} (${s.preset})`,
     },
     {
+      header: 'lavapipe threads',
+      legend:
+        "lavapipe's compute threads in the webgpu column (LP_NUM_THREADS; 0 = each dispatch on its queue thread, default = one per core)",
+      cell: (s) => (s.lavapipe_threads === null ? 'default' : String(s.lavapipe_threads)),
+    },
+    {
       header: 'peftc webgpu tokens/s',
       legend: `batch * seq / mean wall time of one training step on ${r.adapter}`,
       cell: (s) => num(s.tokens_per_s.peftc_webgpu, 0),
@@ -109,9 +141,19 @@ export function formatSideBySide(r: SideBySideReport): string {
       cell: (s) => num(orUndefined(s.tokens_per_s.pytorch), 0),
     },
     {
+      header: 'PyTorch 1 thread tokens/s',
+      legend: 'the same PyTorch step on 1 thread (faster than 2 where a step is too small to share)',
+      cell: (s) => num(orUndefined(s.tokens_per_s.pytorch_1_thread), 0),
+    },
+    {
       header: 'webgpu / PyTorch x',
       legend: 'peftc webgpu tokens/s over PyTorch tokens/s (> 1 = peftc faster)',
       cell: (s) => num(orUndefined(s.ratio_over_pytorch.peftc_webgpu), 3),
+    },
+    {
+      header: 'webgpu / PyTorch 1 thread x',
+      legend: 'peftc webgpu tokens/s over PyTorch tokens/s on 1 thread',
+      cell: (s) => num(orUndefined(s.ratio_over_pytorch_1_thread.peftc_webgpu), 3),
     },
     {
       header: 'cpu / PyTorch x',

@@ -101,6 +101,14 @@ for (const name of ['tiny', 'small']) {
     bench: 'side-by-side',
     date: sbs?.date,
   });
+  add({
+    metric: `${name} shape: the same over PyTorch + PEFT on 1 thread, x`,
+    value: s?.ratio_over_pytorch_1_thread?.peftc_webgpu ?? undefined,
+    digits: 3,
+    target: '(reported)',
+    bench: 'side-by-side',
+    date: sbs?.date,
+  });
 }
 
 const compile = read('compile');

@@ -1,5 +1,5 @@
 // Options shared by the commands that run graphs: the backend and WebGPU adapter choice.
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { BACKENDS, type Backend, type BackendName, createBackend } from '../backends/index.ts';
 import { UsageError } from './errors.ts';
 
@@ -9,6 +9,7 @@ export interface BackendCliOptions {
   readonly webgpuAdapter?: string;
   readonly webgpuFeatureLevel?: 'core' | 'compatibility';
   readonly deviceBudget?: number;
+  readonly lavapipeThreads?: number;
 }
 
 // The PEFTC_WEBGPU_* variables are commander env options: a bad value is the same
@@ -28,6 +29,14 @@ export function addBackendOptions(cmd: Command): Command {
         .choices(['core', 'compatibility'])
         .env('PEFTC_WEBGPU_FEATURE_LEVEL'),
     )
+    .addOption(
+      new Option(
+        '--lavapipe-threads <n>',
+        "lavapipe's compute threads (default: one per core); 0 runs each dispatch on lavapipe's queue thread, faster for steps of many tiny dispatches",
+      )
+        .env('LP_NUM_THREADS')
+        .argParser(threadCount),
+    )
     .option(
       '--device-budget <MiB>',
       'WebGPU: keep params within this many MiB on the device; optimizer states beyond it are paged to the host',
@@ -41,9 +50,16 @@ export function backendFrom(o: BackendCliOptions): Promise<Backend> {
       backend: o.webgpuBackend as never,
       adapter: o.webgpuAdapter,
       featureLevel: o.webgpuFeatureLevel,
+      softwareThreads: o.lavapipeThreads,
       paging: o.deviceBudget ? { deviceBudgetBytes: Math.floor(o.deviceBudget * 2 ** 20) } : undefined,
     },
   });
+}
+
+/** A thread count; commander's error names the flag, or LP_NUM_THREADS when the value came from there. */
+function threadCount(v: string): number {
+  if (!/^\s*\d+\s*$/.test(v)) throw new InvalidArgumentError('Expected a non-negative integer (0 = inline).');
+  return Number(v);
 }
 
 /** Parses a positive integer flag, naming the flag on bad input. */

@@ -123,6 +123,13 @@ describe('PEFTC_WEBGPU_* env values', () => {
       expect(fromFlag).toMatch(/Allowed choices are/);
       expect(fromEnv.replace(` value '${bad}' from env '${name}'`, ` argument '${bad}'`)).toBe(fromFlag);
     }
+    expect(backendOptionError(['--lavapipe-threads', '-1'], {})).toBe(
+      "error: option '--lavapipe-threads <n>' argument '-1' is invalid. Expected a non-negative integer (0 = inline).",
+    );
+    expect(backendOptionError([], { LP_NUM_THREADS: 'all' })).toBe(
+      "error: option '--lavapipe-threads <n>' value 'all' from env 'LP_NUM_THREADS' is invalid. Expected a non-negative integer (0 = inline).",
+    );
+    expect(backendOptionError(['--lavapipe-threads', '0'], { LP_NUM_THREADS: 'all' })).toBe('');
     // A flag on the command line wins over the env.
     expect(backendOptionError(['--webgpu-backend', 'vulkan'], { PEFTC_WEBGPU_BACKEND: 'vulkn' })).toBe('');
   });

@@ -26,6 +26,14 @@ export interface WebGpuOptions {
   readonly kernels?: 'auto' | 'gpu' | 'cpu';
   /** Matmul kernels on software adapters: see SoftwareMatmul (program.ts). */
   readonly softwareMatmul?: SoftwareMatmul;
+  /**
+   * lavapipe's compute threads for this device (Mesa's LP_NUM_THREADS, read when the
+   * instance is made; default: LP_NUM_THREADS if set, else Mesa's one per core). 0 runs
+   * each dispatch on lavapipe's queue thread, without the thread pool's hand-off (~30 µs
+   * a dispatch): faster for steps of many tiny dispatches, slower for large ones
+   * (DECISIONS.md, "lavapipe's threads"). Other adapters ignore it.
+   */
+  readonly softwareThreads?: number;
 }
 
 export class NoAdapterError extends Error {
@@ -117,6 +125,12 @@ export interface GpuContext {
   readonly timestamps: boolean;
   /** Use kernels for a CPU implementation of Vulkan/GL (lavapipe, SwiftShader); see WebGpuOptions.kernels. */
   readonly software: boolean;
+  /**
+   * A software adapter that runs dispatches on its queue thread (lavapipe with 0 compute
+   * threads): this thread's core is free, so the executor submits in chunks and lavapipe
+   * runs the first while the rest are encoded.
+   */
+  readonly inlineDispatch: boolean;
   readonly softwareMatmul?: SoftwareMatmul;
   /** Set when the device is lost; every later use reports it. */
   lostReason(): string | undefined;
@@ -137,11 +151,41 @@ export const LIMITS_WANTED = [
   'maxTextureDimension2D',
 ] as const;
 
+/** lavapipe's compute threads for these options: the option, else LP_NUM_THREADS, else undefined (Mesa's default). */
+export function lavapipeThreads(
+  opts: WebGpuOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): number | undefined {
+  if (opts.softwareThreads !== undefined) {
+    if (!Number.isInteger(opts.softwareThreads) || opts.softwareThreads < 0)
+      throw new WebGpuError(`softwareThreads must be a non-negative integer, got ${opts.softwareThreads}`);
+    return opts.softwareThreads;
+  }
+  const v = env.LP_NUM_THREADS?.trim();
+  return v && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+/**
+ * Sets LP_NUM_THREADS while Dawn makes its instance and device (Mesa reads it then, once
+ * per instance); returns the function that puts the previous value back.
+ */
+function withLavapipeThreads(threads: number | undefined): () => void {
+  if (threads === undefined) return () => {};
+  const before = process.env.LP_NUM_THREADS;
+  process.env.LP_NUM_THREADS = String(threads);
+  return () => {
+    if (before === undefined) delete process.env.LP_NUM_THREADS;
+    else process.env.LP_NUM_THREADS = before;
+  };
+}
+
 /** Requests an adapter and a device with the adapter's limits we rely on, and shader-f16 when offered. */
 export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuContext> {
   const opts = resolveOptions(options);
+  const threads = lavapipeThreads(opts);
   let adapter: GPUAdapter | null;
   let gpu: GPU;
+  const restore = withLavapipeThreads(opts.softwareThreads);
   try {
     gpu = createGpu(opts);
     adapter = await gpu.requestAdapter({
@@ -149,6 +193,7 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
       powerPreference: opts.powerPreference,
     } as GPURequestAdapterOptions);
   } catch (e) {
+    restore();
     const said = (e as Error).message;
     const available = listedAdapters(said);
     // A wrong adapter name: the names to choose from, not the driver install help.
@@ -159,7 +204,10 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
       );
     throw new NoAdapterError(`${remedy(opts)} (Dawn said: ${said})`);
   }
-  if (!adapter) throw new NoAdapterError(remedy(opts));
+  if (!adapter) {
+    restore();
+    throw new NoAdapterError(remedy(opts));
+  }
   const requiredFeatures: GPUFeatureName[] = [];
   const f16 = adapter.features.has('shader-f16');
   if (f16) requiredFeatures.push('shader-f16');
@@ -167,7 +215,7 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
   if (timestamps) requiredFeatures.push('timestamp-query');
   const requiredLimits: Record<string, number> = {};
   for (const k of LIMITS_WANTED) requiredLimits[k] = adapter.limits[k];
-  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits }).finally(restore);
   let lost: string | undefined;
   device.lost.then((info) => {
     // 'destroyed' is ours (dispose); anything else is a real loss.
@@ -179,10 +227,12 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
   });
   const info = adapter.info;
   const desc = `${info.vendor} ${info.device} ${info.description} ${info.architecture}`;
+  const software =
+    opts.kernels === 'cpu' ||
+    (opts.kernels !== 'gpu' && /llvmpipe|lavapipe|swiftshader|software/i.test(desc));
   return {
-    software:
-      opts.kernels === 'cpu' ||
-      (opts.kernels !== 'gpu' && /llvmpipe|lavapipe|swiftshader|software/i.test(desc)),
+    software,
+    inlineDispatch: software && threads === 0 && /llvmpipe|lavapipe/i.test(desc),
     softwareMatmul: opts.softwareMatmul,
     gpu,
     device,

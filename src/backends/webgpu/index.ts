@@ -4,6 +4,7 @@ export {
   type DawnBackend,
   type FeatureLevel,
   type GpuContext,
+  lavapipeThreads,
   NoAdapterError,
   resolveOptions,
   WebGpuError,
