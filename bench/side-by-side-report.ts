@@ -17,6 +17,8 @@ export interface BenchShape {
 
 /** What was measured for one shape; `pytorch` is absent when the baseline is not installed. */
 export interface ShapeMeasurement extends BenchShape {
+  /** FLOPs of the step's products (bench/step-flops.ts), in GFLOP. */
+  readonly productGflop: number;
   /** lavapipe's compute threads of the webgpu column (WebGpuOptions.softwareThreads); absent: Mesa's default. */
   readonly lavapipeThreads?: number;
   readonly webgpu: StepTiming;
@@ -46,6 +48,10 @@ export interface SideBySideReport {
   readonly shapes: readonly (BenchShape & {
     /** lavapipe's compute threads of the webgpu column; null: Mesa's default (one per core). */
     readonly lavapipe_threads: number | null;
+    /** FLOPs of the step's matmul, linear and matmul_map nodes (attention's own op left out). */
+    readonly product_gflop_per_step: number;
+    /** Those FLOPs over the webgpu column's step time: a floor on the step's rate. */
+    readonly webgpu_product_gflop_per_s: number;
     readonly tokens_per_s: Timings;
     readonly ms_per_step: Timings;
     /** peftc tokens/s over PyTorch + PEFT tokens/s (null without the baseline). */
@@ -81,10 +87,12 @@ export function sideBySideReport(
         peftc_webgpu: torch ? s.webgpu.tokensPerS / torch.tokensPerS : null,
         peftc_cpu: torch ? s.cpu.tokensPerS / torch.tokensPerS : null,
       });
-      const { webgpu: _w, cpu: _c, pytorch: _p, pytorch1: _p1, lavapipeThreads, ...shape } = s;
+      const { webgpu: _w, cpu: _c, pytorch: _p, pytorch1: _p1, lavapipeThreads, productGflop, ...shape } = s;
       return {
         ...shape,
         lavapipe_threads: lavapipeThreads ?? null,
+        product_gflop_per_step: productGflop,
+        webgpu_product_gflop_per_s: productGflop / (s.webgpu.msPerStep / 1000),
         tokens_per_s: {
           peftc_webgpu: s.webgpu.tokensPerS,
           peftc_cpu: s.cpu.tokensPerS,
@@ -129,6 +137,12 @@ export function formatSideBySide(r: SideBySideReport): string {
       header: 'peftc webgpu tokens/s',
       legend: `batch * seq / mean wall time of one training step on ${r.adapter}`,
       cell: (s) => num(s.tokens_per_s.peftc_webgpu, 0),
+    },
+    {
+      header: 'webgpu GFLOP/s',
+      legend:
+        "the step's matmul and linear FLOPs (attention's own op left out) over its webgpu time: a floor on its rate",
+      cell: (s) => num(s.webgpu_product_gflop_per_s, 1),
     },
     {
       header: 'peftc cpu tokens/s',

@@ -28,6 +28,7 @@ import {
   sideBySideReport,
 } from './side-by-side-report.ts';
 import { type StepTiming, timeSteps } from './step-feeds.ts';
+import { productFlops } from './step-flops.ts';
 
 const RECIPE = 'bench/baseline/lora-r16-qkvo.json';
 const VENV_PYTHON = 'bench/baseline/.venv/bin/python';
@@ -100,6 +101,7 @@ for (const s of shapes) {
   prepared.push({
     shape: s,
     config: model.config,
+    productGflop: productFlops(run.step) / 1e9,
     gpuExe: await gpuBackendFor(s.lavapipeThreads).compile(run.step, run.weights),
     cpuExe: await new CpuBackend().compile(run.step, run.weights),
     webgpu: undefined as StepTiming | undefined,
@@ -188,6 +190,7 @@ const measured: ShapeMeasurement[] = peftc.map((p) => ({
   batch: p.shape.batch,
   seq: p.shape.seq,
   lavapipeThreads: p.shape.lavapipeThreads,
+  productGflop: p.productGflop,
   webgpu: p.webgpu,
   cpu: p.cpu,
   pytorch: torchTimes.get(BASELINE_THREADS[0])?.get(p.shape.name),

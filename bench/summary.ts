@@ -101,6 +101,20 @@ for (const name of ['tiny', 'small']) {
     bench: 'side-by-side',
     date: sbs?.date,
   });
+  if (name === 'small') {
+    // Both from this machine's last runs of their benches: the step's rate over the matmul's.
+    const rate = s?.webgpu_product_gflop_per_s;
+    const share = typeof rate === 'number' && mm ? rate / mm.gpuRate : undefined;
+    add({
+      metric: 'small shape: step GFLOP/s (its matmuls and linears) / the 512^3 matmul GFLOP/s',
+      value: share,
+      digits: 3,
+      target: '>= 0.8',
+      met: share === undefined ? undefined : share >= 0.8,
+      bench: 'side-by-side + kernels',
+      date: sbs?.date,
+    });
+  }
   add({
     metric: `${name} shape: the same over PyTorch + PEFT on 1 thread, x`,
     value: s?.ratio_over_pytorch_1_thread?.peftc_webgpu ?? undefined,
