@@ -152,6 +152,9 @@ export class WebGpuExecutable implements Executable {
     return next;
   }
 
+  /** Wall time of the last run, submit to results: how settle() waits for the next. */
+  private lastRunMs: number | undefined;
+
   /** The device buffer of a resident param (for an executable compiled to share it), if any. */
   residentParam(name: string): { buffer: GPUBuffer; dtype: string; shape: readonly number[] } | undefined {
     const id = this.paramIds.get(name);
@@ -264,7 +267,9 @@ export class WebGpuExecutable implements Executable {
         Promise.all(
           [...staging, ...downloads.values()].filter(Boolean).map((s) => s.mapAsync(GPUMapMode.READ)),
         ).then(() => device.queue.onSubmittedWorkDone()),
+        this.lastRunMs,
       );
+      this.lastRunMs = performance.now() - t0;
       // Each staging buffer is read once (an output asked under two names shares one).
       const copied = new Map<number, ArrayBuffer>();
       for (const [k, s] of downloads) {
