@@ -141,6 +141,20 @@ describe('verify', () => {
     expect(contextAround(bad, -1)).toBe('  outputs: y=%9, y=%0');
   });
 
+  it('checks a node again when an input changes type, though its own attrs and type were checked', () => {
+    const b = new GraphBuilder();
+    const g = b.build({ y: b.emit('relu', [b.input('x', 'f32', [2])]) });
+    expect(findProblems(g)).toEqual([]); // relu checked clean with x: f32[2]
+    const [x, relu] = g.nodes;
+    const wider = g.with([
+      { ...x, attrs: { ...x.attrs, shape: [3] }, type: { dtype: 'f32', shape: [3] } },
+      relu,
+    ]);
+    expect(findProblems(wider).map((p) => p.message)).toEqual([
+      '%1 (relu): relu result should be f32[3] but the node says f32[2]',
+    ]);
+  });
+
   it('names an unknown op', () => {
     const g = new GraphBuilder().build({}, { verify: false });
     const bad = g.with([
