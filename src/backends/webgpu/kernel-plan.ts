@@ -71,6 +71,12 @@ function kernelContext(graph: Graph, node: Node, target: KernelTarget): KernelCo
   };
 }
 
+/** What a node's kernel plan depends on besides the target. */
+function planKey(graph: Graph, n: Node): string {
+  const type = (t: Node['type']) => `${t.dtype}${formatShape(t.shape)}`;
+  return `${n.op} ${JSON.stringify(n.attrs)} ${n.inputs.map((i) => type(graph.node(i).type)).join(' ')} -> ${type(n.type)}`;
+}
+
 export interface KernelsPlan {
   /** By node position. */
   readonly nodes: readonly NodePlan[];
@@ -86,7 +92,18 @@ export function planKernels(
   target: KernelTarget,
   opts: { readonly groups?: boolean } = {},
 ): KernelsPlan {
-  const own = graph.nodes.map((n) => planNode(graph, n, target));
+  // A kernel plans from the node's op, attrs and types and the target alone (Kernel,
+  // program.ts), so nodes alike plan alike: each layer of a 7B step repeats the first's.
+  const planned = new Map<string, KernelPlan | 'alias' | 'source'>();
+  const own = graph.nodes.map((n) => {
+    const key = planKey(graph, n);
+    let plan = planned.get(key);
+    if (plan === undefined) {
+      plan = planNode(graph, n, target);
+      planned.set(key, plan);
+    }
+    return plan;
+  });
   const groupOf = new Map<number, KernelGroup>();
   if (opts.groups === false) return { nodes: own, groupOf };
   const groups = findGroups(graph, own, (n) => kernelContext(graph, n, target), {

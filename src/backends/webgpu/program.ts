@@ -163,7 +163,11 @@ export interface KernelPlan {
   readonly textures?: readonly ScratchTexture[];
 }
 
-/** A kernel: plans the dispatches for one node; 'alias' means the output shares input 0's buffer. */
+/**
+ * A kernel: plans the dispatches for one node; 'alias' means the output shares input 0's
+ * buffer. It may read the node's op, attrs and types (and its inputs' count), not its id or
+ * scope: planKernels gives nodes alike one plan.
+ */
 export type Kernel = (ctx: KernelContext) => KernelPlan | 'alias' | 'source';
 
 export const MAX_WORKGROUPS_PER_DIM = 65535;
