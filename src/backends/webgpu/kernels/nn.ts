@@ -1,6 +1,7 @@
 // Transformer blocks: rotary embedding (HF rotate_half) and attention (softmax(q k^T
 // * scale + mask [+ causal]) v with GQA): a workgroup per query row, or (short key rows,
-// CPU adapters) an invocation per query row with an online softmax.
+// CPU adapters) an invocation per query row (per 4 rows on CPU adapters) with an online
+// softmax.
 
 import { ropeDims } from '../../../ir/ops/nn.ts';
 import { numel } from '../../../ir/shape.ts';
@@ -110,8 +111,21 @@ ${coords}  let half = ${dU} / 2u;
 const THREAD_MAX_DIM = 128;
 
 /**
- * Attention with one invocation per query row: q and the output row in private arrays,
- * keys visited once with a running max (rescaling the sums when it grows), no barriers.
+ * Query rows an invocation of the thread-per-row attention takes on a software adapter:
+ * each key and value element loaded serves that many rows (lavapipe loads every
+ * storage-buffer element behind a bounds check, DECISIONS.md). Rows of one invocation
+ * share their batch and head, so it divides the query length.
+ */
+function rowsPerInvocation(ctx: KernelContext, s: number): number {
+  if (!ctx.software) return 1; // a GPU wants the parallelism
+  return [4, 2].find((r) => s % r === 0) ?? 1;
+}
+
+/**
+ * Attention with one invocation per R query rows (R = 1 on GPUs): q and the output rows
+ * in private arrays, keys visited once with a running max per row (rescaling its sums
+ * when it grows), no barriers. Each row does the same operations in the same order as
+ * with R = 1, so the results do not depend on R.
  */
 const attentionPerRow: Kernel = (ctx) => {
   const [q, k, v, mask] = ctx.inputs;
@@ -121,49 +135,70 @@ const attentionPerRow: Kernel = (ctx) => {
   const causal = !!ctx.node.attrs.causal;
   const scale = ctx.node.attrs.scale === null ? 1 / Math.sqrt(d) : Number(ctx.node.attrs.scale);
   const hasMask = mask !== undefined;
+  const R = rowsPerInvocation(ctx, s);
   const u = new Uniforms();
   const [S, T, HQ, G] = [s, t, hq, hq / hk].map((x) => u.u32(x));
   const scaleU = u.f32v(scale);
-  const rows = u.u32(b * hq * s);
+  const groups = u.u32((b * hq * s) / R);
   const ms = hasMask ? broadcastStrides(mask.shape, [b, hq, s, t]).map((x) => u.u32(x)) : [];
   const { bindings, maskTerm } = attentionBindings(ctx, ms);
   let code = attentionHeader(ctx, u);
-  code += `${entry([ROW_WG])}  let row = wid * ${ROW_WG}u + lid;
-  if (row >= ${rows}) { return; }
-  let qi = row % ${S};
-  let bh = row / ${S};
+  code += `${entry([ROW_WG])}  let grp = wid * ${ROW_WG}u + lid;
+  if (grp >= ${groups}) { return; }
+  let row0 = grp * ${R}u;
+  let q0 = row0 % ${S};
+  let bh = row0 / ${S};
   let hi = bh % ${HQ};
   let bi = bh / ${HQ};
   let kvh = bi * (${HQ} / ${G}) + hi / ${G};
   let kBase = kvh * ${T} * ${d}u;
   let vBase = kvh * ${T} * ${dv}u;
-  var qr: array<f32, ${d}>;
-  for (var e = 0u; e < ${d}u; e++) { qr[e] = ld_q(row * ${d}u + e); }
-  var acc: array<f32, ${dv}>;
-  // Keys after the diagonal (offset by T - S) are masked out by causality.
-  let jEnd = ${causal ? `u32(clamp(i32(qi) + i32(${T}) - i32(${S}) + 1, 0, i32(${T})))` : T};
+  var qr: array<f32, ${R * d}>;
+  for (var e = 0u; e < ${R * d}u; e++) { qr[e] = ld_q(row0 * ${d}u + e); }
+  var acc: array<f32, ${R * dv}>;
+  var m: array<f32, ${R}>;
+  var l: array<f32, ${R}>;
+  var p: array<f32, ${R}>;
+  var took: array<bool, ${R}>;
   let ninf = inf_f32(-1.0);
-  var m = ninf;
-  var l = 0.0;
-  for (var j = 0u; j < jEnd; j++) {
-    var sc = 0.0;
-    for (var e = 0u; e < ${d}u; e++) { sc = fma(qr[e], ld_k(kBase + j * ${d}u + e), sc); }
-    sc = sc * ${scaleU}${maskTerm};
-    if (sc == ninf) { continue; }
-    if (sc > m || sc != sc) {
-      // exp(-inf) = 0 clears the sums on the first key; NaN spreads as on the CPU.
-      let r = exp(m - sc);
-      l = l * r;
-      for (var c = 0u; c < ${dv}u; c++) { acc[c] = acc[c] * r; }
-      m = sc;
+  for (var r = 0u; r < ${R}u; r++) { m[r] = ninf; l[r] = 0.0; }
+  var kr: array<f32, ${d}>;
+  // Keys after a row's diagonal (offset by T - S) are masked out by causality; the last row's is the furthest.
+  let jLast = ${causal ? `u32(clamp(i32(q0) + ${R - 1} + i32(${T}) - i32(${S}) + 1, 0, i32(${T})))` : T};
+  for (var j = 0u; j < jLast; j++) {
+    for (var e = 0u; e < ${d}u; e++) { kr[e] = ld_k(kBase + j * ${d}u + e); }
+    for (var r = 0u; r < ${R}u; r++) {
+      let qi = q0 + r;
+      took[r] = false;
+      ${causal ? `if (i32(j) >= i32(qi) + i32(${T}) - i32(${S}) + 1) { continue; }` : ''}
+      var sc = 0.0;
+      for (var e = 0u; e < ${d}u; e++) { sc = fma(qr[r * ${d}u + e], kr[e], sc); }
+      sc = sc * ${scaleU}${maskTerm};
+      if (sc == ninf) { continue; }
+      if (sc > m[r] || sc != sc) {
+        // exp(-inf) = 0 clears the sums on the first key; NaN spreads as on the CPU.
+        let f = exp(m[r] - sc);
+        l[r] = l[r] * f;
+        for (var c = 0u; c < ${dv}u; c++) { acc[r * ${dv}u + c] = acc[r * ${dv}u + c] * f; }
+        m[r] = sc;
+      }
+      p[r] = exp(sc - m[r]);
+      l[r] = l[r] + p[r];
+      took[r] = true;
     }
-    let p = exp(sc - m);
-    l = l + p;
-    for (var c = 0u; c < ${dv}u; c++) { acc[c] = fma(p, ld_v(vBase + j * ${dv}u + c), acc[c]); }
+    for (var c = 0u; c < ${dv}u; c++) {
+      let vj = ld_v(vBase + j * ${dv}u + c);
+      for (var r = 0u; r < ${R}u; r++) {
+        let a = r * ${dv}u + c;
+        acc[a] = select(acc[a], fma(p[r], vj, acc[a]), took[r]);
+      }
+    }
   }
   // A row with every key masked gives zeros, as the CPU.
-  for (var c = 0u; c < ${dv}u; c++) {
-    ${storeStmt('outb', ctx.out.dtype, `row * ${dv}u + c`, 'select(acc[c] / l, 0.0, l == 0.0)')}
+  for (var r = 0u; r < ${R}u; r++) {
+    for (var c = 0u; c < ${dv}u; c++) {
+      ${storeStmt('outb', ctx.out.dtype, `(row0 + r) * ${dv}u + c`, `select(acc[r * ${dv}u + c] / l[r], 0.0, l[r] == 0.0)`)}
+    }
   }
 }
 `;
@@ -175,6 +210,7 @@ const attentionPerRow: Kernel = (ctx) => {
           dtypes: [...ctx.inputs.map((x) => x.dtype), ctx.out.dtype],
           workgroup: [ROW_WG],
           rows: 'thread',
+          rowsPerInvocation: R,
           causal,
           mask: hasMask,
           d,
@@ -183,7 +219,7 @@ const attentionPerRow: Kernel = (ctx) => {
         code,
         uniforms: u,
         bindings,
-        workgroups: Math.ceil((b * hq * s) / ROW_WG),
+        workgroups: Math.ceil((b * hq * s) / R / ROW_WG),
       },
     ],
   };
