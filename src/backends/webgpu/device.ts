@@ -165,10 +165,7 @@ export function lavapipeThreads(
   return v && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
-/**
- * Sets LP_NUM_THREADS while Dawn makes its instance and device (Mesa reads it then, once
- * per instance); returns the function that puts the previous value back.
- */
+/** Sets LP_NUM_THREADS (when the option gives it); returns the function that puts the previous value back. */
 function withLavapipeThreads(threads: number | undefined): () => void {
   if (threads === undefined) return () => {};
   const before = process.env.LP_NUM_THREADS;
@@ -185,15 +182,23 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
   const threads = lavapipeThreads(opts);
   let adapter: GPUAdapter | null;
   let gpu: GPU;
-  const restore = withLavapipeThreads(opts.softwareThreads);
   try {
-    gpu = createGpu(opts);
-    adapter = await gpu.requestAdapter({
-      featureLevel: opts.featureLevel,
-      powerPreference: opts.powerPreference,
-    } as GPURequestAdapterOptions);
+    // Mesa reads LP_NUM_THREADS when Dawn enumerates the adapters, which Dawn does within
+    // these two calls: the env is the option's only while they run, so backends made at
+    // the same time cannot see each other's.
+    const restore = withLavapipeThreads(opts.softwareThreads);
+    let asked: Promise<GPUAdapter | null>;
+    try {
+      gpu = createGpu(opts);
+      asked = gpu.requestAdapter({
+        featureLevel: opts.featureLevel,
+        powerPreference: opts.powerPreference,
+      } as GPURequestAdapterOptions);
+    } finally {
+      restore();
+    }
+    adapter = await asked;
   } catch (e) {
-    restore();
     const said = (e as Error).message;
     const available = listedAdapters(said);
     // A wrong adapter name: the names to choose from, not the driver install help.
@@ -204,10 +209,7 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
       );
     throw new NoAdapterError(`${remedy(opts)} (Dawn said: ${said})`);
   }
-  if (!adapter) {
-    restore();
-    throw new NoAdapterError(remedy(opts));
-  }
+  if (!adapter) throw new NoAdapterError(remedy(opts));
   const requiredFeatures: GPUFeatureName[] = [];
   const f16 = adapter.features.has('shader-f16');
   if (f16) requiredFeatures.push('shader-f16');
@@ -215,7 +217,7 @@ export async function acquireDevice(options: WebGpuOptions = {}): Promise<GpuCon
   if (timestamps) requiredFeatures.push('timestamp-query');
   const requiredLimits: Record<string, number> = {};
   for (const k of LIMITS_WANTED) requiredLimits[k] = adapter.limits[k];
-  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits }).finally(restore);
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
   let lost: string | undefined;
   device.lost.then((info) => {
     // 'destroyed' is ours (dispose); anything else is a real loss.

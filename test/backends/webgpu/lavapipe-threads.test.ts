@@ -4,7 +4,7 @@
 import { expect, it } from 'vitest';
 import { ASSIGN_PREFIX } from '../../../src/backends/backend.ts';
 import { CpuBackend } from '../../../src/backends/cpu/index.ts';
-import { lavapipeThreads } from '../../../src/backends/webgpu/index.ts';
+import { lavapipeThreads, WebGpuBackend } from '../../../src/backends/webgpu/index.ts';
 import { GraphBuilder } from '../../../src/ir/builder.ts';
 import { tensor } from '../../../src/ir/tensor.ts';
 import { MapWeightStore } from '../../../src/ir/weights.ts';
@@ -78,6 +78,19 @@ await gpuSuite(
   ({ backend }) => {
     it('a device with a thread pool is not inline', async () => {
       expect((await backend.ready()).inlineDispatch).toBe(false);
+    });
+
+    it('backends made at the same time keep their own counts, and the env its value', async () => {
+      const gpu = await backend.ready();
+      const lavapipe = /llvmpipe|lavapipe/i.test(gpu.adapterInfo) && gpu.software;
+      const made = [new WebGpuBackend({ softwareThreads: 0 }), new WebGpuBackend({ softwareThreads: 3 })];
+      try {
+        const [inline, pooled] = await Promise.all(made.map((b) => b.ready()));
+        expect([inline.inlineDispatch, pooled.inlineDispatch]).toEqual([lavapipe, false]);
+        expect(process.env.LP_NUM_THREADS).toBe(envBefore);
+      } finally {
+        for (const b of made) b.dispose();
+      }
     });
   },
   { softwareThreads: 2 },
