@@ -36,7 +36,9 @@ const VENV_PYTHON = 'bench/baseline/.venv/bin/python';
 const BASELINE_THREADS = [2, 1] as const;
 /**
  * The two stated shapes; timed steps per side and rounds sized to keep the whole run under
- * ~3 min on 2 cores (the small shape's cpu column alone is ~45 s a round).
+ * ~4 min on 2 cores (the small shape's cpu column alone is ~45 s a round). The small
+ * shape's webgpu column is the step rate issue 21 compares with the matmul rate: 2 rounds
+ * of 3 steps, since one round of 2 moved it by 3% between runs.
  */
 // lavapipeThreads: the tiny step is ~150 dispatches of a few µs of work each, so
 // lavapipe's thread pool (a ~30 µs hand-off a dispatch) costs more than it shares: it
@@ -64,8 +66,8 @@ const SHAPES: readonly {
     preset: 'bench-small',
     batch: 4,
     seq: 128,
-    rounds: 1,
-    steps: { webgpu: 2, cpu: 1, pytorch: 5 },
+    rounds: 2,
+    steps: { webgpu: 3, cpu: 1, pytorch: 5 },
   },
 ];
 
