@@ -23,7 +23,13 @@ const kernelsOf = (g: Graph, target: Parameters<typeof listKernels>[1] = TARGET)
 it('large products go through two stagings and the texture product; small, thin or huge ones, other batches and hardware adapters do not', () => {
   const big = matmulGraph(128, 256, 257, false, true, [], []);
   expect(128 * 256 * 257).toBeGreaterThanOrEqual(TEXTURE_MIN_MACS);
-  expect(kernelsOf(big)).toEqual(['texture-stage', 'texture-stage', 'texture']);
+  // B (256 x 257, stored transposed, 256 rows a column) as 4 x 4 blocks.
+  expect(kernelsOf(big)).toEqual(['texture-stage', 'texture-stage-blocks', 'texture']);
+  expect(kernelsOf(matmulGraph(128, 257, 256, false, true, [], []))).toEqual([
+    'texture-stage',
+    'texture-stage',
+    'texture',
+  ]);
   expect(kernelsOf(matmulGraph(64, 64, 64, false, true, [], []))).toEqual(['direct']);
   // Thin (a rank-16 LoRA factor) or with a texture over TEXTURE_MAX_BYTES (4096 x 16384).
   expect(kernelsOf(matmulGraph(256, 2048, 16, false, true, [], []))).toEqual(['direct']);

@@ -215,6 +215,8 @@ describe('fuse-dropout', () => {
       { ...big, at: 'a', map: 'scale' },
       { ...big, ta: true, tb: false, at: 'b', p: 0.3, epilogue: true, map: 'chain' },
       { ...big, step: false },
+      // The dropout on a transposed operand staged as 4 x 4 blocks (k a multiple of 4).
+      { ...big, at: 'b', p: 0.2 },
     ];
     const target = { f16: false, software: true, softwareMatmul: 'texture', textureDimension: 8192 } as const;
     for (const q of cases)
@@ -222,7 +224,12 @@ describe('fuse-dropout', () => {
         listKernels(fuse(problemGraph(q, 11)), target).dispatches.map(
           (d) => JSON.parse(d.key).program.kernel,
         ),
-      ).toEqual(['texture-stage', 'texture-stage', 'texture']);
+      ).toEqual(
+        // The transposed operand (A with ta, B with tb) is staged as 4 x 4 blocks.
+        q.ta
+          ? ['texture-stage-blocks', 'texture-stage', 'texture']
+          : ['texture-stage', 'texture-stage-blocks', 'texture'],
+      );
     const be = new WebGpuBackend({ kernels: 'cpu', softwareMatmul: 'texture' });
     try {
       await be.ready();
