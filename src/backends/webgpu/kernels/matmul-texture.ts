@@ -117,48 +117,20 @@ function stage(
   const vec = transposed === undefined && cols % 4 === 0;
   const at = (c: string) => (S === undefined ? `r * ${C} + ${c}` : `(${c}) * ${S} + r`);
   // The operand's dropout or map, at each element's flat index (texel i holds 4i .. 4i+3).
-  const side = operand ? 'b' : 'a';
-  const value = (x: string, i: string) => operandValue(p, side, x, i);
+  const value = (x: string, i: string) => operandValue(p, operand ? 'b' : 'a', x, i);
   const load = vec
     ? `  let w = X[i];\n  let v = vec4<f32>(${['x', 'y', 'z', 'w'].map((c, j) => value(`w.${c}`, `i * 4u + ${j}u`)).join(', ')});\n`
     : `  var v = vec4<f32>(0.0);
 ${[0, 1, 2, 3].map((c) => `  if (x * 4u + ${c}u < ${C}) { let e = ${at(`x * 4u + ${c}u`)}; v[${c}] = ${value('X[e]', 'e')}; }\n`).join('')}`;
-  const masked = p.dropout?.at === side;
-  const step = masked ? p.dropout?.step : undefined;
-  // Only this operand's: the other's dropout reads a step this stage does not bind.
-  const prologue = prologueFns(
-    { ...p, dropout: masked ? p.dropout : undefined, pre: p.pre?.at === side ? p.pre : undefined },
-    u,
-  );
-  const code = `${PRELUDE + u.decl()}@group(0) @binding(1) var<storage, read> X: ${vec ? 'array<vec4<f32>>' : 'array<f32>'};
-@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
-${step ? declStorage('DS', step.dtype, 3, false) : ''}${prologue}${entry([STAGE_WG])}  let i = wid * ${STAGE_WG}u + lid;
-  if (i >= ${W} * ${R}) { return; }
-  let r = i / ${W};
+  return stagingStep(p, operand, u, {
+    desc: { kernel: 'texture-stage', vec, transposed: S !== undefined },
+    vecX: vec,
+    invocations: [`${W} * ${R}`, t.width * t.height],
+    body: `  let r = i / ${W};
   let x = i % ${W};
 ${load}  textureStore(T, vec2<u32>(x, r), v);
-}
-`;
-  return {
-    desc: {
-      op: p.op,
-      dtypes: ['f32'],
-      workgroup: [STAGE_WG],
-      kernel: 'texture-stage',
-      vec,
-      transposed: S !== undefined,
-      ...(masked ? { drop: step?.dtype ?? false } : {}),
-      ...(p.pre?.at === side ? { pre: p.pre.desc } : {}),
-    },
-    code,
-    uniforms: u,
-    bindings: [
-      { ref: { kind: 'input', index: operand }, write: false },
-      { ref: { kind: 'texture', index: operand }, write: true },
-      ...(step ? [{ ref: { kind: 'input', index: step.input }, write: false } as const] : []),
-    ],
-    workgroups: Math.ceil((t.width * t.height) / STAGE_WG),
-  };
+`,
+  });
 }
 
 /**
@@ -179,13 +151,6 @@ function stageTransposedBlocks(
   const [W, C] = [u.u32(t.width), u.u32(cols)];
   const Q = u.u32(transposed / 4); // texels per stored column
   const blocks = u.u32(t.width * (transposed / 4));
-  const side = operand ? 'b' : 'a';
-  const masked = p.dropout?.at === side;
-  const step = masked ? p.dropout?.step : undefined;
-  const prologue = prologueFns(
-    { ...p, dropout: masked ? p.dropout : undefined, pre: p.pre?.at === side ? p.pre : undefined },
-    u,
-  );
   // Stored column c (staged column c) holds staged rows 4y .. 4y+3 at vec4 c * Q + y; the
   // flat index of its component j is 4 * (c * Q + y) + j.
   const comps = ['x', 'y', 'z', 'w'];
@@ -195,34 +160,63 @@ function stageTransposedBlocks(
   if (x * 4u + ${k}u < ${C}) {
     let at = (x * 4u + ${k}u) * ${Q} + y;
     let w = X[at];
-    s${k} = vec4<f32>(${comps.map((c, j) => operandValue(p, side, `w.${c}`, `at * 4u + ${j}u`)).join(', ')});
+    s${k} = vec4<f32>(${comps.map((c, j) => operandValue(p, operand ? 'b' : 'a', `w.${c}`, `at * 4u + ${j}u`)).join(', ')});
   }
 `,
     )
     .join('');
   const store = comps
     .map(
-      (
-        c,
-        j,
-      ) => `  textureStore(T, vec2<u32>(x, y * 4u + ${j}u), vec4<f32>(s0.${c}, s1.${c}, s2.${c}, s3.${c}));
-`,
+      (c, j) =>
+        `  textureStore(T, vec2<u32>(x, y * 4u + ${j}u), vec4<f32>(s0.${c}, s1.${c}, s2.${c}, s3.${c}));\n`,
     )
     .join('');
-  const code = `${PRELUDE + u.decl()}@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
+  return stagingStep(p, operand, u, {
+    desc: { kernel: 'texture-stage-blocks' },
+    vecX: true,
+    invocations: [blocks, t.width * (transposed / 4)],
+    body: `  let y = i / ${W};
+  let x = i % ${W};
+${load}${store}`,
+  });
+}
+
+/**
+ * A staging step of input `operand` into scratch texture `operand`, around `body` (run
+ * with the invocation's index in `i`, for `invocations`: the WGSL bound and its value):
+ * binds X (the operand; as vec4s with `vecX`), T (the texture) and this operand's dropout
+ * or map. Only this operand's: the other's dropout reads a step this stage does not bind.
+ */
+function stagingStep(
+  p: MatmulProblem,
+  operand: 0 | 1,
+  u: Uniforms,
+  o: {
+    readonly desc: Record<string, string | number | boolean>;
+    readonly vecX: boolean;
+    readonly invocations: readonly [string, number];
+    readonly body: string;
+  },
+): Step {
+  const side = operand ? 'b' : 'a';
+  const masked = p.dropout?.at === side;
+  const step = masked ? p.dropout?.step : undefined;
+  const prologue = prologueFns(
+    { ...p, dropout: masked ? p.dropout : undefined, pre: p.pre?.at === side ? p.pre : undefined },
+    u,
+  );
+  const code = `${PRELUDE + u.decl()}@group(0) @binding(1) var<storage, read> X: ${o.vecX ? 'array<vec4<f32>>' : 'array<f32>'};
 @group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
 ${step ? declStorage('DS', step.dtype, 3, false) : ''}${prologue}${entry([STAGE_WG])}  let i = wid * ${STAGE_WG}u + lid;
-  if (i >= ${blocks}) { return; }
-  let y = i / ${W};
-  let x = i % ${W};
-${load}${store}}
+  if (i >= ${o.invocations[0]}) { return; }
+${o.body}}
 `;
   return {
     desc: {
       op: p.op,
       dtypes: ['f32'],
       workgroup: [STAGE_WG],
-      kernel: 'texture-stage-blocks',
+      ...o.desc,
       ...(masked ? { drop: step?.dtype ?? false } : {}),
       ...(p.pre?.at === side ? { pre: p.pre.desc } : {}),
     },
@@ -233,7 +227,7 @@ ${load}${store}}
       { ref: { kind: 'texture', index: operand }, write: true },
       ...(step ? [{ ref: { kind: 'input', index: step.input }, write: false } as const] : []),
     ],
-    workgroups: Math.ceil((t.width * (transposed / 4)) / STAGE_WG),
+    workgroups: Math.ceil(o.invocations[1] / STAGE_WG),
   };
 }
 
