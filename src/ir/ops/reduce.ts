@@ -81,13 +81,16 @@ export const layernorm = defineOp({
   doc: '(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance, as PyTorch)',
 });
 
+/** cross_entropy's attrs, which its gradient op takes as they are (autodiff copies them over). */
+const crossEntropyAttrs = z.strictObject({
+  ignore_index: z.number().int().default(-100),
+  reduction: z.enum(['mean', 'sum', 'none']).default('mean'),
+});
+
 export const cross_entropy = defineOp({
   name: 'cross_entropy',
   arity: 2,
-  attrs: z.strictObject({
-    ignore_index: z.number().int().default(-100),
-    reduction: z.enum(['mean', 'sum', 'none']).default('mean'),
-  }),
+  attrs: crossEntropyAttrs,
   infer: ([logits, labels], { reduction }) => {
     if (logits.shape.length !== 2)
       throw new ShapeError(`cross_entropy logits must be [N, V], got [${logits.shape}]`);
@@ -109,10 +112,7 @@ export const cross_entropy = defineOp({
 export const cross_entropy_grad = defineOp({
   name: 'cross_entropy_grad',
   arity: 3,
-  attrs: z.strictObject({
-    ignore_index: z.number().int().default(-100),
-    reduction: z.enum(['mean', 'sum', 'none']).default('mean'),
-  }),
+  attrs: crossEntropyAttrs,
   infer: ([logits, labels, cot], { reduction }) => {
     if (logits.shape.length !== 2)
       throw new ShapeError(`cross_entropy_grad logits must be [N, V], got [${logits.shape}]`);
